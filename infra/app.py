@@ -1,0 +1,167 @@
+"""WebApp: the nginx Deployment, its Service and its PodDisruptionBudget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra import fargate, strategy
+
+# Fixed names, as in the kubectl commands users already know.
+DEPLOYMENT = "nginx-deployment"
+CONTAINER = "nginx"
+SERVICE = "nginx"
+LABELS = {"app": "nginx"}
+PORT = 80
+REVISION_HISTORY = 5
+# Writable paths nginx needs under a read-only root filesystem.
+SCRATCH = {"cache": "/var/cache/nginx", "run": "/var/run", "tmp": "/tmp"}
+
+
+@dataclass(frozen=True)
+class WebAppArgs:
+    """What the app needs from settings: plain values only."""
+
+    image: str
+    namespace: str
+    rollout: strategy.Rollout
+    min_ready_seconds: int
+    progress_deadline_seconds: int
+    await_timeout_seconds: int
+    cpu: str
+    memory: str
+
+    def __post_init__(self) -> None:
+        # Requests equal limits, at a size Fargate can run; the same check as settings.
+        fargate.pod_size(fargate.parse_cpu(self.cpu), fargate.parse_memory(self.memory))
+
+
+class WebApp(pulumi.ComponentResource):
+    """Namespace (unless default), Deployment, ClusterIP Service and PodDisruptionBudget."""
+
+    namespace: pulumi.Output[str]
+    deployment_name: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        args: WebAppArgs,
+        provider: k8s.Provider,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("rolling:index:WebApp", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, provider=provider)
+
+        namespace: pulumi.Input[str] = args.namespace
+        if args.namespace != "default":
+            ns = k8s.core.v1.Namespace(
+                f"{name}-namespace",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=args.namespace),
+                opts=child,
+            )
+            namespace = ns.metadata.name
+
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=DEPLOYMENT,
+                namespace=namespace,
+                labels=LABELS,
+                annotations={
+                    # Bounds how long `up` waits for the rollout, so a stuck one fails
+                    # soon after its progress deadline instead of after ten minutes.
+                    "pulumi.com/timeoutSeconds": str(args.await_timeout_seconds),
+                },
+            ),
+            spec=_deployment_spec(args),
+            opts=child,
+        )
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=SERVICE, namespace=namespace, labels=LABELS),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                selector=LABELS,
+                ports=[k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port="http", protocol="TCP")],
+            ),
+            opts=child,
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=DEPLOYMENT, namespace=namespace, labels=LABELS),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=args.rollout.disruption_budget,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=LABELS),
+            ),
+            opts=child,
+        )
+
+        self.namespace = deployment.metadata.namespace
+        self.deployment_name = deployment.metadata.name
+        self.service_name = service.metadata.name
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "deploymentName": self.deployment_name,
+                "serviceName": self.service_name,
+            }
+        )
+
+
+def _deployment_spec(args: WebAppArgs) -> k8s.apps.v1.DeploymentSpecArgs:
+    """The Deployment's spec. The pod template depends on nothing but args, so a new tag
+    changes the image alone: no timestamps, no random values."""
+    probe = k8s.core.v1.HTTPGetActionArgs(path="/", port="http")
+    resources = {"cpu": args.cpu, "memory": args.memory}
+    container = k8s.core.v1.ContainerArgs(
+        name=CONTAINER,
+        image=args.image,
+        ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT, protocol="TCP")],
+        readiness_probe=k8s.core.v1.ProbeArgs(http_get=probe, period_seconds=5, timeout_seconds=2, failure_threshold=3),
+        liveness_probe=k8s.core.v1.ProbeArgs(
+            http_get=probe, initial_delay_seconds=10, period_seconds=10, timeout_seconds=2, failure_threshold=3
+        ),
+        resources=k8s.core.v1.ResourceRequirementsArgs(requests=resources, limits=resources),
+        security_context=k8s.core.v1.SecurityContextArgs(
+            allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+            # The stock nginx image starts as root to bind port 80, then drops to
+            # its worker user: these four capabilities are all it uses.
+            capabilities=k8s.core.v1.CapabilitiesArgs(
+                drop=["ALL"], add=["CHOWN", "SETGID", "SETUID", "NET_BIND_SERVICE"]
+            ),
+        ),
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name=key, mount_path=path) for key, path in SCRATCH.items()],
+    )
+    return k8s.apps.v1.DeploymentSpecArgs(
+        replicas=args.rollout.replicas,
+        selector=k8s.meta.v1.LabelSelectorArgs(match_labels=LABELS),
+        strategy=k8s.apps.v1.DeploymentStrategyArgs(
+            type="RollingUpdate",
+            rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
+                max_surge=args.rollout.max_surge,
+                max_unavailable=args.rollout.max_unavailable,
+            ),
+        ),
+        min_ready_seconds=args.min_ready_seconds,
+        progress_deadline_seconds=args.progress_deadline_seconds,
+        revision_history_limit=REVISION_HISTORY,
+        template=k8s.core.v1.PodTemplateSpecArgs(
+            metadata=k8s.meta.v1.ObjectMetaArgs(labels=LABELS),
+            spec=k8s.core.v1.PodSpecArgs(
+                containers=[container],
+                automount_service_account_token=False,
+                termination_grace_period_seconds=30,
+                security_context=k8s.core.v1.PodSecurityContextArgs(
+                    seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+                ),
+                volumes=[
+                    k8s.core.v1.VolumeArgs(name=key, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())
+                    for key in SCRATCH
+                ],
+            ),
+        ),
+    )

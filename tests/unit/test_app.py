@@ -1,0 +1,121 @@
+"""The app's resources, on both targets, as the engine would receive them."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.harness import Run, run_program
+
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+SERVICE = "kubernetes:core/v1:Service"
+PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+TARGETS = {
+    "local": {"target": "local", "imageTag": "1.14.2"},
+    "eks": {"target": "eks", "imageTag": "1.14.2"},
+}
+
+
+@pytest.fixture(params=sorted(TARGETS))
+def target(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def run(target: str, **extra: object) -> Run:
+    return run_program({**TARGETS[target], **extra})
+
+
+def test_deployment_names_labels_and_image(target: str) -> None:
+    mocks = run(target).mocks
+    deployment = mocks.one(DEPLOYMENT).inputs
+    assert deployment["metadata"]["name"] == "nginx-deployment"
+    assert deployment["metadata"]["labels"] == {"app": "nginx"}
+    spec = deployment["spec"]
+    assert spec["selector"] == {"matchLabels": {"app": "nginx"}}
+    assert spec["template"]["metadata"]["labels"] == {"app": "nginx"}
+    (container,) = spec["template"]["spec"]["containers"]
+    assert container["name"] == "nginx"
+    assert container["image"] == "nginx:1.14.2"
+
+
+def test_rolling_update_strategy_from_settings(target: str) -> None:
+    spec = run(target, replicas=5, maxSurge=2, maxUnavailable=1, minReadySeconds=3).mocks.one(DEPLOYMENT).inputs["spec"]
+    assert spec["replicas"] == 5
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 2, "maxUnavailable": 1}}
+    assert spec["minReadySeconds"] == 3
+    assert spec["revisionHistoryLimit"] == 5
+
+
+def test_progress_deadline_bounds_the_wait(target: str) -> None:
+    deployment = run(target, progressDeadlineSeconds=45).mocks.one(DEPLOYMENT).inputs
+    assert deployment["spec"]["progressDeadlineSeconds"] == 45
+    assert deployment["metadata"]["annotations"]["pulumi.com/timeoutSeconds"] == "75"
+
+
+def test_probes_resources_and_security(target: str) -> None:
+    pod = run(target, cpu="500m", memory="1Gi").mocks.one(DEPLOYMENT).inputs["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["ports"] == [{"name": "http", "containerPort": 80, "protocol": "TCP"}]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/", "port": "http"}
+    assert container["resources"]["requests"] == container["resources"]["limits"] == {"cpu": "500m", "memory": "1Gi"}
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert "SYS_ADMIN" not in security["capabilities"]["add"]
+    mounted = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/var/cache/nginx", "/var/run", "/tmp"} <= mounted
+    assert {v["name"] for v in pod["volumes"]} == {m["name"] for m in container["volumeMounts"]}
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_service_is_cluster_ip_on_port_80(target: str) -> None:
+    service = run(target).mocks.one(SERVICE).inputs
+    assert service["metadata"]["name"] == "nginx"
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["selector"] == {"app": "nginx"}
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+
+
+@pytest.mark.parametrize(("extra", "budget"), [({}, 1), ({"replicas": 10, "maxUnavailable": "30%"}, 3)])
+def test_disruption_budget_follows_rollout(target: str, extra: dict[str, object], budget: int) -> None:
+    pdb = run(target, **extra).mocks.one(PDB).inputs
+    assert pdb["spec"]["maxUnavailable"] == budget
+    assert pdb["spec"]["selector"] == {"matchLabels": {"app": "nginx"}}
+
+
+def test_namespace_created_unless_default(target: str) -> None:
+    assert run(target).mocks.of_type(NAMESPACE) == []
+    result = run(target, namespace="web")
+    assert result.mocks.one(NAMESPACE).inputs["metadata"]["name"] == "web"
+    for typ in (DEPLOYMENT, SERVICE, PDB):
+        assert result.mocks.one(typ).inputs["metadata"]["namespace"] == "web"
+    assert result.outputs["namespace"] == "web"
+
+
+def test_every_kubernetes_resource_uses_the_explicit_provider(target: str) -> None:
+    mocks = run(target, namespace="web").mocks
+    (provider,) = mocks.of_type("pulumi:providers:kubernetes")
+    kubernetes = [r for r in mocks.resources if r.type.startswith("kubernetes:")]
+    assert len(kubernetes) == 4
+    for resource in kubernetes:
+        assert resource.provider is not None
+        assert (
+            resource.provider.startswith("urn:pulumi:unit::rolling::") and f"::{provider.name}::" in resource.provider
+        )
+
+
+def test_outputs(target: str) -> None:
+    outputs = run(target).outputs
+    assert outputs["image"] == "nginx:1.14.2"
+    assert outputs["deploymentName"] == "nginx-deployment"
+    assert outputs["serviceName"] == "nginx"
+    assert outputs["namespace"] == "default"
+
+
+def test_digest_pins_the_container(target: str) -> None:
+    digest = "sha256:" + "ab" * 32
+    deployment = run(target, imageDigest=digest).mocks.one(DEPLOYMENT).inputs
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == f"nginx@{digest}"

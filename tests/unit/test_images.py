@@ -1,0 +1,45 @@
+"""Image reference grammar."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from infra import images
+
+TAG_CHARS = st.sampled_from("abcXYZ019_.-")
+
+
+@given(st.text(alphabet="abcXYZ019_", min_size=1, max_size=1), st.text(alphabet=TAG_CHARS, max_size=127))
+def test_every_docker_tag_is_accepted_except_latest(first: str, rest: str) -> None:
+    tag = first + rest
+    if tag.lower() == "latest":
+        with pytest.raises(images.ImageError):
+            images.check_tag(tag)
+    else:
+        assert images.check_tag(tag) == tag
+
+
+@given(st.text(max_size=140))
+def test_accepted_tags_match_docker_grammar(tag: str) -> None:
+    try:
+        images.check_tag(tag)
+    except images.ImageError:
+        return
+    assert re.fullmatch(r"[\w][\w.-]{0,127}", tag, flags=re.ASCII)
+    assert tag.lower() != "latest"
+
+
+def test_reference_prefers_digest() -> None:
+    digest = "sha256:" + "f" * 64
+    assert images.reference("nginx", "1.16.1") == "nginx:1.16.1"
+    assert images.reference("nginx", "1.16.1", digest) == f"nginx@{digest}"
+
+
+@pytest.mark.parametrize("repository", ["", "a//b", "UPPER/case", "registry.io:bad/x", "trailing-/x"])
+def test_bad_repositories(repository: str) -> None:
+    with pytest.raises(images.ImageError):
+        images.check_repository(repository)

@@ -1,0 +1,153 @@
+"""The config contract: every bad value is refused by key, every documented form accepted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.settings import DEFAULTS, PROGRESS_DEADLINE_DEFAULTS, Settings, SettingsError
+
+BASE = {"target": "local", "imageTag": "1.16.1"}
+EKS = {"target": "eks", "imageTag": "1.16.1"}
+
+
+def refused(values: dict[str, object]) -> str:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_values(values)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("imageTag", "", "is empty"),
+        ("imageTag", "latest", "'latest' is not allowed"),
+        ("imageTag", "LATEST", "'LATEST' is not allowed"),
+        ("imageTag", "1.16 1", "is not a Docker tag"),
+        ("imageTag", "nginx/1.16", "is not a Docker tag"),
+        ("imageTag", ".1", "is not a Docker tag"),
+        ("imageTag", "-1", "is not a Docker tag"),
+        ("imageTag", "a" * 129, "at most 128"),
+        ("imageDigest", "sha256:abc", "is not a digest"),
+        ("imageDigest", "md5:" + "a" * 64, "is not a digest"),
+        ("imageDigest", "sha256:" + "A" * 64, "is not a digest"),
+        ("imageRepository", "Nginx", "is not a repository reference"),
+        ("imageRepository", "nginx:1.16.1", "carries a tag"),
+        ("imageRepository", "nginx@sha256:" + "a" * 64, "carries a digest"),
+        ("replicas", "0", "too small"),
+        ("replicas", "-1", "too small"),
+        ("replicas", "abc", "not a whole number"),
+        ("maxUnavailable", "101%", "over 100%"),
+        ("maxSurge", "-1", "negative"),
+        ("maxSurge", "many", "not a whole number or a percentage"),
+        ("namespace", "Web_App", "not a DNS-1123 label"),
+        ("namespace", "a" * 64, "not a DNS-1123 label"),
+        ("target", "gke", "'gke' is not accepted; use one of: eks, local"),
+        ("progressDeadlineSeconds", "0", "too small"),
+        ("minReadySeconds", "-5", "too small"),
+        ("cpu", "300m", "not a Fargate vCPU size"),
+        ("cpu", "lots", "not a cpu quantity"),
+        ("memory", "512MB", "not a memory quantity"),
+        ("kubeconfig", "/nonexistent/kubeconfig", "neither kubeconfig text nor a file"),
+        ("clusterName", "-rolling", "not an EKS cluster name"),
+        ("kubernetesVersion", "1.3", "not a Kubernetes minor version"),
+        ("vpcCidr", "10.0.0.0/8", "use /16 to /20"),
+        ("vpcCidr", "10.0.0.1/16", "not an IPv4 network"),
+        ("azCount", "1", "out of range"),
+        ("natGateways", "none", "use one of: single, perAz"),
+        ("clusterLogTypes", "api,kubelet", "'kubelet' not known"),
+    ],
+)
+def test_bad_value_is_refused_naming_key_and_value(key: str, value: str, says: str) -> None:
+    message = refused({**BASE, key: value})
+    assert f"rolling:{key}" in message
+    assert says in message
+
+
+def test_unset_tag_says_how_to_set_it() -> None:
+    message = refused({"target": "local"})
+    assert "rolling:imageTag is not set" in message
+    assert "pulumi config set imageTag" in message
+
+
+def test_both_zero_surge_and_unavailable_refused() -> None:
+    message = refused({**BASE, "maxSurge": "0", "maxUnavailable": "0%"})
+    assert "rolling:maxSurge/maxUnavailable" in message
+    assert "both 0" in message
+
+
+def test_cpu_memory_pair_fargate_cannot_run() -> None:
+    message = refused({**BASE, "cpu": "250m", "memory": "4Gi"})
+    assert "rolling:cpu/memory 250m/4Gi" in message
+    assert "does not fit a Fargate size" in message
+
+
+def test_deadline_must_exceed_min_ready() -> None:
+    message = refused({**BASE, "minReadySeconds": "30", "progressDeadlineSeconds": "30"})
+    assert "rolling:progressDeadlineSeconds 30 must be greater than minReadySeconds 30" in message
+
+
+def test_eks_namespace_outside_fargate_profile_refused() -> None:
+    message = refused({**EKS, "namespace": "web", "fargateNamespaces": "default,batch"})
+    assert "rolling:fargateNamespaces 'default,batch' does not select namespace 'web'" in message
+
+
+def test_kubeconfig_refused_on_eks() -> None:
+    message = refused({**EKS, "kubeconfig": "apiVersion: v1\nkind: Config\n"})
+    assert "rolling:kubeconfig is only read by target local" in message
+
+
+def test_unknown_key_refused() -> None:
+    assert "rolling:imagetag is not a setting" in refused({**BASE, "imagetag": "1.0"})
+
+
+def test_every_problem_reported_at_once() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_values({"target": "local", "imageTag": "latest", "replicas": "0", "namespace": "X"})
+    assert len(caught.value.problems) == 3
+
+
+@pytest.mark.parametrize("tag", ["1.16.1", "v2", "a1b2c3d", "1.25-alpine", "_x", "A" * 128, "latest-1"])
+def test_accepted_tags(tag: str) -> None:
+    assert Settings.from_values({**BASE, "imageTag": tag}).image == f"nginx:{tag}"
+
+
+def test_digest_pins_the_image() -> None:
+    digest = "sha256:" + "0123456789abcdef" * 4
+    settings = Settings.from_values({**BASE, "imageDigest": digest})
+    assert settings.image == f"nginx@{digest}"
+
+
+@pytest.mark.parametrize(
+    "repository",
+    ["nginx", "library/nginx", "123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/web", "localhost:5000/a/b-c"],
+)
+def test_accepted_repositories(repository: str) -> None:
+    assert Settings.from_values({**BASE, "imageRepository": repository}).image == f"{repository}:1.16.1"
+
+
+def test_defaults() -> None:
+    settings = Settings.from_values(EKS)
+    assert settings.replicas == 3
+    assert (settings.rollout.max_surge, settings.rollout.max_unavailable) == (1, 0)
+    assert settings.namespace == "default"
+    assert settings.progress_deadline_seconds == PROGRESS_DEADLINE_DEFAULTS["eks"]
+    assert settings.await_timeout_seconds == PROGRESS_DEADLINE_DEFAULTS["eks"] + 30
+    assert settings.fargate_namespaces == ("default", "kube-system")
+    assert settings.cluster_log_types == ("api", "audit", "authenticator")
+    assert Settings.from_values(BASE).progress_deadline_seconds == PROGRESS_DEADLINE_DEFAULTS["local"]
+    assert set(DEFAULTS) <= {f.name for f in Settings.__dataclass_fields__.values()} | set(DEFAULTS)
+
+
+def test_numbers_from_yaml_are_accepted() -> None:
+    settings = Settings.from_values({**BASE, "replicas": 5, "maxSurge": 2, "maxUnavailable": "25%"})
+    assert (settings.replicas, settings.rollout.max_surge, settings.rollout.max_unavailable) == (5, 2, 1)
+
+
+def test_kubeconfig_path_and_text(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_text("apiVersion: v1\n")
+    assert Settings.from_values({**BASE, "kubeconfig": str(path)}).kubeconfig == str(path)
+    text = "apiVersion: v1\nkind: Config\n"
+    assert Settings.from_values({**BASE, "kubeconfig": text}).kubeconfig == text

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Build the toolchain the local target and the end-to-end tests run on: the
+# Pulumi CLI and Python language host, the Kubernetes provider plugin, the
+# Kubernetes control-plane binaries, etcd, kwok and kwokctl. Every piece is
+# built with the ordinary `go` command from the versions pinned in tools/*/go.mod.
+#
+#   tools/toolchain.sh            build what is missing, then print the bin folder
+#   tools/toolchain.sh --bin      print the bin folder only (builds nothing)
+#   tools/toolchain.sh --check    exit 0 when every piece is built
+#
+# Each piece lands in ${XDG_CACHE_HOME:-~/.cache}/rolling/toolchain/pieces/<piece>-<hash>,
+# the hash taken over that piece's pins, so changing one pin rebuilds one piece.
+# The bin folder, keyed by all the hashes, holds hard links to every binary.
+#
+# ROLLING_SYSTEM_PULUMI=1 uses the `pulumi` already on PATH, with its own plugins,
+# instead of building the CLI, the language host and the provider.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/rolling/toolchain
+# Bump when a build recipe below changes in a way the pins do not show.
+recipe=1
+
+pulumi_version=v3.260.0
+langhost_version=v3.68.0
+provider_version=4.25.0
+kube_version=v1.36.3
+
+pieces=(pulumi langhost kubernetes-provider kubernetes etcd kwok)
+if [ "${ROLLING_SYSTEM_PULUMI:-}" = 1 ]; then
+  pieces=(kubernetes etcd kwok)
+fi
+
+piece_hash() {
+  local dir=$here/$1
+  {
+    echo "recipe=$recipe piece=$1"
+    cat "$dir/go.mod" "$dir/go.sum"
+    find "$dir" -maxdepth 1 -name '*.go' -print0 | sort -z | xargs -0 -r cat
+    go env GOVERSION GOOS GOARCH
+  } | sha256sum | cut -c1-12
+}
+
+piece_dir() { echo "$cache/pieces/$1-$(piece_hash "$1")"; }
+
+bin_dir() {
+  local all=""
+  for p in "${pieces[@]}"; do all+="$(piece_hash "$p")"; done
+  echo "$cache/$(echo "$all" | sha256sum | cut -c1-12)/bin"
+}
+
+module_dir() { (cd "$here/$1" && go list -m -f '{{.Dir}}' "$2"); }
+
+build_piece() {
+  local p=$1 out=$2
+  cd "$here/$p"
+  case $p in
+    pulumi)
+      go build -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$pulumi_version" \
+        -o "$out/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+      ;;
+    langhost)
+      go build -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$langhost_version" \
+        -o "$out/pulumi-language-python" github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python
+      # The executor script the host runs Python through, from the SDK release
+      # that matches the Python package pinned in requirements.txt.
+      local sdk
+      sdk=$(module_dir pulumi github.com/pulumi/pulumi/sdk/v3)
+      install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$out/"
+      ;;
+    kubernetes-provider)
+      local src
+      src=$(module_dir "$p" github.com/pulumi/pulumi-kubernetes/provider/v4)/cmd/pulumi-resource-kubernetes
+      python3 "$here/gen_provider_embeds.py" "$src" "$here/$p" "$provider_version"
+      go build -ldflags "-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$provider_version" \
+        -o "$out/pulumi-resource-kubernetes" .
+      ;;
+    kubernetes)
+      local minor=${kube_version#v1.}
+      minor=${minor%%.*}
+      local ld="" pkg
+      for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ld+=" -X $pkg.gitVersion=$kube_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+        ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+      done
+      # -pgo=off: kube-apiserver's profile would make its packages build apart
+      # from the other three commands' copies of them.
+      go build -pgo=off -ldflags "$ld" -o "$out/" \
+        k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+      ;;
+    etcd)
+      go build -o "$out/etcd" go.etcd.io/etcd/server/v3
+      ;;
+    kwok)
+      go build -o "$out/" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
+      ;;
+  esac
+}
+
+complete() {
+  local p
+  for p in "${pieces[@]}"; do [ -f "$(piece_dir "$p")/.done" ] || return 1; done
+  [ -f "$(bin_dir)/.done" ]
+}
+
+case ${1:-} in
+  --bin) bin_dir; exit 0 ;;
+  --check) complete; exit $? ;;
+  "") ;;
+  *) echo "usage: $0 [--bin|--check]" >&2; exit 2 ;;
+esac
+
+command -v go >/dev/null || { echo "toolchain: the go command is needed (Go 1.26 or newer)" >&2; exit 1; }
+mkdir -p "$cache/pieces"
+for p in "${pieces[@]}"; do
+  dir=$(piece_dir "$p")
+  if [ -f "$dir/.done" ]; then
+    echo "toolchain: $p ready ($dir)" >&2
+    continue
+  fi
+  echo "toolchain: building $p ..." >&2
+  start=$(date +%s)
+  tmp="$dir.tmp.$$"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  if ! (build_piece "$p" "$tmp") >"$tmp.log" 2>&1; then
+    tail -n 30 "$tmp.log" >&2
+    echo "toolchain: building $p failed; full log: $tmp.log" >&2
+    echo "toolchain: the failing recipe is build_piece $p in $here/toolchain.sh" >&2
+    rm -rf "$tmp"
+    exit 1
+  fi
+  rm -f "$tmp.log"
+  touch "$tmp/.done"
+  rm -rf "$dir" && mv "$tmp" "$dir"
+  echo "toolchain: built $p in $(($(date +%s) - start)) s" >&2
+done
+
+bin=$(bin_dir)
+if [ ! -f "$bin/.done" ]; then
+  rm -rf "$bin" && mkdir -p "$bin"
+  for p in "${pieces[@]}"; do
+    for f in "$(piece_dir "$p")"/*; do
+      # Hard links, not symlinks: the language host finds its executor script
+      # next to its own resolved path, and the CLI finds the host next to itself.
+      ln "$f" "$bin/" 2>/dev/null || cp -p "$f" "$bin/"
+    done
+  done
+  touch "$bin/.done"
+fi
+echo "$bin"
