@@ -16,6 +16,9 @@ export PATH := $(TOOLBIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 export PULUMI_HOME ?= $(CACHE)/pulumi-home
 export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
+# Plugins come from the plugin cache (the provider) and from beside the CLI
+# (the language host), never from PATH.
+export PULUMI_IGNORE_AMBIENT_PLUGINS := true
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 LOCAL_ENV = PULUMI_CONFIG_PASSPHRASE=rolling-local KUBECONFIG=$$(cluster/cluster.sh kubeconfig)
 

@@ -74,6 +74,9 @@ class WebApp(pulumi.ComponentResource):
                     # Bounds how long `up` waits for the rollout, so a stuck one fails
                     # soon after its progress deadline instead of after ten minutes.
                     "pulumi.com/timeoutSeconds": str(args.await_timeout_seconds),
+                    # The program owns this Deployment: an out-of-band `kubectl set image`
+                    # is drift that the next `up` overwrites, not a field conflict.
+                    "pulumi.com/patchForce": "true",
                 },
             ),
             spec=_deployment_spec(args),

@@ -36,14 +36,21 @@ DEFAULTS: dict[str, object] = {
     "natGateways": "single",
     "clusterLogTypes": "api,audit,authenticator",
 }
-# Keys with no single default: progressDeadlineSeconds depends on the target
-# (Fargate takes a minute or more to start a pod; the local cluster seconds).
+# Optional keys: Pulumi requires a schema default for every key it does not
+# require, so each has one that means "unset".
+UNSET: dict[str, object] = {
+    "imageDigest": "",
+    "progressDeadlineSeconds": 0,
+    "kubeconfig": "",
+    "fargateNamespaces": "",
+}
+# Unset, progressDeadlineSeconds depends on the target (Fargate takes a minute
+# or more to start a pod; the local cluster a few seconds).
 PROGRESS_DEADLINE_DEFAULTS = {"eks": 600, "local": 60}
 # How long `up` may wait past the progress deadline before it gives up on a rollout.
 AWAIT_MARGIN_SECONDS = 30
 REQUIRED = ("imageTag",)
-OPTIONAL = ("imageDigest", "progressDeadlineSeconds", "kubeconfig", "fargateNamespaces")
-KEYS = tuple(DEFAULTS) + REQUIRED + OPTIONAL
+KEYS = tuple(DEFAULTS) + REQUIRED + tuple(UNSET)
 
 _LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _CLUSTER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
@@ -130,7 +137,9 @@ class _Reader:
 
     def raw(self, key: str) -> str | None:
         value = self.values.get(key, DEFAULTS.get(key))
-        return None if value is None else str(value)
+        if value is None or (key in UNSET and str(value) == str(UNSET[key])):
+            return None
+        return str(value)
 
     def check(self, key: str, parse: Callable[[str], T], fallback: T) -> T:
         value = self.raw(key)

@@ -52,6 +52,11 @@ def test_progress_deadline_bounds_the_wait(target: str) -> None:
     assert deployment["metadata"]["annotations"]["pulumi.com/timeoutSeconds"] == "75"
 
 
+def test_program_owns_the_deployment(target: str) -> None:
+    annotations = run(target).mocks.one(DEPLOYMENT).inputs["metadata"]["annotations"]
+    assert annotations["pulumi.com/patchForce"] == "true"
+
+
 def test_probes_resources_and_security(target: str) -> None:
     pod = run(target, cpu="500m", memory="1Gi").mocks.one(DEPLOYMENT).inputs["spec"]["template"]["spec"]
     (container,) = pod["containers"]

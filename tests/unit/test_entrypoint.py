@@ -12,7 +12,7 @@ import pulumi
 import pytest
 import yaml
 
-from infra.settings import DEFAULTS, KEYS, OPTIONAL, REQUIRED, SettingsError
+from infra.settings import DEFAULTS, KEYS, REQUIRED, UNSET, SettingsError
 from tests.unit.harness import fresh_runtime, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,9 +65,9 @@ def test_schema_declares_every_key_with_type_and_description() -> None:
 
 def test_schema_defaults_equal_code_defaults() -> None:
     declared = schema()
-    for key, default in DEFAULTS.items():
+    for key, default in {**DEFAULTS, **UNSET}.items():
         assert str(declared[key]["default"]) == str(default), key
-    for key in REQUIRED + OPTIONAL:
+    for key in REQUIRED:
         assert "default" not in declared[key], key
 
 

@@ -44,7 +44,7 @@ def refused(values: dict[str, object]) -> str:
         ("namespace", "Web_App", "not a DNS-1123 label"),
         ("namespace", "a" * 64, "not a DNS-1123 label"),
         ("target", "gke", "'gke' is not accepted; use one of: eks, local"),
-        ("progressDeadlineSeconds", "0", "too small"),
+        ("progressDeadlineSeconds", "-1", "too small"),
         ("minReadySeconds", "-5", "too small"),
         ("cpu", "300m", "not a Fargate vCPU size"),
         ("cpu", "lots", "not a cpu quantity"),
@@ -151,3 +151,10 @@ def test_kubeconfig_path_and_text(tmp_path: Path) -> None:
     assert Settings.from_values({**BASE, "kubeconfig": str(path)}).kubeconfig == str(path)
     text = "apiVersion: v1\nkind: Config\n"
     assert Settings.from_values({**BASE, "kubeconfig": text}).kubeconfig == text
+
+
+def test_schema_unset_values_mean_unset() -> None:
+    settings = Settings.from_values({**BASE, "imageDigest": "", "kubeconfig": "", "progressDeadlineSeconds": 0})
+    assert settings.image_digest is None
+    assert settings.kubeconfig is None
+    assert settings.progress_deadline_seconds == PROGRESS_DEADLINE_DEFAULTS["local"]

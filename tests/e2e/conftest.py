@@ -1,0 +1,29 @@
+"""The end-to-end tier needs the built toolchain and a running local cluster: `make test-e2e` provides both."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import LocalStack, local_stack
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    missing = [name for name in ("pulumi", "kubectl") if shutil.which(name) is None]
+    if missing or not os.environ.get("KUBECONFIG") or not os.environ.get("PULUMI_HOME"):
+        raise pytest.UsageError(
+            "the end-to-end tier runs through `make test-e2e` (or `make test`), which builds the toolchain, "
+            f"starts a cluster and sets PATH, KUBECONFIG and PULUMI_HOME; missing: {missing or 'environment'}"
+        )
+
+
+@pytest.fixture
+def deployed(tmp_path: Path) -> Iterator[LocalStack]:
+    """The app deployed at nginx:1.14.2 with 3 replicas in a namespace of its own."""
+    with local_stack(tmp_path, imageTag="1.14.2") as stack:
+        stack.up()
+        yield stack

@@ -1,0 +1,195 @@
+"""What the README promises, on the real engine, provider and control plane."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pulumi.automation as auto
+import pytest
+from kubernetes import client
+
+from infra import strategy
+from tests.e2e.harness import DEPLOYMENT, LocalStack, RolloutWatch, api_client, local_stack, wait_for
+
+REVISION = "deployment.kubernetes.io/revision"
+
+
+def ready_pods_by_image(stack: LocalStack) -> dict[str, int]:
+    pods = client.CoreV1Api(api_client()).list_namespaced_pod(stack.namespace, label_selector="app=nginx").items
+    counts: dict[str, int] = {}
+    for pod in pods:
+        if pod.metadata.deletion_timestamp is None and any(
+            c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
+        ):
+            image = pod.spec.containers[0].image
+            counts[image] = counts.get(image, 0) + 1
+    return counts
+
+
+def replica_sets(stack: LocalStack) -> dict[str, client.V1ReplicaSet]:
+    items = (
+        client.AppsV1Api(api_client()).list_namespaced_replica_set(stack.namespace, label_selector="app=nginx").items
+    )
+    return {rs.spec.template.spec.containers[0].image: rs for rs in items}
+
+
+def resources(stack: LocalStack) -> Any:
+    """The resources of the stack's last checkpoint, as the backend holds them."""
+    deployment = stack.stack.export_stack().deployment
+    assert deployment is not None
+    return deployment["resources"]
+
+
+def test_first_deploy(deployed: LocalStack) -> None:
+    deployment = deployed.deployment()
+    assert deployment.spec.template.spec.containers[0].image == "nginx:1.14.2"
+    assert deployment.status.ready_replicas == deployment.status.available_replicas == 3
+    core = client.CoreV1Api(api_client())
+    assert core.read_namespaced_service("nginx", deployed.namespace).spec.type == "ClusterIP"
+    pdb = client.PolicyV1Api(api_client()).read_namespaced_pod_disruption_budget(DEPLOYMENT, deployed.namespace)
+    assert pdb.spec.max_unavailable == 1
+    outputs = {k: v.value for k, v in deployed.stack.outputs().items()}
+    assert outputs == {
+        "image": "nginx:1.14.2",
+        "namespace": deployed.namespace,
+        "deploymentName": DEPLOYMENT,
+        "serviceName": "nginx",
+    }
+    assert ready_pods_by_image(deployed) == {"nginx:1.14.2": 3}
+
+
+def test_tag_change_previews_as_one_in_place_update(deployed: LocalStack) -> None:
+    before = deployed.deployment().metadata.resource_version
+    deployed.set(imageTag="1.16.1")
+    result = deployed.preview(diff=True)
+    assert result.change_summary == {"same": 6, "update": 1}
+    assert "nginx:1.14.2" in result.stdout and "nginx:1.16.1" in result.stdout
+    assert "image" in result.stdout
+    assert deployed.deployment().metadata.resource_version == before
+
+
+@pytest.mark.parametrize(("replicas", "surge", "unavailable"), [(3, 1, 0), (5, 2, 1)])
+def test_rolling_update_keeps_capacity(tmp_path: Path, replicas: int, surge: int, unavailable: int) -> None:
+    with local_stack(
+        tmp_path, imageTag="1.14.2", replicas=replicas, maxSurge=surge, maxUnavailable=unavailable
+    ) as stack:
+        stack.up()
+        revision = int(stack.deployment().metadata.annotations[REVISION])
+        stack.set(imageTag="1.16.1")
+        with RolloutWatch(stack.namespace) as watcher:
+            result = stack.up()
+            done = stack.deployment()  # read the moment `up` returns
+        watcher.save(f"rollout-{replicas}-{surge}-{unavailable}")
+
+        assert result.summary.resource_changes == {"same": 6, "update": 1}
+        plan = strategy.plan(replicas, surge, unavailable)
+        for sample in watcher.samples:
+            assert sample.ready >= plan.min_ready, f"capacity dropped: {sample}"
+            assert sample.pods <= plan.max_pods, f"too many pods: {sample}"
+        revisions = {r for s in watcher.samples for r in s.ready_by_revision}
+        assert len(revisions) == 2, "the rollout went through exactly one new ReplicaSet"
+        assert len(watcher.samples) > replicas, "the rollout took several observable steps"
+
+        # `up` returned only once the rollout was complete, not merely applied.
+        assert done.status.observed_generation == done.metadata.generation
+        assert done.status.updated_replicas == done.status.ready_replicas == replicas
+        assert done.status.available_replicas == replicas
+        assert int(done.metadata.annotations[REVISION]) == revision + 1
+        sets = replica_sets(stack)
+        assert sets["nginx:1.16.1"].status.ready_replicas == replicas
+        assert sets["nginx:1.14.2"].spec.replicas == 0
+        assert ready_pods_by_image(stack) == {"nginx:1.16.1": replicas}
+
+
+def test_refused_config_changes_nothing(deployed: LocalStack) -> None:
+    before = deployed.deployment().metadata.resource_version
+    state_before = resources(deployed)
+    deployed.set(imageTag="latest")
+    for run in (deployed.preview, deployed.up):
+        with pytest.raises(auto.CommandError) as caught:
+            run()
+        assert "rolling:imageTag 'latest' is not allowed" in str(caught.value)
+    assert deployed.deployment().metadata.resource_version == before
+    assert resources(deployed) == state_before
+    assert deployed.stack.outputs()["image"].value == "nginx:1.14.2"
+
+
+def test_failed_rollout_fails_in_bounded_time_and_keeps_old_pods(tmp_path: Path) -> None:
+    deadline = 10
+    with local_stack(tmp_path, imageTag="1.14.2", progressDeadlineSeconds=deadline) as stack:
+        stack.up()
+        stack.set(imageTag="1.16.1-broken")
+        with RolloutWatch(stack.namespace) as watcher:
+            start = time.monotonic()
+            with pytest.raises(auto.CommandError) as caught:
+                stack.up()
+            elapsed = time.monotonic() - start
+        watcher.save("rollout-failed")
+
+        margin = 30 + 20  # the await margin, plus the engine's start and the program's run
+        assert elapsed <= deadline + margin, f"up took {elapsed:.0f}s to fail"
+        message = str(caught.value)
+        assert DEPLOYMENT in message
+        assert "ImagePullBackOff" in message or "ProgressDeadlineExceeded" in message or "timed out" in message
+        assert all(s.ready >= 3 for s in watcher.samples), "the old pods stopped serving"
+        assert ready_pods_by_image(stack) == {"nginx:1.14.2": 3}
+
+        stack.set(imageTag="1.16.1")
+        stack.up()
+        assert ready_pods_by_image(stack) == {"nginx:1.16.1": 3}
+
+
+def test_drift_is_reported_and_repaired(deployed: LocalStack) -> None:
+    subprocess.run(
+        ["kubectl", "-n", deployed.namespace, "set", "image", f"deployment/{DEPLOYMENT}", "nginx=nginx:1.15.0"],
+        check=True,
+        capture_output=True,
+    )
+    preview = deployed.preview(refresh=True, diff=True)
+    assert preview.change_summary.get(auto.OpType.UPDATE) == 1
+    assert "nginx:1.15.0" in preview.stdout
+    deployed.up(refresh=True)
+    assert deployed.deployment().spec.template.spec.containers[0].image == "nginx:1.14.2"
+    wait_for(lambda: ready_pods_by_image(deployed) == {"nginx:1.14.2": 3}, 60, "the declared image to serve again")
+
+
+def test_concurrent_update_fails_fast(deployed: LocalStack) -> None:
+    # minReadySeconds slows the rollout so the second update surely meets the first.
+    deployed.set(imageTag="1.16.1", minReadySeconds=5)
+    first: dict[str, object] = {}
+
+    def run_first() -> None:
+        try:
+            first["result"] = deployed.up()
+        except BaseException as err:
+            first["error"] = err
+
+    thread = threading.Thread(target=run_first)
+    thread.start()
+    wait_for(lambda: "nginx:1.16.1" in replica_sets(deployed), 60, "the first update to start rolling")
+    start = time.monotonic()
+    with pytest.raises(auto.CommandError) as caught:
+        deployed.another_workspace().up(color="never")
+    assert time.monotonic() - start < 20, "the second update did not fail fast"
+    assert "locked" in str(caught.value)
+    thread.join(timeout=180)
+    assert "error" not in first, first.get("error")
+    assert ready_pods_by_image(deployed) == {"nginx:1.16.1": 3}
+    assert deployed.stack.outputs()["image"].value == "nginx:1.16.1"
+
+
+def test_destroy_removes_everything(tmp_path: Path) -> None:
+    with local_stack(tmp_path, imageTag="1.14.2") as stack:
+        stack.up()
+        stack.stack.destroy(color="never")
+        apps, core = client.AppsV1Api(api_client()), client.CoreV1Api(api_client())
+        assert apps.list_namespaced_deployment(stack.namespace).items == []
+        assert core.list_namespaced_service(stack.namespace).items == []
+        assert client.PolicyV1Api(api_client()).list_namespaced_pod_disruption_budget(stack.namespace).items == []
+        namespaces = {ns.metadata.name for ns in core.list_namespace().items if ns.status.phase == "Active"}
+        assert stack.namespace not in namespaces
+        wait_for(lambda: core.list_namespaced_pod(stack.namespace).items == [], 60, "the pods to go")
