@@ -21,6 +21,7 @@ watch_rollout() {
 }
 
 step "stack local (file backend: ${PULUMI_BACKEND_URL})"
+case $PULUMI_BACKEND_URL in file://*) mkdir -p "${PULUMI_BACKEND_URL#file://}" ;; esac
 pulumi stack select --create local --secrets-provider passphrase
 
 step "first deploy: nginx 1.14.2, 3 replicas"
@@ -38,7 +39,7 @@ step "pulumi up: Kubernetes replaces the pods a few at a time"
 watch_rollout &
 watcher=$!
 trap 'kill $watcher 2>/dev/null || true' EXIT
-pulumi up --yes --skip-preview
+pulumi up --yes --skip-preview --suppress-progress
 kill $watcher 2>/dev/null || true
 
 step "done"

@@ -115,10 +115,7 @@ command -v go >/dev/null || { echo "toolchain: the go command is needed (Go 1.26
 mkdir -p "$cache/pieces"
 for p in "${pieces[@]}"; do
   dir=$(piece_dir "$p")
-  if [ -f "$dir/.done" ]; then
-    echo "toolchain: $p ready ($dir)" >&2
-    continue
-  fi
+  [ -f "$dir/.done" ] && continue
   echo "toolchain: building $p ..." >&2
   start=$(date +%s)
   tmp="$dir.tmp.$$"
