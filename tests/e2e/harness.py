@@ -31,6 +31,7 @@ def api_client() -> client.ApiClient:
 
 def copy_project(dest: Path) -> Path:
     """A copy of the program, so stack files and state never land in the repository."""
+    dest.mkdir()
     for name in PROJECT_FILES:
         src = ROOT / name
         if src.is_dir():
