@@ -60,7 +60,7 @@ demo: venv toolchain cluster-up
 env: toolchain
 	@echo "export PATH=\"$(TOOLBIN):$(CURDIR)/$(VENV)/bin:\$$PATH\""
 	@echo "export PULUMI_HOME=\"$(PULUMI_HOME)\" PULUMI_BACKEND_URL=\"$(PULUMI_BACKEND_URL)\""
-	@echo "export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true"
+	@echo "export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true PULUMI_IGNORE_AMBIENT_PLUGINS=true"
 	@echo "export PULUMI_CONFIG_PASSPHRASE=rolling-local  # the local stack's passphrase only"
 	@echo "export KUBECONFIG=\"$$(cluster/cluster.sh kubeconfig)\""
 

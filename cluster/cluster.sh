@@ -104,7 +104,8 @@ status() {
   if running; then
     echo "cluster: $name running; kubeconfig: $kubeconfig"
     kubectl --kubeconfig "$kubeconfig" get nodes
-    kwokctl get components --name "$name" 2>/dev/null || true
+    kwokctl get components --name "$name" 2>/dev/null | tr '\n' ' ' || true
+    echo
   else
     echo "cluster: $name not running"
     return 1

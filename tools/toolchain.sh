@@ -113,6 +113,11 @@ esac
 
 command -v go >/dev/null || { echo "toolchain: the go command is needed (Go 1.26 or newer)" >&2; exit 1; }
 mkdir -p "$cache/pieces"
+# Go's caches of our own, so the user's are left alone and ours can be trimmed:
+# the module cache stays (a changed pin rebuilds from it), the build cache is
+# emptied once every piece is built (it is most of the disk a build takes).
+export GOMODCACHE=$cache/go/mod GOCACHE=$cache/go/build GOFLAGS="${GOFLAGS:-} -modcacherw" GOTOOLCHAIN=local
+built=0
 for p in "${pieces[@]}"; do
   dir=$(piece_dir "$p")
   [ -f "$dir/.done" ] && continue
@@ -131,8 +136,9 @@ for p in "${pieces[@]}"; do
   touch "$tmp/.done"
   rm -rf "$dir" && mv "$tmp" "$dir"
   echo "toolchain: built $p in $(($(date +%s) - start)) s" >&2
+  built=1
 done
-
+[ "$built" = 1 ] && go clean -cache
 bin=$(bin_dir)
 if [ ! -f "$bin/.done" ]; then
   rm -rf "$bin" && mkdir -p "$bin"

@@ -90,7 +90,8 @@ def local_stack(tmp_path: Path, **values: object) -> Iterator[LocalStack]:
         opts=auto.LocalWorkspaceOptions(env_vars=env, secrets_provider="passphrase"),
     )
     handle = LocalStack(stack, name, project, env)
-    handle.set(target="local", namespace=name, **values)
+    # minReadySeconds 1, as the local stack file has it, keeps each rollout step short.
+    handle.set(target="local", namespace=name, **{"minReadySeconds": 1, **values})
     try:
         yield handle
     finally:
