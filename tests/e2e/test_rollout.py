@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -193,3 +195,65 @@ def test_destroy_removes_everything(tmp_path: Path) -> None:
         namespaces = {ns.metadata.name for ns in core.list_namespace().items if ns.status.phase == "Active"}
         assert stack.namespace not in namespaces
         wait_for(lambda: core.list_namespaced_pod(stack.namespace).items == [], 60, "the pods to go")
+
+
+def start_cli_up(stack: LocalStack) -> subprocess.Popen[str]:
+    """`pulumi up` as a user runs it, so it can be signalled like one."""
+    return subprocess.Popen(
+        ["pulumi", "up", "--yes", "--skip-preview", "--stack", stack.stack.name, "--color", "never"],
+        cwd=stack.workdir,
+        env={**os.environ, **stack.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["pulumi", *args, "--stack", stack.stack.name, "--color", "never"],
+        cwd=stack.workdir,
+        env={**os.environ, **stack.env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def app_objects(stack: LocalStack) -> dict[str, list[str]]:
+    apps, core = client.AppsV1Api(api_client()), client.CoreV1Api(api_client())
+    policy = client.PolicyV1Api(api_client())
+    return {
+        "deployments": [d.metadata.name for d in apps.list_namespaced_deployment(stack.namespace).items],
+        "services": [s.metadata.name for s in core.list_namespaced_service(stack.namespace).items],
+        "pdbs": [p.metadata.name for p in policy.list_namespaced_pod_disruption_budget(stack.namespace).items],
+    }
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_interrupted_update_recovers(deployed: LocalStack, sig: signal.Signals) -> None:
+    # minReadySeconds slows the rollout so the signal lands in the middle of it.
+    deployed.set(imageTag="1.16.1", minReadySeconds=4)
+    process = start_cli_up(deployed)
+    wait_for(lambda: "nginx:1.16.1" in replica_sets(deployed), 60, "the rollout to start")
+    process.send_signal(sig)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode != 0 or sig == signal.SIGINT, output
+
+    # The documented recovery: cancel (drops a lock a killed update left), refresh, up.
+    cancel = cli(deployed, "cancel", "--yes")
+    assert cancel.returncode == 0 or "no lock" in cancel.stdout.lower() + cancel.stderr.lower(), cancel
+    refresh = cli(deployed, "refresh", "--yes", "--clear-pending-creates")
+    assert refresh.returncode == 0, refresh.stdout + refresh.stderr
+    deployed.up()
+
+    assert app_objects(deployed) == {
+        "deployments": [DEPLOYMENT],
+        "services": ["nginx"],
+        "pdbs": [DEPLOYMENT],
+    }
+    urns = [r["urn"] for r in resources(deployed)]
+    assert len(urns) == len(set(urns)) == 7, urns  # stack, provider, component, 4 Kubernetes objects
+    assert not (deployed.stack.export_stack().deployment or {}).get("pending_operations")
+    wait_for(lambda: ready_pods_by_image(deployed) == {"nginx:1.16.1": 3}, 60, "the new pods only")
+    assert deployed.stack.preview().change_summary == {"same": 7}
