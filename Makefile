@@ -34,9 +34,10 @@ help:
 	@echo "make cluster-up | cluster-down | cluster-status"
 	@echo "eval \"\$$(make -s env)\"  put pulumi, kubectl and the local settings in this shell"
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 venv: $(VENV)/.installed

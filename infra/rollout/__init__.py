@@ -1,0 +1,1 @@
+"""The rollout command: ship one image tag safely (preview, confirm, roll, roll back on failure)."""

@@ -1,0 +1,297 @@
+"""rollout --stack STACK --tag TAG: preview, confirm, roll out with live progress, roll back on failure."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from infra import images
+from infra.rollout.plan import Exit, RolloutPlan, Step, describe, unexpected_steps
+from infra.settings import NAMESPACE, Settings, SettingsError
+
+TAG_KEY = f"{NAMESPACE}:imageTag"
+LOCKED = "currently locked"
+
+
+@dataclass
+class Result:
+    """What happened, for people and for CI (--json)."""
+
+    stack: str
+    old_image: str = ""
+    new_image: str = ""
+    outcome: str = "not started"
+    exit: Exit = Exit.FAILED
+    rolled_back: bool = False
+    durations: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    restored: str | None = None
+
+    def as_json(self) -> str:
+        return json.dumps(
+            {
+                "stack": self.stack,
+                "oldImage": self.old_image,
+                "newImage": self.new_image,
+                "outcome": self.outcome,
+                "exitCode": int(self.exit),
+                "rolledBack": self.rolled_back,
+                "durations": {k: round(v, 1) for k, v in self.durations.items()},
+                "error": self.error,
+                "restored": self.restored,
+            }
+        )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="rollout",
+        description="Ship an image tag to a stack: preview, confirm, roll out, roll back if it fails.",
+    )
+    parser.add_argument("--stack", required=True, help="the stack to roll, such as dev or local")
+    parser.add_argument("--tag", required=True, help="the image tag to ship, such as 1.16.1")
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation (for CI)")
+    parser.add_argument("--no-rollback", action="store_true", help="leave a failed rollout as it failed")
+    parser.add_argument(
+        "--allow-infra-changes",
+        action="store_true",
+        help="go on when the preview changes more than the Deployment",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON result on stdout")
+    parser.add_argument("--cwd", default=".", help="the Pulumi project folder (default: the current one)")
+    return parser.parse_args(argv)
+
+
+class Rollout:
+    """One run of the command. Every path that changes nothing says so."""
+
+    def __init__(self, args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> None:
+        self.args = args
+        self.out = out
+        self.err = err
+        self.stdin = stdin
+        self.result = Result(stack=args.stack)
+
+    def say(self, line: str) -> None:
+        print(line, file=self.err, flush=True)
+
+    def finish(self, exit_code: Exit, outcome: str, error: str | None = None) -> Exit:
+        self.result.exit = exit_code
+        self.result.outcome = outcome
+        self.result.error = error
+        if error:
+            self.say(f"rollout: {error}")
+        return exit_code
+
+    def run(self) -> Exit:
+        import pulumi.automation as auto  # the engine's client: only when there is work to do
+
+        try:
+            images.check_tag(self.args.tag)
+        except images.ImageError as err:
+            return self.finish(Exit.USAGE, "refused", f"--tag {err}")
+        project = Path(self.args.cwd).resolve()
+        if not (project / "Pulumi.yaml").is_file():
+            return self.finish(Exit.USAGE, "refused", f"--cwd {project} holds no Pulumi.yaml")
+        try:
+            stack = auto.select_stack(self.args.stack, work_dir=str(project))
+        except auto.CommandError as err:
+            return self.finish(Exit.USAGE, "refused", f"--stack {self.args.stack}: {last_error(err)}")
+
+        values = {
+            k.split(":", 1)[1]: v.value for k, v in stack.get_all_config().items() if k.startswith(f"{NAMESPACE}:")
+        }
+        try:
+            old = Settings.from_values(values)
+            new = Settings.from_values({**values, "imageTag": self.args.tag})
+        except SettingsError as err:
+            return self.finish(Exit.USAGE, "refused", str(err))
+        self.result.old_image, self.result.new_image = old.image, new.image
+        if old.image_tag == self.args.tag:
+            self.say(f"rollout: {self.args.stack} already runs {old.image} in its config; nothing to do")
+            return self.finish(Exit.OK, "unchanged")
+
+        # Preview with the new tag from a copy of the stack's config: nothing is written yet.
+        start = time.monotonic()
+        try:
+            steps = self.preview(stack, project)
+        except auto.CommandError as err:
+            return self.command_failed(err, "preview")
+        self.result.durations["preview"] = time.monotonic() - start
+        unexpected = unexpected_steps(steps)
+        if unexpected and not self.args.allow_infra_changes:
+            return self.finish(
+                Exit.INFRA_CHANGES,
+                "refused",
+                "the preview changes more than the Deployment's image; nothing was changed:\n"
+                f"{describe(unexpected)}\nreview it with `pulumi preview --diff`, then pass --allow-infra-changes",
+            )
+
+        self.say(RolloutPlan(self.args.stack, old.image, new.image, new).render())
+        if not self.confirmed():
+            return self.result.exit
+
+        stack.set_config(TAG_KEY, auto.ConfigValue(self.args.tag))
+        start = time.monotonic()
+        try:
+            self.up(stack, new)
+        except auto.CommandError as err:
+            self.result.durations["up"] = time.monotonic() - start
+            if LOCKED in str(err):
+                stack.set_config(TAG_KEY, auto.ConfigValue(old.image_tag))
+                return self.command_failed(err, "up")
+            return self.recover(stack, old, new, last_error(err))
+        self.result.durations["up"] = time.monotonic() - start
+        self.say(f"rollout: {self.args.stack} runs {new.image} on all {new.replicas} replicas")
+        return self.finish(Exit.OK, "succeeded")
+
+    def preview(self, stack: Any, project: Path) -> list[Step]:
+        steps: list[Step] = []
+
+        def collect(event: Any) -> None:
+            pre = event.resource_pre_event
+            if pre is not None and pre.metadata is not None:
+                steps.append(Step(str(pre.metadata.op.value), pre.metadata.type, pre.metadata.urn))
+
+        stack_file = project / f"Pulumi.{self.args.stack}.yaml"
+        document = yaml.safe_load(stack_file.read_text()) if stack_file.is_file() else {}
+        document = document or {}
+        document.setdefault("config", {})[TAG_KEY] = self.args.tag
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="rollout-config-") as handle:
+            yaml.safe_dump(document, handle)
+            handle.flush()
+            stack.preview(config_file=handle.name, on_event=collect, color="never")
+        return steps
+
+    def confirmed(self) -> bool:
+        if self.args.yes:
+            return True
+        if not self.stdin.isatty():
+            self.finish(
+                Exit.NOT_CONFIRMED,
+                "not confirmed",
+                "no terminal to ask for confirmation on; pass --yes to roll out unattended. Nothing was changed.",
+            )
+            return False
+        self.err.write(f"Roll {self.args.stack} to {self.result.new_image}? [y/N] ")
+        self.err.flush()
+        if self.stdin.readline().strip().lower() in ("y", "yes"):
+            return True
+        self.finish(Exit.NOT_CONFIRMED, "not confirmed", "declined; nothing was changed")
+        return False
+
+    def up(self, stack: Any, settings: Settings) -> None:
+        with ExitStack() as scope:
+            progress = self.progress(stack, settings)
+            if progress is not None:
+                scope.enter_context(progress)
+            stack.up(color="never", on_output=lambda _line: None)
+
+    def progress(self, stack: Any, settings: Settings) -> Any:
+        """The live view; a rollout goes on without it when the cluster cannot be reached from here."""
+        from infra.rollout import watch
+
+        try:
+            kubeconfig = settings.kubeconfig
+            if settings.target == "eks":
+                kubeconfig = stack.outputs()["kubeconfig"].value
+            return watch.Progress(watch.api_client(kubeconfig), settings.namespace, self.say)
+        except Exception as err:
+            self.say(f"rollout: no live progress ({err.__class__.__name__}: {err})")
+            return None
+
+    def recover(self, stack: Any, old: Settings, new: Settings, error: str) -> Exit:
+        import pulumi.automation as auto
+
+        self.say(f"rollout: {new.image} failed: {error}")
+        if self.args.no_rollback:
+            self.say("rollout: --no-rollback: leaving it as it failed; the old pods that were serving still serve")
+            return self.finish(Exit.FAILED, "failed", error)
+        self.say(f"rollout: rolling back to the last good tag {old.image_tag}")
+        stack.set_config(TAG_KEY, auto.ConfigValue(old.image_tag))
+        start = time.monotonic()
+        try:
+            self.up(stack, old)
+        except auto.CommandError as err:
+            self.result.durations["rollback"] = time.monotonic() - start
+            return self.finish(
+                Exit.ROLLBACK_FAILED, "rollback failed", f"{error}; the rollback failed too: {last_error(err)}"
+            )
+        self.result.durations["rollback"] = time.monotonic() - start
+        self.result.rolled_back = True
+        state = self.health(stack, old)
+        if state is None or not state.healthy or state.image != old.image:
+            return self.finish(
+                Exit.ROLLBACK_FAILED,
+                "rollback failed",
+                f"{error}; after the rollback the Deployment is not healthy: {state}",
+            )
+        self.result.restored = str(state)
+        self.say(f"rollout: restored {state}")
+        return self.finish(Exit.ROLLED_BACK, "rolled back", error)
+
+    def health(self, stack: Any, settings: Settings) -> Any:
+        from infra.rollout import watch
+
+        kubeconfig = settings.kubeconfig
+        if settings.target == "eks":
+            kubeconfig = stack.outputs()["kubeconfig"].value
+        outputs = stack.outputs()
+        return watch.health(watch.api_client(kubeconfig), settings.namespace, outputs["deploymentName"].value)
+
+    def command_failed(self, err: Exception, what: str) -> Exit:
+        if LOCKED in str(err):
+            return self.finish(Exit.BUSY, "busy", f"another update holds stack {self.args.stack}; nothing was changed")
+        return self.finish(Exit.FAILED, "failed", f"{what} failed: {last_error(err)}")
+
+
+GENERIC = frozenset({"error: update failed", "error: preview failed"})
+
+
+def last_error(err: Exception) -> str:
+    """The engine's error diagnostics from a failed command, each with its bullet points."""
+    lines = str(err).splitlines()
+    blocks: list[str] = []
+    for i, line in enumerate(lines):
+        if not line.strip().startswith("error:"):
+            continue
+        block = [line.strip()]
+        for following in lines[i + 1 :]:
+            if not following.strip().startswith(("* ", "- ")):
+                break
+            block.append(following.strip())
+        blocks.append(" ".join(block))
+    unique = list(dict.fromkeys(blocks))
+    specific = [b for b in unique if b not in GENERIC] or unique
+    if specific:
+        return "; ".join(specific)
+    text = str(err).strip()
+    return text.splitlines()[-1] if text else "unknown error"
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    stdin: TextIO = sys.stdin,
+    runner: Callable[[Rollout], Exit] = Rollout.run,
+) -> int:
+    args = parse_args(argv)
+    rollout = Rollout(args, out, err, stdin)
+    try:
+        code = runner(rollout)
+    except KeyboardInterrupt:
+        code = rollout.finish(Exit.FAILED, "interrupted", "interrupted; run `pulumi cancel` if the stack stays locked")
+    if args.json:
+        print(rollout.result.as_json(), file=out)
+    return int(code)

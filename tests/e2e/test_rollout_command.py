@@ -1,0 +1,86 @@
+"""The rollout command on the real engine and cluster: success, automatic rollback, no prompt, --no-rollback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from infra.rollout.plan import Exit
+from tests.e2e.harness import LocalStack
+from tests.e2e.test_rollout import ready_pods_by_image
+
+
+def rollout(stack: LocalStack, *args: str, stdin: str | None = None) -> tuple[int, dict[str, Any], str]:
+    """`python -m infra.rollout` in the stack's project, as CI runs it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.rollout", "--stack", stack.stack.name, "--json", *args],
+        cwd=stack.workdir,
+        env={**os.environ, **stack.env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return done.returncode, json.loads(done.stdout), done.stderr
+
+
+def tag(stack: LocalStack) -> str:
+    return str(stack.stack.get_config("rolling:imageTag").value)
+
+
+def test_ships_a_tag(deployed: LocalStack) -> None:
+    code, result, err = rollout(deployed, "--tag", "1.16.1", "--yes")
+    assert code == Exit.OK, err
+    assert result["outcome"] == "succeeded"
+    assert (result["oldImage"], result["newImage"]) == ("nginx:1.14.2", "nginx:1.16.1")
+    assert "nginx:1.14.2 -> nginx:1.16.1" in err  # the plan
+    assert "nginx:1.16.1 ready 3/3" in err  # live progress
+    assert tag(deployed) == "1.16.1"
+    assert ready_pods_by_image(deployed) == {"nginx:1.16.1": 3}
+
+
+def test_broken_tag_rolls_back_automatically(deployed: LocalStack) -> None:
+    deployed.set(progressDeadlineSeconds=10)
+    deployed.up()
+    code, result, err = rollout(deployed, "--tag", "1.16.1-broken", "--yes")
+    assert code == Exit.ROLLED_BACK, err
+    assert result["rolledBack"] is True
+    assert "nginx-deployment" in result["error"]
+    assert "ImagePullBackOff" in err or "Failed" in err  # the event that explains the delay
+    assert tag(deployed) == "1.14.2"
+    assert ready_pods_by_image(deployed) == {"nginx:1.14.2": 3}
+    assert deployed.preview().change_summary == {"same": 7}
+
+
+def test_without_terminal_or_yes_nothing_changes(deployed: LocalStack) -> None:
+    before = deployed.deployment().metadata.resource_version
+    code, result, err = rollout(deployed, "--tag", "1.16.1", stdin="y\n")
+    assert code == Exit.NOT_CONFIRMED, err
+    assert "pass --yes" in err
+    assert result["outcome"] == "not confirmed"
+    assert tag(deployed) == "1.14.2"
+    assert deployed.deployment().metadata.resource_version == before
+
+
+def test_no_rollback_leaves_the_failure(deployed: LocalStack) -> None:
+    deployed.set(progressDeadlineSeconds=10)
+    deployed.up()
+    code, result, err = rollout(deployed, "--tag", "1.16.1-broken", "--yes", "--no-rollback")
+    assert code == Exit.FAILED, err
+    assert result["rolledBack"] is False
+    assert tag(deployed) == "1.16.1-broken"
+    assert ready_pods_by_image(deployed) == {"nginx:1.14.2": 3}  # the old pods still serve
+
+
+def test_infra_changes_are_refused(deployed: LocalStack) -> None:
+    deployed.set(namespace=f"{deployed.namespace}-moved")
+    code, result, err = rollout(deployed, "--tag", "1.16.1", "--yes")
+    assert code == Exit.INFRA_CHANGES, err
+    assert result["outcome"] == "refused"
+    assert "--allow-infra-changes" in err
+    assert tag(deployed) == "1.14.2"
+    deployed.set(namespace=deployed.namespace)
