@@ -20,6 +20,8 @@ def parse_int_or_percent(value: object) -> IntOrPercent:
     """An ``int`` ≥ 0 or a string ``'N%'``, from config text or a number."""
     if isinstance(value, bool):
         raise StrategyError(f"'{value}' is not a whole number or a percentage")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # numbers cross the engine's wire as floats
     if isinstance(value, int):
         number = value
     else:

@@ -54,6 +54,7 @@ def test_parse_int_or_percent() -> None:
     assert strategy.parse_int_or_percent("25%") == "25%"
     assert strategy.parse_int_or_percent(" 2 ") == 2
     assert strategy.parse_int_or_percent(3) == 3
-    for bad in ("-1", "x", True, "2.5"):
+    assert strategy.parse_int_or_percent(3.0) == 3
+    for bad in ("-1", "x", True, "2.5", 2.5):
         with pytest.raises(strategy.StrategyError):
             strategy.parse_int_or_percent(bad)

@@ -1,0 +1,82 @@
+"""Pulumi CrossGuard entry point: `pulumi preview --policy-pack policy`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# The rules share the program's own grammar and arithmetic (infra/), one folder up.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyPack,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from policy import rules
+
+Report = Callable[[str, str | None], None]
+
+
+def resource_policy(
+    name: str, description: str, rule: Callable[[rules.Resource], list[str]]
+) -> ResourceValidationPolicy:
+    def validate(args: ResourceValidationArgs, report: Report) -> None:
+        for message in rule(rules.Resource(args.resource_type, args.name, args.props)):
+            report(message, None)
+
+    return ResourceValidationPolicy(name=name, description=description, validate=validate)
+
+
+def stack_policy(
+    name: str, description: str, rule: Callable[[list[rules.Resource]], list[str]]
+) -> StackValidationPolicy:
+    def validate(args: StackValidationArgs, report: Report) -> None:
+        resources = [rules.Resource(r.resource_type, r.name, r.props) for r in args.resources]
+        for message in rule(resources):
+            report(message, None)
+
+    return StackValidationPolicy(name=name, description=description, validate=validate)
+
+
+def fargate_sizes(resources: list[rules.Resource]) -> list[str]:
+    fargate = rules.on_fargate(resources)
+    return [m for r in resources for m in rules.requests_equal_limits(r, fargate)]
+
+
+def eks(resources: list[rules.Resource]) -> list[str]:
+    return [m for r in resources for m in rules.eks_cluster(r)]
+
+
+POLICIES: list[Any] = [
+    resource_policy(
+        "images-pinned", "Container images are pinned by a tag other than latest, or a digest.", rules.pinned_images
+    ),
+    resource_policy("readiness-probe", "Every container has a readiness probe.", rules.readiness_probes),
+    resource_policy(
+        "rolling-update-keeps-serving",
+        "Deployments roll with RollingUpdate and keep a pod serving when replicas > 1.",
+        rules.keeps_serving,
+    ),
+    stack_policy(
+        "requests-equal-limits",
+        "Containers request what they are limited to, at a size Fargate can run (on EKS).",
+        fargate_sizes,
+    ),
+    stack_policy(
+        "pod-disruption-budget",
+        "Every Deployment with more than one replica has a policy/v1 PodDisruptionBudget.",
+        rules.disruption_budgets,
+    ),
+    stack_policy(
+        "eks-cluster", "The EKS cluster pins its version, logs its control plane and has a Fargate profile.", eks
+    ),
+]
+
+PolicyPack(name="rolling", enforcement_level=EnforcementLevel.MANDATORY, policies=POLICIES)

@@ -1,0 +1,188 @@
+"""The policy pack's rules: plain functions over resource types and input properties (no Pulumi here).
+
+Each rule returns the violations it finds, each a message that says how to fix it. Properties are the
+engine's wire form: camelCase keys, numbers as ints or floats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from infra import fargate, images, strategy
+
+WORKLOADS = {
+    "kubernetes:apps/v1:Deployment",
+    "kubernetes:apps/v1:StatefulSet",
+    "kubernetes:apps/v1:DaemonSet",
+}
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+EKS_CLUSTER = "eks:index:Cluster"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A resource as the rules see it."""
+
+    type: str
+    name: str
+    props: Mapping[str, Any]
+
+
+def _containers(props: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    pod = (((props.get("spec") or {}).get("template") or {}).get("spec")) or {}
+    yield from pod.get("initContainers") or []
+    yield from pod.get("containers") or []
+
+
+def _name(props: Mapping[str, Any], fallback: str) -> str:
+    return str((props.get("metadata") or {}).get("name") or fallback)
+
+
+def image_pinned(image: str) -> str | None:
+    """Why ``image`` is not pinned, or None when it is (a tag other than latest, or a digest)."""
+    if "@" in image:
+        digest = image.split("@", 1)[1]
+        return None if images.DIGEST_RE.fullmatch(digest) else f"digest '{digest}' is not sha256:<64 hex>"
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return "has no tag, so it means latest"
+    tag = last.rsplit(":", 1)[1]
+    try:
+        images.check_tag(tag)
+    except images.ImageError as err:
+        return f"tag {err}"
+    return None
+
+
+def pinned_images(resource: Resource) -> list[str]:
+    if resource.type not in WORKLOADS:
+        return []
+    found = []
+    for container in _containers(resource.props):
+        image = str(container.get("image") or "")
+        why = image_pinned(image)
+        if why:
+            found.append(
+                f"container '{container.get('name')}' image '{image}' {why}: pin a version (rolling:imageTag 1.16.1) "
+                "or a digest (rolling:imageDigest sha256:...)"
+            )
+    return found
+
+
+def readiness_probes(resource: Resource) -> list[str]:
+    if resource.type not in WORKLOADS:
+        return []
+    pod = ((resource.props.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return [
+        f"container '{c.get('name')}' has no readinessProbe: without one a rollout counts a pod ready as soon as "
+        "it starts; add an httpGet probe on the serving port"
+        for c in pod.get("containers") or []
+        if not c.get("readinessProbe")
+    ]
+
+
+def requests_equal_limits(resource: Resource, on_fargate: bool) -> list[str]:
+    """Requests equal to limits for cpu and memory; on Fargate, at a size Fargate can run."""
+    if resource.type not in WORKLOADS:
+        return []
+    found = []
+    for container in _containers(resource.props):
+        resources = container.get("resources") or {}
+        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+        name = container.get("name")
+        for key in ("cpu", "memory"):
+            if key not in requests or requests.get(key) != limits.get(key):
+                found.append(
+                    f"container '{name}' {key} request {requests.get(key)!r} and limit {limits.get(key)!r} differ: "
+                    "set both to the same value (rolling:cpu, rolling:memory)"
+                )
+        if on_fargate and "cpu" in requests and "memory" in requests:
+            try:
+                fargate.pod_size(fargate.parse_cpu(str(requests["cpu"])), fargate.parse_memory(str(requests["memory"])))
+            except fargate.SizeError as err:
+                found.append(f"container '{name}': {err}")
+    return found
+
+
+def _replicas(props: Mapping[str, Any]) -> int:
+    value = (props.get("spec") or {}).get("replicas")
+    return 1 if value is None else int(value)
+
+
+def keeps_serving(resource: Resource) -> list[str]:
+    """A RollingUpdate strategy that keeps at least one pod serving when replicas > 1."""
+    if resource.type != DEPLOYMENT:
+        return []
+    spec = resource.props.get("spec") or {}
+    replicas = _replicas(resource.props)
+    deployment_strategy = spec.get("strategy") or {}
+    kind = deployment_strategy.get("type", "RollingUpdate")
+    if kind != "RollingUpdate":
+        return [f"strategy {kind} takes every pod down at once: use RollingUpdate (rolling:maxUnavailable 0)"]
+    if replicas <= 1:
+        return []
+    rolling = deployment_strategy.get("rollingUpdate") or {}
+    try:
+        surge = strategy.parse_int_or_percent(rolling.get("maxSurge", "25%"))
+        unavailable = strategy.parse_int_or_percent(rolling.get("maxUnavailable", "25%"))
+        plan = strategy.plan(replicas, surge, unavailable)
+    except strategy.StrategyError as err:
+        return [f"rollingUpdate is not valid: {err}"]
+    if plan.min_ready < 1:
+        return [
+            f"maxUnavailable {unavailable} lets a rollout take all {replicas} pods down: "
+            f"use at most {replicas - 1} (rolling:maxUnavailable)"
+        ]
+    return []
+
+
+def _selected(selector: Mapping[str, Any], labels: Mapping[str, Any]) -> bool:
+    match = selector.get("matchLabels") or {}
+    return bool(match) and all(labels.get(k) == v for k, v in match.items())
+
+
+def disruption_budgets(resources: Sequence[Resource]) -> list[str]:
+    """Every Deployment with more than one replica has a policy/v1 PodDisruptionBudget over its pods."""
+    budgets = [r for r in resources if r.type == PDB]
+    found = []
+    for deployment in (r for r in resources if r.type == DEPLOYMENT and _replicas(r.props) > 1):
+        metadata = deployment.props.get("metadata") or {}
+        namespace = metadata.get("namespace") or "default"
+        labels = ((((deployment.props.get("spec") or {}).get("template") or {}).get("metadata")) or {}).get(
+            "labels"
+        ) or {}
+        covered = any(
+            ((b.props.get("metadata") or {}).get("namespace") or "default") == namespace
+            and _selected((b.props.get("spec") or {}).get("selector") or {}, labels)
+            for b in budgets
+        )
+        if not covered:
+            found.append(
+                f"Deployment '{_name(deployment.props, deployment.name)}' runs {_replicas(deployment.props)} replicas "
+                "with no policy/v1 PodDisruptionBudget selecting its pods: node drains could take them all at once"
+            )
+    return found
+
+
+def eks_cluster(resource: Resource) -> list[str]:
+    """The EKS cluster: Kubernetes version pinned, control-plane logging on, a Fargate profile."""
+    if resource.type != EKS_CLUSTER:
+        return []
+    props = resource.props
+    found = []
+    if not props.get("version"):
+        found.append("no Kubernetes version: AWS would pick one and upgrade on its own; set rolling:kubernetesVersion")
+    if not props.get("enabledClusterLogTypes"):
+        found.append("control-plane logging is off: set rolling:clusterLogTypes (api,audit,authenticator)")
+    if not props.get("fargate"):
+        found.append(
+            "no Fargate profile: pods would have nowhere to run; the cluster must select namespaces for Fargate"
+        )
+    return found
+
+
+def on_fargate(resources: Sequence[Resource]) -> bool:
+    return any(r.type == EKS_CLUSTER for r in resources)

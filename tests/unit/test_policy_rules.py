@@ -1,0 +1,134 @@
+"""The policy pack's rules, on the resources the program really registers and on broken variants."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from policy import rules
+from tests.unit.harness import run_program
+
+
+def program_resources(target: str, **extra: object) -> list[rules.Resource]:
+    mocks = run_program({"target": target, "imageTag": "1.14.2", **extra}).mocks
+    return [rules.Resource(r.type, r.name, r.inputs) for r in mocks.resources]
+
+
+def all_violations(resources: list[rules.Resource]) -> list[str]:
+    fargate = rules.on_fargate(resources)
+    found = rules.disruption_budgets(resources)
+    for r in resources:
+        found += rules.pinned_images(r) + rules.readiness_probes(r) + rules.keeps_serving(r)
+        found += rules.requests_equal_limits(r, fargate) + rules.eks_cluster(r)
+    return found
+
+
+@pytest.mark.parametrize("target", ["local", "eks"])
+def test_the_program_passes_every_rule(target: str) -> None:
+    assert all_violations(program_resources(target)) == []
+
+
+def deployment(**changes: Any) -> rules.Resource:
+    (found,) = [r for r in program_resources("local") if r.type == rules.DEPLOYMENT]
+    props = copy.deepcopy(dict(found.props))
+    container = props["spec"]["template"]["spec"]["containers"][0]
+    for key, value in changes.items():
+        if key in ("image", "readinessProbe", "resources"):
+            container[key] = value
+        else:
+            props["spec"][key] = value
+    return rules.Resource(found.type, found.name, props)
+
+
+@pytest.mark.parametrize(
+    ("image", "says"),
+    [
+        ("nginx", "has no tag"),
+        ("nginx:latest", "'latest' is not allowed"),
+        ("registry:5000/nginx", "has no tag"),
+        ("nginx@sha256:abc", "is not sha256"),
+    ],
+)
+def test_unpinned_images(image: str, says: str) -> None:
+    (message,) = rules.pinned_images(deployment(image=image))
+    assert says in message and "rolling:imageTag" in message
+
+
+@pytest.mark.parametrize("image", ["nginx:1.16.1", "registry:5000/nginx:v2", "nginx@sha256:" + "a" * 64])
+def test_pinned_images(image: str) -> None:
+    assert rules.pinned_images(deployment(image=image)) == []
+
+
+def test_readiness_probe_required() -> None:
+    (message,) = rules.readiness_probes(deployment(readinessProbe=None))
+    assert "has no readinessProbe" in message
+
+
+def test_requests_must_equal_limits() -> None:
+    bad = deployment(resources={"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "500m"}})
+    messages = rules.requests_equal_limits(bad, on_fargate=False)
+    assert len(messages) == 2 and "set both to the same value" in messages[0]
+
+
+def test_fargate_size_checked_on_eks_only() -> None:
+    odd = {"cpu": "300m", "memory": "256Mi"}
+    bad = deployment(resources={"requests": odd, "limits": odd})
+    assert rules.requests_equal_limits(bad, on_fargate=False) == []
+    (message,) = rules.requests_equal_limits(bad, on_fargate=True)
+    assert "not a Fargate vCPU size" in message
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ({"strategy": {"type": "Recreate"}}, "Recreate takes every pod down"),
+        (
+            {
+                "replicas": 2,
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 2}},
+            },
+            "take all 2 pods down",
+        ),
+        ({"replicas": 4, "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": "100%"}}}, "take all 4"),
+    ],
+)
+def test_rollouts_must_keep_serving(spec: dict[str, Any], says: str) -> None:
+    (message,) = rules.keeps_serving(deployment(**spec))
+    assert says in message
+
+
+def test_single_replica_may_roll_with_unavailability() -> None:
+    spec = {"replicas": 1, "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}}
+    assert rules.keeps_serving(deployment(**spec)) == []
+
+
+def test_replicated_deployment_needs_a_budget() -> None:
+    resources = [r for r in program_resources("local") if r.type != rules.PDB]
+    (message,) = rules.disruption_budgets(resources)
+    assert "nginx-deployment" in message and "PodDisruptionBudget" in message
+    single = [r for r in program_resources("local", replicas=1) if r.type != rules.PDB]
+    assert rules.disruption_budgets(single) == []
+
+
+def test_budget_in_another_namespace_does_not_count() -> None:
+    resources = program_resources("local")
+    moved = [
+        rules.Resource(r.type, r.name, {**r.props, "metadata": {**r.props["metadata"], "namespace": "other"}})
+        if r.type == rules.PDB
+        else r
+        for r in resources
+    ]
+    assert len(rules.disruption_budgets(moved)) == 1
+
+
+@pytest.mark.parametrize(
+    ("drop", "says"),
+    [("version", "no Kubernetes version"), ("enabledClusterLogTypes", "logging is off"), ("fargate", "no Fargate")],
+)
+def test_eks_cluster_rules(drop: str, says: str) -> None:
+    (cluster,) = [r for r in program_resources("eks") if r.type == rules.EKS_CLUSTER]
+    props = {k: v for k, v in cluster.props.items() if k != drop}
+    (message,) = rules.eks_cluster(rules.Resource(cluster.type, cluster.name, props))
+    assert says in message
