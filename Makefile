@@ -23,13 +23,14 @@ export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 LOCAL_ENV = PULUMI_CONFIG_PASSPHRASE=rolling-local KUBECONFIG=$$(cluster/cluster.sh kubeconfig)
 
 .PHONY: help venv toolchain cluster-up cluster-down cluster-status demo env \
-        test test-unit test-e2e lint fmt bench clean
+        test test-unit test-e2e lint lint-workflows fmt bench clean
 
 help:
 	@echo "make demo            deploy nginx 1.14.2 to a local cluster, then roll it to 1.16.1"
 	@echo "make test            every test tier: lint, unit, end-to-end (builds what is missing)"
 	@echo "make test-unit       the fast loop: settings, helpers, components under mocks"
 	@echo "make lint            ruff check, ruff format --check, mypy"
+	@echo "make lint-workflows  actionlint on .github/workflows"
 	@echo "make toolchain       build Pulumi, the Kubernetes provider and control plane from pinned Go modules"
 	@echo "make cluster-up | cluster-down | cluster-status"
 	@echo "eval \"\$$(make -s env)\"  put pulumi, kubectl and the local settings in this shell"
@@ -65,7 +66,7 @@ env: toolchain
 	@echo "export PULUMI_CONFIG_PASSPHRASE=rolling-local  # the local stack's passphrase only"
 	@echo "export KUBECONFIG=\"$$(cluster/cluster.sh kubeconfig)\""
 
-test: lint test-unit test-e2e
+test: lint lint-workflows test-unit test-e2e
 
 test-unit: venv
 	$(PY) -m pytest tests/unit
@@ -74,6 +75,10 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+
+# actionlint alone: the pull-request workflow runs this without the rest of the toolchain.
+lint-workflows:
+	$$(tools/toolchain.sh --piece actionlint)/actionlint -no-color
 
 fmt: venv
 	$(PY) -m ruff format .

@@ -35,6 +35,8 @@ DEFAULTS: dict[str, object] = {
     "azCount": 2,
     "natGateways": "single",
     "clusterLogTypes": "api,audit,authenticator",
+    "ecrRepository": "rolling",
+    "ecrKeepImages": 30,
 }
 # Optional keys: Pulumi requires a schema default for every key it does not
 # require, so each has one that means "unset".
@@ -56,6 +58,7 @@ _LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _CLUSTER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 _K8S_VERSION_RE = re.compile(r"1\.[0-9]{2}")
 _INT_RE = re.compile(r"[+-]?[0-9]+")
+_ECR_RE = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
 
 T = TypeVar("T")
 
@@ -93,6 +96,8 @@ class Settings:
     nat_gateways: str
     cluster_log_types: tuple[str, ...]
     fargate_namespaces: tuple[str, ...]
+    ecr_repository: str = "rolling"
+    ecr_keep_images: int = 30
 
     @property
     def image(self) -> str:
@@ -187,6 +192,8 @@ class _Reader:
         no_logs: tuple[str, ...] = ()
         log_types = self.check("clusterLogTypes", _log_types, no_logs)
         fargate_namespaces = self._fargate_namespaces(namespace, target)
+        ecr_repository = self.check("ecrRepository", _ecr_name, "rolling")
+        ecr_keep = self.check("ecrKeepImages", _int_between(1, 1000), 30)
         if self.problems:
             raise SettingsError(self.problems)
         return Settings(
@@ -210,6 +217,8 @@ class _Reader:
             nat_gateways=nat,
             cluster_log_types=log_types,
             fargate_namespaces=fargate_namespaces,
+            ecr_repository=ecr_repository,
+            ecr_keep_images=ecr_keep,
         )
 
     def _check_rollout(self, replicas: int, surge: strategy.IntOrPercent, unavailable: strategy.IntOrPercent) -> None:
@@ -344,6 +353,15 @@ def _vpc_cidr(value: str) -> str:
         raise ValueError(f"'{value}' is not an IPv4 network such as 10.0.0.0/16") from None
     if not 16 <= network.prefixlen <= 20:
         raise ValueError(f"'{value}' has prefix /{network.prefixlen}; use /16 to /20 (EKS needs room for pods)")
+    return value
+
+
+def _ecr_name(value: str) -> str:
+    if not 2 <= len(value) <= 256 or not _ECR_RE.fullmatch(value):
+        raise ValueError(
+            f"'{value}' is not an ECR repository name: lowercase letters and digits, "
+            "separated by '.', '_', '-' or '/', 2 to 256 characters"
+        )
     return value
 
 

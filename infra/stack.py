@@ -13,7 +13,7 @@ def build(settings: Settings) -> dict[str, object]:
     outputs: dict[str, object] = {}
     if settings.target == "eks":
         # Imported here: the local target must not pay for (or need) the AWS SDKs.
-        from infra import cluster, network
+        from infra import cluster, network, registry
 
         vpc = network.Vpc(
             "rolling",
@@ -36,9 +36,14 @@ def build(settings: Settings) -> dict[str, object]:
             public_subnet_ids=vpc.public_subnet_ids,
             private_subnet_ids=vpc.private_subnet_ids,
         )
+        images = registry.Registry(
+            "rolling",
+            registry.RegistryArgs(repository_name=settings.ecr_repository, keep_images=settings.ecr_keep_images),
+        )
         provider = eks_cluster.provider
         outputs["clusterName"] = eks_cluster.cluster_name
         outputs["kubeconfig"] = eks_cluster.kubeconfig
+        outputs["repositoryUrl"] = images.repository_url
     else:
         from infra import local
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Build the toolchain the local target and the end-to-end tests run on: the
 # Pulumi CLI and Python language host, the Kubernetes provider plugin, the
-# Kubernetes control-plane binaries, etcd, kwok and kwokctl. Every piece is
+# Kubernetes control-plane binaries, etcd, kwok and kwokctl; and actionlint,
+# which checks the GitHub workflows. Every piece is
 # built with the ordinary `go` command from the versions pinned in tools/*/go.mod.
 #
 #   tools/toolchain.sh            build what is missing, then print the bin folder
 #   tools/toolchain.sh --bin      print the bin folder only (builds nothing)
 #   tools/toolchain.sh --check    exit 0 when every piece is built
+#   tools/toolchain.sh --piece P  build piece P only (if missing), then print its folder
 #
 # Each piece lands in ${XDG_CACHE_HOME:-~/.cache}/rolling/toolchain/pieces/<piece>-<hash>,
 # the hash taken over that piece's pins, so changing one pin rebuilds one piece.
@@ -26,9 +28,9 @@ langhost_version=v3.68.0
 provider_version=4.25.0
 kube_version=v1.36.3
 
-pieces=(pulumi langhost kubernetes-provider kubernetes etcd kwok)
+pieces=(pulumi langhost kubernetes-provider kubernetes etcd kwok actionlint)
 if [ "${ROLLING_SYSTEM_PULUMI:-}" = 1 ]; then
-  pieces=(kubernetes etcd kwok)
+  pieces=(kubernetes etcd kwok actionlint)
 fi
 
 piece_hash() {
@@ -95,6 +97,9 @@ build_piece() {
     kwok)
       go build -o "$out/" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
       ;;
+    actionlint)
+      go build -o "$out/actionlint" github.com/rhysd/actionlint/cmd/actionlint
+      ;;
   esac
 }
 
@@ -104,11 +109,17 @@ complete() {
   [ -f "$(bin_dir)/.done" ]
 }
 
+only=""
 case ${1:-} in
   --bin) bin_dir; exit 0 ;;
   --check) complete; exit $? ;;
+  --piece)
+    only=${2:?--piece needs a name: ${pieces[*]}}
+    [ -d "$here/$only" ] || { echo "toolchain: no piece '$only'; pieces: ${pieces[*]}" >&2; exit 2; }
+    pieces=("$only")
+    ;;
   "") ;;
-  *) echo "usage: $0 [--bin|--check]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--bin|--check|--piece NAME]" >&2; exit 2 ;;
 esac
 
 command -v go >/dev/null || { echo "toolchain: the go command is needed (Go 1.26 or newer)" >&2; exit 1; }
@@ -138,7 +149,12 @@ for p in "${pieces[@]}"; do
   echo "toolchain: built $p in $(($(date +%s) - start)) s" >&2
   built=1
 done
-[ "$built" = 1 ] && go clean -cache
+if [ "$built" = 1 ]; then go clean -cache; fi
+if [ -n "$only" ]; then
+  piece_dir "$only"
+  exit 0
+fi
+
 bin=$(bin_dir)
 if [ ! -f "$bin/.done" ]; then
   rm -rf "$bin" && mkdir -p "$bin"

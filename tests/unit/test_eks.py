@@ -104,3 +104,22 @@ def test_subnet_cidrs_fill_halves() -> None:
     public, private = network.subnet_cidrs("10.0.0.0/16", 2)
     assert public == ["10.0.0.0/20", "10.0.16.0/20"]
     assert private == ["10.0.128.0/20", "10.0.144.0/20"]
+
+
+def test_ecr_repository_immutable_scanned_and_trimmed() -> None:
+    result = run(ecrRepository="web/app", ecrKeepImages=12)
+    repository = result.mocks.one("aws:ecr/repository:Repository").inputs
+    assert repository["name"] == "web/app"
+    assert repository["imageTagMutability"] == "IMMUTABLE"
+    assert repository["imageScanningConfiguration"] == {"scanOnPush": True}
+    policy = json.loads(result.mocks.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])
+    (rule,) = policy["rules"]
+    assert rule["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 12}
+    assert rule["action"] == {"type": "expire"}
+    assert "repositoryUrl" in result.outputs
+
+
+def test_local_target_has_no_registry() -> None:
+    result = run_program({"target": "local", "imageTag": "1.14.2"})
+    assert result.mocks.of_type("aws:ecr/repository:Repository") == []
+    assert "repositoryUrl" not in result.outputs

@@ -158,3 +158,10 @@ def test_schema_unset_values_mean_unset() -> None:
     assert settings.image_digest is None
     assert settings.kubeconfig is None
     assert settings.progress_deadline_seconds == PROGRESS_DEADLINE_DEFAULTS["local"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("ecrRepository", "Rolling"), ("ecrRepository", "a"), ("ecrKeepImages", "0")]
+)
+def test_registry_settings_refused(key: str, value: str) -> None:
+    assert f"rolling:{key}" in refused({**EKS, key: value})

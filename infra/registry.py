@@ -1,0 +1,57 @@
+"""Registry (eks): the ECR repository the deploy workflow pushes the app's images to."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+
+@dataclass(frozen=True)
+class RegistryArgs:
+    """Plain inputs of the registry."""
+
+    repository_name: str
+    keep_images: int
+
+
+def lifecycle_policy(keep: int) -> dict[str, Any]:
+    """ECR's lifecycle document that expires all but the ``keep`` newest images."""
+    return {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": f"keep the {keep} newest images",
+                "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": keep},
+                "action": {"type": "expire"},
+            }
+        ]
+    }
+
+
+class Registry(pulumi.ComponentResource):
+    """An ECR repository: immutable tags (a tag names one image for good), scanned on push."""
+
+    repository_url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("rolling:index:Registry", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        repository = aws.ecr.Repository(
+            f"{name}-repository",
+            name=args.repository_name,
+            image_tag_mutability="IMMUTABLE",
+            image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
+            opts=child,
+        )
+        aws.ecr.LifecyclePolicy(
+            f"{name}-lifecycle",
+            repository=repository.name,
+            policy=json.dumps(lifecycle_policy(args.keep_images)),
+            opts=child,
+        )
+        self.repository_url = repository.repository_url
+        self.register_outputs({"repositoryUrl": self.repository_url})

@@ -1,0 +1,86 @@
+"""The CI workflows users run: the steps that keep a deploy safe are there and pinned."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
+SHA_PIN = re.compile(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}")
+
+
+def load(name: str) -> dict[str, Any]:
+    document = yaml.safe_load((WORKFLOWS / name).read_text())
+    # YAML 1.1 reads the bare key `on` as True.
+    document["on"] = document.pop(True, document.get("on"))
+    return dict(document)
+
+
+def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    return [step for job in workflow["jobs"].values() for step in job["steps"]]
+
+
+def step_using(job: dict[str, Any], action: str) -> dict[str, Any]:
+    (found,) = [s for s in job["steps"] if str(s.get("uses", "")).startswith(action + "@")]
+    return dict(found)
+
+
+@pytest.mark.parametrize("name", ["pull-request.yml", "deploy.yml"])
+def test_every_action_pinned_by_commit(name: str) -> None:
+    for step in steps(load(name)):
+        if "uses" in step:
+            assert SHA_PIN.fullmatch(step["uses"]), f"{step['uses']} is not pinned by a commit SHA"
+
+
+@pytest.mark.parametrize("name", ["pull-request.yml", "deploy.yml"])
+def test_least_permissions_and_no_stored_keys(name: str) -> None:
+    workflow = load(name)
+    assert workflow["permissions"] == {"contents": "read"}
+    text = (WORKFLOWS / name).read_text()
+    assert "aws-access-key-id" not in text and "AWS_SECRET_ACCESS_KEY" not in text
+    for job in workflow["jobs"].values():
+        uses_aws = any(
+            str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials@") for s in job["steps"]
+        )
+        if uses_aws:
+            assert job["permissions"]["id-token"] == "write", "AWS credentials come by OIDC"
+            assert job["environment"] == "dev", "secrets come from the stack's environment"
+            aws = step_using(job, "aws-actions/configure-aws-credentials")
+            assert aws["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
+        else:
+            assert "id-token" not in job.get("permissions", {})
+
+
+def test_pull_requests_are_tested_and_previewed_with_policy() -> None:
+    workflow = load("pull-request.yml")
+    assert workflow["on"] == {"pull_request": {"branches": ["main"]}}
+    test_job = workflow["jobs"]["test"]
+    assert any("make lint lint-workflows test-unit" in s.get("run", "") for s in test_job["steps"])
+    preview = workflow["jobs"]["preview"]
+    assert preview["needs"] == "test"
+    pulumi = step_using(preview, "pulumi/actions")["with"]
+    assert pulumi["command"] == "preview"
+    assert pulumi["stack-name"] == "dev"
+    assert pulumi["diff"] is True
+    assert pulumi["policyPacks"] == "policy"
+    assert pulumi["comment-on-pr"] is True
+    assert preview["permissions"]["pull-requests"] == "write"
+
+
+def test_merges_build_tag_by_sha_push_and_roll_one_at_a_time() -> None:
+    workflow = load("deploy.yml")
+    assert workflow["on"] == {"push": {"branches": ["main"]}}
+    assert workflow["concurrency"] == {"group": "deploy-dev", "cancel-in-progress": False}
+    (job,) = workflow["jobs"].values()
+    runs = "\n".join(s.get("run", "") for s in job["steps"])
+    assert "tag=$(git rev-parse --short HEAD)" in runs
+    assert 'docker push "$repository:$tag"' in runs
+    assert 'rollout --stack dev --tag "$TAG" --yes --json' in runs
+    assert "GITHUB_STEP_SUMMARY" in runs
+    assert 'exit "$status"' in runs, "a failed rollout fails the job"
+    names = [str(s.get("uses", "")).split("@")[0] for s in job["steps"]]
+    assert names.index("aws-actions/configure-aws-credentials") < names.index("aws-actions/amazon-ecr-login")
