@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def step_using(job: dict[str, Any], action: str) -> dict[str, Any]:
-    (found,) = [s for s in job["steps"] if str(s.get("uses", "")).startswith(action + "@")]
+    """The step that uses ``action`` with inputs (a bare `uses` only installs a tool)."""
+    (found,) = [s for s in job["steps"] if str(s.get("uses", "")).startswith(action + "@") and s.get("with")]
     return dict(found)
 
 
@@ -69,6 +71,8 @@ def test_pull_requests_are_tested_and_previewed_with_policy() -> None:
     assert pulumi["policyPacks"] == "policy"
     assert pulumi["comment-on-pr"] is True
     assert preview["permissions"]["pull-requests"] == "write"
+    order = [s.get("run") or s.get("with", {}).get("command") for s in preview["steps"]]
+    assert order.index("scripts/sync-deployed-image.sh dev") < order.index("preview"), "preview what runs"
 
 
 def test_merges_build_tag_by_sha_push_and_roll_one_at_a_time() -> None:
@@ -80,7 +84,43 @@ def test_merges_build_tag_by_sha_push_and_roll_one_at_a_time() -> None:
     assert "tag=$(git rev-parse --short HEAD)" in runs
     assert 'docker push "$repository:$tag"' in runs
     assert 'rollout --stack dev --tag "$TAG" --yes --json' in runs
+    assert runs.index("scripts/sync-deployed-image.sh dev") < runs.index("rollout --stack dev"), "roll back to what ran"
     assert "GITHUB_STEP_SUMMARY" in runs
     assert 'exit "$status"' in runs, "a failed rollout fails the job"
     names = [str(s.get("uses", "")).split("@")[0] for s in job["steps"]]
     assert names.index("aws-actions/configure-aws-credentials") < names.index("aws-actions/amazon-ecr-login")
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        (
+            "123.dkr.ecr.ap-northeast-2.amazonaws.com/rolling:ab12cd3",
+            ("123.dkr.ecr.ap-northeast-2.amazonaws.com/rolling", "ab12cd3"),
+        ),
+        ("localhost:5000/web:1.2", ("localhost:5000/web", "1.2")),
+        ("", None),
+        ("nginx@sha256:" + "a" * 64, None),
+    ],
+)
+def test_sync_deployed_image(tmp_path: Path, image: str, expected: tuple[str, str] | None) -> None:
+    """CI previews and rolls from the image that runs; the script sets exactly that."""
+    log = tmp_path / "calls"
+    fake = tmp_path / "pulumi"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1 $2" = "stack output" ]; then [ -n "{image}" ] && echo "{image}" && exit 0; exit 1; fi\n'
+        f'echo "$@" >> {log}\n'
+    )
+    fake.chmod(0o755)
+    script = WORKFLOWS.parents[1] / "scripts" / "sync-deployed-image.sh"
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    subprocess.run([str(script), "dev"], env=env, check=True, capture_output=True)
+    calls = log.read_text().splitlines() if log.exists() else []
+    if expected is None:
+        assert calls == []
+    else:
+        assert calls == [
+            f"config set imageRepository {expected[0]} --stack dev",
+            f"config set imageTag {expected[1]} --stack dev",
+        ]
