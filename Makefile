@@ -31,6 +31,7 @@ help:
 	@echo "make test-unit       the fast loop: settings, helpers, components under mocks"
 	@echo "make lint            ruff check, ruff format --check, mypy"
 	@echo "make lint-workflows  actionlint on .github/workflows"
+	@echo "make bench           rollout cost against kubectl on the same cluster: bench/results/"
 	@echo "make toolchain       build Pulumi, the Kubernetes provider and control plane from pinned Go modules"
 	@echo "make cluster-up | cluster-down | cluster-status"
 	@echo "eval \"\$$(make -s env)\"  put pulumi, kubectl and the local settings in this shell"
@@ -91,6 +92,18 @@ test-e2e: venv toolchain
 	ROLLING_CLUSTER=rolling-e2e KUBECONFIG=$$(ROLLING_CLUSTER=rolling-e2e cluster/cluster.sh kubeconfig) \
 	  $(PY) -m pytest tests/e2e $(E2E_ARGS) || status=$$?; \
 	ROLLING_CLUSTER=rolling-e2e cluster/cluster.sh down; \
+	exit $$status
+
+# Benchmarks on a cluster of their own whose pods get ready 5 s after creation.
+BENCH_ENV = ROLLING_CLUSTER=rolling-bench ROLLING_POD_CREATE_MS=500 ROLLING_POD_READY_MS=5000 \
+            ROLLING_POD_JITTER_MS=0 ROLLING_POD_DELETE_MS=500
+bench: venv toolchain
+	@$(BENCH_ENV) cluster/cluster.sh down >/dev/null 2>&1 || true
+	@start=$$(date +%s.%N); $(BENCH_ENV) cluster/cluster.sh up; end=$$(date +%s.%N); \
+	status=0; \
+	$(BENCH_ENV) KUBECONFIG=$$($(BENCH_ENV) cluster/cluster.sh kubeconfig) ROLLING_TOOLCHAIN_CACHE=$(CACHE)/toolchain \
+	  $(PY) bench/run.py --cluster-start-s $$($(PY) -c "print(round($$end - $$start, 1))") || status=$$?; \
+	$(BENCH_ENV) cluster/cluster.sh down; \
 	exit $$status
 
 clean:

@@ -24,7 +24,6 @@ cache=${XDG_CACHE_HOME:-$HOME/.cache}/rolling/toolchain
 recipe=1
 
 pulumi_version=v3.260.0
-langhost_version=v3.68.0
 provider_version=4.25.0
 kube_version=v1.36.3
 
@@ -62,12 +61,11 @@ build_piece() {
         -o "$out/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
       ;;
     langhost)
-      go build -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$langhost_version" \
-        -o "$out/pulumi-language-python" github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python
+      go build -ldflags "-X main.version=${pulumi_version#v}" -o "$out/pulumi-language-python" .
       # The executor script the host runs Python through, from the SDK release
       # that matches the Python package pinned in requirements.txt.
       local sdk
-      sdk=$(module_dir pulumi github.com/pulumi/pulumi/sdk/v3)
+      sdk=$(module_dir langhost github.com/pulumi/pulumi/sdk/v3)
       install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$out/"
       ;;
     kubernetes-provider)
@@ -144,6 +142,8 @@ for p in "${pieces[@]}"; do
     exit 1
   fi
   rm -f "$tmp.log"
+  # How long this piece took, for the benchmarks' toolchain table.
+  echo "$(($(date +%s) - start))" >"$tmp/.build-seconds"
   touch "$tmp/.done"
   rm -rf "$dir" && mv "$tmp" "$dir"
   echo "toolchain: built $p in $(($(date +%s) - start)) s" >&2

@@ -1,0 +1,392 @@
+"""make bench: what a rollout costs, against kubectl on the same cluster, in one run.
+
+Runs on a cluster of its own (started by `make bench`) whose pods take a fixed time to get ready, so
+the controllers' share of a rollout is known and Pulumi's overhead shows. Writes
+bench/results/latest.{json,md} and bench/results/rollout-timeline.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from infra import strategy  # noqa: E402
+from tests.e2e.harness import RolloutWatch, copy_project  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+DEPLOYMENT = "nginx-deployment"
+_tags = iter(range(1, 10_000))
+
+
+def next_tag() -> str:
+    """A tag not used before in this run, so every deploy is a real rollout (kwok needs no real image)."""
+    return f"1.25.{next(_tags)}"
+
+
+def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def timed(action: Callable[..., object], *args: object) -> float:
+    start = time.perf_counter()
+    action(*args)
+    return time.perf_counter() - start
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(samples), 2),
+        "min": round(min(samples), 2),
+        "max": round(max(samples), 2),
+        "runs": len(samples),
+    }
+
+
+class Stack:
+    """A bench stack of the real program, driven by the CLI as a user drives it."""
+
+    def __init__(self, workdir: Path, name: str, namespace: str) -> None:
+        backend = workdir / "state"
+        backend.mkdir()
+        self.project = copy_project(workdir / "project")
+        self.name = name
+        self.namespace = namespace
+        self.env = {
+            **os.environ,
+            "PULUMI_BACKEND_URL": f"file://{backend}",
+            "PULUMI_CONFIG_PASSPHRASE": "bench",
+        }
+        self.pulumi("stack", "init", name, "--secrets-provider", "passphrase")
+
+    def pulumi(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run(["pulumi", *args, "--color", "never"], cwd=self.project, env=self.env)
+
+    def configure(self, **values: object) -> None:
+        for key, value in values.items():
+            self.pulumi("config", "set", f"rolling:{key}", str(value), "--stack", self.name)
+
+    def up(self) -> None:
+        self.pulumi("up", "--yes", "--skip-preview", "--stack", self.name)
+
+    def preview(self) -> None:
+        self.pulumi("preview", "--stack", self.name)
+
+    def rollout(self, tag: str) -> None:
+        run(
+            [sys.executable, "-m", "infra.rollout", "--stack", self.name, "--tag", tag, "--yes", "--json"],
+            cwd=self.project,
+            env=self.env,
+        )
+
+    def destroy(self) -> None:
+        self.pulumi("destroy", "--yes", "--stack", self.name)
+
+
+def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
+    return run(["kubectl", *args])
+
+
+def clone_deployment(source_namespace: str, namespace: str) -> Path:
+    """The same Deployment, applied by kubectl in another namespace: the seed's way, same spec."""
+    live = json.loads(kubectl("get", "deployment", DEPLOYMENT, "-n", source_namespace, "-o", "json").stdout)
+    metadata = {
+        "name": DEPLOYMENT,
+        "namespace": namespace,
+        "labels": live["metadata"].get("labels", {}),
+    }
+    manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": live["spec"]}
+    kubectl("create", "namespace", namespace)
+    path = Path(tempfile.mkstemp(suffix=".json")[1])
+    path.write_text(json.dumps(manifest))
+    kubectl("apply", "-f", str(path))
+    kubectl("rollout", "status", f"deployment/{DEPLOYMENT}", "-n", namespace, "--timeout=300s")
+    return path
+
+
+def kubectl_deploy(namespace: str, tag: str) -> None:
+    kubectl("set", "image", f"deployment/{DEPLOYMENT}", f"nginx=nginx:{tag}", "-n", namespace)
+    kubectl("rollout", "status", f"deployment/{DEPLOYMENT}", "-n", namespace, "--timeout=300s")
+
+
+def kubectl_diff(manifest: Path, tag: str) -> None:
+    document = json.loads(manifest.read_text())
+    document["spec"]["template"]["spec"]["containers"][0]["image"] = f"nginx:{tag}"
+    changed = manifest.with_suffix(".diff.json")
+    changed.write_text(json.dumps(document))
+    done = subprocess.run(["kubectl", "diff", "-f", str(changed)], capture_output=True, text=True, check=False)
+    if done.returncode not in (0, 1):  # 1 means "differences found"
+        raise RuntimeError(done.stderr)
+
+
+def floor_seconds(steps: int, delays: dict[str, float], min_ready: int) -> float:
+    """What the controllers cannot beat: each step waits for a pod to be created, get ready and stay ready."""
+    return round(steps * (delays["create"] + delays["ready"] + min_ready), 2)
+
+
+def evaluation() -> dict[str, Any]:
+    """Program evaluation under mocks, per target: import time and build time, and what the local one imports."""
+    code = (
+        "import time, sys, json\n"
+        "t0 = time.perf_counter()\n"
+        "from tests.unit.harness import run_program\n"
+        "t1 = time.perf_counter()\n"
+        "run_program({'target': sys.argv[1], 'imageTag': '1.14.2'})\n"
+        "t2 = time.perf_counter()\n"
+        "aws = sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi_aws', 'pulumi_eks'))\n"
+        "print(json.dumps({'import': t1 - t0, 'build': t2 - t1, 'aws_modules': len(aws)}))\n"
+    )
+    found: dict[str, Any] = {}
+    for target in ("local", "eks"):
+        runs = [json.loads(run([sys.executable, "-c", code, target], cwd=ROOT).stdout) for _ in range(3)]
+        found[target] = {
+            "import_s": round(statistics.median(r["import"] for r in runs), 3),
+            "build_s": round(statistics.median(r["build"] for r in runs), 3),
+            "total_s": round(statistics.median(r["import"] + r["build"] for r in runs), 3),
+            "aws_modules_loaded": runs[0]["aws_modules"],
+        }
+    trace = run([sys.executable, "-X", "importtime", "-c", "import infra.stack, infra.local"], cwd=ROOT).stderr
+    imports = []
+    for line in trace.splitlines():
+        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\s*)(\S+)", line)
+        if match and not match.group(2):  # top-level imports only
+            imports.append((int(match.group(1)), match.group(3)))
+    found["local_top_imports_ms"] = [
+        {"module": name, "ms": round(us / 1000, 1)} for us, name in sorted(imports, reverse=True)[:8]
+    ]
+    return found
+
+
+def toolchain() -> dict[str, Any]:
+    pieces = {}
+    for done in sorted((Path(os.environ["ROLLING_TOOLCHAIN_CACHE"]) / "pieces").glob("*/.done")):
+        seconds = done.parent / ".build-seconds"
+        name = done.parent.name.rsplit("-", 1)[0]
+        if seconds.exists():
+            pieces[name] = int(seconds.read_text())
+    warm = [timed(run, [str(ROOT / "tools" / "toolchain.sh")]) for _ in range(3)]
+    return {"cold_build_s_by_piece": pieces, "warm_check_s": summary(warm)}
+
+
+def plot(samples: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    revisions = list(dict.fromkeys(r for s in samples for r in s["ready_by_revision"]))
+    fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
+    for label, revision in zip(("old ReplicaSet", "new ReplicaSet"), revisions, strict=False):
+        ax.step(
+            [s["t"] for s in samples],
+            [s["ready_by_revision"].get(revision, 0) for s in samples],
+            where="post",
+            label=label,
+        )
+    ax.step([s["t"] for s in samples], [s["ready"] for s in samples], where="post", label="ready in all", ls="--")
+    ax.set_xlabel("seconds since `pulumi up` started")
+    ax.set_ylabel("ready pods")
+    ax.set_title("A tag change rolled by pulumi up: 3 replicas, maxSurge 1, maxUnavailable 0")
+    ax.legend(loc="center right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    deploy = report["deploy"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {report['date']} on {report['machine']}; pods get ready {report['delays']['ready']} s after "
+        f"creation ({report['delays']['create']} s to create), minReadySeconds {report['min_ready_seconds']}.",
+        "",
+        f"## Tag change to rollout complete (3 replicas, maxSurge 1, maxUnavailable 0, {deploy['kubectl']['runs']} "
+        "runs each, alternating)",
+        "",
+        "| path | median s | min s | max s | vs kubectl |",
+        "|---|---|---|---|---|",
+    ]
+    for key, label in (
+        ("kubectl", "`kubectl set image` + `kubectl rollout status`"),
+        ("pulumi_up", "`pulumi up --yes --skip-preview`"),
+        ("rollout", "`rollout --yes` (preview, up, checks)"),
+    ):
+        d = deploy[key]
+        ratio = d["median"] / deploy["kubectl"]["median"]
+        lines.append(f"| {label} | {d['median']} | {d['min']} | {d['max']} | {ratio:.2f}x |")
+    lines += [
+        "",
+        f"The controllers' floor is {deploy['floor_s']} s (steps x (create + ready + minReady)). "
+        f"Overhead over that floor: kubectl {deploy['kubectl']['median'] - deploy['floor_s']:.1f} s, "
+        f"pulumi up {deploy['pulumi_up']['median'] - deploy['floor_s']:.1f} s, "
+        f"rollout {deploy['rollout']['median'] - deploy['floor_s']:.1f} s. "
+        f"Pulumi's overhead over the kubectl path: {deploy['pulumi_overhead_pct']:.1f} % (target ≤ 10 %).",
+        "",
+        "## Preview of a tag change",
+        "",
+        "| command | median s | min s | max s |",
+        "|---|---|---|---|",
+        f"| `pulumi preview` | {report['preview']['pulumi']['median']} | {report['preview']['pulumi']['min']} | "
+        f"{report['preview']['pulumi']['max']} |",
+        f"| `kubectl diff` | {report['preview']['kubectl']['median']} | {report['preview']['kubectl']['min']} | "
+        f"{report['preview']['kubectl']['max']} |",
+        "",
+        "## Scale (maxSurge 25 %, one run each)",
+        "",
+        "| replicas | kubectl s | pulumi up s | pulumi - kubectl s | floor s |",
+        "|---|---|---|---|---|",
+    ]
+    for row in report["scale"]:
+        lines.append(
+            f"| {row['replicas']} | {row['kubectl_s']} | {row['pulumi_up_s']} | "
+            f"{row['pulumi_up_s'] - row['kubectl_s']:.1f} | {row['floor_s']} |"
+        )
+    ev = report["evaluation"]
+    lines += [
+        "",
+        "## Program evaluation under mocks",
+        "",
+        "| target | import s | build s | total s | AWS SDK modules loaded |",
+        "|---|---|---|---|---|",
+    ]
+    for target in ("local", "eks"):
+        e = ev[target]
+        lines.append(f"| {target} | {e['import_s']} | {e['build_s']} | {e['total_s']} | {e['aws_modules_loaded']} |")
+    lines += [
+        "",
+        "Top imports of the local target (cumulative ms): "
+        + ", ".join(f"{i['module']} {i['ms']}" for i in ev["local_top_imports_ms"])
+        + ".",
+    ]
+    tc = report["toolchain"]
+    lines += [
+        "",
+        "## Toolchain",
+        "",
+        "| piece | cold build s (when built here) |",
+        "|---|---|",
+    ]
+    lines += [f"| {piece} | {seconds} |" for piece, seconds in tc["cold_build_s_by_piece"].items()]
+    lines += [
+        "",
+        f"Warm `tools/toolchain.sh` (everything built): median {tc['warm_check_s']['median']} s. "
+        f"Control plane start: {report['cluster_start_s']} s.",
+        "",
+        "![rollout timeline](rollout-timeline.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--cluster-start-s", type=float, required=True)
+    args = parser.parse_args()
+    delays = {
+        "create": int(os.environ["ROLLING_POD_CREATE_MS"]) / 1000,
+        "ready": int(os.environ["ROLLING_POD_READY_MS"]) / 1000,
+    }
+    min_ready = 1
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}",
+        "delays": delays,
+        "min_ready_seconds": min_ready,
+        "cluster_start_s": args.cluster_start_s,
+    }
+    with tempfile.TemporaryDirectory() as scratch:
+        stack = Stack(Path(scratch), "bench", "bench-pulumi")
+        stack.configure(target="local", namespace="bench-pulumi", imageTag="1.14.2", minReadySeconds=min_ready)
+        stack.up()
+        manifest = clone_deployment("bench-pulumi", "bench-kubectl")
+        try:
+            samples: dict[str, list[float]] = {"kubectl": [], "pulumi_up": [], "rollout": []}
+            timeline: list[dict[str, Any]] = []
+            for i in range(args.runs):
+                samples["kubectl"].append(timed(kubectl_deploy, "bench-kubectl", next_tag()))
+                stack.configure(imageTag=next_tag())
+                with RolloutWatch("bench-pulumi") as watcher:
+                    samples["pulumi_up"].append(timed(stack.up))
+                if i == 0:
+                    timeline = [s.__dict__ for s in watcher.samples]
+                samples["rollout"].append(timed(stack.rollout, next_tag()))
+            deploy: dict[str, Any] = {k: summary(v) for k, v in samples.items()}
+            deploy["floor_s"] = floor_seconds(3, delays, min_ready)
+            deploy["pulumi_overhead_pct"] = round(
+                100 * (deploy["pulumi_up"]["median"] / deploy["kubectl"]["median"] - 1), 1
+            )
+            report["deploy"] = deploy
+
+            previews: dict[str, list[float]] = {"pulumi": [], "kubectl": []}
+            for _ in range(args.runs):
+                tag = next_tag()
+                stack.configure(imageTag=tag)
+                previews["pulumi"].append(timed(stack.preview))
+                previews["kubectl"].append(timed(kubectl_diff, manifest, tag))
+            report["preview"] = {k: summary(v) for k, v in previews.items()}
+
+            scale = []
+            surge = {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}
+            for replicas in (3, 10, 30):
+                # Resize both first (untimed), then time one tag change on each.
+                stack.configure(replicas=replicas, maxSurge="25%", imageTag=next_tag())
+                stack.up()
+                kubectl("scale", f"deployment/{DEPLOYMENT}", f"--replicas={replicas}", "-n", "bench-kubectl")
+                kubectl(
+                    "patch",
+                    f"deployment/{DEPLOYMENT}",
+                    "-n",
+                    "bench-kubectl",
+                    "-p",
+                    json.dumps({"spec": {"strategy": surge}}),
+                )
+                kubectl_deploy("bench-kubectl", next_tag())
+                kubectl_seconds = timed(kubectl_deploy, "bench-kubectl", next_tag())
+                stack.configure(imageTag=next_tag())
+                pulumi_seconds = timed(stack.up)
+                steps = strategy.plan(replicas, "25%", 0).steps
+                scale.append(
+                    {
+                        "replicas": replicas,
+                        "kubectl_s": round(kubectl_seconds, 2),
+                        "pulumi_up_s": round(pulumi_seconds, 2),
+                        "floor_s": floor_seconds(steps, delays, min_ready),
+                    }
+                )
+            report["scale"] = scale
+        finally:
+            stack.destroy()
+            subprocess.run(
+                ["kubectl", "delete", "namespace", "bench-kubectl", "--wait=false"], capture_output=True, check=False
+            )
+
+    report["evaluation"] = evaluation()
+    report["toolchain"] = toolchain()
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=1) + "\n")
+    plot(timeline, RESULTS / "rollout-timeline.png")
+    (RESULTS / "latest.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

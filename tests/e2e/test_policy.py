@@ -1,0 +1,29 @@
+"""The policy pack, run by the real engine on the local stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi.automation as auto
+import pytest
+
+from tests.e2e.harness import ROOT, local_stack
+
+POLICY = str(ROOT / "policy")
+
+
+def test_defaults_pass_every_policy(tmp_path: Path) -> None:
+    with local_stack(tmp_path, imageTag="1.14.2") as stack:
+        result = stack.preview(policy_packs=[POLICY])
+        assert result.change_summary == {"create": 7}
+        assert "rolling@v0.0.1" in result.stdout
+
+
+def test_a_violation_fails_the_preview_naming_the_rule(tmp_path: Path) -> None:
+    with local_stack(tmp_path, imageTag="1.14.2", replicas=2, maxSurge=0, maxUnavailable=2) as stack:
+        with pytest.raises(auto.CommandError) as caught:
+            stack.preview(policy_packs=[POLICY])
+        message = str(caught.value)
+        assert "[mandatory]  rolling-update-keeps-serving" in message
+        assert "use at most 1 (rolling:maxUnavailable)" in message
+        stack.up()  # without the pack the same stack deploys: the rule, not the program, refused it
