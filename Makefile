@@ -90,7 +90,7 @@ test-e2e: venv toolchain
 	@ROLLING_CLUSTER=rolling-e2e cluster/cluster.sh up
 	@status=0; \
 	ROLLING_CLUSTER=rolling-e2e KUBECONFIG=$$(ROLLING_CLUSTER=rolling-e2e cluster/cluster.sh kubeconfig) \
-	  $(PY) -m pytest tests/e2e $(E2E_ARGS) || status=$$?; \
+	  $(PY) -m pytest tests/e2e -n 2 --durations=10 $(E2E_ARGS) || status=$$?; \
 	ROLLING_CLUSTER=rolling-e2e cluster/cluster.sh down; \
 	exit $$status
 

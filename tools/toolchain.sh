@@ -124,9 +124,9 @@ command -v go >/dev/null || { echo "toolchain: the go command is needed (Go 1.26
 mkdir -p "$cache/pieces"
 # Go's caches of our own, so the user's are left alone and ours can be trimmed:
 # the module cache stays (a changed pin rebuilds from it), the build cache is
-# emptied once every piece is built (it is most of the disk a build takes).
+# emptied after each piece (it is most of the disk a build takes: emptying it
+# keeps the peak under 10 GB, at the price of compiling shared packages again).
 export GOMODCACHE=$cache/go/mod GOCACHE=$cache/go/build GOFLAGS="${GOFLAGS:-} -modcacherw" GOTOOLCHAIN=local
-built=0
 for p in "${pieces[@]}"; do
   dir=$(piece_dir "$p")
   [ -f "$dir/.done" ] && continue
@@ -147,9 +147,8 @@ for p in "${pieces[@]}"; do
   touch "$tmp/.done"
   rm -rf "$dir" && mv "$tmp" "$dir"
   echo "toolchain: built $p in $(($(date +%s) - start)) s" >&2
-  built=1
+  go clean -cache
 done
-if [ "$built" = 1 ]; then go clean -cache; fi
 if [ -n "$only" ]; then
   piece_dir "$only"
   exit 0

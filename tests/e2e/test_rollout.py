@@ -121,7 +121,7 @@ def test_refused_config_changes_nothing(deployed: LocalStack) -> None:
 
 
 def test_failed_rollout_fails_in_bounded_time_and_keeps_old_pods(tmp_path: Path) -> None:
-    deadline = 10
+    deadline = 5
     with local_stack(tmp_path, imageTag="1.14.2", progressDeadlineSeconds=deadline) as stack:
         stack.up()
         stack.set(imageTag="1.16.1-broken")
@@ -151,8 +151,13 @@ def test_drift_is_reported_and_repaired(deployed: LocalStack) -> None:
         check=True,
         capture_output=True,
     )
+    subprocess.run(
+        ["kubectl", "-n", deployed.namespace, "rollout", "status", f"deployment/{DEPLOYMENT}", "--timeout=60s"],
+        check=True,
+        capture_output=True,
+    )
     preview = deployed.preview(refresh=True, diff=True)
-    assert preview.change_summary.get(auto.OpType.UPDATE) == 1
+    assert preview.change_summary.get(auto.OpType.UPDATE) == 1, preview.stdout
     assert "nginx:1.15.0" in preview.stdout
     deployed.up(refresh=True)
     assert deployed.deployment().spec.template.spec.containers[0].image == "nginx:1.14.2"

@@ -44,7 +44,7 @@ def test_ships_a_tag(deployed: LocalStack) -> None:
 
 
 def test_broken_tag_rolls_back_automatically(deployed: LocalStack) -> None:
-    deployed.set(progressDeadlineSeconds=10)
+    deployed.set(progressDeadlineSeconds=5)
     deployed.up()
     code, result, err = rollout(deployed, "--tag", "1.16.1-broken", "--yes")
     assert code == Exit.ROLLED_BACK, err
@@ -67,7 +67,7 @@ def test_without_terminal_or_yes_nothing_changes(deployed: LocalStack) -> None:
 
 
 def test_no_rollback_leaves_the_failure(deployed: LocalStack) -> None:
-    deployed.set(progressDeadlineSeconds=10)
+    deployed.set(progressDeadlineSeconds=5)
     deployed.up()
     code, result, err = rollout(deployed, "--tag", "1.16.1-broken", "--yes", "--no-rollback")
     assert code == Exit.FAILED, err
