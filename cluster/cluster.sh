@@ -8,8 +8,9 @@
 #   cluster/cluster.sh kubeconfig  print the kubeconfig path
 #
 # Knobs (environment): ROLLING_CLUSTER (name, default rolling), ROLLING_NODES (3),
-# ROLLING_POD_CREATE_MS (500), ROLLING_POD_READY_MS (2000), ROLLING_POD_JITTER_MS (500),
-# ROLLING_POD_DELETE_MS (500): the delays kwok applies at each pod stage.
+# ROLLING_POD_CREATE_MS (500): scheduled -> ContainerCreating; ROLLING_POD_READY_MS (1000),
+# plus up to ROLLING_POD_JITTER_MS (500) more at random: ContainerCreating -> Ready;
+# ROLLING_POD_DELETE_MS (500): a deleted pod goes away.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -55,12 +56,14 @@ up() {
   kube_version=$(kube-apiserver --version | awk '{print $2}')
   mkdir -p "$KWOK_WORKDIR"
   config=$KWOK_WORKDIR/$name.yaml
+  local ready=${ROLLING_POD_READY_MS:-1000}
   {
     fill "$here/kwokctl.yaml" "BIN=$bin" "KUBE_VERSION=$kube_version"
     echo "---"
+    # kwok reads a jitter as the upper bound of the whole delay, not as an extra.
     fill "$here/stages.yaml" \
-      "CREATE_MS=${ROLLING_POD_CREATE_MS:-500}" "READY_MS=${ROLLING_POD_READY_MS:-2000}" \
-      "JITTER_MS=${ROLLING_POD_JITTER_MS:-500}" "DELETE_MS=${ROLLING_POD_DELETE_MS:-500}"
+      "CREATE_MS=${ROLLING_POD_CREATE_MS:-500}" "READY_MS=$ready" \
+      "READY_MAX_MS=$((ready + ${ROLLING_POD_JITTER_MS:-500}))" "DELETE_MS=${ROLLING_POD_DELETE_MS:-500}"
   } >"$config"
   if ! kwokctl create cluster --name "$name" --config "$config" --kubeconfig "" --wait 60s >"$KWOK_WORKDIR/$name-create.log" 2>&1; then
     cat "$KWOK_WORKDIR/$name-create.log" >&2

@@ -219,3 +219,17 @@ def test_last_error_keeps_the_engine_errors_with_their_details() -> None:
 
 def test_exit_codes_are_distinct() -> None:
     assert len({int(code) for code in Exit}) == len(Exit)
+
+
+def test_a_locked_stack_is_busy_and_says_nothing_changed() -> None:
+    import pulumi.automation as auto
+
+    command = rollout()
+    locked = auto.CommandError(
+        auto.CommandResult("", "error: the stack is currently locked by 1 lock(s). Either wait for the other", 255)
+    )
+    assert command.command_failed(locked, "up") == Exit.BUSY
+    assert command.result.outcome == "busy"
+    assert "nothing was changed" in (command.result.error or "")
+    other = auto.CommandError(auto.CommandResult("", "error: boom", 255))
+    assert rollout().command_failed(other, "preview") == Exit.FAILED
