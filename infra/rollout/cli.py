@@ -197,15 +197,19 @@ class Rollout:
                 scope.enter_context(progress)
             stack.up(color="never", on_output=lambda _line: None)
 
+    @staticmethod
+    def kubeconfig(stack: Any, settings: Settings) -> str | None:
+        """The cluster's kubeconfig: the stack's own output on eks, the configured or ambient one locally."""
+        if settings.target == "eks":
+            return str(stack.outputs()["kubeconfig"].value)
+        return settings.kubeconfig
+
     def progress(self, stack: Any, settings: Settings) -> Any:
         """The live view; a rollout goes on without it when the cluster cannot be reached from here."""
         from infra.rollout import watch
 
         try:
-            kubeconfig = settings.kubeconfig
-            if settings.target == "eks":
-                kubeconfig = stack.outputs()["kubeconfig"].value
-            return watch.Progress(watch.api_client(kubeconfig), settings.namespace, self.say)
+            return watch.Progress(watch.api_client(self.kubeconfig(stack, settings)), settings.namespace, self.say)
         except Exception as err:
             self.say(f"rollout: no live progress ({err.__class__.__name__}: {err})")
             return None
@@ -243,11 +247,8 @@ class Rollout:
     def health(self, stack: Any, settings: Settings) -> Any:
         from infra.rollout import watch
 
-        kubeconfig = settings.kubeconfig
-        if settings.target == "eks":
-            kubeconfig = stack.outputs()["kubeconfig"].value
-        outputs = stack.outputs()
-        return watch.health(watch.api_client(kubeconfig), settings.namespace, outputs["deploymentName"].value)
+        name = stack.outputs()["deploymentName"].value
+        return watch.health(watch.api_client(self.kubeconfig(stack, settings)), settings.namespace, name)
 
     def command_failed(self, err: Exception, what: str) -> Exit:
         if LOCKED in str(err):
