@@ -27,7 +27,10 @@ def default_run() -> Run:
 
 
 def subnets(result: Run, role: str) -> list[dict[str, Any]]:
-    return [r.inputs for r in result.mocks.of_type(SUBNET) if f"kubernetes.io/role/{role}" in r.inputs["tags"]]
+    """The subnets of one role in zone order (their names end in the zone's index; resources
+    register concurrently, so the order they were recorded in means nothing)."""
+    found = [r for r in result.mocks.of_type(SUBNET) if f"kubernetes.io/role/{role}" in r.inputs["tags"]]
+    return [r.inputs for r in sorted(found, key=lambda r: int(r.name.rsplit("-", 1)[1]))]
 
 
 def test_cluster_gets_private_subnets_and_no_node_group(default_run: Run) -> None:
