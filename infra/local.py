@@ -5,13 +5,15 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.settings import is_kubeconfig_text
+
 
 def provider(kubeconfig: str | None) -> k8s.Provider:
     """An explicit provider, so no resource depends on an ambient kubeconfig by accident.
 
     With ``kubeconfig`` unset the provider reads KUBECONFIG or ~/.kube/config, as kubectl does.
+    The file's text, when given instead of a path, holds credentials: it stays a secret.
     """
-    return k8s.Provider(
-        "local",
-        kubeconfig=pulumi.Output.secret(kubeconfig) if kubeconfig and "\n" in kubeconfig else kubeconfig,
-    )
+    if kubeconfig and is_kubeconfig_text(kubeconfig):
+        return k8s.Provider("local", kubeconfig=pulumi.Output.secret(kubeconfig))
+    return k8s.Provider("local", kubeconfig=kubeconfig)

@@ -322,9 +322,14 @@ def _quantity(parse: Callable[[str], int]) -> Callable[[str], str]:
     return check
 
 
+def is_kubeconfig_text(value: str) -> bool:
+    """Whether a kubeconfig setting holds the file's text (YAML over lines, or JSON) rather than a path."""
+    return "\n" in value or value.lstrip().startswith("{")
+
+
 def _kubeconfig(value: str) -> str:
-    if "\n" in value or value.lstrip().startswith("{"):
-        return value  # the kubeconfig text itself
+    if is_kubeconfig_text(value):
+        return value
     path = os.path.expanduser(value)
     if not os.path.isfile(path):
         raise ValueError(f"'{value}' is neither kubeconfig text nor a file that exists")

@@ -13,6 +13,8 @@ from typing import Any
 
 from kubernetes import client, config
 
+from infra.settings import is_kubeconfig_text
+
 SELECTOR = "app=nginx"
 # Event reasons worth a line: why pods do not start or get ready.
 EXPLAINING = frozenset({"Failed", "BackOff", "FailedScheduling", "FailedCreate", "Unhealthy", "FailedMount"})
@@ -20,7 +22,7 @@ EXPLAINING = frozenset({"Failed", "BackOff", "FailedScheduling", "FailedCreate",
 
 def api_client(kubeconfig: str | None) -> client.ApiClient:
     """A client for a kubeconfig path or text, or the ambient KUBECONFIG / ~/.kube/config."""
-    if kubeconfig and ("\n" in kubeconfig or kubeconfig.lstrip().startswith("{")):
+    if kubeconfig and is_kubeconfig_text(kubeconfig):
         with tempfile.NamedTemporaryFile("w", suffix=".kubeconfig", delete=False) as handle:
             handle.write(kubeconfig)
         try:

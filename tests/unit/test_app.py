@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.unit.harness import Run, run_program
@@ -124,3 +126,17 @@ def test_digest_pins_the_container(target: str) -> None:
     digest = "sha256:" + "ab" * 32
     deployment = run(target, imageDigest=digest).mocks.one(DEPLOYMENT).inputs
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == f"nginx@{digest}"
+
+
+@pytest.mark.parametrize("text", ['{"apiVersion": "v1", "kind": "Config"}', "apiVersion: v1\nkind: Config\n"])
+def test_local_kubeconfig_text_stays_secret(text: str) -> None:
+    (provider,) = run("local", kubeconfig=text).mocks.of_type("pulumi:providers:kubernetes")
+    assert provider.inputs["kubeconfig"] == text
+    assert "kubeconfig" in provider.secrets
+
+
+def test_local_kubeconfig_path_is_passed_as_is(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_text("apiVersion: v1\n")
+    (provider,) = run("local", kubeconfig=str(path)).mocks.of_type("pulumi:providers:kubernetes")
+    assert provider.inputs["kubeconfig"] == str(path)
