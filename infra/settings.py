@@ -96,8 +96,8 @@ class Settings:
     nat_gateways: str
     cluster_log_types: tuple[str, ...]
     fargate_namespaces: tuple[str, ...]
-    ecr_repository: str = "rolling"
-    ecr_keep_images: int = 30
+    ecr_repository: str
+    ecr_keep_images: int
 
     @property
     def image(self) -> str:

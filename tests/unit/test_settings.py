@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -137,7 +138,9 @@ def test_defaults() -> None:
     assert settings.fargate_namespaces == ("default", "kube-system")
     assert settings.cluster_log_types == ("api", "audit", "authenticator")
     assert Settings.from_values(BASE).progress_deadline_seconds == PROGRESS_DEADLINE_DEFAULTS["local"]
-    assert set(DEFAULTS) <= {f.name for f in Settings.__dataclass_fields__.values()} | set(DEFAULTS)
+    # Every key with a default reaches a field of Settings (camelCase key, snake_case field).
+    fields = set(Settings.__dataclass_fields__)
+    assert {re.sub(r"([A-Z])", r"_\1", key).lower() for key in DEFAULTS} <= fields
 
 
 def test_numbers_from_yaml_are_accepted() -> None:
