@@ -23,7 +23,7 @@ export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 LOCAL_ENV = PULUMI_CONFIG_PASSPHRASE=rolling-local KUBECONFIG=$$(cluster/cluster.sh kubeconfig)
 
 .PHONY: help venv toolchain cluster-up cluster-down cluster-status demo env \
-        test test-unit test-e2e lint lint-workflows fmt bench clean
+        test test-unit test-e2e lint lint-workflows fmt bench fresh-check clean
 
 help:
 	@echo "make demo            deploy nginx 1.14.2 to a local cluster, then roll it to 1.16.1"
@@ -34,6 +34,7 @@ help:
 	@echo "make bench           rollout cost against kubectl on the same cluster: bench/results/"
 	@echo "make toolchain       build Pulumi, the Kubernetes provider and control plane from pinned Go modules"
 	@echo "make cluster-up | cluster-down | cluster-status"
+	@echo "make fresh-check     a clean clone, an empty cache, make demo and make test; cold build times (long)"
 	@echo "eval \"\$$(make -s env)\"  put pulumi, kubectl and the local settings in this shell"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -105,6 +106,10 @@ bench: venv toolchain
 	  $(PY) bench/run.py --cluster-start-s $$($(PY) -c "print(round($$end - $$start, 1))") || status=$$?; \
 	$(BENCH_ENV) cluster/cluster.sh down; \
 	exit $$status
+
+# The README's two commands as a new machine runs them (KEEP=1 keeps the folder).
+fresh-check:
+	scripts/fresh-check.sh $(if $(KEEP),--keep)
 
 clean:
 	rm -rf $(VENV) .pulumi-state .mypy_cache .ruff_cache .pytest_cache tools/kubernetes-provider/*-embed.json

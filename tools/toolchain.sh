@@ -9,6 +9,7 @@
 #   tools/toolchain.sh --bin      print the bin folder only (builds nothing)
 #   tools/toolchain.sh --check    exit 0 when every piece is built
 #   tools/toolchain.sh --piece P  build piece P only (if missing), then print its folder
+#   tools/toolchain.sh --module-dir P M  download module M at the version piece P pins; print its folder
 #
 # Each piece lands in ${XDG_CACHE_HOME:-~/.cache}/rolling/toolchain/pieces/<piece>-<hash>,
 # the hash taken over that piece's pins, so changing one pin rebuilds one piece.
@@ -50,7 +51,21 @@ bin_dir() {
   echo "$cache/$(echo "$all" | sha256sum | cut -c1-12)/bin"
 }
 
-module_dir() { (cd "$here/$1" && go list -m -f '{{.Dir}}' "$2"); }
+# module_dir PIECE MODULE: the folder of MODULE, at the version PIECE pins, in the
+# module cache. `go list -m` alone prints an empty folder for a module that is
+# not downloaded yet, so fetch it first and refuse to go on without its files.
+module_dir() {
+  local dir
+  if ! dir=$(cd "$here/$1" && go mod download "$2" && go list -m -f '{{.Dir}}' "$2"); then
+    echo "toolchain: could not download $2 (pinned in tools/$1/go.mod)" >&2
+    return 1
+  fi
+  if [ -z "$dir" ] || [ ! -f "$dir/go.mod" ]; then
+    echo "toolchain: $2 (pinned in tools/$1/go.mod) is not in the module cache: '$dir' holds no go.mod" >&2
+    return 1
+  fi
+  echo "$dir"
+}
 
 build_piece() {
   local p=$1 out=$2
@@ -107,6 +122,36 @@ complete() {
   [ -f "$(bin_dir)/.done" ]
 }
 
+# Seconds each piece took in a cold build on a 2-core machine (make fresh-check).
+# A build of the same piece recorded in this cache is used instead when there is one.
+declare -A typical=([pulumi]=415 [langhost]=65 [kubernetes-provider]=650 [kubernetes]=370
+  [etcd]=40 [kwok]=140 [actionlint]=40)
+
+expected_seconds() {
+  local f latest=""
+  for f in "$cache/pieces/$1"-*/.build-seconds; do
+    [ -f "$f" ] && latest=$(cat "$f")
+  done
+  echo "${latest:-${typical[$1]:-0}}"
+}
+
+human() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+# progress LABEL START EXPECTED: while a piece builds, its elapsed and expected time:
+# one line rewritten every second on a terminal, a line a minute otherwise (CI logs).
+progress() {
+  local every=60
+  [ -t 2 ] && every=1
+  # Ends with the build, or with this script if it is killed.
+  while sleep "$every" && kill -0 "$$" 2>/dev/null; do
+    if [ -t 2 ]; then
+      printf '\r\033[Ktoolchain: %s: %s elapsed of about %s' "$1" "$(human $((SECONDS - $2)))" "$(human "$3")" >&2
+    else
+      echo "toolchain: $1: $(human $((SECONDS - $2))) elapsed of about $(human "$3")" >&2
+    fi
+  done
+}
+
 only=""
 case ${1:-} in
   --bin) bin_dir; exit 0 ;;
@@ -116,8 +161,14 @@ case ${1:-} in
     [ -d "$here/$only" ] || { echo "toolchain: no piece '$only'; pieces: ${pieces[*]}" >&2; exit 2; }
     pieces=("$only")
     ;;
+  --module-dir)
+    # The recipes' module lookup on its own (the tests use it).
+    export GOMODCACHE=$cache/go/mod GOFLAGS="${GOFLAGS:-} -modcacherw" GOTOOLCHAIN=local
+    module_dir "${2:?--module-dir needs PIECE MODULE}" "${3:?--module-dir needs PIECE MODULE}"
+    exit $?
+    ;;
   "") ;;
-  *) echo "usage: $0 [--bin|--check|--piece NAME]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--bin|--check|--piece NAME|--module-dir PIECE MODULE]" >&2; exit 2 ;;
 esac
 
 command -v go >/dev/null || { echo "toolchain: the go command is needed (Go 1.26 or newer)" >&2; exit 1; }
@@ -127,14 +178,37 @@ mkdir -p "$cache/pieces"
 # emptied after each piece (it is most of the disk a build takes: emptying it
 # keeps the peak under 10 GB, at the price of compiling shared packages again).
 export GOMODCACHE=$cache/go/mod GOCACHE=$cache/go/build GOFLAGS="${GOFLAGS:-} -modcacherw" GOTOOLCHAIN=local
+
+todo=()
 for p in "${pieces[@]}"; do
+  [ -f "$(piece_dir "$p")/.done" ] || todo+=("$p")
+done
+ticker=""
+trap '[ -z "$ticker" ] || kill "$ticker" 2>/dev/null || true' EXIT
+all_start=$SECONDS
+n=0
+for p in "${todo[@]}"; do
+  n=$((n + 1))
   dir=$(piece_dir "$p")
-  [ -f "$dir/.done" ] && continue
-  echo "toolchain: building $p ..." >&2
-  start=$(date +%s)
+  expect=$(expected_seconds "$p")
+  label="[$n/${#todo[@]}] $p"
+  echo "toolchain: $label: building (about $(human "$expect") on 2 cores) ..." >&2
+  start=$SECONDS
   tmp="$dir.tmp.$$"
   rm -rf "$tmp" && mkdir -p "$tmp"
-  if ! (build_piece "$p" "$tmp") >"$tmp.log" 2>&1; then
+  progress "$label" "$start" "$expect" &
+  ticker=$!
+  # Not `if ! (...)`: errexit is off inside a command that is tested, so a
+  # failed step in a recipe would go on to the next one. Here it stops it.
+  set +e
+  (set -e; build_piece "$p" "$tmp") >"$tmp.log" 2>&1
+  status=$?
+  set -e
+  kill "$ticker" 2>/dev/null || true
+  wait "$ticker" 2>/dev/null || true
+  ticker=""
+  [ -t 2 ] && printf '\r\033[K' >&2
+  if [ "$status" -ne 0 ]; then
     tail -n 30 "$tmp.log" >&2
     echo "toolchain: building $p failed; full log: $tmp.log" >&2
     echo "toolchain: the failing recipe is build_piece $p in $here/toolchain.sh" >&2
@@ -142,13 +216,16 @@ for p in "${pieces[@]}"; do
     exit 1
   fi
   rm -f "$tmp.log"
-  # How long this piece took, for the benchmarks' toolchain table.
-  echo "$(($(date +%s) - start))" >"$tmp/.build-seconds"
+  # How long this piece took: the next build's expectation and the benchmarks' table.
+  echo "$((SECONDS - start))" >"$tmp/.build-seconds"
   touch "$tmp/.done"
   rm -rf "$dir" && mv "$tmp" "$dir"
-  echo "toolchain: built $p in $(($(date +%s) - start)) s" >&2
+  echo "toolchain: $label: built in $(human $((SECONDS - start)))" >&2
   go clean -cache
 done
+if [ ${#todo[@]} -gt 0 ]; then
+  echo "toolchain: built ${#todo[@]} piece(s) in $(human $((SECONDS - all_start)))" >&2
+fi
 if [ -n "$only" ]; then
   piece_dir "$only"
   exit 0
