@@ -29,7 +29,7 @@ help:
 	@echo "make demo            deploy nginx 1.14.2 to a local cluster, then roll it to 1.16.1"
 	@echo "make test            every test tier: lint, unit, end-to-end (builds what is missing)"
 	@echo "make test-unit       the fast loop: settings, helpers, components under mocks"
-	@echo "make lint            ruff check, ruff format --check, mypy"
+	@echo "make lint            ruff check, ruff format --check, mypy, shellcheck"
 	@echo "make lint-workflows  actionlint on .github/workflows"
 	@echo "make bench           rollout cost against kubectl on the same cluster: bench/results/"
 	@echo "make toolchain       build Pulumi, the Kubernetes provider and control plane from pinned Go modules"
@@ -73,10 +73,14 @@ test: lint lint-workflows test-unit test-e2e
 test-unit: venv
 	$(PY) -m pytest tests/unit
 
+# Every shell script the project runs, CI's included.
+SHELL_SCRIPTS = $(shell find . -name '*.sh' -not -path './.venv/*' -not -path './.git/*') .ci/run
+
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/shellcheck $(SHELL_SCRIPTS)
 
 # actionlint alone: the pull-request workflow runs this without the rest of the toolchain.
 lint-workflows:

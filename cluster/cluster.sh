@@ -92,12 +92,12 @@ down() {
   fi
   kwokctl delete cluster --name "$name" >/dev/null 2>&1 || true
   # kwokctl stops what it started; make sure nothing it ran from this workdir survives.
-  local pids
-  pids=$(pgrep -f -- "$clusterdir" || true)
-  if [ -n "$pids" ]; then
-    kill $pids 2>/dev/null || true
+  local pids=()
+  mapfile -t pids < <(pgrep -f -- "$clusterdir" || true)
+  if [ ${#pids[@]} -gt 0 ]; then
+    kill "${pids[@]}" 2>/dev/null || true
     sleep 1
-    kill -9 $pids 2>/dev/null || true
+    kill -9 "${pids[@]}" 2>/dev/null || true
   fi
   rm -rf "$clusterdir"
   echo "cluster: $name down" >&2

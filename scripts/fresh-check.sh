@@ -28,6 +28,7 @@ report=$work/report.md
 mkdir -p "$cache"
 
 sampler=""
+# shellcheck disable=SC2329  # run by the EXIT trap below
 cleanup() {
   [ -z "$sampler" ] || kill "$sampler" 2>/dev/null || true
   # A cluster the commands left running in the clone is stopped before its folder goes.
@@ -97,6 +98,6 @@ done
   echo "disk peak of the clone and its cache: $(( $(cat "$work/disk-peak-kib" 2>/dev/null || echo 0) / 1024 / 1024 )) GiB;" \
     "after: $(du -sxh "$cache" | cut -f1) in the cache"
   echo
-  [ "$status" = 0 ] && echo "result: both commands passed" || echo "result: FAILED (see the logs in $work)"
+  if [ "$status" = 0 ]; then echo "result: both commands passed"; else echo "result: FAILED (see the logs in $work)"; fi
 } | tee "$report"
 exit "$status"
