@@ -38,6 +38,9 @@ help:
 	@echo "eval \"\$$(make -s env)\"  put pulumi, kubectl and the local settings in this shell"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@$(PYTHON_BOOT) -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "venv: $(PYTHON_BOOT) must be Python 3.11 or newer with the venv module (Debian: apt-get install python3-venv);" \
+	       "set PYTHON_BOOT=/path/to/python3.11 to choose another" >&2; exit 1; }
 	$(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .

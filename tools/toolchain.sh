@@ -172,12 +172,14 @@ case ${1:-} in
 esac
 
 command -v go >/dev/null || { echo "toolchain: the go command is needed (Go 1.26 or newer)" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "toolchain: python3 is needed (it writes the provider's embedded schema)" >&2; exit 1; }
 mkdir -p "$cache/pieces"
 # Go's caches of our own, so the user's are left alone and ours can be trimmed:
 # the module cache stays (a changed pin rebuilds from it), the build cache is
 # emptied after each piece (it is most of the disk a build takes: emptying it
 # keeps the peak under 10 GB, at the price of compiling shared packages again).
-export GOMODCACHE=$cache/go/mod GOCACHE=$cache/go/build GOFLAGS="${GOFLAGS:-} -modcacherw" GOTOOLCHAIN=local
+# -buildvcs=false: a piece is built from module versions, not from this repository's commit.
+export GOMODCACHE=$cache/go/mod GOCACHE=$cache/go/build GOFLAGS="${GOFLAGS:-} -modcacherw -buildvcs=false" GOTOOLCHAIN=local
 
 todo=()
 for p in "${pieces[@]}"; do
