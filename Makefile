@@ -110,7 +110,7 @@ bench: venv toolchain
 	@start=$$(date +%s.%N); $(BENCH_ENV) cluster/cluster.sh up; end=$$(date +%s.%N); \
 	status=0; \
 	$(BENCH_ENV) KUBECONFIG=$$($(BENCH_ENV) cluster/cluster.sh kubeconfig) ROLLING_TOOLCHAIN_CACHE=$(CACHE)/toolchain \
-	  $(PY) bench/run.py --cluster-start-s $$($(PY) -c "print(round($$end - $$start, 1))") || status=$$?; \
+	  $(PY) -m bench.run --cluster-start-s $$($(PY) -c "print(round($$end - $$start, 1))") || status=$$?; \
 	$(BENCH_ENV) cluster/cluster.sh down; \
 	exit $$status
 

@@ -21,11 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from infra import strategy
+from infra.project import copy_project
+from infra.rollout.timeline import RolloutWatch
 
-from infra import strategy  # noqa: E402
-from tests.e2e.harness import RolloutWatch, copy_project  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "bench" / "results"
 DEPLOYMENT = "nginx-deployment"
@@ -148,7 +148,7 @@ def evaluation() -> dict[str, Any]:
     code = (
         "import time, sys, json\n"
         "t0 = time.perf_counter()\n"
-        "from tests.unit.harness import run_program\n"
+        "from infra.testing import run_program\n"
         "t1 = time.perf_counter()\n"
         "run_program({'target': sys.argv[1], 'imageTag': '1.14.2'})\n"
         "t2 = time.perf_counter()\n"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import fargate, strategy
+from infra import strategy
 
 # Fixed names, as in the kubectl commands users already know.
 DEPLOYMENT = "nginx-deployment"
@@ -26,16 +26,12 @@ class WebAppArgs:
 
     image: str
     namespace: str
-    rollout: strategy.Rollout
+    rollout: strategy.RollingUpdate
     min_ready_seconds: int
     progress_deadline_seconds: int
     await_timeout_seconds: int
     cpu: str
     memory: str
-
-    def __post_init__(self) -> None:
-        # Requests equal limits, at a size Fargate can run; the same check as settings.
-        fargate.pod_size(fargate.parse_cpu(self.cpu), fargate.parse_memory(self.memory))
 
 
 class WebApp(pulumi.ComponentResource):
@@ -45,15 +41,11 @@ class WebApp(pulumi.ComponentResource):
     deployment_name: pulumi.Output[str]
     service_name: pulumi.Output[str]
 
-    def __init__(
-        self,
-        name: str,
-        args: WebAppArgs,
-        provider: k8s.Provider,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: WebAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        # The Kubernetes provider arrives in opts (providers=[...]) and reaches
+        # every child through parent=self.
         super().__init__("rolling:index:WebApp", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, provider=provider)
+        child = pulumi.ResourceOptions(parent=self)
 
         namespace: pulumi.Input[str] = args.namespace
         if args.namespace != "default":

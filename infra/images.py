@@ -80,3 +80,19 @@ def reference(repository: str, tag: str, digest: str | None = None) -> str:
     if digest:
         return f"{repository}@{digest}"
     return f"{repository}:{tag}"
+
+
+def parse(image: str) -> tuple[str, str | None, str | None]:
+    """Split a reference into ``(repository, tag, digest)``, the inverse of ``reference``.
+
+    A missing tag or digest is None. The repository is checked; the tag and digest are
+    returned as written, for the caller to judge (``check_tag``, ``check_digest``).
+    """
+    rest, _, digest = image.partition("@")
+    slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    tag = None
+    # A colon after the last slash separates the tag; one before it belongs to a registry port.
+    if colon > slash:
+        rest, tag = rest[:colon], rest[colon + 1 :]
+    return check_repository(rest), tag, digest or None

@@ -1,66 +1,122 @@
-"""The config contract: every ``rolling:`` key, read and validated in one place."""
+"""The config contract: every ``rolling:`` key, declared once, read and validated in one place.
+
+Each key is one field of ``Settings`` (read by every target) or ``EksSettings`` (read by ``eks`` only),
+declared with ``setting(...)``: its parser, default, description and the text the docs show. The
+defaults, the validation, the ``Pulumi.yaml`` schema and the README's table all come from those
+declarations (``python -m infra.settings`` rewrites the last two; a unit test holds them equal).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any
 
 import pulumi
 
-from infra import fargate, images, strategy
+from infra import fargate, images, kubeconfig, strategy
 
 NAMESPACE = "rolling"
 TARGETS = ("eks", "local")
 NAT_MODES = ("single", "perAz")
 LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
-
-# Defaults; Pulumi.yaml declares the same ones (a unit test holds them equal).
-DEFAULTS: dict[str, object] = {
-    "target": "eks",
-    "imageRepository": "nginx",
-    "replicas": 3,
-    "maxSurge": "1",
-    "maxUnavailable": "0",
-    "minReadySeconds": 5,
-    "namespace": "default",
-    "cpu": "250m",
-    "memory": "256Mi",
-    "clusterName": "rolling",
-    "kubernetesVersion": "1.34",
-    "vpcCidr": "10.0.0.0/16",
-    "azCount": 2,
-    "natGateways": "single",
-    "clusterLogTypes": "api,audit,authenticator",
-    "ecrRepository": "rolling",
-    "ecrKeepImages": 30,
-}
-# Optional keys: Pulumi requires a schema default for every key it does not
-# require, so each has one that means "unset".
-UNSET: dict[str, object] = {
-    "imageDigest": "",
-    "progressDeadlineSeconds": 0,
-    "kubeconfig": "",
-    "fargateNamespaces": "",
-}
-# Unset, progressDeadlineSeconds depends on the target (Fargate takes a minute
-# or more to start a pod; the local cluster a few seconds).
+# progressDeadlineSeconds, when unset, depends on the target: Fargate takes a minute
+# or more to start a pod, the local cluster a few seconds.
 PROGRESS_DEADLINE_DEFAULTS = {"eks": 600, "local": 60}
 # How long `up` may wait past the progress deadline before it gives up on a rollout.
 AWAIT_MARGIN_SECONDS = 30
-REQUIRED = ("imageTag",)
-KEYS = tuple(DEFAULTS) + REQUIRED + tuple(UNSET)
 
-_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_CLUSTER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
-_K8S_VERSION_RE = re.compile(r"1\.[0-9]{2}")
-_INT_RE = re.compile(r"[+-]?[0-9]+")
-_ECR_RE = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
 
-T = TypeVar("T")
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """One ``rolling:`` key: how it is parsed, its default, who reads it and how the docs describe it."""
+
+    key: str
+    field: str
+    parse: Callable[[str], object]
+    default: str | int | _Required
+    description: str
+    accepted: str
+    targets: tuple[str, ...]
+    # Pulumi wants a schema default for every optional key; with unset=True that
+    # default means "not set" and the field is None (or derived from other keys).
+    unset: bool
+    shown_default: str | None
+    example: str | None
+
+    @property
+    def required(self) -> bool:
+        return isinstance(self.default, _Required)
+
+    @property
+    def schema_type(self) -> str:
+        return "integer" if isinstance(self.default, int) else "string"
+
+    @property
+    def eks_only(self) -> bool:
+        return self.targets == ("eks",)
+
+    def schema(self) -> dict[str, object]:
+        """This key's entry under ``config:`` in ``Pulumi.yaml``."""
+        entry: dict[str, object] = {"type": self.schema_type}
+        if not self.required:
+            entry["default"] = self.default
+        prefix = "" if self.targets == TARGETS else f"target {'/'.join(self.targets)} only: "
+        entry["description"] = prefix + self.description
+        return entry
+
+    def table_row(self) -> str:
+        """This key's row in the README's configuration table."""
+        if self.shown_default is not None:
+            default = self.shown_default
+        elif self.required:
+            default = "required"
+        elif self.unset:
+            default = "unset"
+        else:
+            default = f"`{self.default}`"
+        where = "" if self.targets == TARGETS else f"{'/'.join(self.targets)} only: "
+        return f"| `{self.key}` | {default} | {where}{self.accepted} |"
+
+
+def setting(
+    parse: Callable[[str], object],
+    *,
+    default: str | int | _Required,
+    description: str,
+    accepted: str,
+    targets: tuple[str, ...] = TARGETS,
+    unset: bool = False,
+    shown_default: str | None = None,
+    example: str | None = None,
+) -> Any:
+    """Declare the dataclass field below as a ``rolling:`` key (camelCase of the field's name)."""
+    return dataclasses.field(
+        metadata={
+            "setting": {
+                "parse": parse,
+                "default": default,
+                "description": description,
+                "accepted": accepted,
+                "targets": targets,
+                "unset": unset,
+                "shown_default": shown_default,
+                "example": example,
+            }
+        }
+    )
 
 
 class SettingsError(pulumi.RunError):
@@ -72,178 +128,8 @@ class SettingsError(pulumi.RunError):
         super().__init__(f"invalid stack configuration ({len(problems)} problem(s)):\n{lines}")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the program needs from stack config, validated."""
-
-    target: str
-    image_repository: str
-    image_tag: str
-    image_digest: str | None
-    replicas: int
-    max_surge: strategy.IntOrPercent
-    max_unavailable: strategy.IntOrPercent
-    progress_deadline_seconds: int
-    min_ready_seconds: int
-    namespace: str
-    cpu: str
-    memory: str
-    kubeconfig: str | None
-    cluster_name: str
-    kubernetes_version: str
-    vpc_cidr: str
-    az_count: int
-    nat_gateways: str
-    cluster_log_types: tuple[str, ...]
-    fargate_namespaces: tuple[str, ...]
-    ecr_repository: str
-    ecr_keep_images: int
-
-    @property
-    def image(self) -> str:
-        """The reference the container runs."""
-        return images.reference(self.image_repository, self.image_tag, self.image_digest)
-
-    @property
-    def rollout(self) -> strategy.Rollout:
-        return strategy.plan(self.replicas, self.max_surge, self.max_unavailable)
-
-    @property
-    def pod_size(self) -> fargate.PodSize:
-        return fargate.pod_size(fargate.parse_cpu(self.cpu), fargate.parse_memory(self.memory))
-
-    @property
-    def await_timeout_seconds(self) -> int:
-        """The most `up` waits for a rollout to complete before it fails."""
-        return self.progress_deadline_seconds + AWAIT_MARGIN_SECONDS
-
-    @classmethod
-    def load(cls) -> Settings:
-        """Read the ``rolling:`` keys of the current stack."""
-        config = pulumi.Config(NAMESPACE)
-        values = {key: value for key in KEYS if (value := config.get(key)) is not None}
-        return cls.from_values(values)
-
-    @classmethod
-    def from_values(cls, values: Mapping[str, object]) -> Settings:
-        """Validate raw config values (strings, or numbers from YAML), all of them at once."""
-        return _Reader(values).settings()
-
-
-class _Reader:
-    """Reads each key once, collecting every problem rather than stopping at the first."""
-
-    def __init__(self, values: Mapping[str, object]) -> None:
-        unknown = sorted(set(values) - set(KEYS))
-        self.values = values
-        self.problems: list[str] = [
-            f"{NAMESPACE}:{key} is not a setting of this program; known keys: {', '.join(KEYS)}" for key in unknown
-        ]
-
-    def raw(self, key: str) -> str | None:
-        value = self.values.get(key, DEFAULTS.get(key))
-        if value is None or (key in UNSET and str(value) == str(UNSET[key])):
-            return None
-        return str(value)
-
-    def check(self, key: str, parse: Callable[[str], T], fallback: T) -> T:
-        value = self.raw(key)
-        if value is None:
-            return fallback
-        try:
-            return parse(value)
-        except ValueError as err:
-            self.problems.append(f"{NAMESPACE}:{key} {err}")
-            return fallback
-
-    def settings(self) -> Settings:
-        target = self.check("target", _choice(TARGETS), "eks")
-        if self.raw("imageTag") is None:
-            self.problems.append(
-                f"{NAMESPACE}:imageTag is not set: run `pulumi config set imageTag 1.16.1` (a pinned version)"
-            )
-        tag = self.check("imageTag", images.check_tag, "")
-        repository = self.check("imageRepository", images.check_repository, "nginx")
-        digest = self.check("imageDigest", images.check_digest, None)
-        replicas = self.check("replicas", _int_at_least(1), 1)
-        one: strategy.IntOrPercent = 1
-        zero: strategy.IntOrPercent = 0
-        surge = self.check("maxSurge", _int_or_percent, one)
-        unavailable = self.check("maxUnavailable", _unavailable, zero)
-        self._check_rollout(replicas, surge, unavailable)
-        min_ready = self.check("minReadySeconds", _int_at_least(0), 0)
-        deadline = self.check("progressDeadlineSeconds", _int_at_least(1), PROGRESS_DEADLINE_DEFAULTS[target])
-        if deadline <= min_ready:
-            self.problems.append(
-                f"{NAMESPACE}:progressDeadlineSeconds {deadline} must be greater than minReadySeconds {min_ready}"
-            )
-        namespace = self.check("namespace", _label, "default")
-        cpu = self.check("cpu", _quantity(fargate.parse_cpu), "250m")
-        memory = self.check("memory", _quantity(fargate.parse_memory), "256Mi")
-        self._check_size(cpu, memory)
-        kubeconfig = self.check("kubeconfig", _kubeconfig, None)
-        if kubeconfig is not None and target != "local":
-            self.problems.append(f"{NAMESPACE}:kubeconfig is only read by target local; target {target} builds its own")
-        cluster_name = self.check("clusterName", _cluster_name, "rolling")
-        version = self.check("kubernetesVersion", _k8s_version, "1.34")
-        cidr = self.check("vpcCidr", _vpc_cidr, "10.0.0.0/16")
-        az_count = self.check("azCount", _int_between(2, 6), 2)
-        nat = self.check("natGateways", _choice(NAT_MODES), "single")
-        no_logs: tuple[str, ...] = ()
-        log_types = self.check("clusterLogTypes", _log_types, no_logs)
-        fargate_namespaces = self._fargate_namespaces(namespace, target)
-        ecr_repository = self.check("ecrRepository", _ecr_name, "rolling")
-        ecr_keep = self.check("ecrKeepImages", _int_between(1, 1000), 30)
-        if self.problems:
-            raise SettingsError(self.problems)
-        return Settings(
-            target=target,
-            image_repository=repository,
-            image_tag=tag,
-            image_digest=digest,
-            replicas=replicas,
-            max_surge=surge,
-            max_unavailable=unavailable,
-            progress_deadline_seconds=deadline,
-            min_ready_seconds=min_ready,
-            namespace=namespace,
-            cpu=cpu,
-            memory=memory,
-            kubeconfig=kubeconfig,
-            cluster_name=cluster_name,
-            kubernetes_version=version,
-            vpc_cidr=cidr,
-            az_count=az_count,
-            nat_gateways=nat,
-            cluster_log_types=log_types,
-            fargate_namespaces=fargate_namespaces,
-            ecr_repository=ecr_repository,
-            ecr_keep_images=ecr_keep,
-        )
-
-    def _check_rollout(self, replicas: int, surge: strategy.IntOrPercent, unavailable: strategy.IntOrPercent) -> None:
-        try:
-            strategy.plan(replicas, surge, unavailable)
-        except strategy.StrategyError as err:
-            self.problems.append(f"{NAMESPACE}:maxSurge/maxUnavailable: {err}")
-
-    def _check_size(self, cpu: str, memory: str) -> None:
-        try:
-            fargate.pod_size(fargate.parse_cpu(cpu), fargate.parse_memory(memory))
-        except fargate.SizeError as err:
-            self.problems.append(f"{NAMESPACE}:cpu/memory {cpu}/{memory}: {err}")
-
-    def _fargate_namespaces(self, namespace: str, target: str) -> tuple[str, ...]:
-        names = self.check("fargateNamespaces", _label_list, None)
-        if names is None:
-            names = (namespace,)
-        elif target == "eks" and namespace not in names:
-            self.problems.append(
-                f"{NAMESPACE}:fargateNamespaces '{','.join(names)}' does not select namespace '{namespace}': "
-                "pods there would never be scheduled on Fargate; add it to the list"
-            )
-        # CoreDNS runs in kube-system and must run on Fargate too.
-        return tuple(dict.fromkeys((*names, "kube-system")))
+# Parsers: each takes the config text and returns the value, or raises ValueError
+# saying what is wrong and what is accepted (the key is added in front).
 
 
 def _choice(accepted: tuple[str, ...]) -> Callable[[str], str]:
@@ -253,6 +139,9 @@ def _choice(accepted: tuple[str, ...]) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+_INT_RE = re.compile(r"[+-]?[0-9]+")
 
 
 def _int(value: str) -> int:
@@ -295,6 +184,9 @@ def _unavailable(value: str) -> strategy.IntOrPercent:
     return parsed
 
 
+_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
 def _label(value: str) -> str:
     if len(value) > 63 or not _LABEL_RE.fullmatch(value):
         raise ValueError(
@@ -322,18 +214,16 @@ def _quantity(parse: Callable[[str], int]) -> Callable[[str], str]:
     return check
 
 
-def is_kubeconfig_text(value: str) -> bool:
-    """Whether a kubeconfig setting holds the file's text (YAML over lines, or JSON) rather than a path."""
-    return "\n" in value or value.lstrip().startswith("{")
-
-
 def _kubeconfig(value: str) -> str:
-    if is_kubeconfig_text(value):
+    if kubeconfig.is_text(value):
         return value
     path = os.path.expanduser(value)
     if not os.path.isfile(path):
         raise ValueError(f"'{value}' is neither kubeconfig text nor a file that exists")
     return path
+
+
+_CLUSTER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 
 
 def _cluster_name(value: str) -> str:
@@ -343,6 +233,9 @@ def _cluster_name(value: str) -> str:
             "starting with a letter or digit, at most 100 characters"
         )
     return value
+
+
+_K8S_VERSION_RE = re.compile(r"1\.[0-9]{2}")
 
 
 def _k8s_version(value: str) -> str:
@@ -361,6 +254,9 @@ def _vpc_cidr(value: str) -> str:
     return value
 
 
+_ECR_RE = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
+
+
 def _ecr_name(value: str) -> str:
     if not 2 <= len(value) <= 256 or not _ECR_RE.fullmatch(value):
         raise ValueError(
@@ -376,3 +272,389 @@ def _log_types(value: str) -> tuple[str, ...]:
     if bad:
         raise ValueError(f"'{','.join(bad)}' not known; use any of: {', '.join(LOG_TYPES)}")
     return names
+
+
+@dataclass(frozen=True)
+class EksSettings:
+    """What only the ``eks`` target reads: the cluster, its network and its registry."""
+
+    cluster_name: str = setting(
+        _cluster_name,
+        default="rolling",
+        description="the EKS cluster name.",
+        accepted="an EKS cluster name",
+        targets=("eks",),
+    )
+    kubernetes_version: str = setting(
+        _k8s_version,
+        default="1.34",
+        description="the pinned Kubernetes minor version of the cluster (quote it).",
+        accepted="`1.NN`; quote it in YAML",
+        targets=("eks",),
+    )
+    vpc_cidr: str = setting(
+        _vpc_cidr,
+        default="10.0.0.0/16",
+        description="the VPC's IPv4 range, /16 to /20.",
+        accepted="an IPv4 network, /16 to /20",
+        targets=("eks",),
+    )
+    az_count: int = setting(
+        _int_between(2, 6),
+        default=2,
+        description="availability zones to spread subnets over, 2 to 6.",
+        accepted="2 to 6, no more than the region has",
+        targets=("eks",),
+    )
+    nat_gateways: str = setting(
+        _choice(NAT_MODES),
+        default="single",
+        description="single (one NAT gateway) or perAz (one per availability zone, survives an AZ outage).",
+        accepted="`single` or `perAz`",
+        targets=("eks",),
+    )
+    cluster_log_types: tuple[str, ...] = setting(
+        _log_types,
+        default="api,audit,authenticator",
+        description="control-plane log types sent to CloudWatch, comma-separated "
+        "(api, audit, authenticator, controllerManager, scheduler).",
+        accepted="any of api, audit, authenticator, controllerManager, scheduler",
+        targets=("eks",),
+    )
+    fargate_namespaces: tuple[str, ...] = setting(
+        _label_list,
+        default="",
+        unset=True,
+        description="namespaces the Fargate profile selects, comma-separated; must include namespace. "
+        "Default the app namespace; kube-system is always added.",
+        accepted="comma-separated; must include `namespace`; `kube-system` is always added",
+        shown_default="the app namespace",
+        targets=("eks",),
+    )
+    ecr_repository: str = setting(
+        _ecr_name,
+        default="rolling",
+        description="the ECR repository the deploy workflow pushes images to (immutable tags, scanned on push).",
+        accepted="the ECR repository name",
+        targets=("eks",),
+    )
+    ecr_keep_images: int = setting(
+        _int_between(1, 1000),
+        default=30,
+        description="how many of the newest images the ECR lifecycle policy keeps, 1 to 1000.",
+        accepted="1 to 1000 newest images kept",
+        targets=("eks",),
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the program needs from stack config, validated. ``eks`` is None on other targets."""
+
+    target: str = setting(
+        _choice(TARGETS),
+        default="eks",
+        description="Where the app runs, eks (a Fargate EKS cluster this stack creates) "
+        "or local (the cluster a kubeconfig names).",
+        accepted="`eks` or `local`",
+    )
+    image_repository: str = setting(
+        images.check_repository,
+        default="nginx",
+        description="Registry and repository of the container image, without tag or digest.",
+        accepted="a registry/repository without tag or digest",
+    )
+    image_tag: str = setting(
+        images.check_tag,
+        default=REQUIRED,
+        example="1.16.1",
+        description="The image tag to run (required; Docker tag grammar; latest is refused). "
+        "Changing it is a rolling update.",
+        accepted="a Docker tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`; `latest` is refused",
+    )
+    image_digest: str | None = setting(
+        images.check_digest,
+        default="",
+        unset=True,
+        description="Optional sha256:<64 hex> digest; when set the pod runs repository@digest.",
+        accepted="`sha256:` + 64 hex; the pod then runs `repository@digest`",
+    )
+    replicas: int = setting(
+        _int_at_least(1),
+        default=3,
+        description="Pods of the Deployment, at least 1.",
+        accepted="≥ 1",
+    )
+    max_surge: strategy.IntOrPercent = setting(
+        _int_or_percent,
+        default="1",
+        description="Pods above replicas a rollout may add, a whole number or a percentage such as 25%.",
+        accepted="a whole number or `N%`",
+    )
+    max_unavailable: strategy.IntOrPercent = setting(
+        _unavailable,
+        default="0",
+        description="Pods below replicas a rollout may take down, a whole number or a percentage up to 100%. "
+        "0 keeps every replica serving.",
+        accepted="a whole number or `N%` up to 100%; not 0 when `maxSurge` is 0",
+    )
+    min_ready_seconds: int = setting(
+        _int_at_least(0),
+        default=5,
+        description="Seconds a new pod must stay ready before the rollout counts it available.",
+        accepted="≥ 0",
+    )
+    progress_deadline_seconds: int = setting(
+        _int_at_least(1),
+        default=0,
+        unset=True,
+        description="Seconds without progress after which a rollout counts as failed; "
+        "`up` waits at most this plus 30 s. 0 picks 600 on eks, 60 on local.",
+        accepted="≥ 1, more than `minReadySeconds`",
+        shown_default="`0` (600 on eks, 60 on local)",
+    )
+    namespace: str = setting(
+        _label,
+        default="default",
+        description="Namespace of the app (a DNS-1123 label); on eks it is selected by the Fargate profile.",
+        accepted="a DNS-1123 label",
+    )
+    cpu: str = setting(
+        _quantity(fargate.parse_cpu),
+        default="250m",
+        description="CPU request and limit of the container, one of Fargate's vCPU sizes (250m, 500m, 1, 2, 4, 8, 16).",
+        accepted="a Fargate vCPU size; with `memory`, a pair Fargate can run",
+    )
+    memory: str = setting(
+        _quantity(fargate.parse_memory),
+        default="256Mi",
+        description="Memory request and limit of the container, in Mi or Gi; "
+        "with Fargate's 256Mi overhead it must fit a size offered with the cpu.",
+        accepted="`Mi` or `Gi`; with `cpu`, a pair Fargate can run",
+    )
+    kubeconfig: str | None = setting(
+        _kubeconfig,
+        default="",
+        unset=True,
+        description="a kubeconfig path or its text; unset uses KUBECONFIG or ~/.kube/config.",
+        accepted="a kubeconfig path or its text",
+        targets=("local",),
+    )
+    eks: EksSettings | None = None
+
+    @property
+    def image(self) -> str:
+        """The reference the container runs."""
+        return images.reference(self.image_repository, self.image_tag, self.image_digest)
+
+    @property
+    def rollout(self) -> strategy.RollingUpdate:
+        return strategy.plan(self.replicas, self.max_surge, self.max_unavailable)
+
+    @property
+    def pod_size(self) -> fargate.PodSize:
+        return fargate.pod_size(fargate.parse_cpu(self.cpu), fargate.parse_memory(self.memory))
+
+    @property
+    def await_timeout_seconds(self) -> int:
+        """The most `up` waits for a rollout to complete before it fails."""
+        return self.progress_deadline_seconds + AWAIT_MARGIN_SECONDS
+
+    @classmethod
+    def load(cls) -> Settings:
+        """Read the ``rolling:`` keys of the current stack."""
+        config = pulumi.Config(NAMESPACE)
+        values = {d.key: value for d in declarations() if (value := config.get(d.key)) is not None}
+        return cls.from_values(values)
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, object]) -> Settings:
+        """Validate raw config values (strings, or numbers from YAML), all of them at once."""
+        return _read(values)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _declared(cls: type) -> Iterator[Declaration]:
+    for f in dataclasses.fields(cls):
+        if "setting" in f.metadata:
+            yield Declaration(key=_camel(f.name), field=f.name, **f.metadata["setting"])
+
+
+def declarations() -> tuple[Declaration, ...]:
+    """Every ``rolling:`` key, in the order the docs list them."""
+    return (*_declared(Settings), *_declared(EksSettings))
+
+
+def defaults() -> dict[str, object]:
+    """The schema default of every optional key."""
+    return {d.key: d.default for d in declarations() if not d.required}
+
+
+def _parse_one(d: Declaration, text: str | None, target: str | None, parsed: dict[str, Any]) -> str | None:
+    """Parse one key's text into ``parsed``; return the problem with it, if any."""
+    if target is not None and target not in d.targets:
+        # A key this target never reads: say what is wrong with its value, or else refuse
+        # a value other than the default, since whoever set it expects an effect.
+        if text is None or str(text) == str(d.default):
+            return None
+        try:
+            d.parse(text)
+        except ValueError as err:
+            return f"{NAMESPACE}:{d.key} {err}"
+        return (
+            f"{NAMESPACE}:{d.key} is only read by target {'/'.join(d.targets)}; "
+            f"target {target} does not use it: remove it from this stack's config"
+        )
+    if text is None:
+        if d.required:
+            return f"{NAMESPACE}:{d.key} is not set: run `pulumi config set {d.key} {d.example}`"
+        parsed[d.field] = None
+        return None
+    try:
+        parsed[d.field] = d.parse(text)
+    except ValueError as err:
+        return f"{NAMESPACE}:{d.key} {err}"
+    return None
+
+
+def _read(values: Mapping[str, object]) -> Settings:
+    """Parse every key, then check the rules between keys; raise one error listing every problem."""
+    decls = declarations()
+    known = [d.key for d in decls]
+    problems = [
+        f"{NAMESPACE}:{key} is not a setting of this program; known keys: {', '.join(known)}"
+        for key in sorted(set(values) - set(known))
+    ]
+    raw: dict[str, str | None] = {}
+    for d in decls:
+        value = values.get(d.key, None if d.required else d.default)
+        if value is None or (d.unset and str(value) == str(d.default)):
+            raw[d.key] = None
+        else:
+            raw[d.key] = str(value)
+
+    target = raw["target"] if raw["target"] in TARGETS else None
+    parsed: dict[str, Any] = {}
+    for d in decls:
+        problem = _parse_one(d, raw[d.key], target, parsed)
+        if problem:
+            problems.append(problem)
+
+    for rule in _RULES:
+        problem = rule(parsed, target)
+        if problem:
+            problems.append(problem)
+    if problems or target is None:
+        raise SettingsError(problems)
+
+    eks_fields = {d.field for d in _declared(EksSettings)}
+    eks = EksSettings(**{k: v for k, v in parsed.items() if k in eks_fields}) if target == "eks" else None
+    # A key the target does not read (kubeconfig on eks) is None.
+    fields: dict[str, Any] = {d.field: parsed.get(d.field) for d in _declared(Settings)}
+    return Settings(**fields, eks=eks)
+
+
+# Rules between keys. Each reads the parsed values (a key whose own value was refused is
+# absent), may fill a value that depends on others, and returns a problem or None.
+Rule = Callable[[dict[str, Any], str | None], str | None]
+
+
+def _rollout_possible(parsed: dict[str, Any], target: str | None) -> str | None:
+    if not {"replicas", "max_surge", "max_unavailable"} <= parsed.keys():
+        return None
+    try:
+        strategy.plan(parsed["replicas"], parsed["max_surge"], parsed["max_unavailable"])
+    except strategy.StrategyError as err:
+        return f"{NAMESPACE}:maxSurge/maxUnavailable: {err}"
+    return None
+
+
+def _deadline_after_min_ready(parsed: dict[str, Any], target: str | None) -> str | None:
+    if parsed.get("progress_deadline_seconds", 0) is None and target is not None:
+        parsed["progress_deadline_seconds"] = PROGRESS_DEADLINE_DEFAULTS[target]
+    deadline, min_ready = parsed.get("progress_deadline_seconds"), parsed.get("min_ready_seconds")
+    if deadline is not None and min_ready is not None and deadline <= min_ready:
+        return f"{NAMESPACE}:progressDeadlineSeconds {deadline} must be greater than minReadySeconds {min_ready}"
+    return None
+
+
+def _fargate_size(parsed: dict[str, Any], target: str | None) -> str | None:
+    # Both targets: the local stack rehearses what EKS will run, at the same sizes.
+    if "cpu" not in parsed or "memory" not in parsed:
+        return None
+    cpu, memory = parsed["cpu"], parsed["memory"]
+    try:
+        fargate.pod_size(fargate.parse_cpu(cpu), fargate.parse_memory(memory))
+    except fargate.SizeError as err:
+        return f"{NAMESPACE}:cpu/memory {cpu}/{memory}: {err}"
+    return None
+
+
+def _fargate_selects_namespace(parsed: dict[str, Any], target: str | None) -> str | None:
+    if target != "eks" or "namespace" not in parsed or "fargate_namespaces" not in parsed:
+        return None
+    namespace, names = parsed["namespace"], parsed["fargate_namespaces"]
+    problem = None
+    if names is None:
+        names = (namespace,)
+    elif namespace not in names:
+        problem = (
+            f"{NAMESPACE}:fargateNamespaces '{','.join(names)}' does not select namespace '{namespace}': "
+            "pods there would never be scheduled on Fargate; add it to the list"
+        )
+    # CoreDNS runs in kube-system and must run on Fargate too.
+    parsed["fargate_namespaces"] = tuple(dict.fromkeys((*names, "kube-system")))
+    return problem
+
+
+_RULES: tuple[Rule, ...] = (_rollout_possible, _deadline_after_min_ready, _fargate_size, _fargate_selects_namespace)
+
+
+# The documents made from the declarations.
+TABLE_BEGIN = "<!-- settings table: made by `python -m infra.settings` from infra/settings.py -->"
+TABLE_END = "<!-- end of settings table -->"
+
+
+def readme_table() -> str:
+    rows = ["| key | default | accepted |", "|---|---|---|", *(d.table_row() for d in declarations())]
+    return "\n".join([TABLE_BEGIN, *rows, TABLE_END])
+
+
+def schema_yaml() -> str:
+    """The ``config:`` block of ``Pulumi.yaml``."""
+    lines = ["config:"]
+    for d in declarations():
+        lines.append(f"  {d.key}:")
+        for name, value in d.schema().items():
+            lines.append(f"    {name}: {_yaml_string(value) if isinstance(value, str) else value}")
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_string(value: str) -> str:
+    import yaml  # only when writing or checking the documents
+
+    return str(yaml.safe_dump(value, width=1 << 16)).removesuffix("\n").removesuffix("\n...")
+
+
+def write_documents(root: str) -> None:
+    """Rewrite the schema in Pulumi.yaml and the table in README.md from the declarations."""
+    project = os.path.join(root, "Pulumi.yaml")
+    with open(project, encoding="utf-8") as f:
+        text = f.read()
+    head = text[: text.index("\nconfig:\n") + 1] if "\nconfig:\n" in text else text
+    with open(project, "w", encoding="utf-8") as f:
+        f.write(head + schema_yaml())
+    readme = os.path.join(root, "README.md")
+    with open(readme, encoding="utf-8") as f:
+        text = f.read()
+    start, end = text.index(TABLE_BEGIN), text.index(TABLE_END) + len(TABLE_END)
+    with open(readme, "w", encoding="utf-8") as f:
+        f.write(text[:start] + readme_table() + text[end:])
+
+
+if __name__ == "__main__":
+    write_documents(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -46,7 +46,7 @@ def resolve(value: IntOrPercent, replicas: int, *, round_up: bool) -> int:
 
 
 @dataclass(frozen=True)
-class Rollout:
+class RollingUpdate:
     """What a rolling update of ``replicas`` pods does, with surge and unavailability resolved."""
 
     replicas: int
@@ -75,7 +75,7 @@ class Rollout:
         return max(self.max_unavailable, 1)
 
 
-def plan(replicas: int, max_surge: IntOrPercent, max_unavailable: IntOrPercent) -> Rollout:
+def plan(replicas: int, max_surge: IntOrPercent, max_unavailable: IntOrPercent) -> RollingUpdate:
     """Resolve a RollingUpdate strategy the way the Deployment controller does."""
     if replicas < 1:
         raise StrategyError(f"replicas must be at least 1, not {replicas}")
@@ -88,4 +88,4 @@ def plan(replicas: int, max_surge: IntOrPercent, max_unavailable: IntOrPercent) 
     if surge == 0 and unavailable == 0:
         # The controller's own rule: progress must be possible.
         unavailable = 1
-    return Rollout(replicas, surge, unavailable)
+    return RollingUpdate(replicas, surge, unavailable)

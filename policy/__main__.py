@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-
-# The rules share the program's own grammar and arithmetic (infra/), one folder up.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pulumi_policy import (
     EnforcementLevel,

@@ -43,13 +43,14 @@ def _name(props: Mapping[str, Any], fallback: str) -> str:
 
 def image_pinned(image: str) -> str | None:
     """Why ``image`` is not pinned, or None when it is (a tag other than latest, or a digest)."""
-    if "@" in image:
-        digest = image.split("@", 1)[1]
+    try:
+        _, tag, digest = images.parse(image)
+    except images.ImageError as err:
+        return f"is not an image reference: repository {err}"
+    if digest is not None:
         return None if images.DIGEST_RE.fullmatch(digest) else f"digest '{digest}' is not sha256:<64 hex>"
-    last = image.rsplit("/", 1)[-1]
-    if ":" not in last:
+    if tag is None:
         return "has no tag, so it means latest"
-    tag = last.rsplit(":", 1)[1]
     try:
         images.check_tag(tag)
     except images.ImageError as err:

@@ -128,9 +128,12 @@ declare -A typical=([pulumi]=415 [langhost]=65 [kubernetes-provider]=650 [kubern
   [etcd]=40 [kwok]=140 [actionlint]=40)
 
 expected_seconds() {
-  local f latest=""
+  local f hash latest=""
   for f in "$cache/pieces/$1"-*/.build-seconds; do
-    [ -f "$f" ] && latest=$(cat "$f")
+    hash=${f#"$cache/pieces/$1"-}
+    hash=${hash%/.build-seconds}
+    # kubernetes-* also matches kubernetes-provider-*: only a bare hash is this piece's.
+    [[ $hash =~ ^[0-9a-f]{12}$ ]] && [ -f "$f" ] && latest=$(cat "$f")
   done
   echo "${latest:-${typical[$1]:-0}}"
 }

@@ -11,16 +11,18 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
-from infra import images
+from infra import images, kubeconfig
 from infra.rollout.plan import Exit, RolloutPlan, Step, describe, unexpected_steps
 from infra.settings import NAMESPACE, Settings, SettingsError
 
+if TYPE_CHECKING:
+    from pulumi.automation import Stack
+
 TAG_KEY = f"{NAMESPACE}:imageTag"
-LOCKED = "currently locked"
 
 
 @dataclass
@@ -72,7 +74,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class Rollout:
+class RolloutRun:
     """One run of the command. Every path that changes nothing says so."""
 
     def __init__(self, args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> None:
@@ -145,17 +147,18 @@ class Rollout:
         start = time.monotonic()
         try:
             self.up(stack, new)
+        except auto.ConcurrentUpdateError as err:
+            self.result.durations["up"] = time.monotonic() - start
+            stack.set_config(TAG_KEY, auto.ConfigValue(old.image_tag))
+            return self.command_failed(err, "up")
         except auto.CommandError as err:
             self.result.durations["up"] = time.monotonic() - start
-            if LOCKED in str(err):
-                stack.set_config(TAG_KEY, auto.ConfigValue(old.image_tag))
-                return self.command_failed(err, "up")
             return self.recover(stack, old, new, last_error(err))
         self.result.durations["up"] = time.monotonic() - start
         self.say(f"rollout: {self.args.stack} runs {new.image} on all {new.replicas} replicas")
         return self.finish(Exit.OK, "succeeded")
 
-    def preview(self, stack: Any, project: Path) -> list[Step]:
+    def preview(self, stack: Stack, project: Path) -> list[Step]:
         steps: list[Step] = []
 
         def collect(event: Any) -> None:
@@ -190,7 +193,7 @@ class Rollout:
         self.finish(Exit.NOT_CONFIRMED, "not confirmed", "declined; nothing was changed")
         return False
 
-    def up(self, stack: Any, settings: Settings) -> None:
+    def up(self, stack: Stack, settings: Settings) -> None:
         with ExitStack() as scope:
             progress = self.progress(stack, settings)
             if progress is not None:
@@ -198,23 +201,24 @@ class Rollout:
             stack.up(color="never", on_output=lambda _line: None)
 
     @staticmethod
-    def kubeconfig(stack: Any, settings: Settings) -> str | None:
+    def cluster_kubeconfig(stack: Stack, settings: Settings) -> str | None:
         """The cluster's kubeconfig: the stack's own output on eks, the configured or ambient one locally."""
         if settings.target == "eks":
             return str(stack.outputs()["kubeconfig"].value)
         return settings.kubeconfig
 
-    def progress(self, stack: Any, settings: Settings) -> Any:
+    def progress(self, stack: Stack, settings: Settings) -> Any:
         """The live view; a rollout goes on without it when the cluster cannot be reached from here."""
         from infra.rollout import watch
 
         try:
-            return watch.Progress(watch.api_client(self.kubeconfig(stack, settings)), settings.namespace, self.say)
+            api = kubeconfig.api_client(self.cluster_kubeconfig(stack, settings))
+            return watch.Progress(api, settings.namespace, self.say)
         except Exception as err:
             self.say(f"rollout: no live progress ({err.__class__.__name__}: {err})")
             return None
 
-    def recover(self, stack: Any, old: Settings, new: Settings, error: str) -> Exit:
+    def recover(self, stack: Stack, old: Settings, new: Settings, error: str) -> Exit:
         import pulumi.automation as auto
 
         self.say(f"rollout: {new.image} failed: {error}")
@@ -244,14 +248,16 @@ class Rollout:
         self.say(f"rollout: restored {state}")
         return self.finish(Exit.ROLLED_BACK, "rolled back", error)
 
-    def health(self, stack: Any, settings: Settings) -> Any:
+    def health(self, stack: Stack, settings: Settings) -> Any:
         from infra.rollout import watch
 
         name = stack.outputs()["deploymentName"].value
-        return watch.health(watch.api_client(self.kubeconfig(stack, settings)), settings.namespace, name)
+        return watch.health(kubeconfig.api_client(self.cluster_kubeconfig(stack, settings)), settings.namespace, name)
 
     def command_failed(self, err: Exception, what: str) -> Exit:
-        if LOCKED in str(err):
+        import pulumi.automation as auto
+
+        if isinstance(err, auto.ConcurrentUpdateError):
             return self.finish(Exit.BUSY, "busy", f"another update holds stack {self.args.stack}; nothing was changed")
         return self.finish(Exit.FAILED, "failed", f"{what} failed: {last_error(err)}")
 
@@ -285,10 +291,10 @@ def main(
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
     stdin: TextIO = sys.stdin,
-    runner: Callable[[Rollout], Exit] = Rollout.run,
+    runner: Callable[[RolloutRun], Exit] = RolloutRun.run,
 ) -> int:
     args = parse_args(argv)
-    rollout = Rollout(args, out, err, stdin)
+    rollout = RolloutRun(args, out, err, stdin)
     try:
         code = runner(rollout)
     except KeyboardInterrupt:

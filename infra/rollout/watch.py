@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
-
-from infra.settings import is_kubeconfig_text
+from kubernetes import client
 
 SELECTOR = "app=nginx"
 # Event reasons worth a line: why pods do not start or get ready.
 EXPLAINING = frozenset({"Failed", "BackOff", "FailedScheduling", "FailedCreate", "Unhealthy", "FailedMount"})
-
-
-def api_client(kubeconfig: str | None) -> client.ApiClient:
-    """A client for a kubeconfig path or text, or the ambient KUBECONFIG / ~/.kube/config."""
-    if kubeconfig and is_kubeconfig_text(kubeconfig):
-        with tempfile.NamedTemporaryFile("w", suffix=".kubeconfig", delete=False) as handle:
-            handle.write(kubeconfig)
-        try:
-            return config.new_client_from_config(config_file=handle.name)
-        finally:
-            Path(handle.name).unlink()
-    return config.new_client_from_config(config_file=kubeconfig or os.environ.get("KUBECONFIG"))
 
 
 @dataclass(frozen=True)

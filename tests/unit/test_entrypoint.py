@@ -12,7 +12,8 @@ import pulumi
 import pytest
 import yaml
 
-from infra.settings import DEFAULTS, KEYS, REQUIRED, UNSET, SettingsError
+from infra import settings
+from infra.settings import SettingsError
 from tests.unit.harness import fresh_runtime, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +38,7 @@ def test_main_exports_the_outputs() -> None:
     result = run_program({"target": "local", "imageTag": "1.14.2"}, program)
     assert result.outputs == {
         "image": "nginx:1.14.2",
+        "imageTag": "1.14.2",
         "namespace": "default",
         "deploymentName": "nginx-deployment",
         "serviceName": "nginx",
@@ -55,20 +57,61 @@ def test_main_refuses_bad_config_before_any_resource() -> None:
     assert "rolling:replicas 0 is too small" in message
 
 
-def test_schema_declares_every_key_with_type_and_description() -> None:
+def test_schema_is_the_declarations() -> None:
+    """Pulumi.yaml declares exactly the program's keys, each with the declaration's type, default and text."""
     declared = schema()
-    assert set(declared) == set(KEYS)
-    for key, spec in declared.items():
-        assert spec["type"] in ("string", "integer"), key
-        assert spec["description"].strip(), key
+    assert list(declared) == [d.key for d in settings.declarations()]
+    for d in settings.declarations():
+        assert declared[d.key] == d.schema(), d.key
+        assert declared[d.key]["type"] in ("string", "integer"), d.key
+        assert str(declared[d.key]["description"]).strip(), d.key
+        assert ("default" in declared[d.key]) is not d.required, d.key
+    # The file is exactly what `python -m infra.settings` writes: quoting and order included.
+    text = (ROOT / "Pulumi.yaml").read_text()
+    assert text[text.index("\nconfig:\n") + 1 :] == settings.schema_yaml()
 
 
-def test_schema_defaults_equal_code_defaults() -> None:
-    declared = schema()
-    for key, default in {**DEFAULTS, **UNSET}.items():
-        assert str(declared[key]["default"]) == str(default), key
-    for key in REQUIRED:
-        assert "default" not in declared[key], key
+def test_readme_table_is_the_declarations() -> None:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index(settings.TABLE_BEGIN)
+    end = readme.index(settings.TABLE_END) + len(settings.TABLE_END)
+    assert readme[start:end] == settings.readme_table(), "run `python -m infra.settings` to regenerate it"
+
+
+def test_every_declared_key_reaches_its_field() -> None:
+    """Each key set to a valid non-default value comes out in the field its declaration names."""
+    samples = {
+        "imageRepository": "web",
+        "imageDigest": "sha256:" + "a" * 64,
+        "replicas": "4",
+        "maxSurge": "2",
+        "maxUnavailable": "1",
+        "minReadySeconds": "7",
+        "progressDeadlineSeconds": "90",
+        "namespace": "web",
+        "cpu": "500m",
+        "memory": "512Mi",
+        "clusterName": "other",
+        "kubernetesVersion": "1.33",
+        "vpcCidr": "10.1.0.0/16",
+        "azCount": "3",
+        "natGateways": "perAz",
+        "clusterLogTypes": "api",
+        "fargateNamespaces": "web",
+        "ecrRepository": "web",
+        "ecrKeepImages": "9",
+        "imageTag": "1.16.1",
+    }
+    loaded = settings.Settings.from_values({"target": "eks", **samples})
+    assert loaded.eks is not None
+    for d in settings.declarations():
+        if d.key in ("target", "kubeconfig"):
+            continue
+        holder = loaded.eks if d.eks_only else loaded
+        value = getattr(holder, d.field)
+        assert value == d.parse(samples[d.key]) or d.key == "fargateNamespaces", d.key
+        assert str(samples[d.key]) != str(d.default), f"pick a non-default sample for {d.key}"
+    assert loaded.eks.fargate_namespaces == ("web", "kube-system")
 
 
 def test_stack_files_hold_valid_config() -> None:

@@ -43,3 +43,23 @@ def test_reference_prefers_digest() -> None:
 def test_bad_repositories(repository: str) -> None:
     with pytest.raises(images.ImageError):
         images.check_repository(repository)
+
+
+REPOSITORIES = st.sampled_from(
+    ["nginx", "library/nginx", "localhost:5000/a/b-c", "123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/web"]
+)
+
+
+@given(REPOSITORIES, st.text(alphabet="abcXYZ019_", min_size=1, max_size=1), st.text(alphabet=TAG_CHARS, max_size=20))
+def test_parse_is_the_inverse_of_reference(repository: str, first: str, rest: str) -> None:
+    tag = first + rest
+    assert images.parse(images.reference(repository, tag)) == (repository, tag, None)
+    digest = "sha256:" + "ab" * 32
+    assert images.parse(images.reference(repository, tag, digest)) == (repository, None, digest)
+
+
+def test_parse_without_tag_and_with_registry_port() -> None:
+    assert images.parse("localhost:5000/web") == ("localhost:5000/web", None, None)
+    assert images.parse("nginx:1.16.1@sha256:" + "0" * 64) == ("nginx", "1.16.1", "sha256:" + "0" * 64)
+    with pytest.raises(images.ImageError, match="is not a repository reference"):
+        images.parse("Nginx:1.16.1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -22,7 +22,7 @@ class TTY(io.StringIO):
         return True
 
 
-def run(argv: list[str], stdin: io.StringIO | None = None, runner: Any = cli.Rollout.run) -> tuple[int, str, str]:
+def run(argv: list[str], stdin: io.StringIO | None = None, runner: Any = cli.RolloutRun.run) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = cli.main(argv, out=out, err=err, stdin=stdin or io.StringIO(), runner=runner)
     return code, out.getvalue(), err.getvalue()
@@ -77,9 +77,9 @@ def test_plan_rendering() -> None:
     assert "Fargate" not in RolloutPlan("local", "a", "b", local).render()
 
 
-def rollout(*extra: str, stdin: io.StringIO | None = None) -> cli.Rollout:
+def rollout(*extra: str, stdin: io.StringIO | None = None) -> cli.RolloutRun:
     args = cli.parse_args(["--stack", "dev", "--tag", "1.16.1", *extra])
-    return cli.Rollout(args, io.StringIO(), io.StringIO(), stdin or io.StringIO())
+    return cli.RolloutRun(args, io.StringIO(), io.StringIO(), stdin or io.StringIO())
 
 
 def test_no_terminal_and_no_yes_changes_nothing() -> None:
@@ -150,7 +150,7 @@ def test_rollback_flow(
     healthy = watch.Health("nginx:1.14.2", 3, 3, 3, 3, True)
     monkeypatch.setattr(command, "health", lambda *_: healthy)
     monkeypatch.setattr(command, "progress", lambda *_: None)
-    assert command.recover(stack, old, new, "timed out") == exit_code
+    assert command.recover(cast(Any, stack), old, new, "timed out") == exit_code
     assert stack.tag == tag_after
     assert stack.ups == ups
     assert command.result.rolled_back is (exit_code == Exit.ROLLED_BACK)
@@ -166,11 +166,11 @@ def test_rollback_that_leaves_an_unhealthy_deployment_is_a_failure(monkeypatch: 
     new = Settings.from_values({"target": "local", "imageTag": "1.16.1"})
     monkeypatch.setattr(command, "health", lambda *_: watch.Health("nginx:1.14.2", 3, 2, 3, 2, True))
     monkeypatch.setattr(command, "progress", lambda *_: None)
-    assert command.recover(FakeStack(set()), old, new, "timed out") == Exit.ROLLBACK_FAILED
+    assert command.recover(cast(Any, FakeStack(set())), old, new, "timed out") == Exit.ROLLBACK_FAILED
 
 
 def test_json_result_shape() -> None:
-    def runner(command: cli.Rollout) -> Exit:
+    def runner(command: cli.RolloutRun) -> Exit:
         command.result.old_image, command.result.new_image = "nginx:1", "nginx:2"
         command.result.durations = {"preview": 1.234, "up": 10.0}
         return command.finish(Exit.OK, "succeeded")
@@ -223,12 +223,17 @@ def test_exit_codes_are_distinct() -> None:
 
 def test_a_locked_stack_is_busy_and_says_nothing_changed() -> None:
     import pulumi.automation as auto
+    from pulumi.automation.errors import create_command_error
 
-    command = rollout()
-    locked = auto.CommandError(
-        auto.CommandResult("", "error: the stack is currently locked by 1 lock(s). Either wait for the other", 255)
-    )
-    assert command.command_failed(locked, "up") == Exit.BUSY
+    # The errors the SDK raises for a held stack, on a file backend and on Pulumi Cloud.
+    for stderr in (
+        "error: the stack is currently locked by 1 lock(s). Either wait for the other",
+        "error: [409] Conflict: Another update is currently in progress.",
+    ):
+        command = rollout()
+        held = create_command_error(auto.CommandResult("", stderr, 255))
+        assert isinstance(held, auto.ConcurrentUpdateError)
+        assert command.command_failed(held, "up") == Exit.BUSY
     assert command.result.outcome == "busy"
     assert "nothing was changed" in (command.result.error or "")
     other = auto.CommandError(auto.CommandResult("", "error: boom", 255))

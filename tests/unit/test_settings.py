@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
-from infra.settings import DEFAULTS, PROGRESS_DEADLINE_DEFAULTS, Settings, SettingsError
+from infra.settings import PROGRESS_DEADLINE_DEFAULTS, Settings, SettingsError, declarations
 
 BASE = {"target": "local", "imageTag": "1.16.1"}
 EKS = {"target": "eks", "imageTag": "1.16.1"}
@@ -135,12 +134,31 @@ def test_defaults() -> None:
     assert settings.namespace == "default"
     assert settings.progress_deadline_seconds == PROGRESS_DEADLINE_DEFAULTS["eks"]
     assert settings.await_timeout_seconds == PROGRESS_DEADLINE_DEFAULTS["eks"] + 30
-    assert settings.fargate_namespaces == ("default", "kube-system")
-    assert settings.cluster_log_types == ("api", "audit", "authenticator")
+    assert settings.eks is not None
+    assert settings.eks.fargate_namespaces == ("default", "kube-system")
+    assert settings.eks.cluster_log_types == ("api", "audit", "authenticator")
     assert Settings.from_values(BASE).progress_deadline_seconds == PROGRESS_DEADLINE_DEFAULTS["local"]
-    # Every key with a default reaches a field of Settings (camelCase key, snake_case field).
-    fields = set(Settings.__dataclass_fields__)
-    assert {re.sub(r"([A-Z])", r"_\1", key).lower() for key in DEFAULTS} <= fields
+
+
+def test_local_target_carries_no_eks_settings() -> None:
+    assert Settings.from_values(BASE).eks is None
+
+
+@pytest.mark.parametrize("key", [d.key for d in declarations() if d.eks_only])
+def test_eks_only_key_set_on_local_is_refused(key: str) -> None:
+    valid = {
+        "clusterName": "web",
+        "kubernetesVersion": "1.33",
+        "vpcCidr": "10.1.0.0/16",
+        "azCount": "3",
+        "natGateways": "perAz",
+        "clusterLogTypes": "api",
+        "fargateNamespaces": "web",
+        "ecrRepository": "web",
+        "ecrKeepImages": "9",
+    }
+    message = refused({**BASE, key: valid[key]})
+    assert f"rolling:{key} is only read by target eks; target local does not use it" in message
 
 
 def test_numbers_from_yaml_are_accepted() -> None:

@@ -13,12 +13,15 @@ import pulumi_kubernetes as k8s
 
 @dataclass(frozen=True)
 class FargateClusterArgs:
-    """Plain inputs of the cluster; the network's ids come as Outputs."""
+    """Inputs of the cluster: plain settings, and the network's ids as Inputs."""
 
     cluster_name: str
     kubernetes_version: str
     fargate_namespaces: tuple[str, ...]
     log_types: tuple[str, ...]
+    vpc_id: pulumi.Input[str]
+    public_subnet_ids: Sequence[pulumi.Input[str]]
+    private_subnet_ids: Sequence[pulumi.Input[str]]
 
 
 class FargateCluster(pulumi.ComponentResource):
@@ -28,29 +31,20 @@ class FargateCluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
 
-    def __init__(
-        self,
-        name: str,
-        args: FargateClusterArgs,
-        *,
-        vpc_id: pulumi.Input[str],
-        public_subnet_ids: Sequence[pulumi.Input[str]],
-        private_subnet_ids: Sequence[pulumi.Input[str]],
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: FargateClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rolling:index:FargateCluster", name, None, opts)
         cluster = eks.Cluster(
             f"{name}-eks",
             name=args.cluster_name,
             version=args.kubernetes_version,
-            vpc_id=vpc_id,
-            public_subnet_ids=public_subnet_ids,
-            private_subnet_ids=private_subnet_ids,
+            vpc_id=args.vpc_id,
+            public_subnet_ids=args.public_subnet_ids,
+            private_subnet_ids=args.private_subnet_ids,
             # Fargate only: no EC2 node group at all. Its pods run in the private subnets.
             skip_default_node_group=True,
             fargate=eks.FargateProfileArgs(
                 selectors=[aws.eks.FargateProfileSelectorArgs(namespace=ns) for ns in args.fargate_namespaces],
-                subnet_ids=private_subnet_ids,
+                subnet_ids=args.private_subnet_ids,
             ),
             # IAM roles for service accounts.
             create_oidc_provider=True,
