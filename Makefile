@@ -20,6 +20,8 @@ export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 # (the language host), never from PATH.
 export PULUMI_IGNORE_AMBIENT_PLUGINS := true
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
+# kubectl's discovery cache: in our cache folder, not ~/.kube.
+export KUBECACHEDIR ?= $(CACHE)/kubectl
 LOCAL_ENV = PULUMI_CONFIG_PASSPHRASE=rolling-local KUBECONFIG=$$(cluster/cluster.sh kubeconfig)
 
 .PHONY: help venv toolchain cluster-up cluster-down cluster-status demo env \
@@ -69,7 +71,7 @@ env: toolchain
 	@echo "export PULUMI_HOME=\"$(PULUMI_HOME)\" PULUMI_BACKEND_URL=\"$(PULUMI_BACKEND_URL)\""
 	@echo "export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true PULUMI_IGNORE_AMBIENT_PLUGINS=true"
 	@echo "export PULUMI_CONFIG_PASSPHRASE=rolling-local  # the local stack's passphrase only"
-	@echo "export KUBECONFIG=\"$$(cluster/cluster.sh kubeconfig)\""
+	@echo "export KUBECONFIG=\"$$(cluster/cluster.sh kubeconfig)\" KUBECACHEDIR=\"$(KUBECACHEDIR)\""
 
 test: lint lint-workflows test-unit test-e2e
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The local control plane: real kube-apiserver, etcd, kube-controller-manager and
-# kube-scheduler, with kwok standing in for kubelets. Everything on 127.0.0.1.
+# kube-scheduler on 127.0.0.1, and its nodes: with ROLLING_NODE=real, one real node
+# (cluster/node.sh: kubelet, kube-proxy, containerd, a registry, in namespaces of
+# its own); with ROLLING_NODE=kwok, fake nodes that kwok runs.
 #
 #   cluster/cluster.sh up          start it (idempotent) and wait for ready nodes
 #   cluster/cluster.sh down        stop it; no process or port is left behind
@@ -17,12 +19,16 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 name=${ROLLING_CLUSTER:-rolling}
 nodes=${ROLLING_NODES:-3}
+mode=${ROLLING_NODE:-kwok}
+case $mode in real | kwok) ;; *) echo "cluster: ROLLING_NODE '$mode' is not accepted; use real or kwok" >&2; exit 2 ;; esac
 export KWOK_WORKDIR=${KWOK_WORKDIR:-${XDG_CACHE_HOME:-$HOME/.cache}/rolling/kwok}
 clusterdir=$KWOK_WORKDIR/clusters/$name
 kubeconfig=$clusterdir/kubeconfig.yaml
 
 bin=$("$root/tools/toolchain.sh" --bin)
 export PATH=$bin:$PATH
+# kubectl's discovery cache stays in the cache folder, not in ~/.kube.
+export KUBECACHEDIR=${KUBECACHEDIR:-${XDG_CACHE_HOME:-$HOME/.cache}/rolling/kubectl}
 
 need_toolchain() {
   if ! "$root/tools/toolchain.sh" --check; then
@@ -59,11 +65,18 @@ up() {
   local ready=${ROLLING_POD_READY_MS:-1000}
   {
     fill "$here/kwokctl.yaml" "BIN=$bin" "KUBE_VERSION=$kube_version"
-    echo "---"
-    # kwok reads a jitter as the upper bound of the whole delay, not as an extra.
-    fill "$here/stages.yaml" \
-      "CREATE_MS=${ROLLING_POD_CREATE_MS:-500}" "READY_MS=$ready" \
-      "READY_MAX_MS=$((ready + ${ROLLING_POD_JITTER_MS:-500}))" "DELETE_MS=${ROLLING_POD_DELETE_MS:-500}"
+    if [ "$mode" = real ]; then
+      local node_env
+      node_env=$("$here/node.sh" env)
+      # shellcheck disable=SC2086  # KEY=VALUE words
+      fill "$here/kwokctl-realnode.yaml" $node_env "PKI=$clusterdir/pki" "FLEX=$clusterdir/flex-volumes"
+    else
+      echo "---"
+      # kwok reads a jitter as the upper bound of the whole delay, not as an extra.
+      fill "$here/stages.yaml" \
+        "CREATE_MS=${ROLLING_POD_CREATE_MS:-500}" "READY_MS=$ready" \
+        "READY_MAX_MS=$((ready + ${ROLLING_POD_JITTER_MS:-500}))" "DELETE_MS=${ROLLING_POD_DELETE_MS:-500}"
+    fi
   } >"$config"
   if ! kwokctl create cluster --name "$name" --config "$config" --kubeconfig "" --wait 60s >"$KWOK_WORKDIR/$name-create.log" 2>&1; then
     cat "$KWOK_WORKDIR/$name-create.log" >&2
@@ -72,10 +85,24 @@ up() {
     exit 1
   fi
   local i
-  for ((i = 0; i < nodes; i++)); do
-    fill "$here/nodes.yaml" "INDEX=$i" "ZONE=$((i % 3))"
-    echo "---"
-  done | kubectl --kubeconfig "$kubeconfig" apply -f - >/dev/null
+  if [ "$mode" = real ]; then
+    local port
+    port=$(kubectl --kubeconfig "$kubeconfig" config view -o jsonpath='{.clusters[0].cluster.server}')
+    if ! "$here/node.sh" up "$bin" "${port##*:}" || ! "$here/images.sh" pause || ! services_routed; then
+      echo "cluster: the real node did not start; logs: $("$here/node.sh" env | tr ' ' '\n' | sed -n 's/^NODE_STATE=//p')/logs" >&2
+      down
+      exit 1
+    fi
+  else
+    for ((i = 0; i < nodes; i++)); do
+      fill "$here/nodes.yaml" "INDEX=$i" "ZONE=$((i % 3))"
+      echo "---"
+    done | kubectl --kubeconfig "$kubeconfig" apply -f - >/dev/null
+  fi
+  for ((i = 0; i < 120; i++)); do
+    [ -n "$(kubectl --kubeconfig "$kubeconfig" get nodes -o name 2>/dev/null)" ] && break
+    sleep 0.5
+  done
   kubectl --kubeconfig "$kubeconfig" wait --for=condition=Ready node --all --timeout=60s >/dev/null
   # The default ServiceAccount must exist before pods can be created.
   for ((i = 0; i < 60; i++)); do
@@ -85,7 +112,21 @@ up() {
   echo "cluster: $name up in $(($(date +%s) - start)) s; kubeconfig: $kubeconfig" >&2
 }
 
+services_routed() {
+  # Traffic to a Service address must go into the node: refuse a cluster whose
+  # Service range is not the node's (it would leave by the default route).
+  local ip range
+  ip=$(kubectl --kubeconfig "$kubeconfig" get service kubernetes -o jsonpath='{.spec.clusterIP}')
+  range=$("$here/node.sh" env | tr ' ' '\n' | sed -n 's/^SERVICE_CIDR=//p')
+  if ! python3 -c 'import ipaddress, sys; sys.exit(ipaddress.ip_address(sys.argv[1]) not in ipaddress.ip_network(sys.argv[2]))' "$ip" "$range"; then
+    echo "cluster: Service addresses ($ip) are outside the node's range $range" >&2
+    return 1
+  fi
+}
+
 down() {
+  # The node first (it may be there without the control plane, after a crash).
+  "$here/node.sh" down >/dev/null 2>&1 || true
   if [ ! -d "$clusterdir" ]; then
     echo "cluster: $name is not there" >&2
     return 0

@@ -429,8 +429,8 @@ class Settings:
         _quantity(fargate.parse_memory),
         default="256Mi",
         description="Memory request and limit of the container, in Mi or Gi; "
-        "with Fargate's 256Mi overhead it must fit a size offered with the cpu.",
-        accepted="`Mi` or `Gi`; with `cpu`, a pair Fargate can run",
+        "on eks, with Fargate's 256Mi overhead, it must fit a size offered with the cpu.",
+        accepted="`Mi` or `Gi`; on eks, with `cpu`, a pair Fargate can run",
     )
     kubeconfig: str | None = setting(
         _kubeconfig,
@@ -583,8 +583,8 @@ def _deadline_after_min_ready(parsed: dict[str, Any], target: str | None) -> str
 
 
 def _fargate_size(parsed: dict[str, Any], target: str | None) -> str | None:
-    # Both targets: the local stack rehearses what EKS will run, at the same sizes.
-    if "cpu" not in parsed or "memory" not in parsed:
+    # Where Fargate runs the pods only: a local cluster takes any size its nodes have room for.
+    if target != "eks" or "cpu" not in parsed or "memory" not in parsed:
         return None
     cpu, memory = parsed["cpu"], parsed["memory"]
     try:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build the toolchain the local target and the end-to-end tests run on: the
 # Pulumi CLI and Python language host, the Kubernetes provider plugin, the
-# Kubernetes control-plane binaries, etcd, kwok and kwokctl; and actionlint,
-# which checks the GitHub workflows. Every piece is
+# Kubernetes control-plane and node binaries, etcd, kwok and kwokctl, the pod
+# sandbox's pause process; and actionlint, which checks the GitHub workflows. Every piece is
 # built with the ordinary `go` command from the versions pinned in tools/*/go.mod.
 #
 #   tools/toolchain.sh            build what is missing, then print the bin folder
@@ -28,9 +28,9 @@ pulumi_version=v3.260.0
 provider_version=4.25.0
 kube_version=v1.36.3
 
-pieces=(pulumi langhost kubernetes-provider kubernetes etcd kwok actionlint)
+pieces=(pulumi langhost kubernetes-provider kubernetes etcd kwok pause actionlint)
 if [ "${ROLLING_SYSTEM_PULUMI:-}" = 1 ]; then
-  pieces=(kubernetes etcd kwok actionlint)
+  pieces=(kubernetes etcd kwok pause actionlint)
 fi
 
 piece_hash() {
@@ -102,13 +102,18 @@ build_piece() {
       # from the other three commands' copies of them.
       go build -pgo=off -ldflags "$ld" -o "$out/" \
         k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+        k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
       ;;
     etcd)
       go build -o "$out/etcd" go.etcd.io/etcd/server/v3
       ;;
     kwok)
       go build -o "$out/" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
+      ;;
+    pause)
+      # Static: it runs alone in an image of its own.
+      CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/pause" .
       ;;
     actionlint)
       go build -o "$out/actionlint" github.com/rhysd/actionlint/cmd/actionlint
@@ -125,7 +130,7 @@ complete() {
 # Seconds each piece took in a cold build on a 2-core machine (make fresh-check).
 # A build of the same piece recorded in this cache is used instead when there is one.
 declare -A typical=([pulumi]=415 [langhost]=65 [kubernetes-provider]=650 [kubernetes]=370
-  [etcd]=40 [kwok]=140 [actionlint]=40)
+  [etcd]=50 [kwok]=140 [pause]=10 [actionlint]=40)
 
 expected_seconds() {
   local f hash latest=""

@@ -46,7 +46,6 @@ def refused(values: dict[str, object]) -> str:
         ("target", "gke", "'gke' is not accepted; use one of: eks, local"),
         ("progressDeadlineSeconds", "-1", "too small"),
         ("minReadySeconds", "-5", "too small"),
-        ("cpu", "300m", "not a Fargate vCPU size"),
         ("cpu", "lots", "not a cpu quantity"),
         ("memory", "512MB", "not a memory quantity"),
         ("kubeconfig", "/nonexistent/kubeconfig", "neither kubeconfig text nor a file"),
@@ -77,10 +76,19 @@ def test_both_zero_surge_and_unavailable_refused() -> None:
     assert "both 0" in message
 
 
-def test_cpu_memory_pair_fargate_cannot_run() -> None:
-    message = refused({**BASE, "cpu": "250m", "memory": "4Gi"})
-    assert "rolling:cpu/memory 250m/4Gi" in message
-    assert "does not fit a Fargate size" in message
+@pytest.mark.parametrize(
+    ("cpu", "memory", "says"),
+    [("300m", "256Mi", "not a Fargate vCPU size"), ("250m", "4Gi", "does not fit a Fargate size")],
+)
+def test_cpu_memory_pair_fargate_cannot_run(cpu: str, memory: str, says: str) -> None:
+    message = refused({**EKS, "cpu": cpu, "memory": memory})
+    assert f"rolling:cpu/memory {cpu}/{memory}" in message
+    assert says in message
+
+
+def test_local_target_takes_sizes_fargate_does_not_offer() -> None:
+    settings = Settings.from_values({**BASE, "cpu": "100m", "memory": "64Mi"})
+    assert (settings.cpu, settings.memory) == ("100m", "64Mi")
 
 
 def test_deadline_must_exceed_min_ready() -> None:

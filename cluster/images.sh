@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Images for the real node, made here without Docker Hub or a Docker engine, and
+# pushed to the node's registry (localhost:5000 inside the node):
+#
+#   cluster/images.sh pause               localhost:5000/pause:rolling, the pod sandbox (tools/pause)
+#   cluster/images.sh base                localhost:5000/rolling-base:<hash>: nginx on a minimal
+#                                         Debian root filesystem (debootstrap), cached by its inputs
+#   cluster/images.sh app VERSION [KIND]  localhost:5000/rolling-app:VERSION, built by buildah from
+#                                         app/Dockerfile itself on that base; KIND makes a broken one:
+#                                         never-ready (the server never answers), crash (exits at start)
+#   cluster/images.sh base-ref            print the base image's reference
+#
+# ROLLING_CLUSTER names the cluster whose node gets the images.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(dirname "$here")
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/rolling
+images=$cache/images
+# shellcheck disable=SC1091  # KEY=VALUE lines
+. "$here/network.env"
+registry=localhost:$REGISTRY_PORT
+suite=bookworm
+# What goes into the base image; a change here makes a new one.
+base_packages=nginx-light
+base_recipe=1
+
+# buildah and skopeo keep their storage under the cache, not in /var/lib/containers,
+# and reach the registry from inside the node's network namespace.
+export TMPDIR=$images/tmp
+storage=(--root "$images/storage" --runroot "$images/run" --storage-driver vfs)
+node() { "$here/node.sh" exec "$@"; }
+buildah_() { buildah "${storage[@]}" "$@"; }
+
+mirror() {
+  # The Debian archive this machine's apt uses (the only one it reaches).
+  local uri
+  uri=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -n 1)
+  [ -n "$uri" ] || uri=$(awk '$1 == "deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+
+base_hash() {
+  # The recipe below and its inputs, not the rest of this file.
+  { echo "$suite $base_packages $base_recipe"; declare -f base; } | sha256sum | cut -c1-12
+}
+
+base_ref() { echo "$registry/rolling-base:$(base_hash)"; }
+
+push_layout() {
+  # push_layout OCI_DIR:TAG REF: copy an image from an OCI layout to the node's registry.
+  node skopeo copy --quiet --dest-tls-verify=false "oci:$1" "docker://$2"
+}
+
+pause() {
+  local bin ctr layout=$images/pause-oci
+  bin=$("$root/tools/toolchain.sh" --bin)
+  if [ ! -f "$layout/.done" ] || ! cmp -s "$bin/pause" "$layout/pause"; then
+    rm -rf "$layout" && mkdir -p "$layout" "$TMPDIR"
+    ctr=$(buildah_ from scratch)
+    buildah_ copy "$ctr" "$bin/pause" /pause >/dev/null
+    buildah_ config --entrypoint '["/pause"]' --user 65535:65535 "$ctr"
+    buildah_ commit --quiet "$ctr" "oci:$layout/oci:pause" >/dev/null
+    buildah_ rm "$ctr" >/dev/null
+    cp "$bin/pause" "$layout/pause"
+    touch "$layout/.done"
+  fi
+  push_layout "$layout/oci:pause" "$registry/pause:rolling"
+}
+
+base() {
+  local hash dir ctr
+  hash=$(base_hash)
+  dir=$images/base-$hash
+  if [ ! -f "$dir/.done" ]; then
+    echo "images: building the base image (debootstrap $suite, $base_packages) ..." >&2
+    rm -rf "$dir" && mkdir -p "$dir" "$TMPDIR"
+    debootstrap --variant=minbase --include="$base_packages" "$suite" "$dir/rootfs" "$(mirror)" \
+      >"$dir/debootstrap.log" 2>&1 || { tail -n 20 "$dir/debootstrap.log" >&2; exit 1; }
+    # What an image does not need: package lists, docs, man pages, locales.
+    rm -rf "$dir"/rootfs/var/lib/apt/lists/* "$dir"/rootfs/usr/share/{doc,man,locale,info}/* \
+      "$dir"/rootfs/var/cache/apt/*.bin "$dir"/rootfs/var/log/*
+    # Serve as the official nginx image does: /usr/share/nginx/html on port 80, logs
+    # to the container's output, temporary files under /var/cache/nginx, so the pod
+    # runs with a read-only root filesystem. (sites-enabled/default is an absolute
+    # symlink: remove it rather than write through it.)
+    rm -f "$dir/rootfs/etc/nginx/sites-enabled/default"
+    mkdir -p "$dir/rootfs/usr/share/nginx/html" "$dir/rootfs/var/cache/nginx" "$dir/rootfs/var/log/nginx"
+    ln -sf /dev/stdout "$dir/rootfs/var/log/nginx/access.log"
+    ln -sf /dev/stderr "$dir/rootfs/var/log/nginx/error.log"
+    cat >"$dir/rootfs/etc/nginx/nginx.conf" <<'CONF'
+user www-data;
+worker_processes 1;
+pid /var/run/nginx.pid;
+error_log /dev/stderr warn;
+events { worker_connections 1024; }
+http {
+    include /etc/nginx/mime.types;
+    access_log /dev/stdout;
+    keepalive_timeout 65;
+    client_body_temp_path /var/cache/nginx/client_temp;
+    proxy_temp_path /var/cache/nginx/proxy_temp;
+    fastcgi_temp_path /var/cache/nginx/fastcgi_temp;
+    uwsgi_temp_path /var/cache/nginx/uwsgi_temp;
+    scgi_temp_path /var/cache/nginx/scgi_temp;
+    server {
+        listen 80;
+        root /usr/share/nginx/html;
+        index index.html;
+    }
+}
+CONF
+    ctr=$(buildah_ from scratch)
+    tar -C "$dir/rootfs" -cf "$dir/rootfs.tar" .
+    buildah_ add "$ctr" "$dir/rootfs.tar" / >/dev/null
+    # SIGQUIT: nginx's graceful stop (SIGTERM is its fast one), as the official image has it.
+    buildah_ config --cmd '["nginx", "-g", "daemon off;"]' --stop-signal SIGQUIT --port 80 "$ctr"
+    buildah_ commit --quiet "$ctr" "oci:$dir/oci:base" >/dev/null
+    buildah_ rm "$ctr" >/dev/null
+    rm -rf "$dir/rootfs" "$dir/rootfs.tar"
+    touch "$dir/.done"
+    # Bases made from other inputs are not used any more.
+    find "$images" -maxdepth 1 -name 'base-*' ! -name "base-$hash" -exec rm -rf {} +
+  fi
+  push_layout "$dir/oci:base" "$(base_ref)"
+}
+
+app() {
+  local version=$1 kind=${2:-} context
+  base
+  context=$(mktemp -d "$TMPDIR/app.XXXXXX")
+  cp -r "$root/app/." "$context/"
+  case $kind in
+    "") ;;
+    never-ready)
+      # Starts and stays up, but answers nothing on the port the probes use.
+      printf 'FROM app\nCMD ["sleep", "infinity"]\n' >>"$context/Dockerfile" ;;
+    crash)
+      printf 'FROM app\nCMD ["sh", "-c", "echo broken build >&2; exit 1"]\n' >>"$context/Dockerfile" ;;
+    *) echo "images: unknown kind '$kind'; use never-ready or crash" >&2; exit 2 ;;
+  esac
+  [ -z "$kind" ] || sed -i '0,/^FROM /s//FROM /; 0,/^FROM \(.*\)$/s//FROM \1 AS app/' "$context/Dockerfile"
+  node buildah "${storage[@]}" bud --quiet --isolation chroot --layers --tls-verify=false \
+    --build-arg "BASE=$(base_ref)" --build-arg "VERSION=$version" \
+    -t "$registry/rolling-app:$version" "$context" >/dev/null
+  node buildah "${storage[@]}" push --quiet --tls-verify=false "$registry/rolling-app:$version" >/dev/null
+  rm -rf "$context"
+  echo "$registry/rolling-app:$version"
+}
+
+case ${1:-} in
+  pause) pause ;;
+  base) base ;;
+  base-ref) base_ref ;;
+  app) app "${2:?app needs a VERSION}" "${3:-}" ;;
+  *) echo "usage: $0 pause|base|base-ref|app VERSION [never-ready|crash]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,320 @@
+#!/usr/bin/env bash
+# The local cluster's real node: kubelet, kube-proxy (iptables mode), containerd
+# with runc and the CNI bridge, and an image registry, all in a network
+# namespace and a mount namespace of their own, as a kind node lives in a
+# container. The machine's own namespace gets one veth link, two routes into the
+# node for the pod and Service ranges (cluster/network.env), a relay from the
+# link to the API server, and a cgroup folder per hierarchy; `down` removes them
+# all, and the node's iptables rules, kernel settings and files go with its
+# namespaces.
+#
+#   cluster/node.sh up          start the node (the control plane must be up)
+#   cluster/node.sh down        stop it and remove everything it made
+#   cluster/node.sh status      processes, node condition, registry
+#   cluster/node.sh env         the node's addresses, as shell assignments
+#   cluster/node.sh exec CMD    run CMD in the node's network namespace
+#
+# Called by cluster/cluster.sh; ROLLING_CLUSTER names the cluster.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+name=${ROLLING_CLUSTER:-rolling}
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/rolling
+state=$cache/node/$name
+clusterdir=${KWOK_WORKDIR:-$cache/kwok}/clusters/$name
+# shellcheck disable=SC1091  # KEY=VALUE lines
+. "$here/network.env"
+
+slot() {
+  local var="SLOT_${name//-/_}"
+  if [ -n "${!var:-}" ]; then
+    echo "${!var}"
+  else
+    echo $((3 + $(cksum <<<"$name" | cut -d' ' -f1) % (SLOTS_MAX - 2)))
+  fi
+}
+s=$(slot)
+host_addr=$NET_PREFIX.255.$((4 * s + 1))
+node_addr=$NET_PREFIX.255.$((4 * s + 2))
+pod_cidr=$NET_PREFIX.$((32 * s)).0/20
+service_cidr=$NET_PREFIX.$((32 * s + 16)).0/20
+netns=rolling-$name
+veth_host=rolling$s
+veth_node=rolling$s-n
+cgroup_root=rolling-$name
+node_name=rolling-node
+# What kubelet writes to /proc/sys; in the node's mount namespace these are plain files.
+kernel_files=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops)
+
+in_node() { nsenter --net="/run/netns/$netns" -- "$@"; }
+
+pid_alive() { [ -f "$state/pids/$1" ] && kill -0 "$(cat "$state/pids/$1")" 2>/dev/null; }
+
+cgroup_dirs() {
+  # Every hierarchy (the v1 controllers and the unified one), each mount once.
+  local h
+  for h in /sys/fs/cgroup/*/; do
+    [ -d "$h" ] && [ ! -L "${h%/}" ] && echo "${h}$cgroup_root"
+  done
+}
+
+write_configs() {
+  local bin=$1 apiport=$2 ca=$clusterdir/pki/ca.crt
+  mkdir -p "$state"/{pids,logs,cni/net.d,kubelet/pki,registry,fs} "$state/containerd/certs.d/localhost:$REGISTRY_PORT"
+  cat >"$state/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: $name
+  cluster: {server: "https://$host_addr:6443", certificate-authority: "$ca"}
+users:
+- name: node
+  user: {client-certificate: "$clusterdir/pki/admin.crt", client-key: "$clusterdir/pki/admin.key"}
+contexts:
+- name: node
+  context: {cluster: $name, user: node}
+current-context: node
+EOF
+  cat >"$state/containerd/config.toml" <<EOF
+version = 2
+root = "$state/containerd/root"
+state = "$state/containerd/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+[grpc]
+  address = "$state/containerd/containerd.sock"
+[ttrpc]
+  address = "$state/containerd/containerd.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$state/containerd/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "localhost:$REGISTRY_PORT/pause:rolling"
+  # No CAP_SYS_RESOURCE here: a negative oom_score_adj would fail every sandbox.
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$state/cni/net.d"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$state/containerd/certs.d"
+EOF
+  cat >"$state/containerd/certs.d/localhost:$REGISTRY_PORT/hosts.toml" <<EOF
+server = "http://localhost:$REGISTRY_PORT"
+[host."http://localhost:$REGISTRY_PORT"]
+  capabilities = ["pull", "resolve"]
+EOF
+  cat >"$state/cni/net.d/10-rolling.conflist" <<EOF
+{"cniVersion": "1.0.0", "name": "rolling", "plugins": [
+  {"type": "bridge", "bridge": "rolling0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$pod_cidr"}]], "dataDir": "$state/cni/ipam"}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}
+EOF
+  cat >"$state/registry/config.yml" <<EOF
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: "$state/registry/data"}
+  delete: {enabled: true}
+http: {addr: "127.0.0.1:$REGISTRY_PORT"}
+EOF
+  cat >"$state/kubelet/config.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+# This machine has cgroups v1 and no systemd.
+failCgroupV1: false
+cgroupDriver: cgroupfs
+cgroupRoot: /$cgroup_root
+containerRuntimeEndpoint: unix://$state/containerd/containerd.sock
+address: $node_addr
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: "$ca"}
+authorization: {mode: Webhook}
+resolvConf: ""
+failSwapOn: false
+oomScoreAdj: 0
+serializeImagePulls: false
+imageGCHighThresholdPercent: 95
+imageGCLowThresholdPercent: 90
+evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+EOF
+  cat >"$state/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+clientConnection: {kubeconfig: "$state/kubeconfig"}
+hostnameOverride: $node_name
+clusterCIDR: $pod_cidr
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+nodePortAddresses: ["$node_addr/32"]
+oomScoreAdj: 0
+# 0: leave the machine's conntrack table sizes and timeouts as they are.
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+iptables: {localhostNodePorts: false, masqueradeAll: false}
+EOF
+  echo "$bin" >"$state/bin"
+  echo "$apiport" >"$state/apiport"
+}
+
+net_up() {
+  ip netns add "$netns"
+  ip link add "$veth_host" type veth peer name "$veth_node"
+  ip link set "$veth_node" netns "$netns"
+  ip addr add "$host_addr/30" dev "$veth_host"
+  ip link set "$veth_host" up
+  in_node ip link set lo up
+  in_node ip addr add "$node_addr/30" dev "$veth_node"
+  in_node ip link set "$veth_node" up
+  # The pod and Service ranges go into the node, never out by the default route.
+  ip route add "$pod_cidr" via "$node_addr" dev "$veth_host"
+  ip route add "$service_cidr" via "$node_addr" dev "$veth_host"
+  # Inside the node only: forwarding for the bridge, iptables for bridged traffic.
+  in_node sysctl -q -w net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
+}
+
+cgroups_up() {
+  local d parent
+  for d in $(cgroup_dirs); do
+    mkdir -p "$d"
+    parent=$(dirname "$d")
+    if [ -f "$parent/cpuset.cpus" ]; then
+      cat "$parent/cpuset.cpus" >"$d/cpuset.cpus"
+      cat "$parent/cpuset.mems" >"$d/cpuset.mems"
+    fi
+  done
+}
+
+# Runs inside the node's namespaces (see up): the node's file system view, then its processes.
+inside() {
+  local bin dir f
+  bin=$(cat "$state/bin")
+  # Copy-on-write views of the folders kubelet, containerd and CNI write to
+  # whatever their flags say; the machine's own stay untouched.
+  for dir in /var/lib /var/log /run; do
+    f=$state/fs/${dir//\//_}
+    mkdir -p "$f/upper" "$f/work" "$dir"
+    mount -t overlay overlay -o "lowerdir=$dir,upperdir=$f/upper,workdir=$f/work" "$dir"
+  done
+  for f in "${kernel_files[@]}"; do
+    cat "/proc/sys/$f" >"$state/fs/sysctl-${f//\//_}"
+    mount --bind "$state/fs/sysctl-${f//\//_}" "/proc/sys/$f"
+  done
+  start registry /usr/bin/docker-registry serve "$state/registry/config.yml"
+  start containerd /usr/bin/containerd --config "$state/containerd/config.toml"
+  wait_for "containerd" 30 test -S "$state/containerd/containerd.sock"
+  start kubelet "$bin/kubelet" --config "$state/kubelet/config.yaml" --kubeconfig "$state/kubeconfig" \
+    --root-dir "$state/kubelet/root" --cert-dir "$state/kubelet/pki" --node-ip "$node_addr" \
+    --hostname-override "$node_name" --volume-plugin-dir "$state/kubelet/volume-plugins" --v=1
+  start kube-proxy "$bin/kube-proxy" --config "$state/kube-proxy.yaml" --v=1
+  wait
+}
+
+start() {
+  local what=$1
+  shift
+  "$@" >"$state/logs/$what.log" 2>&1 &
+  echo $! >"$state/pids/$what"
+}
+
+wait_for() {
+  local what=$1 seconds=$2 i
+  shift 2
+  for ((i = 0; i < seconds * 10; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "node: $what not ready after ${seconds}s; logs: $state/logs" >&2
+  return 1
+}
+
+up() {
+  local bin=$1 apiport=$2
+  if pid_alive inside && ip netns list | grep -qw "$netns"; then
+    echo "node: $node_name of $name already running" >&2
+    return 0
+  fi
+  down >/dev/null 2>&1 || true
+  "$here/node-packages.sh" >&2
+  write_configs "$bin" "$apiport"
+  net_up
+  cgroups_up
+  # The API server listens on 127.0.0.1; the node reaches it at its link's other end.
+  socat "TCP-LISTEN:6443,bind=$host_addr,fork,reuseaddr" "TCP:127.0.0.1:$apiport" \
+    >"$state/logs/relay.log" 2>&1 &
+  echo $! >"$state/pids/relay"
+  # A mount namespace of its own (slave: the machine's mounts show inside, none go out).
+  nsenter --net="/run/netns/$netns" -- unshare --mount --propagation slave -- \
+    env ROLLING_CLUSTER="$name" XDG_CACHE_HOME="${XDG_CACHE_HOME:-$HOME/.cache}" KWOK_WORKDIR="${KWOK_WORKDIR:-}" \
+    setsid "$here/node.sh" _inside >"$state/logs/inside.log" 2>&1 </dev/null &
+  echo $! >"$state/pids/inside"
+  wait_for "the registry" 30 in_node curl -sf "http://127.0.0.1:$REGISTRY_PORT/v2/"
+}
+
+down() {
+  local p pid d pids
+  # Everything the node runs: its supervisor's processes, and every task in its pod cgroups.
+  if [ -f "$state/pids/inside" ]; then
+    pid=$(cat "$state/pids/inside")
+    pids=$(pgrep -P "$pid" 2>/dev/null || true)
+    for p in kube-proxy kubelet; do
+      [ -f "$state/pids/$p" ] && kill "$(cat "$state/pids/$p")" 2>/dev/null || true
+    done
+    sleep 0.5
+    # shellcheck disable=SC2086  # a list of pids
+    kill $pids "$pid" 2>/dev/null || true
+  fi
+  for d in $(cgroup_dirs); do
+    # shellcheck disable=SC2038  # what goes to xargs is pids, not file names
+    [ -d "$d" ] && find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+  done
+  # containerd's shims outlive containerd: they are the ones whose socket is in the node's state.
+  pgrep -f -- "$state/containerd" | xargs -r kill -9 2>/dev/null || true
+  [ -f "$state/pids/relay" ] && kill "$(cat "$state/pids/relay")" 2>/dev/null || true
+  sleep 0.5
+  for p in "$state"/pids/*; do
+    [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null || true
+  done
+  # Pod cgroups, deepest first.
+  for d in $(cgroup_dirs); do
+    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
+  ip route del "$pod_cidr" 2>/dev/null || true
+  ip route del "$service_cidr" 2>/dev/null || true
+  ip link del "$veth_host" 2>/dev/null || true
+  ip netns del "$netns" 2>/dev/null || true
+  rm -rf "$state"
+  echo "node: $node_name of $name down" >&2
+}
+
+status() {
+  local p
+  for p in relay inside registry containerd kubelet kube-proxy; do
+    if pid_alive "$p"; then echo "node: $p running (pid $(cat "$state/pids/$p"))"; else echo "node: $p NOT running"; fi
+  done
+  if in_node curl -sf "http://127.0.0.1:$REGISTRY_PORT/v2/_catalog" 2>/dev/null; then echo; else echo "node: registry not answering"; fi
+}
+
+case ${1:-} in
+  up) up "${2:?up needs the bin folder}" "${3:?up needs the API server port}" ;;
+  down) down ;;
+  status) status ;;
+  env)
+    echo "NODE_NETNS=$netns NODE_ADDR=$node_addr HOST_ADDR=$host_addr POD_CIDR=$pod_cidr SERVICE_CIDR=$service_cidr"
+    echo "NODE_STATE=$state NODE_NAME=$node_name NODE_CGROUP=$cgroup_root NODE_VETH=$veth_host"
+    ;;
+  exec) shift; in_node "$@" ;;
+  _inside) inside ;;
+  *) echo "usage: $0 up BIN APIPORT|down|status|env|exec CMD..." >&2; exit 2 ;;
+esac
