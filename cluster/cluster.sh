@@ -19,7 +19,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 name=${ROLLING_CLUSTER:-rolling}
 nodes=${ROLLING_NODES:-3}
-mode=${ROLLING_NODE:-kwok}
+mode=${ROLLING_NODE:-real}
 case $mode in real | kwok) ;; *) echo "cluster: ROLLING_NODE '$mode' is not accepted; use real or kwok" >&2; exit 2 ;; esac
 export KWOK_WORKDIR=${KWOK_WORKDIR:-${XDG_CACHE_HOME:-$HOME/.cache}/rolling/kwok}
 clusterdir=$KWOK_WORKDIR/clusters/$name

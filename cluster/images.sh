@@ -133,8 +133,8 @@ app() {
   case $kind in
     "") ;;
     never-ready)
-      # Starts and stays up, but answers nothing on the port the probes use.
-      printf 'FROM app\nCMD ["sleep", "infinity"]\n' >>"$context/Dockerfile" ;;
+      # Starts and stays up, but answers nothing on the port the probes use; stops when told to.
+      printf 'FROM app\nCMD ["sh", "-c", "trap \\"exit 0\\" TERM QUIT INT; sleep 3600 & wait"]\n' >>"$context/Dockerfile" ;;
     crash)
       printf 'FROM app\nCMD ["sh", "-c", "echo broken build >&2; exit 1"]\n' >>"$context/Dockerfile" ;;
     *) echo "images: unknown kind '$kind'; use never-ready or crash" >&2; exit 2 ;;

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# The whole flow on the local stack: deploy nginx 1.14.2, change the tag to
-# 1.16.1, preview the diff, roll it out while watching the ReplicaSets.
+# The whole flow on the local stack and the real node: build two versions of the
+# app image, deploy the first, ask the Service which version answers, change the
+# tag, preview the diff, roll it out while watching the ReplicaSets, ask again.
 # Run through `make demo`, which builds the toolchain and starts the cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+old=1.0.0
+new=1.1.0
+repository=localhost:5000/rolling-app
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -20,17 +25,33 @@ watch_rollout() {
   done
 }
 
+ask_service() {
+  # The Service's address, reached from this machine through the node (and only if it is the node's).
+  local ip
+  ip=$(kubectl get service nginx -o jsonpath='{.spec.clusterIP}')
+  python3 -c 'import ipaddress, sys; sys.exit(ipaddress.ip_address(sys.argv[1]) not in ipaddress.ip_network(sys.argv[2]))' \
+    "$ip" "$(cluster/node.sh env | tr ' ' '\n' | sed -n 's/^SERVICE_CIDR=//p')"
+  echo "curl http://$ip/version.txt -> $(curl -sf -m 3 "http://$ip/version.txt")"
+}
+
+step "two versions of the app image (app/Dockerfile), pushed to the node's registry"
+cluster/images.sh app "$old"
+cluster/images.sh app "$new"
+
 step "stack local (file backend: ${PULUMI_BACKEND_URL})"
 case $PULUMI_BACKEND_URL in file://*) mkdir -p "${PULUMI_BACKEND_URL#file://}" ;; esac
 pulumi stack select --create local --secrets-provider passphrase
 
-step "first deploy: nginx 1.14.2, 3 replicas"
-pulumi config set imageTag 1.14.2
+step "first deploy: $repository:$old, 3 replicas"
+pulumi config set imageRepository "$repository"
+pulumi config set imageTag "$old"
 pulumi up --yes --skip-preview
-kubectl get deploy,rs,pods -l app=nginx
+kubectl get deploy,rs,pods -l app=nginx -o wide
+# kube-proxy programs the Service's endpoints within a second of the pods getting ready.
+for _ in 1 2 3 4 5 6 7 8 9 10; do ask_service 2>/dev/null && break; sleep 0.5; done
 
-step "ship a version: pulumi config set imageTag 1.16.1"
-pulumi config set imageTag 1.16.1
+step "ship a version: pulumi config set imageTag $new"
+pulumi config set imageTag "$new"
 
 step "pulumi preview --diff: one update in place, the container image"
 pulumi preview --diff
@@ -44,3 +65,4 @@ kill $watcher 2>/dev/null || true
 
 step "done"
 kubectl get deploy,rs,pods -l app=nginx
+ask_service

@@ -23,7 +23,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def deployed(tmp_path: Path) -> Iterator[LocalStack]:
-    """The app deployed at nginx:1.14.2 with 3 replicas in a namespace of its own."""
+    """The app deployed at version 1.14.2 with 3 replicas in a namespace of its own."""
     with local_stack(tmp_path, imageTag="1.14.2") as stack:
         stack.up()
         yield stack

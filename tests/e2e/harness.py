@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from kubernetes import client
 from infra import kubeconfig
 from infra.project import copy_project
 from infra.rollout import timeline
+from tests.e2e.images import REPOSITORY
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -84,8 +87,10 @@ def local_stack(tmp_path: Path, **values: object) -> Iterator[LocalStack]:
         opts=auto.LocalWorkspaceOptions(env_vars=env, secrets_provider="passphrase"),
     )
     handle = LocalStack(stack, name, project, env)
-    # minReadySeconds 1, as the local stack file has it, keeps each rollout step short.
-    handle.set(target="local", namespace=name, **{"minReadySeconds": 1, **values})
+    # The app image built from app/ in the node's registry. minReadySeconds 1, as the local stack
+    # file has it, keeps each rollout step short; small pods, so two tests' rollouts fit the node.
+    defaults = {"imageRepository": REPOSITORY, "minReadySeconds": 1, "cpu": "100m", "memory": "64Mi"}
+    handle.set(target="local", namespace=name, **{**defaults, **values})
     try:
         yield handle
     finally:
@@ -104,3 +109,17 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
             return
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def node_env() -> dict[str, str]:
+    """The test cluster's node: its namespace, addresses and ranges (cluster/node.sh env)."""
+    out = subprocess.run([str(ROOT / "cluster" / "node.sh"), "env"], capture_output=True, text=True, check=True).stdout
+    return dict(word.split("=", 1) for word in out.split())
+
+
+def service_url(stack: LocalStack, path: str = "/") -> str:
+    """The app's Service, reached from this machine through the node; refuses any address outside its range."""
+    ip = client.CoreV1Api(api_client()).read_namespaced_service("nginx", stack.namespace).spec.cluster_ip
+    if ipaddress.ip_address(ip) not in ipaddress.ip_network(node_env()["SERVICE_CIDR"]):
+        raise AssertionError(f"Service address {ip} is outside the node's range: no request is sent to it")
+    return f"http://{ip}{path}"

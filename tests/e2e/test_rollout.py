@@ -16,6 +16,7 @@ from kubernetes import client
 
 from infra import strategy
 from tests.e2e.harness import DEPLOYMENT, LocalStack, RolloutWatch, api_client, local_stack, wait_for
+from tests.e2e.images import CRASHING, MISSING, NEVER_READY, image
 
 REVISION = "deployment.kubernetes.io/revision"
 
@@ -48,7 +49,7 @@ def resources(stack: LocalStack) -> Any:
 
 def test_first_deploy(deployed: LocalStack) -> None:
     deployment = deployed.deployment()
-    assert deployment.spec.template.spec.containers[0].image == "nginx:1.14.2"
+    assert deployment.spec.template.spec.containers[0].image == image("1.14.2")
     assert deployment.status.ready_replicas == deployment.status.available_replicas == 3
     core = client.CoreV1Api(api_client())
     assert core.read_namespaced_service("nginx", deployed.namespace).spec.type == "ClusterIP"
@@ -56,12 +57,13 @@ def test_first_deploy(deployed: LocalStack) -> None:
     assert pdb.spec.max_unavailable == 1
     outputs = {k: v.value for k, v in deployed.stack.outputs().items()}
     assert outputs == {
-        "image": "nginx:1.14.2",
+        "image": image("1.14.2"),
+        "imageTag": "1.14.2",
         "namespace": deployed.namespace,
         "deploymentName": DEPLOYMENT,
         "serviceName": "nginx",
     }
-    assert ready_pods_by_image(deployed) == {"nginx:1.14.2": 3}
+    assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}
 
 
 def test_tag_change_previews_as_one_in_place_update(deployed: LocalStack) -> None:
@@ -69,7 +71,7 @@ def test_tag_change_previews_as_one_in_place_update(deployed: LocalStack) -> Non
     deployed.set(imageTag="1.16.1")
     result = deployed.preview(diff=True)
     assert result.change_summary == {"same": 6, "update": 1}
-    assert "nginx:1.14.2" in result.stdout and "nginx:1.16.1" in result.stdout
+    assert image("1.14.2") in result.stdout and image("1.16.1") in result.stdout
     assert "image" in result.stdout
     assert deployed.deployment().metadata.resource_version == before
 
@@ -102,9 +104,9 @@ def test_rolling_update_keeps_capacity(tmp_path: Path, replicas: int, surge: int
         assert done.status.available_replicas == replicas
         assert int(done.metadata.annotations[REVISION]) == revision + 1
         sets = replica_sets(stack)
-        assert sets["nginx:1.16.1"].status.ready_replicas == replicas
-        assert sets["nginx:1.14.2"].spec.replicas == 0
-        assert ready_pods_by_image(stack) == {"nginx:1.16.1": replicas}
+        assert sets[image("1.16.1")].status.ready_replicas == replicas
+        assert sets[image("1.14.2")].spec.replicas == 0
+        assert ready_pods_by_image(stack) == {image("1.16.1"): replicas}
 
 
 def test_refused_config_changes_nothing(deployed: LocalStack) -> None:
@@ -117,37 +119,46 @@ def test_refused_config_changes_nothing(deployed: LocalStack) -> None:
         assert "rolling:imageTag 'latest' is not allowed" in str(caught.value)
     assert deployed.deployment().metadata.resource_version == before
     assert resources(deployed) == state_before
-    assert deployed.stack.outputs()["image"].value == "nginx:1.14.2"
+    assert deployed.stack.outputs()["image"].value == image("1.14.2")
 
 
-def test_failed_rollout_fails_in_bounded_time_and_keeps_old_pods(tmp_path: Path) -> None:
-    deadline = 5
+@pytest.mark.parametrize(
+    ("tag", "says"),
+    [
+        (MISSING, ("ErrImagePull", "ImagePullBackOff")),
+        (NEVER_READY, ("unready", "ProgressDeadlineExceeded", "timed out")),
+        (CRASHING, ("CrashLoopBackOff", "unready", "ProgressDeadlineExceeded")),
+    ],
+    ids=["not-in-registry", "never-ready", "exits-at-start"],
+)
+def test_failed_rollout_fails_in_bounded_time_and_keeps_old_pods(tmp_path: Path, tag: str, says: tuple[str]) -> None:
+    deadline = 10
     with local_stack(tmp_path, imageTag="1.14.2", progressDeadlineSeconds=deadline) as stack:
         stack.up()
-        stack.set(imageTag="1.16.1-broken")
+        stack.set(imageTag=tag)
         with RolloutWatch(stack.namespace) as watcher:
             start = time.monotonic()
             with pytest.raises(auto.CommandError) as caught:
                 stack.up()
             elapsed = time.monotonic() - start
-        watcher.save("rollout-failed")
+        watcher.save(f"rollout-failed-{tag}")
 
         margin = 30 + 20  # the await margin, plus the engine's start and the program's run
         assert elapsed <= deadline + margin, f"up took {elapsed:.0f}s to fail"
         message = str(caught.value)
         assert DEPLOYMENT in message
-        assert "ImagePullBackOff" in message or "ProgressDeadlineExceeded" in message or "timed out" in message
+        assert any(word in message for word in says), message
         assert all(s.ready >= 3 for s in watcher.samples), "the old pods stopped serving"
-        assert ready_pods_by_image(stack) == {"nginx:1.14.2": 3}
+        assert ready_pods_by_image(stack) == {image("1.14.2"): 3}
 
         stack.set(imageTag="1.16.1")
         stack.up()
-        assert ready_pods_by_image(stack) == {"nginx:1.16.1": 3}
+        assert ready_pods_by_image(stack) == {image("1.16.1"): 3}
 
 
 def test_drift_is_reported_and_repaired(deployed: LocalStack) -> None:
     subprocess.run(
-        ["kubectl", "-n", deployed.namespace, "set", "image", f"deployment/{DEPLOYMENT}", "nginx=nginx:1.15.0"],
+        ["kubectl", "-n", deployed.namespace, "set", "image", f"deployment/{DEPLOYMENT}", f"nginx={image('1.15.0')}"],
         check=True,
         capture_output=True,
     )
@@ -158,10 +169,10 @@ def test_drift_is_reported_and_repaired(deployed: LocalStack) -> None:
     )
     preview = deployed.preview(refresh=True, diff=True)
     assert preview.change_summary.get(auto.OpType.UPDATE) == 1, preview.stdout
-    assert "nginx:1.15.0" in preview.stdout
+    assert image("1.15.0") in preview.stdout
     deployed.up(refresh=True)
-    assert deployed.deployment().spec.template.spec.containers[0].image == "nginx:1.14.2"
-    wait_for(lambda: ready_pods_by_image(deployed) == {"nginx:1.14.2": 3}, 60, "the declared image to serve again")
+    assert deployed.deployment().spec.template.spec.containers[0].image == image("1.14.2")
+    wait_for(lambda: ready_pods_by_image(deployed) == {image("1.14.2"): 3}, 60, "the declared image to serve again")
 
 
 def test_concurrent_update_fails_fast(deployed: LocalStack) -> None:
@@ -177,7 +188,7 @@ def test_concurrent_update_fails_fast(deployed: LocalStack) -> None:
 
     thread = threading.Thread(target=run_first)
     thread.start()
-    wait_for(lambda: "nginx:1.16.1" in replica_sets(deployed), 60, "the first update to start rolling")
+    wait_for(lambda: image("1.16.1") in replica_sets(deployed), 60, "the first update to start rolling")
     start = time.monotonic()
     with pytest.raises(auto.CommandError) as caught:
         deployed.another_workspace().up(color="never")
@@ -185,8 +196,8 @@ def test_concurrent_update_fails_fast(deployed: LocalStack) -> None:
     assert "locked" in str(caught.value)
     thread.join(timeout=180)
     assert "error" not in first, first.get("error")
-    assert ready_pods_by_image(deployed) == {"nginx:1.16.1": 3}
-    assert deployed.stack.outputs()["image"].value == "nginx:1.16.1"
+    assert ready_pods_by_image(deployed) == {image("1.16.1"): 3}
+    assert deployed.stack.outputs()["image"].value == image("1.16.1")
 
 
 def test_destroy_removes_everything(tmp_path: Path) -> None:
@@ -240,7 +251,7 @@ def test_interrupted_update_recovers(deployed: LocalStack, sig: signal.Signals) 
     # minReadySeconds slows the rollout so the signal lands in the middle of it.
     deployed.set(imageTag="1.16.1", minReadySeconds=4)
     process = start_cli_up(deployed)
-    wait_for(lambda: "nginx:1.16.1" in replica_sets(deployed), 60, "the rollout to start")
+    wait_for(lambda: image("1.16.1") in replica_sets(deployed), 60, "the rollout to start")
     process.send_signal(sig)
     output, _ = process.communicate(timeout=120)
     if sig == signal.SIGKILL:
@@ -262,5 +273,5 @@ def test_interrupted_update_recovers(deployed: LocalStack, sig: signal.Signals) 
     urns = [r["urn"] for r in resources(deployed)]
     assert len(urns) == len(set(urns)) == 7, urns  # stack, provider, component, 4 Kubernetes objects
     assert not (deployed.stack.export_stack().deployment or {}).get("pending_operations")
-    wait_for(lambda: ready_pods_by_image(deployed) == {"nginx:1.16.1": 3}, 60, "the new pods only")
+    wait_for(lambda: ready_pods_by_image(deployed) == {image("1.16.1"): 3}, 60, "the new pods only")
     assert deployed.stack.preview().change_summary == {"same": 7}

@@ -1,0 +1,35 @@
+"""The app images the end-to-end tier deploys, built from app/ into the test cluster's registry.
+
+`make test-e2e` runs this module after the cluster is up (`python -m tests.e2e.images`); the tests
+name the images through the same constants.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+REPOSITORY = "localhost:5000/rolling-app"
+VERSIONS = ("1.14.2", "1.15.0", "1.16.1")
+# Real failures: a server that never answers its probe, and one that exits at start.
+NEVER_READY = "1.16.1-never-ready"
+CRASHING = "1.16.1-crash"
+BROKEN = {NEVER_READY: "never-ready", CRASHING: "crash"}
+# Never built: pulling it fails (ErrImagePull, then ImagePullBackOff).
+MISSING = "1.16.1-missing"
+
+
+def image(tag: str) -> str:
+    return f"{REPOSITORY}:{tag}"
+
+
+def main() -> None:
+    for tag in VERSIONS:
+        subprocess.run([str(ROOT / "cluster" / "images.sh"), "app", tag], check=True, stdout=subprocess.DEVNULL)
+    for tag, kind in BROKEN.items():
+        subprocess.run([str(ROOT / "cluster" / "images.sh"), "app", tag, kind], check=True, stdout=subprocess.DEVNULL)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""The real node: the pod spec runs under its security context, probes gate traffic, Services route,
+and the node's network and files stay apart from the machine's."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+import threading
+import urllib.request
+from pathlib import Path
+
+import pulumi.automation as auto
+from kubernetes import client
+
+from tests.e2e.harness import ROOT, LocalStack, api_client, local_stack, node_env, service_url, wait_for
+from tests.e2e.images import NEVER_READY, image
+
+# Linux capability numbers (linux/capability.h) of the four the pod adds back.
+CAPABILITIES = {"CHOWN": 0, "SETGID": 6, "SETUID": 7, "NET_BIND_SERVICE": 10}
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=3) as response:
+        return str(response.read().decode()).strip()
+
+
+def pod_shell(stack: LocalStack, script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["kubectl", "-n", stack.namespace, "exec", "deploy/nginx-deployment", "--", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_a_request_through_the_service_names_the_version(deployed: LocalStack) -> None:
+    # kube-proxy programs a Service's endpoints up to a second after the pods are Ready.
+    wait_for(lambda: get(service_url(deployed, "/version.txt")) == "1.14.2", 10, "the Service to route")
+    assert "Version <code>1.14.2</code>" in get(service_url(deployed, "/"))
+
+
+def test_the_pod_runs_under_its_security_context(deployed: LocalStack) -> None:
+    status = pod_shell(deployed, "cat /proc/1/status")
+    assert status.returncode == 0, status.stderr
+    fields = dict(line.split(":", 1) for line in status.stdout.splitlines() if ":" in line)
+    effective = int(fields["CapEff"].strip(), 16)
+    assert effective == sum(1 << bit for bit in CAPABILITIES.values()), hex(effective)
+    assert fields["NoNewPrivs"].strip() == "1"
+    assert fields["Seccomp"].strip() == "2"  # a filter: the runtime's default profile
+    # The workers that serve requests run as an unprivileged user.
+    workers = pod_shell(
+        deployed,
+        'for p in /proc/[0-9]*; do case "$(cat $p/cmdline 2>/dev/null)" in "nginx: worker"*) '
+        'grep ^Uid: $p/status;; esac; done',
+    )
+    uids = {line.split()[1] for line in workers.stdout.splitlines()}
+    assert uids and "0" not in uids, workers
+    # Nothing but the scratch folders can be written.
+    refused = pod_shell(deployed, "touch /usr/share/nginx/html/x")
+    assert refused.returncode != 0 and "Read-only file system" in refused.stderr
+    assert pod_shell(deployed, "touch /var/cache/nginx/x /tmp/x").returncode == 0
+
+
+def test_a_pod_that_is_not_ready_gets_no_traffic(tmp_path: Path) -> None:
+    with local_stack(tmp_path, imageTag="1.14.2", progressDeadlineSeconds=15) as stack:
+        stack.up()
+        wait_for(lambda: get(service_url(stack, "/version.txt")) == "1.14.2", 10, "the Service to route")
+        stack.set(imageTag=NEVER_READY)
+        failed: dict[str, BaseException] = {}
+
+        def roll() -> None:
+            try:
+                stack.up()
+            except auto.CommandError as err:
+                failed["up"] = err
+
+        thread = threading.Thread(target=roll)
+        thread.start()
+        core = client.CoreV1Api(api_client())
+
+        def running_unready() -> list[client.V1Pod]:
+            pods = core.list_namespaced_pod(stack.namespace, label_selector="app=nginx").items
+            return [
+                p
+                for p in pods
+                if p.spec.containers[0].image == image(NEVER_READY)
+                and p.status.phase == "Running"
+                and not any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+            ]
+
+        wait_for(lambda: bool(running_unready()), 60, "the new pod to run without being ready")
+        answers = {get(service_url(stack, "/version.txt")) for _ in range(40)}
+        assert answers == {"1.14.2"}, answers
+        slices = client.DiscoveryV1Api(api_client()).list_namespaced_endpoint_slice(
+            stack.namespace, label_selector="kubernetes.io/service-name=nginx"
+        )
+        unready = {p.status.pod_ip for p in running_unready()}
+        for endpoint in (e for s in slices.items for e in s.endpoints or []):
+            if set(endpoint.addresses) & unready:
+                assert endpoint.conditions.ready is False
+        thread.join(timeout=120)
+        assert "up" in failed, "the rollout to a server that never gets ready must fail"
+
+
+def test_pod_and_service_ranges_never_take_the_default_route() -> None:
+    env = node_env()
+    for cidr in (env["POD_CIDR"], env["SERVICE_CIDR"]):
+        network = ipaddress.ip_network(cidr)
+        for address in (network[1], network[network.num_addresses // 2], network[-2]):
+            route = json.loads(
+                subprocess.run(
+                    ["ip", "-j", "route", "get", str(address)], capture_output=True, text=True, check=True
+                ).stdout
+            )[0]
+            assert route.get("dev") == env["NODE_VETH"], route
+            assert route.get("gateway") == env["NODE_ADDR"], route
+    inside = subprocess.run(
+        [str(ROOT / "cluster" / "node.sh"), "exec", "ip", "route"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "default" not in inside, "the node must have no way out of the machine"
+
+
+def machine_state(cluster: str) -> dict[str, object]:
+    """What a node could change on the machine, read from the machine's own namespace."""
+
+    def out(*cmd: str) -> str:
+        return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+
+    def listing(folder: str) -> list[str]:
+        path = Path(folder)
+        return sorted(str(p) for p in path.glob("*")) if path.is_dir() else []
+
+    sysctls = [
+        "vm/overcommit_memory",
+        "vm/panic_on_oom",
+        "kernel/panic",
+        "kernel/panic_on_oops",
+        "net/ipv4/ip_forward",
+        "net/bridge/bridge-nf-call-iptables",
+    ]
+    return {
+        "netns": out("ip", "netns", "list"),
+        "links": sorted(line.split(":")[1].strip() for line in out("ip", "-o", "link").splitlines()),
+        "routes": out("ip", "route"),
+        "iptables": [line for line in out("iptables-save").splitlines() if not line.startswith(("#", ":"))],
+        "mounts": Path("/proc/mounts").read_text(),
+        "cgroups": sorted(str(p) for p in Path("/sys/fs/cgroup").glob(f"*/rolling-{cluster}")),
+        "sysctls": {name: Path("/proc/sys", name).read_text() for name in sysctls},
+        "files": {d: listing(d) for d in ("/var/lib", "/run", "/var/log", "/usr/libexec", "/etc/cni")},
+        "kube": Path.home().joinpath(".kube").exists(),
+        "processes": out("pgrep", "-af", f"/node/{cluster}|clusters/{cluster}"),
+    }
+
+
+def test_cluster_down_leaves_the_machine_as_it_found_it() -> None:
+    cluster = "rolling-clean"
+    env = {**os.environ, "ROLLING_CLUSTER": cluster, "ROLLING_NODE": "real"}
+    script = str(ROOT / "cluster" / "cluster.sh")
+    subprocess.run([script, "down"], env=env, capture_output=True, check=False)
+    before = machine_state(cluster)
+    try:
+        up = subprocess.run([script, "up"], env=env, capture_output=True, text=True, timeout=180, check=False)
+        assert up.returncode == 0, up.stderr
+        during = machine_state(cluster)
+        assert during["cgroups"] and during["netns"] != before["netns"], "the node did not start"
+    finally:
+        down = subprocess.run([script, "down"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert down.returncode == 0, down.stderr
+    after = machine_state(cluster)
+    for key in before:
+        assert after[key] == before[key], key
