@@ -54,7 +54,7 @@ def test_the_pod_runs_under_its_security_context(deployed: LocalStack) -> None:
     workers = pod_shell(
         deployed,
         'for p in /proc/[0-9]*; do case "$(cat $p/cmdline 2>/dev/null)" in "nginx: worker"*) '
-        'grep ^Uid: $p/status;; esac; done',
+        "grep ^Uid: $p/status;; esac; done",
     )
     uids = {line.split()[1] for line in workers.stdout.splitlines()}
     assert uids and "0" not in uids, workers
