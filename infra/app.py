@@ -32,6 +32,10 @@ class WebAppArgs:
     await_timeout_seconds: int
     cpu: str
     memory: str
+    # Seconds a stopping pod keeps serving after it leaves the Service's endpoints (0: none),
+    # and the grace period that covers the drain and nginx's graceful stop.
+    drain_seconds: int
+    termination_grace_period_seconds: int
 
 
 class WebApp(pulumi.ComponentResource):
@@ -130,6 +134,17 @@ def _deployment_spec(args: WebAppArgs) -> k8s.apps.v1.DeploymentSpecArgs:
             ),
         ),
         volume_mounts=[k8s.core.v1.VolumeMountArgs(name=key, mount_path=path) for key, path in SCRATCH.items()],
+        # Kubernetes removes a stopping pod from the Service's endpoints at the moment it signals
+        # the container: the sleep keeps the server up until every proxy and load balancer has
+        # stopped sending it requests; then the image's stop signal (SIGQUIT for nginx) lets it
+        # finish the ones it has.
+        lifecycle=k8s.core.v1.LifecycleArgs(
+            pre_stop=k8s.core.v1.LifecycleHandlerArgs(
+                sleep=k8s.core.v1.SleepActionArgs(seconds=args.drain_seconds),
+            )
+        )
+        if args.drain_seconds > 0
+        else None,
     )
     return k8s.apps.v1.DeploymentSpecArgs(
         replicas=args.rollout.replicas,
@@ -149,7 +164,7 @@ def _deployment_spec(args: WebAppArgs) -> k8s.apps.v1.DeploymentSpecArgs:
             spec=k8s.core.v1.PodSpecArgs(
                 containers=[container],
                 automount_service_account_token=False,
-                termination_grace_period_seconds=30,
+                termination_grace_period_seconds=args.termination_grace_period_seconds,
                 security_context=k8s.core.v1.PodSecurityContextArgs(
                     seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
                 ),

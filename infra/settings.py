@@ -29,6 +29,15 @@ LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 PROGRESS_DEADLINE_DEFAULTS = {"eks": 600, "local": 60}
 # How long `up` may wait past the progress deadline before it gives up on a rollout.
 AWAIT_MARGIN_SECONDS = 30
+# drainSeconds, when unset: how long a stopping pod keeps serving after it leaves the Service's
+# endpoints. Locally kube-proxy drops an endpoint within about a second; on EKS the ALB takes its
+# target out over the deregistration delay and its own propagation, which the drain must outlast.
+DRAIN_DEFAULTS = {"eks": 30, "local": 5}
+# What a stopping pod's grace period allows past the drain: nginx's graceful stop (SIGQUIT)
+# finishing the requests it has accepted.
+STOP_SECONDS = 15
+# The first minor version whose kubelet runs a preStop `sleep` by default (beta in 1.30, GA in 1.34).
+SLEEP_ACTION_SINCE = (1, 30)
 
 
 class _Required:
@@ -413,6 +422,25 @@ class Settings:
         accepted="≥ 1, more than `minReadySeconds`",
         shown_default="`0` (600 on eks, 60 on local)",
     )
+    drain_seconds: int = setting(
+        _int_between(0, 3600),
+        default=-1,
+        unset=True,
+        description="Seconds a stopping pod keeps serving after it leaves the Service (a preStop sleep), "
+        "so no request is routed to a server that has stopped. -1 picks 30 on eks (outlasting the load "
+        "balancer's deregistration), 5 on local (kube-proxy's update); 0 stops at once.",
+        accepted="0 to 3600; less than `terminationGracePeriodSeconds`",
+        shown_default="`-1` (30 on eks, 5 on local)",
+    )
+    termination_grace_period_seconds: int = setting(
+        _int_between(1, 3600),
+        default=0,
+        unset=True,
+        description="Seconds Kubernetes gives a stopping pod before it kills it: the drain, then nginx's "
+        "graceful stop. 0 picks drainSeconds + 15.",
+        accepted="more than `drainSeconds`",
+        shown_default="`0` (`drainSeconds` + 15)",
+    )
     namespace: str = setting(
         _label,
         default="default",
@@ -611,7 +639,43 @@ def _fargate_selects_namespace(parsed: dict[str, Any], target: str | None) -> st
     return problem
 
 
-_RULES: tuple[Rule, ...] = (_rollout_possible, _deadline_after_min_ready, _fargate_size, _fargate_selects_namespace)
+def _drain_fits_grace_period(parsed: dict[str, Any], target: str | None) -> str | None:
+    if target is None or "drain_seconds" not in parsed or "termination_grace_period_seconds" not in parsed:
+        return None
+    if parsed["drain_seconds"] is None:
+        parsed["drain_seconds"] = DRAIN_DEFAULTS[target]
+    drain, grace = parsed["drain_seconds"], parsed["termination_grace_period_seconds"]
+    if grace is None:
+        parsed["termination_grace_period_seconds"] = drain + STOP_SECONDS
+    elif grace <= drain:
+        return (
+            f"{NAMESPACE}:terminationGracePeriodSeconds {grace} must be greater than drainSeconds {drain}: "
+            f"the pod would be killed while it drains; use at least {drain + STOP_SECONDS}, or unset it"
+        )
+    return None
+
+
+def _sleep_action_available(parsed: dict[str, Any], target: str | None) -> str | None:
+    version = parsed.get("kubernetes_version")
+    if target != "eks" or not parsed.get("drain_seconds") or version is None:
+        return None
+    if tuple(int(part) for part in version.split(".")) < SLEEP_ACTION_SINCE:
+        since = ".".join(map(str, SLEEP_ACTION_SINCE))
+        return (
+            f"{NAMESPACE}:kubernetesVersion {version} has no preStop sleep action (on by default since {since}), "
+            f"which drainSeconds {parsed['drain_seconds']} needs: use {since} or newer, or drainSeconds 0"
+        )
+    return None
+
+
+_RULES: tuple[Rule, ...] = (
+    _rollout_possible,
+    _deadline_after_min_ready,
+    _fargate_size,
+    _fargate_selects_namespace,
+    _drain_fits_grace_period,
+    _sleep_action_available,
+)
 
 
 # The documents made from the declarations.

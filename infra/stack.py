@@ -32,6 +32,8 @@ def build(settings: Settings) -> dict[str, object]:
             await_timeout_seconds=settings.await_timeout_seconds,
             cpu=settings.cpu,
             memory=settings.memory,
+            drain_seconds=settings.drain_seconds,
+            termination_grace_period_seconds=settings.termination_grace_period_seconds,
         ),
         pulumi.ResourceOptions(providers=[provider]),
     )

@@ -70,6 +70,11 @@ POLICIES: list[Any] = [
         rules.disruption_budgets,
     ),
     stack_policy(
+        "drains-before-stopping",
+        "A Deployment behind a Service has a preStop drain shorter than its grace period.",
+        rules.drains_before_stopping,
+    ),
+    stack_policy(
         "eks-cluster", "The EKS cluster pins its version, logs its control plane and has a Fargate profile.", eks
     ),
 ]

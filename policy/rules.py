@@ -19,6 +19,7 @@ WORKLOADS = {
 }
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+SERVICE = "kubernetes:core/v1:Service"
 EKS_CLUSTER = "eks:index:Cluster"
 
 
@@ -165,6 +166,47 @@ def disruption_budgets(resources: Sequence[Resource]) -> list[str]:
                 f"Deployment '{_name(deployment.props, deployment.name)}' runs {_replicas(deployment.props)} replicas "
                 "with no policy/v1 PodDisruptionBudget selecting its pods: node drains could take them all at once"
             )
+    return found
+
+
+def _pre_stop_seconds(container: Mapping[str, Any]) -> int | None:
+    """Seconds a container's preStop hook holds it (a sleep), 0 for another kind of hook, None without one."""
+    pre_stop = (container.get("lifecycle") or {}).get("preStop") or {}
+    if not pre_stop:
+        return None
+    return int((pre_stop.get("sleep") or {}).get("seconds") or 0)
+
+
+def drains_before_stopping(resources: Sequence[Resource]) -> list[str]:
+    """A Deployment behind a Service keeps serving after it leaves the endpoints, within its grace period."""
+    services = [r for r in resources if r.type == SERVICE]
+    found = []
+    for deployment in (r for r in resources if r.type == DEPLOYMENT):
+        namespace = (deployment.props.get("metadata") or {}).get("namespace") or "default"
+        template = (deployment.props.get("spec") or {}).get("template") or {}
+        labels = (template.get("metadata") or {}).get("labels") or {}
+        behind = any(
+            ((s.props.get("metadata") or {}).get("namespace") or "default") == namespace
+            and _selected({"matchLabels": (s.props.get("spec") or {}).get("selector") or {}}, labels)
+            for s in services
+        )
+        if not behind:
+            continue
+        name = _name(deployment.props, deployment.name)
+        grace = int((template.get("spec") or {}).get("terminationGracePeriodSeconds") or 30)
+        for container in _containers(deployment.props):
+            seconds = _pre_stop_seconds(container)
+            if seconds is None:
+                found.append(
+                    f"Deployment '{name}' container '{container.get('name')}' is behind a Service but has no preStop "
+                    "hook: it stops the moment it leaves the endpoints, while requests are still routed to it; "
+                    "set rolling:drainSeconds (a preStop sleep)"
+                )
+            elif seconds >= grace:
+                found.append(
+                    f"Deployment '{name}' drains for {seconds}s but is killed after {grace}s "
+                    "(terminationGracePeriodSeconds): raise rolling:terminationGracePeriodSeconds above the drain"
+                )
     return found
 
 

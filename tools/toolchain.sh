@@ -2,7 +2,8 @@
 # Build the toolchain the local target and the end-to-end tests run on: the
 # Pulumi CLI and Python language host, the Kubernetes provider plugin, the
 # Kubernetes control-plane and node binaries, etcd, kwok and kwokctl, the pod
-# sandbox's pause process; and actionlint, which checks the GitHub workflows. Every piece is
+# sandbox's pause process, the vegeta load generator; and actionlint, which
+# checks the GitHub workflows. Every piece is
 # built with the ordinary `go` command from the versions pinned in tools/*/go.mod.
 #
 #   tools/toolchain.sh            build what is missing, then print the bin folder
@@ -28,9 +29,9 @@ pulumi_version=v3.260.0
 provider_version=4.25.0
 kube_version=v1.36.3
 
-pieces=(pulumi langhost kubernetes-provider kubernetes etcd kwok pause actionlint)
+pieces=(pulumi langhost kubernetes-provider kubernetes etcd kwok pause vegeta actionlint)
 if [ "${ROLLING_SYSTEM_PULUMI:-}" = 1 ]; then
-  pieces=(kubernetes etcd kwok pause actionlint)
+  pieces=(kubernetes etcd kwok pause vegeta actionlint)
 fi
 
 piece_hash() {
@@ -115,6 +116,9 @@ build_piece() {
       # Static: it runs alone in an image of its own.
       CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/pause" .
       ;;
+    vegeta)
+      go build -o "$out/vegeta" github.com/tsenart/vegeta/v12
+      ;;
     actionlint)
       go build -o "$out/actionlint" github.com/rhysd/actionlint/cmd/actionlint
       ;;
@@ -130,7 +134,7 @@ complete() {
 # Seconds each piece took in a cold build on a 2-core machine (make fresh-check).
 # A build of the same piece recorded in this cache is used instead when there is one.
 declare -A typical=([pulumi]=415 [langhost]=65 [kubernetes-provider]=650 [kubernetes]=370
-  [etcd]=50 [kwok]=140 [pause]=10 [actionlint]=40)
+  [etcd]=50 [kwok]=140 [pause]=10 [vegeta]=40 [actionlint]=40)
 
 expected_seconds() {
   local f hash latest=""

@@ -140,3 +140,20 @@ def test_local_kubeconfig_path_is_passed_as_is(tmp_path: Path) -> None:
     path.write_text("apiVersion: v1\n")
     (provider,) = run("local", kubeconfig=str(path)).mocks.of_type("pulumi:providers:kubernetes")
     assert provider.inputs["kubeconfig"] == str(path)
+
+
+@pytest.mark.parametrize(("target", "drain", "grace"), [("eks", 30, 45), ("local", 5, 20)])
+def test_pods_drain_before_they_stop_by_default(target: str, drain: int, grace: int) -> None:
+    pod = run(target).mocks.one(DEPLOYMENT).inputs["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": drain}}}
+    assert pod["terminationGracePeriodSeconds"] == grace
+
+
+def test_drain_and_grace_period_from_settings(target: str) -> None:
+    pod = run(target, drainSeconds=12, terminationGracePeriodSeconds=60).mocks.one(DEPLOYMENT).inputs["spec"]
+    assert pod["template"]["spec"]["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] == 12
+    assert pod["template"]["spec"]["terminationGracePeriodSeconds"] == 60
+    stopped_at_once = run(target, drainSeconds=0).mocks.one(DEPLOYMENT).inputs["spec"]["template"]["spec"]
+    assert "lifecycle" not in stopped_at_once["containers"][0]
+    assert stopped_at_once["terminationGracePeriodSeconds"] == 15

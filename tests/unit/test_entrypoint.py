@@ -101,6 +101,8 @@ def test_every_declared_key_reaches_its_field() -> None:
         "ecrRepository": "web",
         "ecrKeepImages": "9",
         "imageTag": "1.16.1",
+        "drainSeconds": "12",
+        "terminationGracePeriodSeconds": "40",
     }
     loaded = settings.Settings.from_values({"target": "eks", **samples})
     assert loaded.eks is not None

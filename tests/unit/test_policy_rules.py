@@ -18,7 +18,7 @@ def program_resources(target: str, **extra: object) -> list[rules.Resource]:
 
 def all_violations(resources: list[rules.Resource]) -> list[str]:
     fargate = rules.on_fargate(resources)
-    found = rules.disruption_budgets(resources)
+    found = rules.disruption_budgets(resources) + rules.drains_before_stopping(resources)
     for r in resources:
         found += rules.pinned_images(r) + rules.readiness_probes(r) + rules.keeps_serving(r)
         found += rules.requests_equal_limits(r, fargate) + rules.eks_cluster(r)
@@ -132,3 +132,34 @@ def test_eks_cluster_rules(drop: str, says: str) -> None:
     props = {k: v for k, v in cluster.props.items() if k != drop}
     (message,) = rules.eks_cluster(rules.Resource(cluster.type, cluster.name, props))
     assert says in message
+
+
+def with_pod_spec(resources: list[rules.Resource], change: Any) -> list[rules.Resource]:
+    changed = []
+    for r in resources:
+        if r.type != rules.DEPLOYMENT:
+            changed.append(r)
+            continue
+        props = copy.deepcopy(dict(r.props))
+        change(props["spec"]["template"]["spec"])
+        changed.append(rules.Resource(r.type, r.name, props))
+    return changed
+
+
+def test_a_deployment_behind_a_service_must_drain() -> None:
+    resources = program_resources("local")
+    assert rules.drains_before_stopping(resources) == []
+    no_hook = with_pod_spec(resources, lambda spec: spec["containers"][0].pop("lifecycle"))
+    (message,) = rules.drains_before_stopping(no_hook)
+    assert "no preStop hook" in message and "rolling:drainSeconds" in message
+    # Without a Service in front, nothing routes to it: no drain is needed.
+    alone = [r for r in no_hook if r.type != rules.SERVICE]
+    assert rules.drains_before_stopping(alone) == []
+
+
+def test_a_drain_longer_than_the_grace_period_is_refused() -> None:
+    def short(spec: dict[str, Any]) -> None:
+        spec["terminationGracePeriodSeconds"] = 5
+
+    (message,) = rules.drains_before_stopping(with_pod_spec(program_resources("local"), short))
+    assert "drains for 5s but is killed after 5s" in message

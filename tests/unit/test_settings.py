@@ -194,3 +194,32 @@ def test_schema_unset_values_mean_unset() -> None:
 )
 def test_registry_settings_refused(key: str, value: str) -> None:
     assert f"rolling:{key}" in refused({**EKS, key: value})
+
+
+def test_drain_defaults_per_target_and_grace_period_covers_it() -> None:
+    eks, local = Settings.from_values(EKS), Settings.from_values(BASE)
+    assert (eks.drain_seconds, eks.termination_grace_period_seconds) == (30, 45)
+    assert (local.drain_seconds, local.termination_grace_period_seconds) == (5, 20)
+    tuned = Settings.from_values({**BASE, "drainSeconds": "10", "terminationGracePeriodSeconds": "11"})
+    assert (tuned.drain_seconds, tuned.termination_grace_period_seconds) == (10, 11)
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        (
+            {"drainSeconds": "20", "terminationGracePeriodSeconds": "20"},
+            "rolling:terminationGracePeriodSeconds 20 must be greater than drainSeconds 20",
+        ),
+        ({"terminationGracePeriodSeconds": "5"}, "must be greater than drainSeconds 30"),
+        ({"kubernetesVersion": "1.29"}, "rolling:kubernetesVersion 1.29 has no preStop sleep action"),
+        ({"drainSeconds": "-2"}, "rolling:drainSeconds -2 is out of range; use 0 to 3600"),
+    ],
+)
+def test_combinations_that_cannot_drain_are_refused(values: dict[str, str], says: str) -> None:
+    assert says in refused({**EKS, **values})
+
+
+def test_an_old_cluster_may_stop_pods_at_once() -> None:
+    settings = Settings.from_values({**EKS, "kubernetesVersion": "1.29", "drainSeconds": "0"})
+    assert settings.drain_seconds == 0
