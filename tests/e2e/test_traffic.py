@@ -60,6 +60,22 @@ def test_no_request_fails_through_a_rollout(
     assert isinstance(versions, dict) and versions.get(OLD) and versions.get(NEW), versions
 
 
+def test_without_the_drain_the_same_load_loses_requests(tmp_path: Path) -> None:
+    """The load above is one where the naive way fails: the same rollout with drainSeconds 0 (no preStop,
+    as a plain deployment.yaml has it) sends requests to pods that have stopped."""
+    with local_stack(tmp_path, imageTag=OLD, drainSeconds=0) as stack:
+        stack.up()
+        url = ready_to_serve(stack)
+        stack.set(imageTag=NEW)
+        with traffic(stack, url, "without-drain", keepalive=False) as sent:
+            time.sleep(2)
+            stack.up()
+            time.sleep(3)
+    failed = [r for r in sent.responses if r.failed]
+    assert failed, "no request failed without the drain: this load proves nothing; raise RATE"
+    assert all(r.status == 0 for r in failed), {r.error for r in failed}  # refused or reset, never an answer
+
+
 def test_a_rollout_that_cannot_succeed_fails_no_request(tmp_path: Path) -> None:
     import pulumi.automation as auto
 

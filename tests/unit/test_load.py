@@ -49,3 +49,13 @@ def test_the_old_version_after_the_rollout_completed_is_a_failure() -> None:
 
 def test_no_traffic_at_all_is_a_failure() -> None:
     assert load.problems([], {"1.14.2"}) == ["no request was sent"]
+
+
+def test_a_rollout_without_a_drain_is_caught() -> None:
+    """Recorded on the real node: a 3/1/0 rollout with drainSeconds 0, at 60 new connections a second."""
+    responses = recorded("rollout-without-drain")
+    found = load.problems(responses, {"1.14.2", "1.16.1"})
+    failed = sum(r.failed for r in responses)
+    assert failed and len(found) == failed
+    assert all("connection refused" in line for line in found)
+    assert load.summary(responses)["failed"] == failed
