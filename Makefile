@@ -27,7 +27,7 @@ LOCAL_ENV = PULUMI_CONFIG_PASSPHRASE=rolling-local KUBECONFIG=$$(cluster/cluster
 export ROLLING_NODE ?= real
 
 .PHONY: help venv toolchain cluster-up cluster-down cluster-status demo env \
-        test test-unit test-e2e lint lint-workflows fmt bench fresh-check clean
+        test test-unit test-e2e lint lint-workflows fmt bench bench-speed bench-traffic fresh-check clean
 
 help:
 	@echo "make demo            deploy nginx 1.14.2 to a local cluster, then roll it to 1.16.1"
@@ -35,7 +35,7 @@ help:
 	@echo "make test-unit       the fast loop: settings, helpers, components under mocks"
 	@echo "make lint            ruff check, ruff format --check, mypy, shellcheck"
 	@echo "make lint-workflows  actionlint on .github/workflows"
-	@echo "make bench           rollout cost against kubectl on the same cluster: bench/results/"
+	@echo "make bench           rollout cost against kubectl (fake nodes), and traffic through rollouts three ways (real node): bench/results/"
 	@echo "make toolchain       build Pulumi, the Kubernetes provider and control plane from pinned Go modules"
 	@echo "make cluster-up | cluster-down | cluster-status"
 	@echo "make fresh-check     a clean clone, an empty cache, make demo and make test; cold build times (long)"
@@ -111,13 +111,24 @@ test-e2e: venv toolchain
 # nodes, which hold the hundreds of pods the larger runs need (a real node here has 2 cores).
 BENCH_ENV = ROLLING_CLUSTER=rolling-bench ROLLING_NODE=kwok ROLLING_POD_CREATE_MS=500 ROLLING_POD_READY_MS=5000 \
             ROLLING_POD_JITTER_MS=0 ROLLING_POD_DELETE_MS=500
-bench: venv toolchain
+bench: bench-speed bench-traffic
+
+bench-speed: venv toolchain
 	@$(BENCH_ENV) cluster/cluster.sh down >/dev/null 2>&1 || true
 	@start=$$(date +%s.%N); $(BENCH_ENV) cluster/cluster.sh up; end=$$(date +%s.%N); \
 	status=0; \
 	$(BENCH_ENV) KUBECONFIG=$$($(BENCH_ENV) cluster/cluster.sh kubeconfig) ROLLING_TOOLCHAIN_CACHE=$(CACHE)/toolchain \
 	  $(PY) -m bench.run --cluster-start-s $$($(PY) -c "print(round($$end - $$start, 1))") || status=$$?; \
 	$(BENCH_ENV) cluster/cluster.sh down; \
+	exit $$status
+
+# Traffic through a rollout, three ways, on a real node of its own: bench/results/traffic.md.
+TRAFFIC_ENV = ROLLING_CLUSTER=rolling-traffic ROLLING_NODE=real
+bench-traffic: venv toolchain
+	@$(TRAFFIC_ENV) cluster/cluster.sh up
+	@status=0; \
+	$(TRAFFIC_ENV) KUBECONFIG=$$($(TRAFFIC_ENV) cluster/cluster.sh kubeconfig) $(PY) -m bench.traffic || status=$$?; \
+	$(TRAFFIC_ENV) cluster/cluster.sh down; \
 	exit $$status
 
 # The README's two commands as a new machine runs them (KEEP=1 keeps the folder).

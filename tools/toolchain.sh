@@ -152,10 +152,15 @@ human() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 # progress LABEL START EXPECTED: while a piece builds, its elapsed and expected time:
 # one line rewritten every second on a terminal, a line a minute otherwise (CI logs).
 progress() {
-  local every=60
+  local every=60 sleeper=""
   [ -t 2 ] && every=1
+  # Stopped by the build (TERM): its sleep goes with it, so nothing holds the output open.
+  trap '[ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null; exit 0' TERM
   # Ends with the build, or with this script if it is killed.
-  while sleep "$every" && kill -0 "$$" 2>/dev/null; do
+  while kill -0 "$$" 2>/dev/null; do
+    sleep "$every" &
+    sleeper=$!
+    wait "$sleeper" || true
     if [ -t 2 ]; then
       printf '\r\033[Ktoolchain: %s: %s elapsed of about %s' "$1" "$(human $((SECONDS - $2)))" "$(human "$3")" >&2
     else

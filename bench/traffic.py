@@ -1,0 +1,212 @@
+"""make bench, traffic: the same load through the same kind of rollout, three ways, on the real node.
+
+1. this program's `pulumi up` (readiness probe, preStop drain, graceful stop);
+2. the seed's plain deployment.yaml (no probe, no preStop) rolled with `kubectl set image`;
+3. kubectl on this program's Deployment (`kubectl set image` on the same spec).
+
+vegeta sends RATE requests a second, a new connection each (the way a rollout without a drain loses
+requests here), from before the rollout until after it. Writes bench/results/traffic.{json,md} and
+bench/results/traffic.png. Needs a cluster with a real node (KUBECONFIG, ROLLING_CLUSTER).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.run import RESULTS, ROOT, Stack, kubectl, run
+from infra import load
+from infra.rollout.timeline import RolloutWatch
+
+RATE = 60
+OLD, NEW = "1.0.0", "1.1.0"
+REPOSITORY = "localhost:5000/rolling-app"
+DEPLOYMENT = "nginx-deployment"
+BEFORE_S, AFTER_S = 3.0, 8.0
+
+# The seed's manifest, as users write it by hand: no probe, no preStop, the default grace period.
+SEED = """apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: nginx-deployment, namespace: {ns}, labels: {{app: nginx}}}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: nginx}}}}
+  template:
+    metadata: {{labels: {{app: nginx}}}}
+    spec:
+      containers:
+      - name: nginx
+        image: {image}
+        ports: [{{containerPort: 80}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: nginx, namespace: {ns}, labels: {{app: nginx}}}}
+spec:
+  selector: {{app: nginx}}
+  ports: [{{name: http, port: 80, targetPort: 80}}]
+"""
+
+
+def service_url(namespace: str) -> str:
+    """The Service's address, only when it is in the node's Service range."""
+    import ipaddress
+
+    ip = kubectl("get", "service", "nginx", "-n", namespace, "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
+    env = dict(w.split("=", 1) for w in run([str(ROOT / "cluster" / "node.sh"), "env"]).stdout.split())
+    if ipaddress.ip_address(ip) not in ipaddress.ip_network(env["SERVICE_CIDR"]):
+        raise RuntimeError(f"Service address {ip} is outside the node's range {env['SERVICE_CIDR']}")
+    return f"http://{ip}/version.txt"
+
+
+def wait_routed(url: str, version: str) -> None:
+    deadline = time.monotonic() + 20
+    while load.parse_version(url) != version:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} does not serve {version}")
+        time.sleep(0.2)
+
+
+def measure(name: str, namespace: str, roll: Any) -> dict[str, Any]:
+    """Load through one rollout: ``roll()`` changes the version and returns when the rollout is complete."""
+    url = service_url(namespace)
+    wait_routed(url, OLD)
+    out = RESULTS / "raw" / f"traffic-{name}.jsonl"
+    with load.Load(url, RATE, 180, out, keepalive=False) as sent:
+        time.sleep(BEFORE_S)
+        start = time.time()
+        with RolloutWatch(namespace) as watcher:
+            roll()
+            done = time.time()
+        time.sleep(AFTER_S)
+    responses = sent.responses
+    before = [r for r in responses if r.t < start]
+    during = [r for r in responses if start <= r.t <= done + AFTER_S]
+    return {
+        "name": name,
+        "complete_s": round(done - start, 1),
+        "before": load.summary(before),
+        "during": load.summary(during),
+        "failed": sum(r.failed for r in responses),
+        "requests": len(responses),
+        "start": start,
+        "responses": [(round(r.t - start, 3), r.version if not r.failed else "failed") for r in responses],
+        "ready": [{"t": s.t, "ready_by_revision": s.ready_by_revision} for s in watcher.samples],
+    }
+
+
+def seed_way(workdir: Path) -> dict[str, Any]:
+    ns = "bench-seed"
+    kubectl("create", "namespace", ns)
+    manifest = workdir / "seed.yaml"
+    manifest.write_text(SEED.format(ns=ns, image=f"{REPOSITORY}:{OLD}"))
+    kubectl("apply", "-f", str(manifest))
+    kubectl("rollout", "status", f"deployment/{DEPLOYMENT}", "-n", ns, "--timeout=120s")
+
+    def roll() -> None:
+        kubectl("set", "image", f"deployment/{DEPLOYMENT}", f"nginx={REPOSITORY}:{NEW}", "-n", ns)
+        kubectl("rollout", "status", f"deployment/{DEPLOYMENT}", "-n", ns, "--timeout=300s")
+
+    try:
+        return measure("seed deployment.yaml + kubectl set image", ns, roll)
+    finally:
+        kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def program_ways(workdir: Path) -> list[dict[str, Any]]:
+    stack = Stack(workdir, "traffic", "bench-traffic")
+    stack.configure(
+        target="local", namespace="bench-traffic", imageRepository=REPOSITORY, imageTag=OLD, minReadySeconds=1
+    )
+    stack.up()
+    results = []
+    try:
+        stack.configure(imageTag=NEW)
+        results.append(measure("this program: pulumi up", "bench-traffic", stack.up))
+        # kubectl on the same Deployment spec: back to the old version first, then the same change.
+        stack.configure(imageTag=OLD)
+        stack.up()
+
+        def roll() -> None:
+            kubectl("set", "image", f"deployment/{DEPLOYMENT}", f"nginx={REPOSITORY}:{NEW}", "-n", "bench-traffic")
+            kubectl("rollout", "status", f"deployment/{DEPLOYMENT}", "-n", "bench-traffic", "--timeout=300s")
+
+        results.append(measure("this program's Deployment + kubectl set image", "bench-traffic", roll))
+    finally:
+        stack.destroy()
+    return results
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {OLD: "tab:blue", NEW: "tab:green", "failed": "tab:red"}
+    fig, axes = plt.subplots(2, len(results), figsize=(4.2 * len(results), 5), dpi=100, sharex=True)
+    for col, result in enumerate(results):
+        top, bottom = axes[0][col], axes[1][col]
+        for version, colour in colours.items():
+            times = [t for t, v in result["responses"] if v == version]
+            top.scatter(times, [1 if version != "failed" else 0] * len(times), s=4, c=colour, label=version)
+        top.set_yticks([0, 1], ["failed", "answered"])
+        top.set_title(f"{result['name']}\n{result['failed']} of {result['requests']} failed", fontsize=8)
+        revisions = list(dict.fromkeys(r for s in result["ready"] for r in s["ready_by_revision"]))
+        for label, revision in zip(("old ReplicaSet", "new ReplicaSet"), revisions, strict=False):
+            bottom.step(
+                [s["t"] for s in result["ready"]],
+                [s["ready_by_revision"].get(revision, 0) for s in result["ready"]],
+                where="post",
+                label=label,
+            )
+        bottom.set_xlabel("seconds since the rollout started")
+        bottom.set_ylabel("ready pods")
+    axes[0][0].legend(loc="lower left", fontsize=7)
+    axes[1][0].legend(loc="center left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    lines = [
+        f"# Traffic through a rollout ({RATE} requests/s, a new connection each; 3 replicas, "
+        "maxSurge 1, maxUnavailable 0)",
+        "",
+        "| way | failed requests | p50 / p99 before (ms) | p50 / p99 during (ms) | rollout complete |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        b, d = r["before"], r["during"]
+        lines.append(
+            f"| {r['name']} | {r['failed']} of {r['requests']} | {b['p50_ms']} / {b['p99_ms']} | "
+            f"{d['p50_ms']} / {d['p99_ms']} | {r['complete_s']} s |"
+        )
+    lines += ["", "![Requests by the version that answered, and ready pods](traffic.png)", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    for version in (OLD, NEW):
+        run([str(ROOT / "cluster" / "images.sh"), "app", version])
+    with tempfile.TemporaryDirectory(prefix="rolling-traffic-") as tmp:
+        workdir = Path(tmp)
+        results = [*program_ways(workdir), seed_way(workdir)]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plot(results, RESULTS / "traffic.png")
+    (RESULTS / "traffic.md").write_text(markdown(results))
+    slim = [{k: v for k, v in r.items() if k not in ("responses", "ready")} for r in results]
+    (RESULTS / "traffic.json").write_text(json.dumps({"rate": RATE, "results": slim}, indent=1))
+    print((RESULTS / "traffic.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PULUMI_CONFIG_PASSPHRASE", "bench")
+    raise SystemExit(main())
