@@ -74,6 +74,7 @@ base() {
   dir=$images/base-$hash
   if [ ! -f "$dir/.done" ]; then
     echo "images: building the base image (debootstrap $suite, $base_packages) ..." >&2
+    local start=$SECONDS
     rm -rf "$dir" && mkdir -p "$dir" "$TMPDIR"
     debootstrap --variant=minbase --include="$base_packages" "$suite" "$dir/rootfs" "$(mirror)" \
       >"$dir/debootstrap.log" 2>&1 || { tail -n 20 "$dir/debootstrap.log" >&2; exit 1; }
@@ -118,6 +119,7 @@ CONF
     buildah_ commit --quiet "$ctr" "oci:$dir/oci:base" >/dev/null
     buildah_ rm "$ctr" >/dev/null
     rm -rf "$dir/rootfs" "$dir/rootfs.tar"
+    echo $((SECONDS - start)) >"$dir/build-seconds"  # for the benchmarks' report
     touch "$dir/.done"
     # Bases made from other inputs are not used any more.
     find "$images" -maxdepth 1 -name 'base-*' ! -name "base-$hash" -exec rm -rf {} +

@@ -27,8 +27,9 @@ LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 # progressDeadlineSeconds, when unset, depends on the target: Fargate takes a minute
 # or more to start a pod, the local cluster a few seconds.
 PROGRESS_DEADLINE_DEFAULTS = {"eks": 600, "local": 60}
-# How long `up` may wait past the progress deadline before it gives up on a rollout.
-AWAIT_MARGIN_SECONDS = 30
+# How long `up` may wait past the progress deadline before it gives up on a rollout: on EKS a
+# Fargate pod can take a minute to start; a local node starts one in seconds.
+AWAIT_MARGIN_SECONDS = {"eks": 30, "local": 10}
 # drainSeconds, when unset: how long a stopping pod keeps serving after it leaves the Service's
 # endpoints. Locally kube-proxy drops an endpoint within about a second; on EKS the ALB takes its
 # target out over the deregistration delay and its own propagation, which the drain must outlast.
@@ -418,7 +419,7 @@ class Settings:
         default=0,
         unset=True,
         description="Seconds without progress after which a rollout counts as failed; "
-        "`up` waits at most this plus 30 s. 0 picks 600 on eks, 60 on local.",
+        "`up` waits at most this plus 30 s on eks, 10 s on local. 0 picks 600 on eks, 60 on local.",
         accepted="≥ 1, more than `minReadySeconds`",
         shown_default="`0` (600 on eks, 60 on local)",
     )
@@ -486,7 +487,7 @@ class Settings:
     @property
     def await_timeout_seconds(self) -> int:
         """The most `up` waits for a rollout to complete before it fails."""
-        return self.progress_deadline_seconds + AWAIT_MARGIN_SECONDS
+        return self.progress_deadline_seconds + AWAIT_MARGIN_SECONDS[self.target]
 
     @classmethod
     def load(cls) -> Settings:

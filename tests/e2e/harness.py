@@ -17,7 +17,7 @@ from typing import Any
 import pulumi.automation as auto
 from kubernetes import client
 
-from infra import kubeconfig
+from infra import kubeconfig, load
 from infra.project import copy_project
 from infra.rollout import timeline
 from tests.e2e.images import REPOSITORY
@@ -123,3 +123,22 @@ def service_url(stack: LocalStack, path: str = "/") -> str:
     if ipaddress.ip_address(ip) not in ipaddress.ip_network(node_env()["SERVICE_CIDR"]):
         raise AssertionError(f"Service address {ip} is outside the node's range: no request is sent to it")
     return f"http://{ip}{path}"
+
+
+# Traffic in the tests: at least 50 requests a second, as the project promises; every load is bounded
+# by LOAD_DURATION_S and stops when its block ends.
+LOAD_RATE = 60
+LOAD_DURATION_S = 150
+
+
+def ready_to_serve(stack: LocalStack, version: str = "1.14.2") -> str:
+    """The Service's version page, once it answers with ``version``."""
+    url = service_url(stack, "/version.txt")
+    # kube-proxy programs a Service's endpoints up to a second after its pods are Ready.
+    wait_for(lambda: load.parse_version(url) == version, 15, "the Service to route")
+    return url
+
+
+def traffic(url: str, name: str, *, keepalive: bool) -> load.Load:
+    """vegeta at LOAD_RATE against ``url``; its responses go to tests/artifacts/traffic-NAME.jsonl."""
+    return load.Load(url, LOAD_RATE, LOAD_DURATION_S, ARTIFACTS / f"traffic-{name}.jsonl", keepalive=keepalive)

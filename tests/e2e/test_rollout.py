@@ -14,8 +14,18 @@ import pulumi.automation as auto
 import pytest
 from kubernetes import client
 
-from infra import strategy
-from tests.e2e.harness import DEPLOYMENT, LocalStack, RolloutWatch, api_client, local_stack, wait_for
+from infra import load, strategy
+from infra.settings import AWAIT_MARGIN_SECONDS
+from tests.e2e.harness import (
+    DEPLOYMENT,
+    LocalStack,
+    RolloutWatch,
+    api_client,
+    local_stack,
+    ready_to_serve,
+    traffic,
+    wait_for,
+)
 from tests.e2e.images import CRASHING, MISSING, NEVER_READY, image
 
 REVISION = "deployment.kubernetes.io/revision"
@@ -132,18 +142,21 @@ def test_refused_config_changes_nothing(deployed: LocalStack) -> None:
     ids=["not-in-registry", "never-ready", "exits-at-start"],
 )
 def test_failed_rollout_fails_in_bounded_time_and_keeps_old_pods(tmp_path: Path, tag: str, says: tuple[str]) -> None:
-    deadline = 10
+    deadline = 5
     with local_stack(tmp_path, imageTag="1.14.2", progressDeadlineSeconds=deadline) as stack:
         stack.up()
+        url = ready_to_serve(stack)
         stack.set(imageTag=tag)
-        with RolloutWatch(stack.namespace) as watcher:
+        # Under load: while the new pods fail, the old ones answer every request.
+        with traffic(url, f"failed-{tag}", keepalive=False) as sent, RolloutWatch(stack.namespace) as watcher:
             start = time.monotonic()
             with pytest.raises(auto.CommandError) as caught:
                 stack.up()
             elapsed = time.monotonic() - start
         watcher.save(f"rollout-failed-{tag}")
+        assert load.problems(sent.responses, {"1.14.2"}) == []
 
-        margin = 30 + 20  # the await margin, plus the engine's start and the program's run
+        margin = AWAIT_MARGIN_SECONDS["local"] + 20  # the await margin, plus the engine's start and the program
         assert elapsed <= deadline + margin, f"up took {elapsed:.0f}s to fail"
         message = str(caught.value)
         assert DEPLOYMENT in message

@@ -8,8 +8,9 @@ import subprocess
 import sys
 from typing import Any
 
+from infra import load
 from infra.rollout.plan import Exit
-from tests.e2e.harness import LocalStack
+from tests.e2e.harness import LocalStack, ready_to_serve, traffic
 from tests.e2e.images import MISSING, image
 from tests.e2e.test_rollout import ready_pods_by_image
 
@@ -47,8 +48,12 @@ def test_ships_a_tag(deployed: LocalStack) -> None:
 def test_missing_image_rolls_back_automatically(deployed: LocalStack) -> None:
     deployed.set(progressDeadlineSeconds=5)
     deployed.up()
-    code, result, err = rollout(deployed, "--tag", MISSING, "--yes")
+    url = ready_to_serve(deployed)
+    # Under load, with keep-alive connections: the failure and the rollback fail no request.
+    with traffic(url, "rollback", keepalive=True) as sent:
+        code, result, err = rollout(deployed, "--tag", MISSING, "--yes")
     assert code == Exit.ROLLED_BACK, err
+    assert load.problems(sent.responses, {"1.14.2"}) == []
     assert result["rolledBack"] is True
     assert "nginx-deployment" in result["error"]
     # The pod events that explain the delay, as the node reported them.
