@@ -147,9 +147,11 @@ down() {
 status() {
   if running; then
     echo "cluster: $name running; kubeconfig: $kubeconfig"
-    kubectl --kubeconfig "$kubeconfig" get nodes
+    kubectl --kubeconfig "$kubeconfig" get nodes -o wide
     kwokctl get components --name "$name" 2>/dev/null | tr '\n' ' ' || true
     echo
+    # The real node's processes (runtime, kubelet, kube-proxy) and its registry's images.
+    [ "$mode" = kwok ] || "$here/node.sh" status
   else
     echo "cluster: $name not running"
     return 1
