@@ -78,32 +78,36 @@ def test_readme_table_is_the_declarations() -> None:
     assert readme[start:end] == settings.readme_table(), "run `python -m infra.settings` to regenerate it"
 
 
+# A valid value other than its default for every key but target and kubeconfig.
+NON_DEFAULT = {
+    "imageRepository": "web",
+    "imageDigest": "sha256:" + "a" * 64,
+    "replicas": "4",
+    "maxSurge": "2",
+    "maxUnavailable": "1",
+    "minReadySeconds": "7",
+    "progressDeadlineSeconds": "90",
+    "namespace": "web",
+    "cpu": "500m",
+    "memory": "512Mi",
+    "clusterName": "other",
+    "kubernetesVersion": "1.33",
+    "vpcCidr": "10.1.0.0/16",
+    "azCount": "3",
+    "natGateways": "perAz",
+    "clusterLogTypes": "api",
+    "fargateNamespaces": "web",
+    "ecrRepository": "web",
+    "ecrKeepImages": "9",
+    "imageTag": "1.16.1",
+    "drainSeconds": "12",
+    "terminationGracePeriodSeconds": "40",
+}
+
+
 def test_every_declared_key_reaches_its_field() -> None:
     """Each key set to a valid non-default value comes out in the field its declaration names."""
-    samples = {
-        "imageRepository": "web",
-        "imageDigest": "sha256:" + "a" * 64,
-        "replicas": "4",
-        "maxSurge": "2",
-        "maxUnavailable": "1",
-        "minReadySeconds": "7",
-        "progressDeadlineSeconds": "90",
-        "namespace": "web",
-        "cpu": "500m",
-        "memory": "512Mi",
-        "clusterName": "other",
-        "kubernetesVersion": "1.33",
-        "vpcCidr": "10.1.0.0/16",
-        "azCount": "3",
-        "natGateways": "perAz",
-        "clusterLogTypes": "api",
-        "fargateNamespaces": "web",
-        "ecrRepository": "web",
-        "ecrKeepImages": "9",
-        "imageTag": "1.16.1",
-        "drainSeconds": "12",
-        "terminationGracePeriodSeconds": "40",
-    }
+    samples = NON_DEFAULT
     loaded = settings.Settings.from_values({"target": "eks", **samples})
     assert loaded.eks is not None
     for d in settings.declarations():

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from infra.settings import PROGRESS_DEADLINE_DEFAULTS, Settings, SettingsError, declarations
+from tests.unit.test_entrypoint import NON_DEFAULT
 
 BASE = {"target": "local", "imageTag": "1.16.1"}
 EKS = {"target": "eks", "imageTag": "1.16.1"}
@@ -154,18 +155,7 @@ def test_local_target_carries_no_eks_settings() -> None:
 
 @pytest.mark.parametrize("key", [d.key for d in declarations() if d.eks_only])
 def test_eks_only_key_set_on_local_is_refused(key: str) -> None:
-    valid = {
-        "clusterName": "web",
-        "kubernetesVersion": "1.33",
-        "vpcCidr": "10.1.0.0/16",
-        "azCount": "3",
-        "natGateways": "perAz",
-        "clusterLogTypes": "api",
-        "fargateNamespaces": "web",
-        "ecrRepository": "web",
-        "ecrKeepImages": "9",
-    }
-    message = refused({**BASE, key: valid[key]})
+    message = refused({**BASE, key: NON_DEFAULT[key]})
     assert f"rolling:{key} is only read by target eks; target local does not use it" in message
 
 
