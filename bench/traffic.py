@@ -56,14 +56,8 @@ spec:
 
 
 def service_url(namespace: str) -> str:
-    """The Service's address, only when it is in the node's Service range."""
-    import ipaddress
-
     ip = kubectl("get", "service", "nginx", "-n", namespace, "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
-    env = dict(w.split("=", 1) for w in run([str(ROOT / "cluster" / "node.sh"), "env"]).stdout.split())
-    if ipaddress.ip_address(ip) not in ipaddress.ip_network(env["SERVICE_CIDR"]):
-        raise RuntimeError(f"Service address {ip} is outside the node's range {env['SERVICE_CIDR']}")
-    return f"http://{ip}/version.txt"
+    return load.node_service_url(ip, "/version.txt")
 
 
 def wait_routed(url: str, version: str) -> None:
