@@ -131,10 +131,10 @@ complete() {
   [ -f "$(bin_dir)/.done" ]
 }
 
-# Seconds each piece took in a cold build on a 2-core machine (make fresh-check).
+# Seconds each piece took in a cold build on a 2-core machine (make fresh-check, 2026-11-26).
 # A build of the same piece recorded in this cache is used instead when there is one.
-declare -A typical=([pulumi]=415 [langhost]=65 [kubernetes-provider]=650 [kubernetes]=370
-  [etcd]=50 [kwok]=140 [pause]=10 [vegeta]=40 [actionlint]=40)
+declare -A typical=([pulumi]=241 [langhost]=49 [kubernetes-provider]=495 [kubernetes]=344
+  [etcd]=51 [kwok]=130 [pause]=6 [vegeta]=26 [actionlint]=13)
 
 expected_seconds() {
   local f hash latest=""
