@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import kubeconfig as kubeconfigs
+from infra import kube_access
 
 
 def provider(kubeconfig: str | None) -> k8s.Provider:
@@ -14,6 +14,6 @@ def provider(kubeconfig: str | None) -> k8s.Provider:
     With ``kubeconfig`` unset the provider reads KUBECONFIG or ~/.kube/config, as kubectl does.
     The file's text, when given instead of a path, holds credentials: it stays a secret.
     """
-    if kubeconfig and kubeconfigs.is_text(kubeconfig):
+    if kubeconfig and kube_access.is_text(kubeconfig):
         return k8s.Provider("local", kubeconfig=pulumi.Output.secret(kubeconfig))
     return k8s.Provider("local", kubeconfig=kubeconfig)

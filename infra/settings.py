@@ -18,7 +18,7 @@ from typing import Any
 
 import pulumi
 
-from infra import fargate, images, kubeconfig, strategy
+from infra import fargate, images, kube_access, strategy
 
 NAMESPACE = "rolling"
 TARGETS = ("eks", "local")
@@ -225,7 +225,7 @@ def _quantity(parse: Callable[[str], int]) -> Callable[[str], str]:
 
 
 def _kubeconfig(value: str) -> str:
-    if kubeconfig.is_text(value):
+    if kube_access.is_text(value):
         return value
     path = os.path.expanduser(value)
     if not os.path.isfile(path):

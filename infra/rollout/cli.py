@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
-from infra import images, kubeconfig
+from infra import images, kube_access
 from infra.rollout.plan import Exit, RolloutPlan, Step, describe, unexpected_steps
 from infra.settings import NAMESPACE, Settings, SettingsError
 
@@ -212,7 +212,7 @@ class RolloutRun:
         from infra.rollout import watch
 
         try:
-            api = kubeconfig.api_client(self.cluster_kubeconfig(stack, settings))
+            api = kube_access.api_client(self.cluster_kubeconfig(stack, settings))
             return watch.Progress(api, settings.namespace, self.say)
         except Exception as err:
             self.say(f"rollout: no live progress ({err.__class__.__name__}: {err})")
@@ -252,7 +252,7 @@ class RolloutRun:
         from infra.rollout import watch
 
         name = stack.outputs()["deploymentName"].value
-        return watch.health(kubeconfig.api_client(self.cluster_kubeconfig(stack, settings)), settings.namespace, name)
+        return watch.health(kube_access.api_client(self.cluster_kubeconfig(stack, settings)), settings.namespace, name)
 
     def command_failed(self, err: Exception, what: str) -> Exit:
         import pulumi.automation as auto

@@ -11,7 +11,7 @@ from typing import Self
 
 from kubernetes import client, watch
 
-from infra import kubeconfig
+from infra import kube_access
 
 SELECTOR = "app=nginx"
 
@@ -48,7 +48,7 @@ class RolloutWatch:
     _start: float = 0.0
 
     def __enter__(self) -> Self:
-        core = client.CoreV1Api(self.api or kubeconfig.api_client(None))
+        core = client.CoreV1Api(self.api or kube_access.api_client(None))
         listing = core.list_namespaced_pod(self.namespace, label_selector=SELECTOR)
         self._start = time.monotonic()
         for pod in listing.items:

@@ -16,7 +16,7 @@ from typing import Any
 import pulumi.automation as auto
 from kubernetes import client
 
-from infra import kubeconfig, load
+from infra import kube_access, load
 from infra.project import copy_project
 from infra.rollout import timeline
 from tests.e2e.images import REPOSITORY
@@ -28,7 +28,7 @@ SELECTOR = "app=nginx"
 
 
 def api_client() -> client.ApiClient:
-    return kubeconfig.api_client(os.environ["KUBECONFIG"])
+    return kube_access.api_client(os.environ["KUBECONFIG"])
 
 
 class RolloutWatch(timeline.RolloutWatch):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import kubeconfig
+from infra import kube_access
 
 DOCUMENT = {
     "apiVersion": "v1",
@@ -25,14 +25,14 @@ DOCUMENT = {
     [("/home/me/.kube/config", False), ("apiVersion: v1\nkind: Config\n", True), ('  {"apiVersion": "v1"}', True)],
 )
 def test_text_or_path(value: str, text: bool) -> None:
-    assert kubeconfig.is_text(value) is text
+    assert kube_access.is_text(value) is text
 
 
 @pytest.mark.parametrize("render", [json.dumps, lambda d: json.dumps(d, indent=1)])
 def test_client_from_text_is_built_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, render: object) -> None:
     # Any temporary file would land here: none may.
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    api = kubeconfig.api_client(render(DOCUMENT))  # type: ignore[operator]
+    api = kube_access.api_client(render(DOCUMENT))  # type: ignore[operator]
     assert api.configuration.host == "https://127.0.0.1:6443"
     assert api.configuration.api_key["BearerToken"] == "Bearer secret-token-value"
     assert list(tmp_path.iterdir()) == []
@@ -41,9 +41,9 @@ def test_client_from_text_is_built_in_memory(tmp_path: Path, monkeypatch: pytest
 def test_client_from_path(tmp_path: Path) -> None:
     path = tmp_path / "config"
     path.write_text(json.dumps(DOCUMENT))
-    assert kubeconfig.api_client(str(path)).configuration.host == "https://127.0.0.1:6443"
+    assert kube_access.api_client(str(path)).configuration.host == "https://127.0.0.1:6443"
 
 
 def test_text_that_is_not_a_kubeconfig_is_refused() -> None:
     with pytest.raises(ValueError, match="not a kubeconfig document"):
-        kubeconfig.api_client("just\ntext")
+        kube_access.api_client("just\ntext")
