@@ -27,12 +27,14 @@ LOCAL_ENV = PULUMI_CONFIG_PASSPHRASE=rolling-local KUBECONFIG=$$(cluster/cluster
 export ROLLING_NODE ?= real
 
 .PHONY: help venv toolchain cluster-up cluster-down cluster-status demo env \
-        test test-unit test-e2e lint lint-workflows fmt bench bench-speed bench-traffic fresh-check clean
+        test test-unit test-manifests test-e2e lint lint-workflows fmt scan checkov \
+        bench bench-speed bench-traffic fresh-check clean
 
 help:
 	@echo "make demo            deploy nginx 1.14.2 to a local cluster, then roll it to 1.16.1"
 	@echo "make test            every test tier: lint, unit, end-to-end (builds what is missing)"
 	@echo "make test-unit       the fast loop: settings, helpers, components under mocks"
+	@echo "make scan            render both targets' manifests and scan them with checkov (a peer's rule set)"
 	@echo "make lint            ruff check, ruff format --check, mypy, shellcheck"
 	@echo "make lint-workflows  actionlint on .github/workflows"
 	@echo "make bench           rollout cost against kubectl (fake nodes), and traffic through rollouts three ways (real node): bench/results/"
@@ -75,7 +77,7 @@ env: toolchain
 	@echo "export PULUMI_CONFIG_PASSPHRASE=rolling-local  # the local stack's passphrase only"
 	@echo "export KUBECONFIG=\"$$(cluster/cluster.sh kubeconfig)\" KUBECACHEDIR=\"$(KUBECACHEDIR)\""
 
-test: lint lint-workflows test-unit test-e2e
+test: lint lint-workflows test-unit test-manifests test-e2e
 
 test-unit: venv
 	$(PY) -m pytest tests/unit
@@ -96,6 +98,31 @@ lint-workflows:
 fmt: venv
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+
+# checkov in a virtualenv of its own (its dependencies are not the program's), keyed by its pins.
+CHECKOV_VENV := $(CACHE)/checkov-$(shell sha256sum tools/checkov/requirements.txt | cut -c1-12)
+export ROLLING_CHECKOV := $(CHECKOV_VENV)/bin/checkov
+
+$(CHECKOV_VENV)/.installed: tools/checkov/requirements.txt
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON_BOOT) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/checkov/requirements.txt
+	touch $@
+
+checkov: $(CHECKOV_VENV)/.installed
+
+# The manifests the program renders (the real engine and provider, no cluster), held to checkov's rules.
+test-manifests: venv toolchain checkov
+	$(PY) -m pytest tests/manifests
+
+SCAN_DIR := $(CACHE)/scan
+scan: venv toolchain checkov
+	@for target in local eks; do \
+	  rm -rf $(SCAN_DIR)/$$target; \
+	  $(PY) -m infra.render --target $$target $(SCAN_DIR)/$$target >/dev/null || exit 1; \
+	  echo "== $$target: $(SCAN_DIR)/$$target"; \
+	  $(ROLLING_CHECKOV) -d $(SCAN_DIR)/$$target --framework kubernetes --compact --quiet --skip-download || exit 1; \
+	done
 
 # The end-to-end tier gets a cluster of its own, started and stopped here.
 test-e2e: venv toolchain

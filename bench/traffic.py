@@ -44,14 +44,14 @@ spec:
       containers:
       - name: nginx
         image: {image}
-        ports: [{{containerPort: 80}}]
+        ports: [{{containerPort: 8080}}]  # the app image serves unprivileged, on 8080
 ---
 apiVersion: v1
 kind: Service
 metadata: {{name: nginx, namespace: {ns}, labels: {{app: nginx}}}}
 spec:
   selector: {{app: nginx}}
-  ports: [{{name: http, port: 80, targetPort: 80}}]
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
 """
 
 

@@ -23,7 +23,7 @@ registry=localhost:$REGISTRY_PORT
 suite=bookworm
 # What goes into the base image; a change here makes a new one.
 base_packages=nginx-light
-base_recipe=1
+base_recipe=2
 
 # buildah and skopeo keep their storage under the cache, not in /var/lib/containers,
 # and reach the registry from inside the node's network namespace.
@@ -81,18 +81,18 @@ base() {
     # What an image does not need: package lists, docs, man pages, locales.
     rm -rf "$dir"/rootfs/var/lib/apt/lists/* "$dir"/rootfs/usr/share/{doc,man,locale,info}/* \
       "$dir"/rootfs/var/cache/apt/*.bin "$dir"/rootfs/var/log/*
-    # Serve as the official nginx image does: /usr/share/nginx/html on port 80, logs
-    # to the container's output, temporary files under /var/cache/nginx, so the pod
-    # runs with a read-only root filesystem. (sites-enabled/default is an absolute
-    # symlink: remove it rather than write through it.)
+    # Serve as nginx-unprivileged does: /usr/share/nginx/html on port 8080 as a
+    # user that is not root (no `user` line: the master never switches), logs to the
+    # container's output, temporary files under /var/cache/nginx and the pid file in
+    # /tmp, so the pod runs with a read-only root filesystem and no capability.
+    # (sites-enabled/default is an absolute symlink: remove it rather than write through it.)
     rm -f "$dir/rootfs/etc/nginx/sites-enabled/default"
     mkdir -p "$dir/rootfs/usr/share/nginx/html" "$dir/rootfs/var/cache/nginx" "$dir/rootfs/var/log/nginx"
     ln -sf /dev/stdout "$dir/rootfs/var/log/nginx/access.log"
     ln -sf /dev/stderr "$dir/rootfs/var/log/nginx/error.log"
     cat >"$dir/rootfs/etc/nginx/nginx.conf" <<'CONF'
-user www-data;
 worker_processes 1;
-pid /var/run/nginx.pid;
+pid /tmp/nginx.pid;
 error_log /dev/stderr warn;
 events { worker_connections 1024; }
 http {
@@ -105,7 +105,7 @@ http {
     uwsgi_temp_path /var/cache/nginx/uwsgi_temp;
     scgi_temp_path /var/cache/nginx/scgi_temp;
     server {
-        listen 80;
+        listen 8080;
         root /usr/share/nginx/html;
         index index.html;
     }
@@ -115,7 +115,8 @@ CONF
     tar -C "$dir/rootfs" -cf "$dir/rootfs.tar" .
     buildah_ add "$ctr" "$dir/rootfs.tar" / >/dev/null
     # SIGQUIT: nginx's graceful stop (SIGTERM is its fast one), as the official image has it.
-    buildah_ config --cmd '["nginx", "-g", "daemon off;"]' --stop-signal SIGQUIT --port 80 "$ctr"
+    buildah_ config --cmd '["nginx", "-g", "daemon off;"]' --stop-signal SIGQUIT --port 8080 \
+      --user 10001:10001 "$ctr"
     buildah_ commit --quiet "$ctr" "oci:$dir/oci:base" >/dev/null
     buildah_ rm "$ctr" >/dev/null
     rm -rf "$dir/rootfs" "$dir/rootfs.tar"

@@ -56,7 +56,7 @@ class Declaration:
     key: str
     field: str
     parse: Callable[[str], object]
-    default: str | int | _Required
+    default: str | int | bool | _Required
     description: str
     accepted: str
     targets: tuple[str, ...]
@@ -72,6 +72,8 @@ class Declaration:
 
     @property
     def schema_type(self) -> str:
+        if isinstance(self.default, bool):
+            return "boolean"
         return "integer" if isinstance(self.default, int) else "string"
 
     @property
@@ -95,6 +97,8 @@ class Declaration:
             default = "required"
         elif self.unset:
             default = "unset"
+        elif isinstance(self.default, bool):
+            default = f"`{str(self.default).lower()}`"
         else:
             default = f"`{self.default}`"
         where = "" if self.targets == TARGETS else f"{'/'.join(self.targets)} only: "
@@ -104,7 +108,7 @@ class Declaration:
 def setting(
     parse: Callable[[str], object],
     *,
-    default: str | int | _Required,
+    default: str | int | bool | _Required,
     description: str,
     accepted: str,
     targets: tuple[str, ...] = TARGETS,
@@ -178,6 +182,13 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
         return number
 
     return parse
+
+
+def _bool(value: str) -> bool:
+    text = value.strip().lower()
+    if text not in ("true", "false"):
+        raise ValueError(f"'{value}' is not accepted; use true or false")
+    return text == "true"
 
 
 def _int_or_percent(value: str) -> strategy.IntOrPercent:
@@ -370,8 +381,9 @@ class Settings:
     )
     image_repository: str = setting(
         images.check_repository,
-        default="nginx",
-        description="Registry and repository of the container image, without tag or digest.",
+        default="nginxinc/nginx-unprivileged",
+        description="Registry and repository of the container image, without tag or digest. The default is "
+        "nginx built to run unprivileged (port 8080); the deploy workflow sets the stack's ECR repository.",
         accepted="a registry/repository without tag or digest",
     )
     image_tag: str = setting(
@@ -444,9 +456,25 @@ class Settings:
     )
     namespace: str = setting(
         _label,
-        default="default",
-        description="Namespace of the app (a DNS-1123 label); on eks it is selected by the Fargate profile.",
+        default="rolling",
+        description="Namespace of the app (a DNS-1123 label), created by the stack with the restricted Pod "
+        "Security Standard unless it is default; on eks it is selected by the Fargate profile.",
         accepted="a DNS-1123 label",
+    )
+    container_port: int = setting(
+        _int_between(1, 65535),
+        default=8080,
+        description="Port the image's server listens on (the Service's port 80 reaches it). "
+        "Below 1024 only with imageNeedsRoot.",
+        accepted="1 to 65535; below 1024 only with `imageNeedsRoot`",
+    )
+    image_needs_root: bool = setting(
+        _bool,
+        default=False,
+        description="Whether the image must start as root (the stock nginx image binds port 80 as root, then "
+        "drops to a worker user). false runs the pod as uid 10001 with every capability dropped; true lets it "
+        "start as root with the four capabilities nginx uses, and the policy pack warns.",
+        accepted="`true` or `false`; `true` weakens the pod's security context",
     )
     cpu: str = setting(
         _quantity(fargate.parse_cpu),
@@ -640,6 +668,17 @@ def _fargate_selects_namespace(parsed: dict[str, Any], target: str | None) -> st
     return problem
 
 
+def _port_needs_root(parsed: dict[str, Any], target: str | None) -> str | None:
+    port, root = parsed.get("container_port"), parsed.get("image_needs_root")
+    if port is None or root is None or port >= 1024 or root:
+        return None
+    return (
+        f"{NAMESPACE}:containerPort {port} is a privileged port, which the pod's non-root user cannot bind: "
+        "use an image that listens on 1024 or above (the app image listens on 8080), "
+        "or set imageNeedsRoot true for an image that starts as root"
+    )
+
+
 def _drain_fits_grace_period(parsed: dict[str, Any], target: str | None) -> str | None:
     if target is None or "drain_seconds" not in parsed or "termination_grace_period_seconds" not in parsed:
         return None
@@ -674,6 +713,7 @@ _RULES: tuple[Rule, ...] = (
     _deadline_after_min_ready,
     _fargate_size,
     _fargate_selects_namespace,
+    _port_needs_root,
     _drain_fits_grace_period,
     _sleep_action_available,
 )
@@ -695,7 +735,14 @@ def schema_yaml() -> str:
     for d in declarations():
         lines.append(f"  {d.key}:")
         for name, value in d.schema().items():
-            lines.append(f"    {name}: {_yaml_string(value) if isinstance(value, str) else value}")
+            text = (
+                _yaml_string(value)
+                if isinstance(value, str)
+                else str(value).lower()
+                if isinstance(value, bool)
+                else value
+            )
+            lines.append(f"    {name}: {text}")
     return "\n".join(lines) + "\n"
 
 

@@ -21,7 +21,20 @@ def build(settings: Settings) -> dict[str, object]:
 
         provider = local.provider(settings.kubeconfig)
 
-    web = app.WebApp(
+    web = workload(settings, provider)
+    outputs.update(
+        image=pulumi.Output.from_input(settings.image),
+        imageTag=pulumi.Output.from_input(settings.image_tag),
+        namespace=web.namespace,
+        deploymentName=web.deployment_name,
+        serviceName=web.service_name,
+    )
+    return outputs
+
+
+def workload(settings: Settings, provider: k8s.Provider) -> app.WebApp:
+    """The app's Kubernetes resources through ``provider``: what `python -m infra.render` writes out."""
+    return app.WebApp(
         "nginx",
         app.WebAppArgs(
             image=settings.image,
@@ -34,17 +47,11 @@ def build(settings: Settings) -> dict[str, object]:
             memory=settings.memory,
             drain_seconds=settings.drain_seconds,
             termination_grace_period_seconds=settings.termination_grace_period_seconds,
+            container_port=settings.container_port,
+            needs_root=settings.image_needs_root,
         ),
         pulumi.ResourceOptions(providers=[provider]),
     )
-    outputs.update(
-        image=pulumi.Output.from_input(settings.image),
-        imageTag=pulumi.Output.from_input(settings.image_tag),
-        namespace=web.namespace,
-        deploymentName=web.deployment_name,
-        serviceName=web.service_name,
-    )
-    return outputs
 
 
 def _eks(eks: EksSettings, outputs: dict[str, object]) -> k8s.Provider:

@@ -20,13 +20,16 @@ Report = Callable[[str, str | None], None]
 
 
 def resource_policy(
-    name: str, description: str, rule: Callable[[rules.Resource], list[str]]
+    name: str,
+    description: str,
+    rule: Callable[[rules.Resource], list[str]],
+    level: EnforcementLevel = EnforcementLevel.MANDATORY,
 ) -> ResourceValidationPolicy:
     def validate(args: ResourceValidationArgs, report: Report) -> None:
         for message in rule(rules.Resource(args.resource_type, args.name, args.props)):
             report(message, None)
 
-    return ResourceValidationPolicy(name=name, description=description, validate=validate)
+    return ResourceValidationPolicy(name=name, description=description, validate=validate, enforcement_level=level)
 
 
 def stack_policy(
@@ -54,6 +57,14 @@ POLICIES: list[Any] = [
         "images-pinned", "Container images are pinned by a tag other than latest, or a digest.", rules.pinned_images
     ),
     resource_policy("readiness-probe", "Every container has a readiness probe.", rules.readiness_probes),
+    # A warning, not a refusal: an image that must start as root is a choice made by setting
+    # rolling:imageNeedsRoot, and the warning names it on every preview.
+    resource_policy(
+        "least-privilege",
+        "Containers run as a non-root user with no added capability, no privilege escalation and a read-only root.",
+        rules.least_privilege,
+        EnforcementLevel.ADVISORY,
+    ),
     resource_policy(
         "rolling-update-keeps-serving",
         "Deployments roll with RollingUpdate and keep a pod serving when replicas > 1.",

@@ -109,6 +109,37 @@ def requests_equal_limits(resource: Resource, on_fargate: bool) -> list[str]:
     return found
 
 
+def least_privilege(resource: Resource) -> list[str]:
+    """Containers that may run as root, add capabilities, escalate or write their root filesystem."""
+    if resource.type not in WORKLOADS:
+        return []
+    pod = ((resource.props.get("spec") or {}).get("template") or {}).get("spec") or {}
+    pod_security = pod.get("securityContext") or {}
+    found = []
+    for container in _containers(resource.props):
+        security = container.get("securityContext") or {}
+        name = f"container '{container.get('name')}'"
+        # A container's own field wins over the pod's.
+        effective = {**pod_security, **security}
+        if effective.get("runAsNonRoot") is not True or effective.get("runAsUser") == 0:
+            found.append(
+                f"{name} may run as root (rolling:imageNeedsRoot is true, or runAsNonRoot is unset): a process that "
+                "escapes the container is root on the node; use an image that runs unprivileged "
+                "(the app image, nginx-unprivileged) and set rolling:imageNeedsRoot false"
+            )
+        added = (security.get("capabilities") or {}).get("add") or []
+        if added:
+            found.append(
+                f"{name} adds capabilities {', '.join(map(str, added))} (rolling:imageNeedsRoot true): "
+                "an unprivileged image needs none"
+            )
+        if security.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{name} may gain privileges (setuid binaries): set allowPrivilegeEscalation false")
+        if security.get("readOnlyRootFilesystem") is not True:
+            found.append(f"{name} can write its root filesystem: set readOnlyRootFilesystem true")
+    return found
+
+
 def _replicas(props: Mapping[str, Any]) -> int:
     value = (props.get("spec") or {}).get("replicas")
     return 1 if value is None else int(value)

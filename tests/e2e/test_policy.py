@@ -15,8 +15,16 @@ POLICY = str(ROOT / "policy")
 def test_defaults_pass_every_policy(tmp_path: Path) -> None:
     with local_stack(tmp_path, imageTag="1.14.2") as stack:
         result = stack.preview(policy_packs=[POLICY])
-        assert result.change_summary == {"create": 7}
+        assert result.change_summary == {"create": 8}
         assert "rolling@v0.0.1" in result.stdout
+        assert "least-privilege" not in result.stdout
+
+
+def test_an_image_that_needs_root_is_a_warning_naming_the_setting(tmp_path: Path) -> None:
+    with local_stack(tmp_path, imageTag="1.14.2", imageNeedsRoot="true") as stack:
+        result = stack.preview(policy_packs=[POLICY])  # advisory: the preview passes
+        assert "[advisory]  least-privilege" in result.stdout
+        assert "rolling:imageNeedsRoot" in result.stdout
 
 
 def test_a_violation_fails_the_preview_naming_the_rule(tmp_path: Path) -> None:

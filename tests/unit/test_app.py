@@ -12,6 +12,7 @@ DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SERVICE = "kubernetes:core/v1:Service"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 NAMESPACE = "kubernetes:core/v1:Namespace"
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 TARGETS = {
     "local": {"target": "local", "imageTag": "1.14.2"},
     "eks": {"target": "eks", "imageTag": "1.14.2"},
@@ -37,7 +38,7 @@ def test_deployment_names_labels_and_image(target: str) -> None:
     assert spec["template"]["metadata"]["labels"] == {"app": "nginx"}
     (container,) = spec["template"]["spec"]["containers"]
     assert container["name"] == "nginx"
-    assert container["image"] == "nginx:1.14.2"
+    assert container["image"] == "nginxinc/nginx-unprivileged:1.14.2"
 
 
 def test_rolling_update_strategy_from_settings(target: str) -> None:
@@ -63,20 +64,59 @@ def test_program_owns_the_deployment(target: str) -> None:
 def test_probes_resources_and_security(target: str) -> None:
     pod = run(target, cpu="500m", memory="1Gi").mocks.one(DEPLOYMENT).inputs["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["ports"] == [{"name": "http", "containerPort": 80, "protocol": "TCP"}]
+    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["imagePullPolicy"] == "Always"
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/", "port": "http"}
     assert container["resources"]["requests"] == container["resources"]["limits"] == {"cpu": "500m", "memory": "1Gi"}
     security = container["securityContext"]
     assert security["allowPrivilegeEscalation"] is False
     assert security["readOnlyRootFilesystem"] is True
-    assert security["capabilities"]["drop"] == ["ALL"]
-    assert "SYS_ADMIN" not in security["capabilities"]["add"]
+    assert security["capabilities"] == {"drop": ["ALL"]}
     mounted = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/var/cache/nginx", "/var/run", "/tmp"} <= mounted
     assert {v["name"] for v in pod["volumes"]} == {m["name"] for m in container["volumeMounts"]}
     assert pod["automountServiceAccountToken"] is False
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"] == {
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+    }
+
+
+def test_an_image_that_needs_root_gets_the_four_capabilities_nginx_uses(target: str) -> None:
+    result = run(target, imageNeedsRoot="true", containerPort=80)
+    pod = result.mocks.one(DEPLOYMENT).inputs["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["ports"][0]["containerPort"] == 80
+    assert container["securityContext"]["capabilities"] == {
+        "drop": ["ALL"],
+        "add": ["CHOWN", "SETGID", "SETUID", "NET_BIND_SERVICE"],
+    }
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+    labels = result.mocks.one(NAMESPACE).inputs["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+
+
+def test_only_the_serving_port_takes_connections(target: str) -> None:
+    policy = run(target, containerPort=9000).mocks.one(NETWORK_POLICY).inputs
+    assert policy["metadata"]["namespace"] == "rolling"
+    assert policy["spec"] == {
+        "podSelector": {"matchLabels": {"app": "nginx"}},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"ports": [{"port": 9000, "protocol": "TCP"}]}],
+    }
+
+
+def test_digest_skip_is_annotated_only_without_a_digest(target: str) -> None:
+    annotations = run(target).mocks.one(DEPLOYMENT).inputs["metadata"]["annotations"]
+    assert annotations["checkov.io/skip1"].startswith("CKV_K8S_43=")
+    assert "rolling:imageDigest" in annotations["checkov.io/skip1"]
+    pinned = run(target, imageDigest="sha256:" + "ab" * 32).mocks.one(DEPLOYMENT).inputs["metadata"]["annotations"]
+    assert "checkov.io/skip1" not in pinned
 
 
 def test_service_is_cluster_ip_on_port_80(target: str) -> None:
@@ -94,11 +134,18 @@ def test_disruption_budget_follows_rollout(target: str, extra: dict[str, object]
     assert pdb["spec"]["selector"] == {"matchLabels": {"app": "nginx"}}
 
 
-def test_namespace_created_unless_default(target: str) -> None:
-    assert run(target).mocks.of_type(NAMESPACE) == []
+def test_namespace_of_its_own_unless_default(target: str) -> None:
+    assert run(target, namespace="default").mocks.of_type(NAMESPACE) == []
+    namespace = run(target).mocks.one(NAMESPACE).inputs["metadata"]
+    assert namespace["name"] == "rolling"
+    assert namespace["labels"] == {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/audit": "restricted",
+    }
     result = run(target, namespace="web")
     assert result.mocks.one(NAMESPACE).inputs["metadata"]["name"] == "web"
-    for typ in (DEPLOYMENT, SERVICE, PDB):
+    for typ in (DEPLOYMENT, SERVICE, PDB, NETWORK_POLICY):
         assert result.mocks.one(typ).inputs["metadata"]["namespace"] == "web"
     assert result.outputs["namespace"] == "web"
 
@@ -107,7 +154,7 @@ def test_every_kubernetes_resource_uses_the_explicit_provider(target: str) -> No
     mocks = run(target, namespace="web").mocks
     (provider,) = mocks.of_type("pulumi:providers:kubernetes")
     kubernetes = [r for r in mocks.resources if r.type.startswith("kubernetes:")]
-    assert len(kubernetes) == 4
+    assert len(kubernetes) == 5
     for resource in kubernetes:
         assert resource.provider is not None
         assert (
@@ -117,16 +164,16 @@ def test_every_kubernetes_resource_uses_the_explicit_provider(target: str) -> No
 
 def test_outputs(target: str) -> None:
     outputs = run(target).outputs
-    assert outputs["image"] == "nginx:1.14.2"
+    assert outputs["image"] == "nginxinc/nginx-unprivileged:1.14.2"
     assert outputs["deploymentName"] == "nginx-deployment"
     assert outputs["serviceName"] == "nginx"
-    assert outputs["namespace"] == "default"
+    assert outputs["namespace"] == "rolling"
 
 
 def test_digest_pins_the_container(target: str) -> None:
     digest = "sha256:" + "ab" * 32
     deployment = run(target, imageDigest=digest).mocks.one(DEPLOYMENT).inputs
-    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == f"nginx@{digest}"
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == f"nginxinc/nginx-unprivileged@{digest}"
 
 
 @pytest.mark.parametrize("text", ['{"apiVersion": "v1", "kind": "Config"}', "apiVersion: v1\nkind: Config\n"])

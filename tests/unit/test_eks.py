@@ -52,7 +52,7 @@ def test_fargate_selectors_version_oidc_logs(default_run: Run) -> None:
     assert cluster["createOidcProvider"] is True
     assert cluster["enabledClusterLogTypes"] == ["api", "audit", "authenticator"]
     namespaces = [s["namespace"] for s in cluster["fargate"]["selectors"]]
-    assert namespaces == ["default", "kube-system"]
+    assert namespaces == ["rolling", "kube-system"]
 
 
 def test_fargate_selects_the_app_namespace() -> None:

@@ -37,9 +37,9 @@ def test_main_exports_the_outputs() -> None:
 
     result = run_program({"target": "local", "imageTag": "1.14.2"}, program)
     assert result.outputs == {
-        "image": "nginx:1.14.2",
+        "image": "nginxinc/nginx-unprivileged:1.14.2",
         "imageTag": "1.14.2",
-        "namespace": "default",
+        "namespace": "rolling",
         "deploymentName": "nginx-deployment",
         "serviceName": "nginx",
     }
@@ -63,7 +63,7 @@ def test_schema_is_the_declarations() -> None:
     assert list(declared) == [d.key for d in settings.declarations()]
     for d in settings.declarations():
         assert declared[d.key] == d.schema(), d.key
-        assert declared[d.key]["type"] in ("string", "integer"), d.key
+        assert declared[d.key]["type"] in ("string", "integer", "boolean"), d.key
         assert str(declared[d.key]["description"]).strip(), d.key
         assert ("default" in declared[d.key]) is not d.required, d.key
     # The file is exactly what `python -m infra.settings` writes: quoting and order included.
@@ -102,6 +102,8 @@ NON_DEFAULT = {
     "imageTag": "1.16.1",
     "drainSeconds": "12",
     "terminationGracePeriodSeconds": "40",
+    "containerPort": "80",
+    "imageNeedsRoot": "true",
 }
 
 

@@ -21,7 +21,7 @@ def all_violations(resources: list[rules.Resource]) -> list[str]:
     found = rules.disruption_budgets(resources) + rules.drains_before_stopping(resources)
     for r in resources:
         found += rules.pinned_images(r) + rules.readiness_probes(r) + rules.keeps_serving(r)
-        found += rules.requests_equal_limits(r, fargate) + rules.eks_cluster(r)
+        found += rules.requests_equal_limits(r, fargate) + rules.eks_cluster(r) + rules.least_privilege(r)
     return found
 
 
@@ -163,3 +163,29 @@ def test_a_drain_longer_than_the_grace_period_is_refused() -> None:
 
     (message,) = rules.drains_before_stopping(with_pod_spec(program_resources("local"), short))
     assert "drains for 5s but is killed after 5s" in message
+
+
+def _least_privilege(target: str, **extra: object) -> list[str]:
+    (found,) = [r for r in program_resources(target, **extra) if r.type == rules.DEPLOYMENT]
+    return rules.least_privilege(found)
+
+
+@pytest.mark.parametrize("target", ["local", "eks"])
+def test_an_image_that_needs_root_is_warned_naming_the_setting(target: str) -> None:
+    warnings = _least_privilege(target, imageNeedsRoot="true", containerPort=80)
+    assert len(warnings) == 2
+    assert "may run as root" in warnings[0] and "rolling:imageNeedsRoot" in warnings[0]
+    assert "adds capabilities CHOWN, SETGID, SETUID, NET_BIND_SERVICE (rolling:imageNeedsRoot true)" in warnings[1]
+
+
+def test_escalation_and_a_writable_root_are_reported() -> None:
+    changed = deployment()
+    container = changed.props["spec"]["template"]["spec"]["containers"][0]
+    container["securityContext"] = {"capabilities": {"drop": ["ALL"]}}
+    changed.props["spec"]["template"]["spec"]["securityContext"]["runAsUser"] = 0
+    warnings = rules.least_privilege(changed)
+    assert [w.split(" ", 2)[2][:20] for w in warnings] == [
+        "may run as root (rol",
+        "may gain privileges ",
+        "can write its root f",
+    ]

@@ -37,7 +37,7 @@ def test_only_the_container_image_changes(target: str) -> None:
         ("kubernetes:apps/v1:Deployment", "nginx-deployment"): [".spec.template.spec.containers[0].image"]
     }
     deployment = after[("kubernetes:apps/v1:Deployment", "nginx-deployment")]
-    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.16.1"
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "nginxinc/nginx-unprivileged:1.16.1"
 
 
 def test_two_runs_with_the_same_config_are_identical() -> None:

@@ -67,8 +67,8 @@ def test_only_an_in_place_deployment_update_is_expected(steps: list[Step], unexp
 
 def test_plan_rendering() -> None:
     settings = Settings.from_values({"target": "eks", "imageTag": "1.16.1", "replicas": 4, "maxSurge": "50%"})
-    text = RolloutPlan("dev", "nginx:1.14.2", settings.image, settings).render()
-    assert "nginx:1.14.2 -> nginx:1.16.1" in text
+    text = RolloutPlan("dev", "nginxinc/nginx-unprivileged:1.14.2", settings.image, settings).render()
+    assert "nginxinc/nginx-unprivileged:1.14.2 -> nginxinc/nginx-unprivileged:1.16.1" in text
     assert "replicas     4" in text
     assert "maxSurge 2, maxUnavailable 0: at least 4 ready and at most 6 pods" in text
     assert "steps        2" in text
@@ -147,7 +147,7 @@ def test_rollback_flow(
     stack.tag = "1.16.1-broken"
     old = Settings.from_values({"target": "local", "imageTag": "1.14.2"})
     new = Settings.from_values({"target": "local", "imageTag": "1.16.1-broken"})
-    healthy = watch.Health("nginx:1.14.2", 3, 3, 3, 3, True)
+    healthy = watch.Health("nginxinc/nginx-unprivileged:1.14.2", 3, 3, 3, 3, True)
     monkeypatch.setattr(command, "health", lambda *_: healthy)
     monkeypatch.setattr(command, "progress", lambda *_: None)
     assert command.recover(cast(Any, stack), old, new, "timed out") == exit_code
@@ -155,7 +155,7 @@ def test_rollback_flow(
     assert stack.ups == ups
     assert command.result.rolled_back is (exit_code == Exit.ROLLED_BACK)
     if exit_code == Exit.ROLLED_BACK:
-        assert command.result.restored == "nginx:1.14.2: 3/3 ready, 3 updated, 3 available"
+        assert command.result.restored == "nginxinc/nginx-unprivileged:1.14.2: 3/3 ready, 3 updated, 3 available"
 
 
 def test_rollback_that_leaves_an_unhealthy_deployment_is_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -164,7 +164,9 @@ def test_rollback_that_leaves_an_unhealthy_deployment_is_a_failure(monkeypatch: 
     command = rollout()
     old = Settings.from_values({"target": "local", "imageTag": "1.14.2"})
     new = Settings.from_values({"target": "local", "imageTag": "1.16.1"})
-    monkeypatch.setattr(command, "health", lambda *_: watch.Health("nginx:1.14.2", 3, 2, 3, 2, True))
+    monkeypatch.setattr(
+        command, "health", lambda *_: watch.Health("nginxinc/nginx-unprivileged:1.14.2", 3, 2, 3, 2, True)
+    )
     monkeypatch.setattr(command, "progress", lambda *_: None)
     assert command.recover(cast(Any, FakeStack(set())), old, new, "timed out") == Exit.ROLLBACK_FAILED
 

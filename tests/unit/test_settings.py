@@ -57,12 +57,24 @@ def refused(values: dict[str, object]) -> str:
         ("azCount", "1", "out of range"),
         ("natGateways", "none", "use one of: single, perAz"),
         ("clusterLogTypes", "api,kubelet", "'kubelet' not known"),
+        ("containerPort", "0", "out of range; use 1 to 65535"),
+        ("containerPort", "http", "not a whole number"),
+        ("imageNeedsRoot", "yes", "'yes' is not accepted; use true or false"),
     ],
 )
 def test_bad_value_is_refused_naming_key_and_value(key: str, value: str, says: str) -> None:
     message = refused({**BASE, key: value})
     assert f"rolling:{key}" in message
     assert says in message
+
+
+def test_a_privileged_port_needs_an_image_that_starts_as_root() -> None:
+    message = refused({**BASE, "containerPort": "80"})
+    assert "rolling:containerPort 80 is a privileged port" in message
+    assert "imageNeedsRoot true" in message
+    settings = Settings.from_values({**BASE, "containerPort": "80", "imageNeedsRoot": "True"})
+    assert (settings.container_port, settings.image_needs_root) == (80, True)
+    assert Settings.from_values({**BASE, "imageNeedsRoot": False}).image_needs_root is False
 
 
 def test_unset_tag_says_how_to_set_it() -> None:
@@ -119,13 +131,13 @@ def test_every_problem_reported_at_once() -> None:
 
 @pytest.mark.parametrize("tag", ["1.16.1", "v2", "a1b2c3d", "1.25-alpine", "_x", "A" * 128, "latest-1"])
 def test_accepted_tags(tag: str) -> None:
-    assert Settings.from_values({**BASE, "imageTag": tag}).image == f"nginx:{tag}"
+    assert Settings.from_values({**BASE, "imageTag": tag}).image == f"nginxinc/nginx-unprivileged:{tag}"
 
 
 def test_digest_pins_the_image() -> None:
     digest = "sha256:" + "0123456789abcdef" * 4
     settings = Settings.from_values({**BASE, "imageDigest": digest})
-    assert settings.image == f"nginx@{digest}"
+    assert settings.image == f"nginxinc/nginx-unprivileged@{digest}"
 
 
 @pytest.mark.parametrize(
@@ -140,11 +152,11 @@ def test_defaults() -> None:
     settings = Settings.from_values(EKS)
     assert settings.replicas == 3
     assert (settings.rollout.max_surge, settings.rollout.max_unavailable) == (1, 0)
-    assert settings.namespace == "default"
+    assert settings.namespace == "rolling"
     assert settings.progress_deadline_seconds == PROGRESS_DEADLINE_DEFAULTS["eks"]
     assert settings.await_timeout_seconds == PROGRESS_DEADLINE_DEFAULTS["eks"] + 30
     assert settings.eks is not None
-    assert settings.eks.fargate_namespaces == ("default", "kube-system")
+    assert settings.eks.fargate_namespaces == ("rolling", "kube-system")
     assert settings.eks.cluster_log_types == ("api", "audit", "authenticator")
     assert Settings.from_values(BASE).progress_deadline_seconds == PROGRESS_DEADLINE_DEFAULTS["local"]
 
