@@ -80,7 +80,7 @@ def test_tag_change_previews_as_one_in_place_update(deployed: LocalStack) -> Non
     before = deployed.deployment().metadata.resource_version
     deployed.set(imageTag="1.16.1")
     result = deployed.preview(diff=True)
-    assert result.change_summary == {"same": 6, "update": 1}
+    assert result.change_summary == {"same": 7, "update": 1}
     assert image("1.14.2") in result.stdout and image("1.16.1") in result.stdout
     assert "image" in result.stdout
     assert deployed.deployment().metadata.resource_version == before
@@ -99,7 +99,7 @@ def test_rolling_update_keeps_capacity(tmp_path: Path, replicas: int, surge: int
             done = stack.deployment()  # read the moment `up` returns
         watcher.save(f"rollout-{replicas}-{surge}-{unavailable}")
 
-        assert result.summary.resource_changes == {"same": 6, "update": 1}
+        assert result.summary.resource_changes == {"same": 7, "update": 1}
         plan = strategy.plan(replicas, surge, unavailable)
         for sample in watcher.samples:
             assert sample.ready >= plan.min_ready, f"capacity dropped: {sample}"
@@ -287,4 +287,4 @@ def test_interrupted_update_recovers(deployed: LocalStack, sig: signal.Signals) 
     assert len(urns) == len(set(urns)) == 7, urns  # stack, provider, component, 4 Kubernetes objects
     assert not (deployed.stack.export_stack().deployment or {}).get("pending_operations")
     wait_for(lambda: ready_pods_by_image(deployed) == {image("1.16.1"): 3}, 60, "the new pods only")
-    assert deployed.stack.preview().change_summary == {"same": 7}
+    assert deployed.stack.preview().change_summary == {"same": 8}

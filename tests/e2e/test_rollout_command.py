@@ -60,7 +60,7 @@ def test_missing_image_rolls_back_automatically(deployed: LocalStack) -> None:
     assert "ErrImagePull" in err or "ImagePullBackOff" in err or "Failed to pull image" in err, err
     assert tag(deployed) == "1.14.2"
     assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}
-    assert deployed.preview().change_summary == {"same": 7}
+    assert deployed.preview().change_summary == {"same": 8}
 
 
 def test_without_terminal_or_yes_nothing_changes(deployed: LocalStack) -> None:
