@@ -78,9 +78,7 @@ class LoadBalancerController(pulumi.ComponentResource):
     role_arn: pulumi.Output[str]
     release: k8s.helm.v3.Release
 
-    def __init__(
-        self, name: str, args: LoadBalancerControllerArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: LoadBalancerControllerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rolling:index:LoadBalancerController", name, None, opts)
         aws_child = pulumi.ResourceOptions(parent=self)
         role = aws.iam.Role(
@@ -201,9 +199,10 @@ class AppIngress(pulumi.ComponentResource):
                     )
                 ),
             ),
-            # On destroy the provider waits until the Ingress is gone, which is when the controller
-            # has deleted the ALB (its finalizer): only then may the controller and the VPC go.
-            opts=pulumi.ResourceOptions(parent=self),
+            # Created once the controller is ready. On destroy the provider waits until the Ingress is
+            # gone, which is when the controller has deleted the ALB (its finalizer): only then may the
+            # controller, the cluster and the VPC go.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=opts.depends_on if opts else None),
         )
         scheme = "https" if args.certificate_arn else "http"
         # The provider waits for the ALB's address before it reports the Ingress created.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -17,6 +18,8 @@ LABELS = {"app": "nginx"}
 # The Service's port; the container's is a setting (8080 for the unprivileged app image).
 SERVICE_PORT = 80
 REVISION_HISTORY = 5
+# The page the probes read (and, on eks, the ALB's health check).
+PROBE_PATH = "/"
 # The uid and gid the pod runs as unless the image needs root: fixed, not root, and above the
 # range a host's own users and system accounts take (so a process that escapes owns nothing there).
 APP_UID = 10001
@@ -51,6 +54,8 @@ class WebAppArgs:
     # The port the image serves on, and whether it must start as root (the stock nginx image).
     container_port: int
     needs_root: bool
+    # Namespace labels another component reads (on eks: the ALB controller's readiness-gate label).
+    namespace_labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def pinned_by_digest(self) -> bool:
@@ -63,12 +68,16 @@ class WebApp(pulumi.ComponentResource):
     namespace: pulumi.Output[str]
     deployment_name: pulumi.Output[str]
     service_name: pulumi.Output[str]
+    # The Service's cluster address: on the local node, this machine reaches it directly.
+    cluster_ip: pulumi.Output[str]
 
     def __init__(self, name: str, args: WebAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         # The Kubernetes provider arrives in opts (providers=[...]) and reaches
         # every child through parent=self.
         super().__init__("rolling:index:WebApp", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        # What the component waits for, its resources wait for: a component's dependencies are not
+        # its children's unless passed on.
+        child = pulumi.ResourceOptions(parent=self, depends_on=opts.depends_on if opts else None)
 
         namespace: pulumi.Input[str] = args.namespace
         if args.namespace != "default":
@@ -79,7 +88,10 @@ class WebApp(pulumi.ComponentResource):
                 f"{name}-namespace",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     name=args.namespace,
-                    labels={f"pod-security.kubernetes.io/{mode}": level for mode in ("enforce", "warn", "audit")},
+                    labels={
+                        **{f"pod-security.kubernetes.io/{mode}": level for mode in ("enforce", "warn", "audit")},
+                        **args.namespace_labels,
+                    },
                 ),
                 opts=child,
             )
@@ -140,9 +152,10 @@ class WebApp(pulumi.ComponentResource):
             opts=child,
         )
 
-        self.namespace = deployment.metadata.namespace
+        self.namespace = pulumi.Output.from_input(namespace)
         self.deployment_name = deployment.metadata.name
         self.service_name = service.metadata.name
+        self.cluster_ip = service.spec.cluster_ip
         self.register_outputs(
             {
                 "namespace": self.namespace,
@@ -155,7 +168,7 @@ class WebApp(pulumi.ComponentResource):
 def _deployment_spec(args: WebAppArgs) -> k8s.apps.v1.DeploymentSpecArgs:
     """The Deployment's spec. The pod template depends on nothing but args, so a new tag
     changes the image alone: no timestamps, no random values."""
-    probe = k8s.core.v1.HTTPGetActionArgs(path="/", port="http")
+    probe = k8s.core.v1.HTTPGetActionArgs(path=PROBE_PATH, port="http")
     resources = {"cpu": args.cpu, "memory": args.memory}
     container = k8s.core.v1.ContainerArgs(
         name=CONTAINER,

@@ -30,6 +30,9 @@ class FargateCluster(pulumi.ComponentResource):
     cluster_name: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
+    # The cluster's OIDC provider, which IAM roles for service accounts trust.
+    oidc_provider_arn: pulumi.Output[str]
+    oidc_issuer: pulumi.Output[str]
 
     def __init__(self, name: str, args: FargateClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rolling:index:FargateCluster", name, None, opts)
@@ -58,6 +61,8 @@ class FargateCluster(pulumi.ComponentResource):
         # so it resolves only once the cluster exists.
         self.cluster_name = cluster.urn.apply(lambda _: args.cluster_name)
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig_json)
+        self.oidc_provider_arn = cluster.oidc_provider_arn
+        self.oidc_issuer = cluster.oidc_issuer
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,

@@ -37,6 +37,9 @@ DRAIN_DEFAULTS = {"eks": 30, "local": 5}
 # What a stopping pod's grace period allows past the drain: nginx's graceful stop (SIGQUIT)
 # finishing the requests it has accepted.
 STOP_SECONDS = 15
+# How long an ALB takes to stop sending new requests to a target once it starts deregistering it:
+# a stopping pod's drain covers this and the deregistration delay.
+ALB_PROPAGATION_SECONDS = 5
 # The first minor version whose kubelet runs a preStop `sleep` by default (beta in 1.30, GA in 1.34).
 SLEEP_ACTION_SINCE = (1, 30)
 
@@ -287,6 +290,18 @@ def _ecr_name(value: str) -> str:
     return value
 
 
+_CERTIFICATE_RE = re.compile(r"arn:aws(?:-[a-z]+)*:acm:[a-z]{2}(?:-[a-z]+)+-[0-9]:[0-9]{12}:certificate/[0-9a-f-]{36}")
+
+
+def _certificate_arn(value: str) -> str:
+    if not _CERTIFICATE_RE.fullmatch(value.strip()):
+        raise ValueError(
+            f"'{value}' is not an ACM certificate ARN: "
+            "arn:aws:acm:<region>:<12-digit account>:certificate/<36-character id>"
+        )
+    return value.strip()
+
+
 def _log_types(value: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in value.split(",") if part.strip())
     bad = [name for name in names if name not in LOG_TYPES]
@@ -357,6 +372,30 @@ class EksSettings:
         default="rolling",
         description="the ECR repository the deploy workflow pushes images to (immutable tags, scanned on push).",
         accepted="the ECR repository name",
+        targets=("eks",),
+    )
+    alb_scheme: str = setting(
+        _choice(("internet-facing", "internal")),
+        default="internet-facing",
+        description="internet-facing (an ALB in the public subnets, reachable from anywhere) or internal "
+        "(private subnets, reachable from the VPC and what is peered with it).",
+        accepted="`internet-facing` or `internal`",
+        targets=("eks",),
+    )
+    certificate_arn: str | None = setting(
+        _certificate_arn,
+        default="",
+        unset=True,
+        description="an ACM certificate ARN in the stack's region; when set the ALB serves HTTPS on 443 and "
+        "redirects HTTP to it.",
+        accepted="`arn:aws:acm:<region>:<account>:certificate/<id>`; turns on HTTPS with a redirect",
+        targets=("eks",),
+    )
+    deregistration_delay_seconds: int = setting(
+        _int_between(0, 3600),
+        default=20,
+        description="seconds the ALB keeps a stopping pod's open connections; drainSeconds must outlast it by 5 s.",
+        accepted="0 to 3600; at most `drainSeconds` - 5",
         targets=("eks",),
     )
     ecr_keep_images: int = setting(
@@ -695,6 +734,27 @@ def _drain_fits_grace_period(parsed: dict[str, Any], target: str | None) -> str 
     return None
 
 
+def _drain_outlasts_deregistration(parsed: dict[str, Any], target: str | None) -> str | None:
+    drain, delay = parsed.get("drain_seconds"), parsed.get("deregistration_delay_seconds")
+    if target != "eks" or drain is None or delay is None or drain >= delay + ALB_PROPAGATION_SECONDS:
+        return None
+    return (
+        f"{NAMESPACE}:drainSeconds {drain} is shorter than deregistrationDelaySeconds {delay} plus the "
+        f"{ALB_PROPAGATION_SECONDS} s the ALB takes to stop routing: a stopping pod would close while the ALB "
+        f"still sends it requests; use drainSeconds {delay + ALB_PROPAGATION_SECONDS} or more, "
+        "or a shorter deregistrationDelaySeconds"
+    )
+
+
+def _eks_namespace_of_its_own(parsed: dict[str, Any], target: str | None) -> str | None:
+    if target != "eks" or parsed.get("namespace") != "default":
+        return None
+    return (
+        f"{NAMESPACE}:namespace 'default' cannot be used on eks: the program labels the app's namespace "
+        "(ALB readiness gates, Pod Security) and owns it; pick a namespace of the app's own, such as rolling"
+    )
+
+
 def _sleep_action_available(parsed: dict[str, Any], target: str | None) -> str | None:
     version = parsed.get("kubernetes_version")
     if target != "eks" or not parsed.get("drain_seconds") or version is None:
@@ -703,7 +763,8 @@ def _sleep_action_available(parsed: dict[str, Any], target: str | None) -> str |
         since = ".".join(map(str, SLEEP_ACTION_SINCE))
         return (
             f"{NAMESPACE}:kubernetesVersion {version} has no preStop sleep action (on by default since {since}), "
-            f"which drainSeconds {parsed['drain_seconds']} needs: use {since} or newer, or drainSeconds 0"
+            f"which drainSeconds {parsed['drain_seconds']} needs (the ALB routes to a stopping pod for a while): "
+            f"use {since} or newer"
         )
     return None
 
@@ -715,6 +776,8 @@ _RULES: tuple[Rule, ...] = (
     _fargate_selects_namespace,
     _port_needs_root,
     _drain_fits_grace_period,
+    _drain_outlasts_deregistration,
+    _eks_namespace_of_its_own,
     _sleep_action_available,
 )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -12,27 +14,25 @@ from infra.settings import EksSettings, Settings
 def build(settings: Settings) -> dict[str, object]:
     """Create every resource of the stack; return the outputs to export."""
     outputs: dict[str, object] = {}
-    provider: k8s.Provider
     if settings.eks is not None:
-        provider = _eks(settings.eks, outputs)
+        _build_eks(settings, settings.eks, outputs)
     else:
         # Imported here like the eks modules, so each target loads only what it uses.
         from infra import local
 
-        provider = local.provider(settings.kubeconfig)
-
-    web = workload(settings, provider)
-    outputs.update(
-        image=pulumi.Output.from_input(settings.image),
-        imageTag=pulumi.Output.from_input(settings.image_tag),
-        namespace=web.namespace,
-        deploymentName=web.deployment_name,
-        serviceName=web.service_name,
-    )
+        web = workload(settings, local.provider(settings.kubeconfig))
+        _app_outputs(settings, web, outputs)
+        # The Service's address, which this machine routes to the local node.
+        outputs["url"] = web.cluster_ip.apply(lambda ip: f"http://{ip}")
     return outputs
 
 
-def workload(settings: Settings, provider: k8s.Provider) -> app.WebApp:
+def workload(
+    settings: Settings,
+    provider: k8s.Provider,
+    namespace_labels: Mapping[str, str] | None = None,
+    depends_on: Sequence[pulumi.Resource] = (),
+) -> app.WebApp:
     """The app's Kubernetes resources through ``provider``: what `python -m infra.render` writes out."""
     return app.WebApp(
         "nginx",
@@ -49,16 +49,27 @@ def workload(settings: Settings, provider: k8s.Provider) -> app.WebApp:
             termination_grace_period_seconds=settings.termination_grace_period_seconds,
             container_port=settings.container_port,
             needs_root=settings.image_needs_root,
+            namespace_labels=dict(namespace_labels or {}),
         ),
-        pulumi.ResourceOptions(providers=[provider]),
+        pulumi.ResourceOptions(providers=[provider], depends_on=list(depends_on)),
     )
 
 
-def _eks(eks: EksSettings, outputs: dict[str, object]) -> k8s.Provider:
-    """The network, the Fargate cluster and the registry; the cluster's Kubernetes provider."""
+def _app_outputs(settings: Settings, web: app.WebApp, outputs: dict[str, object]) -> None:
+    outputs.update(
+        image=pulumi.Output.from_input(settings.image),
+        imageTag=pulumi.Output.from_input(settings.image_tag),
+        namespace=web.namespace,
+        deploymentName=web.deployment_name,
+        serviceName=web.service_name,
+    )
+
+
+def _build_eks(settings: Settings, eks: EksSettings, outputs: dict[str, object]) -> None:
+    """The network, the Fargate cluster, the registry, the load balancer controller, the app and its ALB."""
     # Imported here: the local target must not pay for (or need) the AWS SDKs.
+    from infra import alb, network, registry
     from infra import eks as eks_cluster
-    from infra import network, registry
 
     vpc = network.Vpc(
         "rolling",
@@ -85,7 +96,35 @@ def _eks(eks: EksSettings, outputs: dict[str, object]) -> k8s.Provider:
         "rolling",
         registry.RegistryArgs(repository_name=eks.ecr_repository, keep_images=eks.ecr_keep_images),
     )
+    provider = fargate_cluster.provider
+    controller = alb.LoadBalancerController(
+        "alb-controller",
+        alb.LoadBalancerControllerArgs(
+            cluster_name=fargate_cluster.cluster_name,
+            vpc_id=vpc.vpc_id,
+            oidc_provider_arn=fargate_cluster.oidc_provider_arn,
+            oidc_issuer=fargate_cluster.oidc_issuer,
+        ),
+        pulumi.ResourceOptions(providers=[provider]),
+    )
+    # After the controller: its webhook adds the readiness gates to the app's pods as they are made,
+    # and on destroy the app and its Ingress (with the ALB) go before the controller does.
+    web = workload(settings, provider, {alb.READINESS_GATE_LABEL: "enabled"}, depends_on=[controller])
+    ingress = alb.AppIngress(
+        "nginx",
+        alb.AppIngressArgs(
+            namespace=web.namespace,
+            service_name=web.service_name,
+            service_port="http",
+            health_check_path=app.PROBE_PATH,
+            scheme=eks.alb_scheme,
+            deregistration_delay_seconds=eks.deregistration_delay_seconds,
+            certificate_arn=eks.certificate_arn,
+        ),
+        pulumi.ResourceOptions(providers=[provider], depends_on=[controller]),
+    )
+    _app_outputs(settings, web, outputs)
     outputs["clusterName"] = fargate_cluster.cluster_name
     outputs["kubeconfig"] = fargate_cluster.kubeconfig
     outputs["repositoryUrl"] = ecr.repository_url
-    return fargate_cluster.provider
+    outputs["url"] = ingress.url

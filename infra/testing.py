@@ -11,10 +11,16 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.mocks import MockMonitor
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 ZONES = ["ap-northeast-2a", "ap-northeast-2b", "ap-northeast-2c", "ap-northeast-2d"]
 FAKE_KUBECONFIG = {"apiVersion": "v1", "clusters": [{"name": "mock"}]}
+# What the cloud would fill in: an account, the cluster's OIDC issuer, a Service's address, an ALB's name.
+ACCOUNT = "123456789012"
+OIDC_ISSUER = "oidc.eks.ap-northeast-2.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF"
+SERVICE_IP = "198.18.16.10"
+ALB_HOSTNAME = "k8s-rolling-nginx-0123456789-1234567890.ap-northeast-2.elb.amazonaws.com"
 
 
 @dataclass
@@ -45,6 +51,9 @@ class Recorder(pulumi.runtime.Mocks):
 
     resources: list[Resource] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
+    # The URNs each resource (by name) was registered to depend on: the engine creates it after
+    # them and deletes it before them.
+    dependencies: dict[str, set[str]] = field(default_factory=dict)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
         secrets = {k for k, v in args.inputs.items() if isinstance(v, dict) and SECRET_SIG in v}
@@ -53,6 +62,16 @@ class Recorder(pulumi.runtime.Mocks):
         outputs = dict(args.inputs)
         if args.typ == "eks:index:Cluster":
             outputs["kubeconfigJson"] = json.dumps(FAKE_KUBECONFIG)
+            outputs["oidcProviderArn"] = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{OIDC_ISSUER}"
+            outputs["oidcIssuer"] = OIDC_ISSUER
+        if args.typ.startswith("aws:iam/"):
+            kind = args.typ.rsplit(":", 1)[1][0].lower() + args.typ.rsplit(":", 1)[1][1:]
+            outputs.setdefault("arn", f"arn:aws:iam::{ACCOUNT}:{kind}/{args.name}")
+            outputs.setdefault("name", args.name)
+        if args.typ == "kubernetes:core/v1:Service":
+            outputs["spec"] = {**dict(outputs.get("spec") or {}), "clusterIP": SERVICE_IP}
+        if args.typ == "kubernetes:networking.k8s.io/v1:Ingress":
+            outputs["status"] = {"loadBalancer": {"ingress": [{"hostname": ALB_HOSTNAME}]}}
         if args.typ.startswith("kubernetes:") and "metadata" in outputs:
             metadata = dict(outputs["metadata"])
             metadata.setdefault("namespace", "default")
@@ -61,6 +80,8 @@ class Recorder(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
         self.calls.append(args.token)
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"region": "ap-northeast-2", "name": "ap-northeast-2", "id": "ap-northeast-2"}, []
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {
                 "names": ZONES,
@@ -69,6 +90,10 @@ class Recorder(pulumi.runtime.Mocks):
             }, []
         return {}, []
 
+    def depends_on(self, name: str, other: str) -> bool:
+        """Whether resource ``name`` was registered depending on the resource named ``other``."""
+        return any(urn.endswith(f"::{other}") for urn in self.dependencies.get(name, set()))
+
     def of_type(self, typ: str) -> list[Resource]:
         return [r for r in self.resources if r.type == typ]
 
@@ -76,6 +101,18 @@ class Recorder(pulumi.runtime.Mocks):
         found = self.of_type(typ)
         assert len(found) == 1, f"expected one {typ}, got {[r.name for r in found]}"
         return found[0]
+
+
+class _Monitor(MockMonitor):
+    """The SDK's mock monitor, also recording each registration's dependencies."""
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (the gRPC method's name)
+        recorder = self.mocks
+        assert isinstance(recorder, Recorder)
+        recorder.dependencies[request.name] = set(request.dependencies)
+        for urns in request.propertyDependencies.values():
+            recorder.dependencies[request.name] |= set(urns.urns)
+        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
 
 @dataclass
@@ -95,7 +132,7 @@ def fresh_runtime(config: Mapping[str, object], stack: str = "unit") -> Iterator
     mocks = Recorder()
     pulumi.runtime.set_all_config({f"rolling:{k}": str(v) for k, v in config.items()})
     runtime_settings.reset_options()
-    pulumi.runtime.set_mocks(mocks, project="rolling", stack=stack, preview=False)
+    pulumi.runtime.set_mocks(mocks, project="rolling", stack=stack, preview=False, monitor=_Monitor(mocks))
     try:
         yield mocks
     finally:

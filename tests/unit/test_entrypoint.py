@@ -42,6 +42,7 @@ def test_main_exports_the_outputs() -> None:
         "namespace": "rolling",
         "deploymentName": "nginx-deployment",
         "serviceName": "nginx",
+        "url": "http://198.18.16.10",
     }
 
 
@@ -99,6 +100,9 @@ NON_DEFAULT = {
     "fargateNamespaces": "web",
     "ecrRepository": "web",
     "ecrKeepImages": "9",
+    "albScheme": "internal",
+    "certificateArn": "arn:aws:acm:ap-northeast-2:123456789012:certificate/12345678-90ab-cdef-1234-567890abcdef",
+    "deregistrationDelaySeconds": "7",
     "imageTag": "1.16.1",
     "drainSeconds": "12",
     "terminationGracePeriodSeconds": "40",

@@ -222,6 +222,37 @@ def test_combinations_that_cannot_drain_are_refused(values: dict[str, str], says
     assert says in refused({**EKS, **values})
 
 
-def test_an_old_cluster_may_stop_pods_at_once() -> None:
-    settings = Settings.from_values({**EKS, "kubernetesVersion": "1.29", "drainSeconds": "0"})
-    assert settings.drain_seconds == 0
+def test_behind_an_alb_pods_must_drain() -> None:
+    # Locally a pod may stop at once (the traffic tests show what that costs); behind an ALB it may not.
+    assert Settings.from_values({**BASE, "drainSeconds": "0"}).drain_seconds == 0
+    message = refused({**EKS, "drainSeconds": "0", "deregistrationDelaySeconds": "0"})
+    assert "rolling:drainSeconds 0 is shorter than deregistrationDelaySeconds 0 plus the 5 s" in message
+    message = refused({**EKS, "drainSeconds": "24"})
+    assert "use drainSeconds 25 or more, or a shorter deregistrationDelaySeconds" in message
+    tuned = Settings.from_values({**EKS, "drainSeconds": "15", "deregistrationDelaySeconds": "10"})
+    assert tuned.eks is not None and (tuned.drain_seconds, tuned.eks.deregistration_delay_seconds) == (15, 10)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("albScheme", "public", "'public' is not accepted; use one of: internet-facing, internal"),
+        ("certificateArn", "arn:aws:acm:ap-northeast-2:1234:certificate/x", "is not an ACM certificate ARN"),
+        ("certificateArn", "arn:aws:iam::123456789012:server-certificate/x", "is not an ACM certificate ARN"),
+        ("deregistrationDelaySeconds", "3601", "out of range; use 0 to 3600"),
+        ("namespace", "default", "'default' cannot be used on eks"),
+    ],
+)
+def test_load_balancer_settings_refused(key: str, value: str, says: str) -> None:
+    message = refused({**EKS, key: value})
+    assert f"rolling:{key}" in message and says in message
+
+
+def test_load_balancer_defaults_and_certificate() -> None:
+    eks = Settings.from_values(EKS).eks
+    assert eks is not None
+    assert (eks.alb_scheme, eks.certificate_arn, eks.deregistration_delay_seconds) == ("internet-facing", None, 20)
+    arn = "arn:aws:acm:ap-northeast-2:123456789012:certificate/12345678-90ab-cdef-1234-567890abcdef"
+    with_tls = Settings.from_values({**EKS, "certificateArn": arn}).eks
+    assert with_tls is not None and with_tls.certificate_arn == arn
+    assert Settings.from_values({**BASE, "namespace": "default"}).namespace == "default"

@@ -1,0 +1,168 @@
+"""The way in on eks: the load balancer controller (role, policy, chart), the Ingress, readiness gates, order."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from infra import alb
+from infra.testing import ACCOUNT, OIDC_ISSUER
+from tests.unit.harness import Run, run_program
+
+ROLE = "aws:iam/role:Role"
+POLICY = "aws:iam/policy:Policy"
+ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+ARN = "arn:aws:acm:ap-northeast-2:123456789012:certificate/12345678-90ab-cdef-1234-567890abcdef"
+
+
+def run(**extra: object) -> Run:
+    return run_program({"target": "eks", "imageTag": "1.14.2", **extra})
+
+
+@pytest.fixture(scope="module")
+def default_run() -> Run:
+    return run()
+
+
+def alb_annotations(result: Run) -> dict[str, str]:
+    metadata = result.mocks.one(INGRESS).inputs["metadata"]
+    prefix = "alb.ingress.kubernetes.io/"
+    return {k.removeprefix(prefix): v for k, v in metadata["annotations"].items() if k.startswith(prefix)}
+
+
+def test_role_trusts_only_the_controller_service_account(default_run: Run) -> None:
+    trust = json.loads(default_run.mocks.one(ROLE).inputs["assumeRolePolicy"])
+    (statement,) = trust["Statement"]
+    assert statement == {
+        "Effect": "Allow",
+        "Principal": {"Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{OIDC_ISSUER}"},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {
+            "StringEquals": {
+                f"{OIDC_ISSUER}:sub": "system:serviceaccount:kube-system:aws-load-balancer-controller",
+                f"{OIDC_ISSUER}:aud": "sts.amazonaws.com",
+            }
+        },
+    }
+
+
+def test_role_gets_the_published_policy_of_the_pinned_version(default_run: Run) -> None:
+    policy = default_run.mocks.one(POLICY).inputs
+    document = json.loads(policy["policy"])
+    assert document == alb.iam_policy_document()
+    assert "3.5.0" in policy["description"]
+    actions = {
+        a for s in document["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    # What the controller does for an Ingress with IP targets.
+    assert {
+        "elasticloadbalancing:CreateLoadBalancer",
+        "elasticloadbalancing:RegisterTargets",
+        "elasticloadbalancing:DeregisterTargets",
+        "elasticloadbalancing:DeleteLoadBalancer",
+        "ec2:CreateSecurityGroup",
+    } <= actions
+    attachment = default_run.mocks.one(ATTACHMENT).inputs
+    assert attachment["role"] == "alb-controller-role"
+    assert attachment["policyArn"] == f"arn:aws:iam::{ACCOUNT}:policy/alb-controller-policy"
+
+
+def test_chart_pinned_with_the_values_fargate_needs(default_run: Run) -> None:
+    release = default_run.mocks.one(RELEASE).inputs
+    assert (release["chart"], release["version"], release["namespace"]) == (
+        "aws-load-balancer-controller",
+        "3.5.0",
+        "kube-system",
+    )
+    assert release["repositoryOpts"] == {"repo": "https://aws.github.io/eks-charts"}
+    assert release["skipAwait"] is False
+    values = release["values"]
+    assert values["clusterName"] == "rolling"
+    assert values["region"] == "ap-northeast-2"
+    assert values["vpcId"] == "rolling-vpc-id"
+    assert values["serviceAccount"] == {
+        "create": True,
+        "name": "aws-load-balancer-controller",
+        "annotations": {"eks.amazonaws.com/role-arn": f"arn:aws:iam::{ACCOUNT}:role/alb-controller-role"},
+    }
+    assert values["keepTLSSecret"] is True  # the webhook's certificate is not remade on every up
+    assert values["enableServiceMutatorWebhook"] is False
+    assert values["ingressClass"] == "alb"
+
+
+def test_kube_system_runs_on_fargate(default_run: Run) -> None:
+    cluster = default_run.mocks.one("eks:index:Cluster").inputs
+    assert "kube-system" in [s["namespace"] for s in cluster["fargate"]["selectors"]]
+
+
+def test_ingress_targets_pod_ips_and_checks_the_probe_page(default_run: Run) -> None:
+    ingress = default_run.mocks.one(INGRESS).inputs
+    assert ingress["metadata"]["namespace"] == "rolling"
+    assert ingress["spec"] == {
+        "ingressClassName": "alb",
+        "defaultBackend": {"service": {"name": "nginx", "port": {"name": "http"}}},
+    }
+    assert alb_annotations(default_run) == {
+        "scheme": "internet-facing",
+        "target-type": "ip",
+        "healthcheck-path": "/",
+        "healthcheck-interval-seconds": "5",
+        "healthcheck-timeout-seconds": "2",
+        "healthcheck-healthy-threshold-count": "2",
+        "success-codes": "200",
+        "target-group-attributes": "deregistration_delay.timeout_seconds=20",
+        "listen-ports": '[{"HTTP":80}]',
+    }
+
+
+def test_scheme_and_deregistration_delay_from_settings() -> None:
+    found = alb_annotations(run(albScheme="internal", deregistrationDelaySeconds=40, drainSeconds=45))
+    assert found["scheme"] == "internal"
+    assert found["target-group-attributes"] == "deregistration_delay.timeout_seconds=40"
+
+
+def test_a_certificate_turns_on_https_with_a_redirect() -> None:
+    result = run(certificateArn=ARN)
+    found = alb_annotations(result)
+    assert found["certificate-arn"] == ARN
+    assert json.loads(found["listen-ports"]) == [{"HTTP": 80}, {"HTTPS": 443}]
+    assert found["ssl-redirect"] == "443"
+    assert found["ssl-policy"].startswith("ELBSecurityPolicy-TLS13")
+    assert result.outputs["url"].startswith("https://")
+
+
+def test_new_pods_wait_for_the_alb_through_readiness_gates(default_run: Run) -> None:
+    labels = default_run.mocks.one(NAMESPACE).inputs["metadata"]["labels"]
+    assert labels["elbv2.k8s.aws/pod-readiness-gate-inject"] == "enabled"
+    strategy = default_run.mocks.one("kubernetes:apps/v1:Deployment").inputs["spec"]["strategy"]
+    assert strategy["rollingUpdate"]["maxUnavailable"] == 0
+
+
+@pytest.mark.parametrize("name", ["nginx-ingress", "nginx-deployment", "nginx-namespace"])
+def test_the_controller_is_ready_first_and_deleted_last(default_run: Run, name: str) -> None:
+    # Created after the Helm release (which waits for the controller and its webhook); so, on destroy,
+    # deleted before it: the Ingress's ALB is gone before the controller, the cluster and the VPC are.
+    assert default_run.mocks.depends_on(name, "alb-controller-release")
+    assert default_run.mocks.depends_on("alb-controller-release", "alb-controller-policy-attachment")
+
+
+def test_ingress_follows_the_service_and_the_release_follows_the_cluster(default_run: Run) -> None:
+    assert default_run.mocks.depends_on("nginx-ingress", "nginx-service")
+    assert default_run.mocks.depends_on("alb-controller-release", "rolling-eks")
+    # The rollout's Deployment is not the Ingress's dependency: a new tag changes the image alone.
+    assert not default_run.mocks.depends_on("nginx-ingress", "nginx-deployment")
+
+
+def test_url_is_the_albs_address(default_run: Run) -> None:
+    url: Any = default_run.outputs["url"]
+    assert url.startswith("http://k8s-rolling-nginx-") and url.endswith(".elb.amazonaws.com")
+
+
+def test_local_target_has_no_controller_and_no_ingress() -> None:
+    mocks = run_program({"target": "local", "imageTag": "1.14.2"}).mocks
+    assert mocks.of_type(RELEASE) == mocks.of_type(INGRESS) == mocks.of_type(ROLE) == []
