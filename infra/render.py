@@ -5,7 +5,8 @@
 
 The program's own workload code runs against a Kubernetes provider in render mode
 (``renderYamlToDirectory``), so reviewers and scanners read exactly what `up` would apply. Only the
-Kubernetes objects of the app are rendered: the AWS resources of the eks target are not manifests.
+Kubernetes objects of the app (and its Ingress on eks) are rendered: the AWS resources and the load
+balancer controller's Helm release are not manifests of the app.
 The stack lives in a temporary file backend and is removed afterwards.
 """
 
@@ -17,6 +18,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+import pulumi
 import pulumi.automation as auto
 
 from infra.settings import TARGETS, SettingsError
@@ -38,7 +40,9 @@ def render(target: str, directory: Path, values: Mapping[str, object] | None = N
 
     def program() -> None:
         provider = k8s.Provider("render", render_yaml_to_directory=str(directory))
-        stack.workload(settings, provider)
+        web = stack.workload(settings, provider, stack.namespace_labels(settings))
+        if settings.eks is not None:
+            stack.ingress(settings.eks, web, pulumi.ResourceOptions(providers=[provider]))
 
     with tempfile.TemporaryDirectory(prefix="rolling-render-") as work:
         env = {

@@ -55,6 +55,34 @@ def workload(
     )
 
 
+def namespace_labels(settings: Settings) -> dict[str, str]:
+    """Labels the app's namespace carries for other components: on eks, the ALB readiness gates."""
+    if settings.eks is None:
+        return {}
+    from infra.alb import READINESS_GATE_LABEL
+
+    return {READINESS_GATE_LABEL: "enabled"}
+
+
+def ingress(eks: EksSettings, web: app.WebApp, opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    """The ALB Ingress in front of the app's Service (eks); returns its url."""
+    from infra import alb
+
+    return alb.AppIngress(
+        "nginx",
+        alb.AppIngressArgs(
+            namespace=web.namespace,
+            service_name=web.service_name,
+            service_port="http",
+            health_check_path=app.PROBE_PATH,
+            scheme=eks.alb_scheme,
+            deregistration_delay_seconds=eks.deregistration_delay_seconds,
+            certificate_arn=eks.certificate_arn,
+        ),
+        opts,
+    ).url
+
+
 def _app_outputs(settings: Settings, web: app.WebApp, outputs: dict[str, object]) -> None:
     outputs.update(
         image=pulumi.Output.from_input(settings.image),
@@ -109,22 +137,10 @@ def _build_eks(settings: Settings, eks: EksSettings, outputs: dict[str, object])
     )
     # After the controller: its webhook adds the readiness gates to the app's pods as they are made,
     # and on destroy the app and its Ingress (with the ALB) go before the controller does.
-    web = workload(settings, provider, {alb.READINESS_GATE_LABEL: "enabled"}, depends_on=[controller])
-    ingress = alb.AppIngress(
-        "nginx",
-        alb.AppIngressArgs(
-            namespace=web.namespace,
-            service_name=web.service_name,
-            service_port="http",
-            health_check_path=app.PROBE_PATH,
-            scheme=eks.alb_scheme,
-            deregistration_delay_seconds=eks.deregistration_delay_seconds,
-            certificate_arn=eks.certificate_arn,
-        ),
-        pulumi.ResourceOptions(providers=[provider], depends_on=[controller]),
-    )
+    web = workload(settings, provider, namespace_labels(settings), depends_on=[controller])
+    url = ingress(eks, web, pulumi.ResourceOptions(providers=[provider], depends_on=[controller]))
     _app_outputs(settings, web, outputs)
     outputs["clusterName"] = fargate_cluster.cluster_name
     outputs["kubeconfig"] = fargate_cluster.kubeconfig
     outputs["repositoryUrl"] = ecr.repository_url
-    outputs["url"] = ingress.url
+    outputs["url"] = url

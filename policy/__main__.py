@@ -86,6 +86,11 @@ POLICIES: list[Any] = [
         rules.drains_before_stopping,
     ),
     stack_policy(
+        "alb-ingress",
+        "On EKS, an ALB Ingress targets pod IPs and its namespace turns on the ALB readiness gates.",
+        rules.alb_ingresses,
+    ),
+    stack_policy(
         "eks-cluster", "The EKS cluster pins its version, logs its control plane and has a Fargate profile.", eks
     ),
 ]

@@ -21,6 +21,10 @@ DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 SERVICE = "kubernetes:core/v1:Service"
 EKS_CLUSTER = "eks:index:Cluster"
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+ALB_PREFIX = "alb.ingress.kubernetes.io/"
+READINESS_GATE_LABEL = "elbv2.k8s.aws/pod-readiness-gate-inject"
 
 
 @dataclass(frozen=True)
@@ -255,6 +259,38 @@ def eks_cluster(resource: Resource) -> list[str]:
         found.append(
             "no Fargate profile: pods would have nowhere to run; the cluster must select namespaces for Fargate"
         )
+    return found
+
+
+def alb_ingresses(resources: Sequence[Resource]) -> list[str]:
+    """On Fargate, an ALB Ingress targets pod IPs, and its namespace turns on the controller's readiness gates."""
+    if not on_fargate(resources):
+        return []
+    gated = {
+        _name(r.props, r.name)
+        for r in resources
+        if r.type == NAMESPACE
+        and ((r.props.get("metadata") or {}).get("labels") or {}).get(READINESS_GATE_LABEL) == "enabled"
+    }
+    found = []
+    for ingress in (r for r in resources if r.type == INGRESS):
+        metadata = ingress.props.get("metadata") or {}
+        spec = ingress.props.get("spec") or {}
+        if spec.get("ingressClassName") != "alb":
+            continue
+        name, namespace = _name(ingress.props, ingress.name), metadata.get("namespace") or "default"
+        target_type = (metadata.get("annotations") or {}).get(ALB_PREFIX + "target-type", "instance")
+        if target_type != "ip":
+            found.append(
+                f"Ingress '{name}' has target type '{target_type}': Fargate pods have no node port an ALB could "
+                f"reach; annotate {ALB_PREFIX}target-type: ip"
+            )
+        if namespace not in gated:
+            found.append(
+                f"Ingress '{name}': namespace '{namespace}' lacks the label {READINESS_GATE_LABEL}: enabled, so a "
+                "new pod counts as ready before the ALB sends it traffic and a rollout can remove the old pods "
+                "before the new ones are in service"
+            )
     return found
 
 

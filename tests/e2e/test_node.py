@@ -8,12 +8,14 @@ import json
 import os
 import subprocess
 import threading
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pulumi.automation as auto
 from kubernetes import client
 
+from infra import load
 from tests.e2e.harness import ROOT, LocalStack, api_client, local_stack, node_env, service_url, wait_for
 from tests.e2e.images import NEVER_READY, image
 
@@ -37,6 +39,19 @@ def test_a_request_through_the_service_names_the_version(deployed: LocalStack) -
     # kube-proxy programs a Service's endpoints up to a second after the pods are Ready.
     wait_for(lambda: get(service_url(deployed, "/version.txt")) == "1.14.2", 10, "the Service to route")
     assert "Version <code>1.14.2</code>" in get(service_url(deployed, "/"))
+
+
+def test_the_url_output_serves_the_deployed_version(deployed: LocalStack) -> None:
+    # What a user runs: curl $(pulumi stack output url)/version.txt, before and after a rollout.
+    def served() -> str | None:
+        url = str(deployed.stack.outputs()["url"].value)
+        # Only an address in the node's Service range is ever requested.
+        return load.parse_version(load.node_service_url(str(urllib.parse.urlsplit(url).hostname), "/version.txt"))
+
+    wait_for(lambda: served() == "1.14.2", 15, "the url output to serve 1.14.2")
+    deployed.set(imageTag="1.16.1")
+    deployed.up()
+    wait_for(lambda: served() == "1.16.1", 15, "the url output to serve 1.16.1")
 
 
 def test_the_pod_runs_under_its_security_context(deployed: LocalStack) -> None:

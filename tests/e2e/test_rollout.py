@@ -72,6 +72,7 @@ def test_first_deploy(deployed: LocalStack) -> None:
         "namespace": deployed.namespace,
         "deploymentName": DEPLOYMENT,
         "serviceName": "nginx",
+        "url": f"http://{core.read_namespaced_service('nginx', deployed.namespace).spec.cluster_ip}",
     }
     assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}
 

@@ -19,6 +19,7 @@ def program_resources(target: str, **extra: object) -> list[rules.Resource]:
 def all_violations(resources: list[rules.Resource]) -> list[str]:
     fargate = rules.on_fargate(resources)
     found = rules.disruption_budgets(resources) + rules.drains_before_stopping(resources)
+    found += rules.alb_ingresses(resources)
     for r in resources:
         found += rules.pinned_images(r) + rules.readiness_probes(r) + rules.keeps_serving(r)
         found += rules.requests_equal_limits(r, fargate) + rules.eks_cluster(r) + rules.least_privilege(r)
@@ -189,3 +190,26 @@ def test_escalation_and_a_writable_root_are_reported() -> None:
         "may gain privileges ",
         "can write its root f",
     ]
+
+
+def _eks_with(change: str) -> list[rules.Resource]:
+    resources = [rules.Resource(r.type, r.name, copy.deepcopy(dict(r.props))) for r in program_resources("eks")]
+    for r in resources:
+        if change == "instance" and r.type == rules.INGRESS:
+            r.props["metadata"]["annotations"]["alb.ingress.kubernetes.io/target-type"] = "instance"
+        if change == "no-gates" and r.type == rules.NAMESPACE:
+            del r.props["metadata"]["labels"][rules.READINESS_GATE_LABEL]
+    return resources
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ("instance", "has target type 'instance': Fargate pods have no node port"),
+        ("no-gates", "lacks the label elbv2.k8s.aws/pod-readiness-gate-inject: enabled"),
+    ],
+)
+def test_an_alb_on_fargate_targets_pods_through_readiness_gates(change: str, says: str) -> None:
+    assert rules.alb_ingresses(program_resources("eks")) == []
+    (message,) = rules.alb_ingresses(_eks_with(change))
+    assert message.startswith("Ingress 'nginx'") and says in message
