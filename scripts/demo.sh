@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole flow on the local stack and the real node: build two versions of the
-# app image, deploy the first, ask the Service which version answers, change the
-# tag, preview the diff, roll it out while watching the ReplicaSets, ask again.
+# app image, deploy the first, ask the stack's url which version answers, change
+# the tag, preview the diff, roll it out while watching the ReplicaSets, ask again.
 # Run through `make demo`, which builds the toolchain and starts the cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ watch_rollout() {
   local start=$SECONDS
   while true; do
     printf '%3ds  ' $((SECONDS - start))
-    kubectl get rs -l app=nginx --no-headers \
+    kubectl -n "$namespace" get rs -l app=nginx --no-headers \
       -o custom-columns='IMAGE:.spec.template.spec.containers[0].image,READY:.status.readyReplicas,DESIRED:.spec.replicas' \
       2>/dev/null | awk '{printf "%s ready %s/%s   ", $1, ($2 == "<none>" ? 0 : $2), $3}'
     echo
@@ -26,12 +26,13 @@ watch_rollout() {
 }
 
 ask_service() {
-  # The Service's address, reached from this machine through the node (and only if it is the node's).
-  local ip
-  ip=$(kubectl get service nginx -o jsonpath='{.spec.clusterIP}')
+  # The stack's url: the Service's address, reached from this machine through the node (and
+  # only if it is the node's).
+  local url
+  url=$(pulumi stack output url)
   python3 -c 'import ipaddress, sys; sys.exit(ipaddress.ip_address(sys.argv[1]) not in ipaddress.ip_network(sys.argv[2]))' \
-    "$ip" "$(cluster/node.sh env | tr ' ' '\n' | sed -n 's/^SERVICE_CIDR=//p')"
-  echo "curl http://$ip/version.txt -> $(curl -sf -m 3 "http://$ip/version.txt")"
+    "${url#http://}" "$(cluster/node.sh env | tr ' ' '\n' | sed -n 's/^SERVICE_CIDR=//p')"
+  echo "curl \$(pulumi stack output url)/version.txt -> $(curl -sf -m 3 "$url/version.txt")"
 }
 
 step "two versions of the app image (app/Dockerfile), pushed to the node's registry"
@@ -46,7 +47,8 @@ step "first deploy: $repository:$old, 3 replicas"
 pulumi config set imageRepository "$repository"
 pulumi config set imageTag "$old"
 pulumi up --yes --skip-preview
-kubectl get deploy,rs,pods -l app=nginx -o wide
+namespace=$(pulumi stack output namespace)
+kubectl -n "$namespace" get deploy,rs,pods -l app=nginx -o wide
 # kube-proxy programs the Service's endpoints within a second of the pods getting ready.
 for _ in 1 2 3 4 5 6 7 8 9 10; do ask_service 2>/dev/null && break; sleep 0.5; done
 
@@ -64,5 +66,5 @@ pulumi up --yes --skip-preview --suppress-progress
 kill $watcher 2>/dev/null || true
 
 step "done"
-kubectl get deploy,rs,pods -l app=nginx
+kubectl -n "$namespace" get deploy,rs,pods -l app=nginx
 ask_service

@@ -253,10 +253,12 @@ def cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
 def app_objects(stack: LocalStack) -> dict[str, list[str]]:
     apps, core = client.AppsV1Api(api_client()), client.CoreV1Api(api_client())
     policy = client.PolicyV1Api(api_client())
+    networking = client.NetworkingV1Api(api_client())
     return {
         "deployments": [d.metadata.name for d in apps.list_namespaced_deployment(stack.namespace).items],
         "services": [s.metadata.name for s in core.list_namespaced_service(stack.namespace).items],
         "pdbs": [p.metadata.name for p in policy.list_namespaced_pod_disruption_budget(stack.namespace).items],
+        "networkpolicies": [n.metadata.name for n in networking.list_namespaced_network_policy(stack.namespace).items],
     }
 
 
@@ -283,9 +285,10 @@ def test_interrupted_update_recovers(deployed: LocalStack, sig: signal.Signals) 
         "deployments": [DEPLOYMENT],
         "services": ["nginx"],
         "pdbs": [DEPLOYMENT],
+        "networkpolicies": [DEPLOYMENT],
     }
     urns = [r["urn"] for r in resources(deployed)]
-    assert len(urns) == len(set(urns)) == 7, urns  # stack, provider, component, 4 Kubernetes objects
+    assert len(urns) == len(set(urns)) == 8, urns  # stack, provider, component, 5 Kubernetes objects
     assert not (deployed.stack.export_stack().deployment or {}).get("pending_operations")
     wait_for(lambda: ready_pods_by_image(deployed) == {image("1.16.1"): 3}, 60, "the new pods only")
     assert deployed.stack.preview().change_summary == {"same": 8}

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
+import os
 import re
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +93,56 @@ def test_merges_build_tag_by_sha_push_and_roll_one_at_a_time() -> None:
     assert 'exit "$status"' in runs, "a failed rollout fails the job"
     names = [str(s.get("uses", "")).split("@")[0] for s in job["steps"]]
     assert names.index("aws-actions/configure-aws-credentials") < names.index("aws-actions/amazon-ecr-login")
+    # After the rollout, the ALB must serve the new tag (bounded), or the job fails.
+    last = job["steps"][-1]
+    assert 'scripts/wait-for-version.sh "$url" "$TAG" 300' in last["run"]
+    assert "pulumi stack output url --stack dev" in last["run"] and 'exit "$status"' in last["run"]
+    assert "GITHUB_STEP_SUMMARY" in last["run"]
+
+
+@pytest.fixture
+def version_server() -> Iterator[str]:
+    """A server on loopback whose /version.txt answers 'abc1234'."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"abc1234\n" if self.path == "/version.txt" else b""
+            self.send_response(200 if body else 404)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+SCRIPT = WORKFLOWS.parents[1] / "scripts" / "wait-for-version.sh"
+
+
+def test_wait_for_version_returns_once_served(version_server: str) -> None:
+    done = subprocess.run(
+        [str(SCRIPT), version_server, "abc1234", "10"], check=False, capture_output=True, text=True, timeout=20
+    )
+    assert done.returncode == 0, done.stderr
+    assert "serves abc1234 (after 1 request(s))" in done.stdout
+
+
+def test_wait_for_version_fails_when_never_served(version_server: str) -> None:
+    env = {**os.environ, "WAIT_INTERVAL_S": "1"}
+    done = subprocess.run(
+        [str(SCRIPT), version_server, "def5678", "3"], check=False, capture_output=True, text=True, timeout=20, env=env
+    )
+    assert done.returncode == 1
+    assert "did not serve def5678 within 3s" in done.stderr and "last: 'abc1234'" in done.stderr
+    refused = subprocess.run([str(SCRIPT), "example.com", "x"], check=False, capture_output=True, text=True, timeout=20)
+    assert refused.returncode == 2 and "is not an http(s) URL" in refused.stderr
 
 
 @pytest.mark.parametrize(
