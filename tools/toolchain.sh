@@ -192,9 +192,10 @@ command -v go >/dev/null || { echo "toolchain: the go command is needed (Go 1.26
 command -v python3 >/dev/null || { echo "toolchain: python3 is needed (it writes the provider's embedded schema)" >&2; exit 1; }
 mkdir -p "$cache/pieces"
 # Go's caches of our own, so the user's are left alone and ours can be trimmed:
-# the module cache stays (a changed pin rebuilds from it), the build cache is
-# emptied after each piece (it is most of the disk a build takes: emptying it
-# keeps the peak under 10 GB, at the price of compiling shared packages again).
+# the module cache stays (a changed pin rebuilds from it); the build cache is
+# shared by the pieces of one run (the standard library and the modules they pin
+# alike are compiled once) and emptied when the run ends, since it is most of
+# the disk a build takes and nothing reuses it until a pin changes.
 # -buildvcs=false: a piece is built from module versions, not from this repository's commit.
 export GOMODCACHE=$cache/go/mod GOCACHE=$cache/go/build GOFLAGS="${GOFLAGS:-} -modcacherw -buildvcs=false" GOTOOLCHAIN=local
 
@@ -232,6 +233,7 @@ for p in "${todo[@]}"; do
     echo "toolchain: building $p failed; full log: $tmp.log" >&2
     echo "toolchain: the failing recipe is build_piece $p in $here/toolchain.sh" >&2
     rm -rf "$tmp"
+    go clean -cache  # a failed run leaves no build cache behind either
     exit 1
   fi
   rm -f "$tmp.log"
@@ -240,9 +242,9 @@ for p in "${todo[@]}"; do
   touch "$tmp/.done"
   rm -rf "$dir" && mv "$tmp" "$dir"
   echo "toolchain: $label: built in $(human $((SECONDS - start)))" >&2
-  go clean -cache
 done
 if [ ${#todo[@]} -gt 0 ]; then
+  go clean -cache
   echo "toolchain: built ${#todo[@]} piece(s) in $(human $((SECONDS - all_start)))" >&2
 fi
 if [ -n "$only" ]; then
