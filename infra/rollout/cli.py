@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     from pulumi.automation import Stack
 
 TAG_KEY = f"{NAMESPACE}:imageTag"
+DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
 
 
 @dataclass
@@ -83,6 +87,7 @@ class RolloutRun:
         self.err = err
         self.stdin = stdin
         self.result = Result(stack=args.stack)
+        self.verdict: Any = None
 
     def say(self, line: str) -> None:
         print(line, file=self.err, flush=True)
@@ -145,15 +150,18 @@ class RolloutRun:
 
         stack.set_config(TAG_KEY, auto.ConfigValue(self.args.tag))
         start = time.monotonic()
+        # A failure that waiting cannot mend (no such image, a container that keeps exiting) ends the
+        # update at once, rather than after the progress deadline with capacity reduced all that time.
+        self.verdict = watch_verdict(new)
         try:
-            self.up(stack, new)
+            self.up(stack, new, self.verdict)
         except auto.ConcurrentUpdateError as err:
             self.result.durations["up"] = time.monotonic() - start
             stack.set_config(TAG_KEY, auto.ConfigValue(old.image_tag))
             return self.command_failed(err, "up")
         except auto.CommandError as err:
             self.result.durations["up"] = time.monotonic() - start
-            return self.recover(stack, old, new, last_error(err))
+            return self.recover(stack, old, new, self.verdict.reason or last_error(err))
         self.result.durations["up"] = time.monotonic() - start
         self.say(f"rollout: {self.args.stack} runs {new.image} on all {new.replicas} replicas")
         return self.finish(Exit.OK, "succeeded")
@@ -193,9 +201,9 @@ class RolloutRun:
         self.finish(Exit.NOT_CONFIRMED, "not confirmed", "declined; nothing was changed")
         return False
 
-    def up(self, stack: Stack, settings: Settings) -> None:
+    def up(self, stack: Stack, settings: Settings, verdict: Any = None) -> None:
         with ExitStack() as scope:
-            progress = self.progress(stack, settings)
+            progress = self.progress(stack, settings, verdict)
             if progress is not None:
                 scope.enter_context(progress)
             stack.up(color="never", on_output=lambda _line: None)
@@ -207,13 +215,13 @@ class RolloutRun:
             return str(stack.outputs()["kubeconfig"].value)
         return settings.kubeconfig
 
-    def progress(self, stack: Stack, settings: Settings) -> Any:
+    def progress(self, stack: Stack, settings: Settings, verdict: Any = None) -> Any:
         """The live view; a rollout goes on without it when the cluster cannot be reached from here."""
         from infra.rollout import watch
 
         try:
             api = kube_access.api_client(self.cluster_kubeconfig(stack, settings))
-            return watch.Progress(api, settings.namespace, self.say)
+            return watch.Progress(api, settings.namespace, self.say, verdict=verdict)
         except Exception as err:
             self.say(f"rollout: no live progress ({err.__class__.__name__}: {err})")
             return None
@@ -229,6 +237,10 @@ class RolloutRun:
         stack.set_config(TAG_KEY, auto.ConfigValue(old.image_tag))
         start = time.monotonic()
         try:
+            if self.verdict is not None and self.verdict.reason is not None:
+                # The update was cut short: the state may still hold the old template while the
+                # cluster runs the new one. Read the Deployment back first, so the rollback sees it.
+                self.refresh_deployment(stack)
             self.up(stack, old)
         except auto.CommandError as err:
             self.result.durations["rollback"] = time.monotonic() - start
@@ -245,8 +257,18 @@ class RolloutRun:
                 f"{error}; after the rollback the Deployment is not healthy: {state}",
             )
         self.result.restored = str(state)
+        if self.verdict is not None and self.verdict.at is not None:
+            # From the moment the failure was known to the old version serving on every replica.
+            self.result.durations["failureToRestored"] = time.monotonic() - self.verdict.at
         self.say(f"rollout: restored {state}")
         return self.finish(Exit.ROLLED_BACK, "rolled back", error)
+
+    @staticmethod
+    def refresh_deployment(stack: Stack) -> None:
+        state = stack.export_stack().deployment or {}
+        urns = [r["urn"] for r in state.get("resources", []) if r.get("type") == DEPLOYMENT_TYPE]
+        if urns:
+            stack.refresh(target=urns, color="never", on_output=lambda _line: None)
 
     def health(self, stack: Stack, settings: Settings) -> Any:
         from infra.rollout import watch
@@ -260,6 +282,23 @@ class RolloutRun:
         if isinstance(err, auto.ConcurrentUpdateError):
             return self.finish(Exit.BUSY, "busy", f"another update holds stack {self.args.stack}; nothing was changed")
         return self.finish(Exit.FAILED, "failed", f"{what} failed: {last_error(err)}")
+
+
+def watch_verdict(settings: Settings) -> Any:
+    """Watch for a failure of ``settings.image`` that waiting cannot mend; on one, interrupt the engine."""
+    from infra.rollout import watch
+
+    return watch.Verdict(settings.image, fargate=settings.target == "eks", act=interrupt_engine)
+
+
+def interrupt_engine() -> None:
+    """Ctrl-C for the `pulumi` this process runs: the engine cancels the update cleanly (the provider stops
+    waiting, the state records what was applied, the lock is released) and the command fails."""
+    found = subprocess.run(
+        ["pgrep", "-P", str(os.getpid()), "-x", "pulumi"], capture_output=True, text=True, check=False
+    )
+    for pid in found.stdout.split():
+        os.kill(int(pid), signal.SIGINT)
 
 
 GENERIC = frozenset({"error: update failed", "error: preview failed"})

@@ -13,6 +13,51 @@ from kubernetes import client
 SELECTOR = "app=nginx"
 # Event reasons worth a line: why pods do not start or get ready.
 EXPLAINING = frozenset({"Failed", "BackOff", "FailedScheduling", "FailedCreate", "Unhealthy", "FailedMount"})
+# Why a new pod will never get ready, however long the wait: the registry has no such image, the
+# container keeps exiting, its configuration cannot run, or (on Fargate, where no node will ever be
+# added) nothing can schedule it. A slow pull, one restart or a slow start are not verdicts: those get
+# the progress deadline.
+NOT_FOUND = ("not found", "manifest unknown", "name unknown")
+CONFIG_ERRORS = frozenset({"CreateContainerConfigError", "InvalidImageName", "ErrImageNeverPull"})
+RESTARTS_TO_GIVE_UP = 2
+
+
+def definitive_failure(pods: list[Any], events: list[Any], image: str, fargate: bool) -> str | None:
+    """Why the pods that run ``image`` can never become ready, or None while they still might."""
+    names = set()
+    for pod in pods:
+        if image not in [c.image for c in pod.spec.containers]:
+            continue
+        name = pod.metadata.name
+        names.add(name)
+        for condition in pod.status.conditions or []:
+            if fargate and (condition.type, condition.status, condition.reason) == (
+                "PodScheduled",
+                "False",
+                "Unschedulable",
+            ):
+                return (
+                    f"pod {name} cannot be scheduled ({condition.message}): "
+                    "does a Fargate profile select its namespace?"
+                )
+        for status in pod.status.container_statuses or []:
+            waiting = status.state.waiting if status.state else None
+            reason, message = (waiting.reason or "", waiting.message or "") if waiting else ("", "")
+            if reason == "ErrImagePull" and _not_found(message):
+                return f"pod {name}: the registry has no {image}: {message}"
+            if reason in CONFIG_ERRORS:
+                return f"pod {name}: {reason}: {message}"
+            if reason == "CrashLoopBackOff" and (status.restart_count or 0) >= RESTARTS_TO_GIVE_UP:
+                return f"pod {name}: container {status.name} keeps exiting ({status.restart_count} restarts)"
+    # A pull error stays in a pod's status only until the next retry; the node's event stays.
+    for event in events:
+        if event.involved_object.name in names and event.reason == "Failed" and _not_found(event.message or ""):
+            return f"pod {event.involved_object.name}: the registry has no {image}: {event.message}"
+    return None
+
+
+def _not_found(message: str) -> bool:
+    return any(marker in message.lower() for marker in NOT_FOUND)
 
 
 @dataclass(frozen=True)
@@ -50,12 +95,20 @@ def health(api: client.ApiClient, namespace: str, name: str) -> Health:
 class Progress:
     """Prints a line whenever a ReplicaSet's ready count changes, and each explaining event once."""
 
-    def __init__(self, api: client.ApiClient, namespace: str, say: Callable[[str], None], interval: float = 1.0):
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        say: Callable[[str], None],
+        interval: float = 1.0,
+        verdict: Verdict | None = None,
+    ):
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
         self.namespace = namespace
         self.say = say
         self.interval = interval
+        self.verdict = verdict
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._seen: set[str] = set()
@@ -98,7 +151,8 @@ class Progress:
         if line != self._last:
             self._last = line
             self.say(f"{self._stamp()} {line}")
-        for event in self.core.list_namespaced_event(self.namespace).items:
+        events = self.core.list_namespaced_event(self.namespace).items
+        for event in events:
             if event.metadata.uid in self._seen or event.reason not in EXPLAINING:
                 continue
             self._seen.add(event.metadata.uid)
@@ -106,3 +160,25 @@ class Progress:
                 f"{self._stamp()} {event.involved_object.kind.lower()} {event.involved_object.name}: "
                 f"{event.reason}: {event.message}"
             )
+
+        if self.verdict is not None and self.verdict.reason is None:
+            pods = self.core.list_namespaced_pod(self.namespace, label_selector=SELECTOR).items
+            reason = definitive_failure(pods, events, self.verdict.image, self.verdict.fargate)
+            if reason is not None:
+                self.say(f"{self._stamp()} {reason}: it cannot succeed; ending the wait")
+                self.verdict.decide(reason)
+
+
+@dataclass
+class Verdict:
+    """The rollout of ``image`` cannot succeed: ``reason``, found at ``at`` (monotonic), acted on by ``act``."""
+
+    image: str
+    fargate: bool
+    act: Callable[[], None]
+    reason: str | None = None
+    at: float | None = None
+
+    def decide(self, reason: str) -> None:
+        self.reason, self.at = reason, time.monotonic()
+        self.act()

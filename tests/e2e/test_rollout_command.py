@@ -11,7 +11,7 @@ from typing import Any
 from infra import load
 from infra.rollout.plan import Exit
 from tests.e2e.harness import LocalStack, ready_to_serve, traffic
-from tests.e2e.images import MISSING, image
+from tests.e2e.images import CRASHING, MISSING, image
 from tests.e2e.test_rollout import ready_pods_by_image
 
 
@@ -46,8 +46,7 @@ def test_ships_a_tag(deployed: LocalStack) -> None:
 
 
 def test_missing_image_rolls_back_automatically(deployed: LocalStack) -> None:
-    deployed.set(progressDeadlineSeconds=5)
-    deployed.up()
+    # The default progress deadline (60 s here): the registry's "not found" ends the wait at once.
     url = ready_to_serve(deployed)
     # Under load, with keep-alive connections: the failure and the rollback fail no request.
     with traffic(url, "rollback", keepalive=True) as sent:
@@ -58,7 +57,23 @@ def test_missing_image_rolls_back_automatically(deployed: LocalStack) -> None:
     assert "nginx-deployment" in result["error"]
     # The pod events that explain the delay, as the node reported them.
     assert "ErrImagePull" in err or "ImagePullBackOff" in err or "Failed to pull image" in err, err
+    assert f"the registry has no {image(MISSING)}" in result["error"]
+    assert "it cannot succeed; ending the wait" in err
+    # From the failure known to the old version ready on every replica, and the whole wait, both well
+    # inside the deadline it no longer waits out.
+    assert result["durations"]["failureToRestored"] <= 15, result
+    assert result["durations"]["up"] < 30, result
     assert tag(deployed) == "1.14.2"
+    assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}
+    assert deployed.preview().change_summary == {"same": 8}
+
+
+def test_a_container_that_keeps_exiting_rolls_back_before_the_deadline(deployed: LocalStack) -> None:
+    code, result, err = rollout(deployed, "--tag", CRASHING, "--yes")
+    assert code == Exit.ROLLED_BACK, err
+    assert "keeps exiting" in result["error"]
+    assert result["durations"]["failureToRestored"] <= 15, result
+    assert result["durations"]["up"] < 60, result  # the progress deadline
     assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}
     assert deployed.preview().change_summary == {"same": 8}
 
