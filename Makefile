@@ -115,13 +115,15 @@ checkov: $(CHECKOV_VENV)/.installed
 test-manifests: venv toolchain checkov
 	$(PY) -m pytest tests/manifests
 
+# Files, not a folder: checkov skips folders under a hidden one, such as ~/.cache.
 SCAN_DIR := $(CACHE)/scan
 scan: venv toolchain checkov
 	@for target in local eks; do \
 	  rm -rf $(SCAN_DIR)/$$target; \
 	  $(PY) -m infra.render --target $$target $(SCAN_DIR)/$$target >/dev/null || exit 1; \
 	  echo "== $$target: $(SCAN_DIR)/$$target"; \
-	  $(ROLLING_CHECKOV) -d $(SCAN_DIR)/$$target --framework kubernetes --compact --quiet --skip-download || exit 1; \
+	  $(ROLLING_CHECKOV) --framework kubernetes --compact --quiet --skip-download \
+	    -f $$(find $(SCAN_DIR)/$$target -name '*.yaml') || exit 1; \
 	done
 
 # The end-to-end tier gets a cluster of its own, started and stopped here.
