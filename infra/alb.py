@@ -30,7 +30,6 @@ INGRESS_CLASS = "alb"
 # The namespace label that makes the controller's webhook add a readiness gate to each new pod behind
 # an ALB target group: the pod counts as ready only once the ALB reports its target healthy.
 READINESS_GATE_LABEL = "elbv2.k8s.aws/pod-readiness-gate-inject"
-SCHEMES = ("internet-facing", "internal")
 # How the ALB checks a target: the page the readiness probe reads, often, so a new pod is taken into
 # service (and its readiness gate opens) within seconds.
 HEALTH_CHECK = {"interval-seconds": "5", "timeout-seconds": "2", "healthy-threshold-count": "2"}

@@ -374,6 +374,13 @@ class EksSettings:
         accepted="the ECR repository name",
         targets=("eks",),
     )
+    ecr_keep_images: int = setting(
+        _int_between(1, 1000),
+        default=30,
+        description="how many of the newest images the ECR lifecycle policy keeps, 1 to 1000.",
+        accepted="1 to 1000 newest images kept",
+        targets=("eks",),
+    )
     alb_scheme: str = setting(
         _choice(("internet-facing", "internal")),
         default="internet-facing",
@@ -396,13 +403,6 @@ class EksSettings:
         default=20,
         description="seconds the ALB keeps a stopping pod's open connections; drainSeconds must outlast it by 5 s.",
         accepted="0 to 3600; at most `drainSeconds` - 5",
-        targets=("eks",),
-    )
-    ecr_keep_images: int = setting(
-        _int_between(1, 1000),
-        default=30,
-        description="how many of the newest images the ECR lifecycle policy keeps, 1 to 1000.",
-        accepted="1 to 1000 newest images kept",
         targets=("eks",),
     )
 
