@@ -23,7 +23,7 @@ registry=localhost:$REGISTRY_PORT
 suite=bookworm
 # What goes into the base image; a change here makes a new one.
 base_packages=nginx-light
-base_recipe=2
+base_recipe=3
 
 # buildah and skopeo keep their storage under the cache, not in /var/lib/containers,
 # and reach the registry from inside the node's network namespace.
@@ -83,8 +83,9 @@ base() {
       "$dir"/rootfs/var/cache/apt/*.bin "$dir"/rootfs/var/log/*
     # Serve as nginx-unprivileged does: /usr/share/nginx/html on port 8080 as a
     # user that is not root (no `user` line: the master never switches), logs to the
-    # container's output, temporary files under /var/cache/nginx and the pid file in
-    # /tmp, so the pod runs with a read-only root filesystem and no capability.
+    # container's output, temporary files and the pid file in /tmp (writable by any
+    # user, so the image also runs without the pod's scratch folders), and with a
+    # read-only root filesystem and no capability under the program's pod spec.
     # (sites-enabled/default is an absolute symlink: remove it rather than write through it.)
     rm -f "$dir/rootfs/etc/nginx/sites-enabled/default"
     mkdir -p "$dir/rootfs/usr/share/nginx/html" "$dir/rootfs/var/cache/nginx" "$dir/rootfs/var/log/nginx"
@@ -99,11 +100,11 @@ http {
     include /etc/nginx/mime.types;
     access_log /dev/stdout;
     keepalive_timeout 65;
-    client_body_temp_path /var/cache/nginx/client_temp;
-    proxy_temp_path /var/cache/nginx/proxy_temp;
-    fastcgi_temp_path /var/cache/nginx/fastcgi_temp;
-    uwsgi_temp_path /var/cache/nginx/uwsgi_temp;
-    scgi_temp_path /var/cache/nginx/scgi_temp;
+    client_body_temp_path /tmp/client_temp;
+    proxy_temp_path /tmp/proxy_temp;
+    fastcgi_temp_path /tmp/fastcgi_temp;
+    uwsgi_temp_path /tmp/uwsgi_temp;
+    scgi_temp_path /tmp/scgi_temp;
     server {
         listen 8080;
         root /usr/share/nginx/html;
