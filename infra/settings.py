@@ -16,8 +16,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import pulumi
-
 from infra import fargate, images, kube_access, strategy
 
 NAMESPACE = "rolling"
@@ -136,8 +134,11 @@ def setting(
     )
 
 
-class SettingsError(pulumi.RunError):
-    """One or more config values are not acceptable; the message lists each, by key."""
+class SettingsError(ValueError):
+    """One or more config values are not acceptable; the message lists each, by key.
+
+    Not a Pulumi error, so that tools which only check settings (the rollout command) need not load
+    the Pulumi SDK; `Settings.load` turns it into one for the engine."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
@@ -558,10 +559,16 @@ class Settings:
 
     @classmethod
     def load(cls) -> Settings:
-        """Read the ``rolling:`` keys of the current stack."""
+        """Read the ``rolling:`` keys of the current stack; bad values stop the program before any resource,
+        with the message alone (a `pulumi.RunError` is shown without a traceback)."""
+        import pulumi
+
         config = pulumi.Config(NAMESPACE)
         values = {d.key: value for d in declarations() if (value := config.get(d.key)) is not None}
-        return cls.from_values(values)
+        try:
+            return cls.from_values(values)
+        except SettingsError as err:
+            raise pulumi.RunError(str(err)) from None
 
     @classmethod
     def from_values(cls, values: Mapping[str, object]) -> Settings:

@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from infra import settings
-from infra.settings import SettingsError
 from tests.unit.harness import fresh_runtime, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +49,7 @@ def test_main_exports_the_outputs() -> None:
 @pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
 def test_main_refuses_bad_config_before_any_resource() -> None:
     with fresh_runtime({"target": "local", "imageTag": "latest", "replicas": "0"}) as mocks:
-        with pytest.raises(SettingsError) as caught:
+        with pytest.raises(pulumi.RunError) as caught:
             runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
         assert [r.type for r in mocks.resources if r.type != "pulumi:pulumi:Stack"] == []
     message = str(caught.value)
