@@ -11,19 +11,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import yaml
 
 from infra import images, kube_access
-from infra.rollout.plan import Exit, RolloutPlan, Step, describe, unexpected_steps
+from infra.rollout.engine import Engine, EngineError, StackBusyError
+from infra.rollout.plan import Exit, RolloutPlan, describe, unexpected_steps
 from infra.settings import NAMESPACE, Settings, SettingsError
-
-if TYPE_CHECKING:
-    from pulumi.automation import Stack
 
 TAG_KEY = f"{NAMESPACE}:imageTag"
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
@@ -88,6 +87,7 @@ class RolloutRun:
         self.stdin = stdin
         self.result = Result(stack=args.stack)
         self.verdict: Any = None
+        self.engine = Engine(Path(args.cwd).resolve(), args.stack)
 
     def say(self, line: str) -> None:
         print(line, file=self.err, flush=True)
@@ -101,8 +101,6 @@ class RolloutRun:
         return exit_code
 
     def run(self) -> Exit:
-        import pulumi.automation as auto  # the engine's client: only when there is work to do
-
         try:
             images.check_tag(self.args.tag)
         except images.ImageError as err:
@@ -110,14 +108,14 @@ class RolloutRun:
         project = Path(self.args.cwd).resolve()
         if not (project / "Pulumi.yaml").is_file():
             return self.finish(Exit.USAGE, "refused", f"--cwd {project} holds no Pulumi.yaml")
+        start = time.monotonic()
         try:
-            stack = auto.select_stack(self.args.stack, work_dir=str(project))
-        except auto.CommandError as err:
+            config = self.engine.config()
+        except EngineError as err:
             return self.finish(Exit.USAGE, "refused", f"--stack {self.args.stack}: {last_error(err)}")
+        self.result.durations["config"] = time.monotonic() - start
 
-        values = {
-            k.split(":", 1)[1]: v.value for k, v in stack.get_all_config().items() if k.startswith(f"{NAMESPACE}:")
-        }
+        values = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(f"{NAMESPACE}:")}
         try:
             old = Settings.from_values(values)
             new = Settings.from_values({**values, "imageTag": self.args.tag})
@@ -128,61 +126,54 @@ class RolloutRun:
             self.say(f"rollout: {self.args.stack} already runs {old.image} in its config; nothing to do")
             return self.finish(Exit.OK, "unchanged")
 
-        # Preview with the new tag from a copy of the stack's config: nothing is written yet.
-        start = time.monotonic()
-        try:
-            steps = self.preview(stack, project)
-        except auto.CommandError as err:
-            return self.command_failed(err, "preview")
-        self.result.durations["preview"] = time.monotonic() - start
-        unexpected = unexpected_steps(steps)
-        if unexpected and not self.args.allow_infra_changes:
-            return self.finish(
-                Exit.INFRA_CHANGES,
-                "refused",
-                "the preview changes more than the Deployment's image; nothing was changed:\n"
-                f"{describe(unexpected)}\nreview it with `pulumi preview --diff`, then pass --allow-infra-changes",
-            )
+        with tempfile.TemporaryDirectory(prefix="rollout-") as scratch, ThreadPoolExecutor(1) as background:
+            # The live view's client (the Kubernetes library is slow to import) is made while the preview runs.
+            watching = background.submit(self.watch_rollout, new)
+            # Preview with the new tag from a copy of the stack's config: nothing is written yet. The
+            # update plan it saves holds the update to what was previewed and confirmed.
+            plan = Path(scratch, "plan.json")
+            start = time.monotonic()
+            try:
+                steps = self.engine.preview(self.preview_config(project, Path(scratch)), plan)
+            except EngineError as err:
+                return self.command_failed(err, "preview")
+            self.result.durations["preview"] = time.monotonic() - start
+            unexpected = unexpected_steps(steps)
+            if unexpected and not self.args.allow_infra_changes:
+                return self.finish(
+                    Exit.INFRA_CHANGES,
+                    "refused",
+                    "the preview changes more than the Deployment's image; nothing was changed:\n"
+                    f"{describe(unexpected)}\nreview it with `pulumi preview --diff`, then pass --allow-infra-changes",
+                )
 
-        self.say(RolloutPlan(self.args.stack, old.image, new.image, new).render())
-        if not self.confirmed():
-            return self.result.exit
+            self.say(RolloutPlan(self.args.stack, old.image, new.image, new).render())
+            if not self.confirmed():
+                return self.result.exit
 
-        stack.set_config(TAG_KEY, auto.ConfigValue(self.args.tag))
-        start = time.monotonic()
-        # A failure that waiting cannot mend (no such image, a container that keeps exiting) ends the
-        # update at once, rather than after the progress deadline with capacity reduced all that time.
-        self.verdict = watch_verdict(new)
-        try:
-            self.up(stack, new, self.verdict)
-        except auto.ConcurrentUpdateError as err:
-            self.result.durations["up"] = time.monotonic() - start
-            stack.set_config(TAG_KEY, auto.ConfigValue(old.image_tag))
-            return self.command_failed(err, "up")
-        except auto.CommandError as err:
-            self.result.durations["up"] = time.monotonic() - start
-            return self.recover(stack, old, new, self.verdict.reason or last_error(err))
+            start = time.monotonic()
+            try:
+                self.up(self.args.tag, watching.result(), plan)
+            except StackBusyError as err:
+                self.result.durations["up"] = time.monotonic() - start
+                self.restore_tag(old.image_tag)
+                return self.command_failed(err, "up")
+            except EngineError as err:
+                self.result.durations["up"] = time.monotonic() - start
+                return self.recover(old, new, self.failure_reason() or last_error(err))
         self.result.durations["up"] = time.monotonic() - start
         self.say(f"rollout: {self.args.stack} runs {new.image} on all {new.replicas} replicas")
         return self.finish(Exit.OK, "succeeded")
 
-    def preview(self, stack: Stack, project: Path) -> list[Step]:
-        steps: list[Step] = []
-
-        def collect(event: Any) -> None:
-            pre = event.resource_pre_event
-            if pre is not None and pre.metadata is not None:
-                steps.append(Step(str(pre.metadata.op.value), pre.metadata.type, pre.metadata.urn))
-
+    def preview_config(self, project: Path, scratch: Path) -> Path:
+        """A copy of the stack's config file with the new tag, for the preview (`--config` would save it)."""
         stack_file = project / f"Pulumi.{self.args.stack}.yaml"
         document = yaml.safe_load(stack_file.read_text()) if stack_file.is_file() else {}
         document = document or {}
         document.setdefault("config", {})[TAG_KEY] = self.args.tag
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="rollout-config-") as handle:
-            yaml.safe_dump(document, handle)
-            handle.flush()
-            stack.preview(config_file=handle.name, on_event=collect, color="never")
-        return steps
+        path = scratch / "config.yaml"
+        path.write_text(yaml.safe_dump(document))
+        return path
 
     def confirmed(self) -> bool:
         if self.args.yes:
@@ -201,55 +192,65 @@ class RolloutRun:
         self.finish(Exit.NOT_CONFIRMED, "not confirmed", "declined; nothing was changed")
         return False
 
-    def up(self, stack: Stack, settings: Settings, verdict: Any = None) -> None:
+    def up(self, tag: str, progress: Any, plan: Path | None = None) -> None:
+        """Write the tag to the stack's config and update, with the live view when there is one."""
         with ExitStack() as scope:
-            progress = self.progress(stack, settings, verdict)
             if progress is not None:
                 scope.enter_context(progress)
-            stack.up(color="never", on_output=lambda _line: None)
+            self.engine.up({TAG_KEY: tag}, plan)
 
-    @staticmethod
-    def cluster_kubeconfig(stack: Stack, settings: Settings) -> str | None:
+    def restore_tag(self, tag: str) -> None:
+        """Put the last good tag back in the stack's config (`up --config` wrote the new one before it failed)."""
+        self.engine.run("config", "set", TAG_KEY, tag, "--plaintext")
+
+    def cluster_kubeconfig(self, settings: Settings) -> str | None:
         """The cluster's kubeconfig: the stack's own output on eks, the configured or ambient one locally."""
         if settings.target == "eks":
-            return str(stack.outputs()["kubeconfig"].value)
+            return str(self.engine.outputs()["kubeconfig"])
         return settings.kubeconfig
 
-    def progress(self, stack: Stack, settings: Settings, verdict: Any = None) -> Any:
+    def watch_rollout(self, settings: Settings) -> Any:
+        """The live view of the rollout to ``settings``, which also watches for a failure that waiting
+        cannot mend (no such image, a container that keeps exiting): on one it ends the update at once,
+        rather than after the progress deadline with capacity reduced all that time."""
+        self.verdict = watch_verdict(settings)
+        return self.progress(settings, self.verdict)
+
+    def failure_reason(self) -> str | None:
+        return None if self.verdict is None else self.verdict.reason
+
+    def progress(self, settings: Settings, verdict: Any = None) -> Any:
         """The live view; a rollout goes on without it when the cluster cannot be reached from here."""
         from infra.rollout import watch
 
         try:
-            api = kube_access.api_client(self.cluster_kubeconfig(stack, settings))
+            api = kube_access.api_client(self.cluster_kubeconfig(settings))
             return watch.Progress(api, settings.namespace, self.say, verdict=verdict)
         except Exception as err:
             self.say(f"rollout: no live progress ({err.__class__.__name__}: {err})")
             return None
 
-    def recover(self, stack: Stack, old: Settings, new: Settings, error: str) -> Exit:
-        import pulumi.automation as auto
-
+    def recover(self, old: Settings, new: Settings, error: str) -> Exit:
         self.say(f"rollout: {new.image} failed: {error}")
         if self.args.no_rollback:
             self.say("rollout: --no-rollback: leaving it as it failed; the old pods that were serving still serve")
             return self.finish(Exit.FAILED, "failed", error)
         self.say(f"rollout: rolling back to the last good tag {old.image_tag}")
-        stack.set_config(TAG_KEY, auto.ConfigValue(old.image_tag))
         start = time.monotonic()
         try:
-            if self.verdict is not None and self.verdict.reason is not None:
+            if self.failure_reason() is not None:
                 # The update was cut short: the state may still hold the old template while the
                 # cluster runs the new one. Read the Deployment back first, so the rollback sees it.
-                self.refresh_deployment(stack)
-            self.up(stack, old)
-        except auto.CommandError as err:
+                self.refresh_deployment()
+            self.up(old.image_tag, self.progress(old))
+        except EngineError as err:
             self.result.durations["rollback"] = time.monotonic() - start
             return self.finish(
                 Exit.ROLLBACK_FAILED, "rollback failed", f"{error}; the rollback failed too: {last_error(err)}"
             )
         self.result.durations["rollback"] = time.monotonic() - start
         self.result.rolled_back = True
-        state = self.health(stack, old)
+        state = self.health(old)
         if state is None or not state.healthy or state.image != old.image:
             return self.finish(
                 Exit.ROLLBACK_FAILED,
@@ -263,23 +264,19 @@ class RolloutRun:
         self.say(f"rollout: restored {state}")
         return self.finish(Exit.ROLLED_BACK, "rolled back", error)
 
-    @staticmethod
-    def refresh_deployment(stack: Stack) -> None:
-        state = stack.export_stack().deployment or {}
-        urns = [r["urn"] for r in state.get("resources", []) if r.get("type") == DEPLOYMENT_TYPE]
+    def refresh_deployment(self) -> None:
+        urns = [r["urn"] for r in self.engine.resources() if r.get("type") == DEPLOYMENT_TYPE]
         if urns:
-            stack.refresh(target=urns, color="never", on_output=lambda _line: None)
+            self.engine.refresh(urns)
 
-    def health(self, stack: Stack, settings: Settings) -> Any:
+    def health(self, settings: Settings) -> Any:
         from infra.rollout import watch
 
-        name = stack.outputs()["deploymentName"].value
-        return watch.health(kube_access.api_client(self.cluster_kubeconfig(stack, settings)), settings.namespace, name)
+        name = self.engine.outputs()["deploymentName"]
+        return watch.health(kube_access.api_client(self.cluster_kubeconfig(settings)), settings.namespace, name)
 
     def command_failed(self, err: Exception, what: str) -> Exit:
-        import pulumi.automation as auto
-
-        if isinstance(err, auto.ConcurrentUpdateError):
+        if isinstance(err, StackBusyError):
             return self.finish(Exit.BUSY, "busy", f"another update holds stack {self.args.stack}; nothing was changed")
         return self.finish(Exit.FAILED, "failed", f"{what} failed: {last_error(err)}")
 

@@ -118,6 +118,7 @@ class Progress:
     def __enter__(self) -> Progress:
         # Events from before the rollout are not news.
         self._seen = {e.metadata.uid for e in self.core.list_namespaced_event(self.namespace).items}
+        self._start = time.monotonic()
         self._thread.start()
         return self
 

@@ -6,9 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
+
 from infra import load
+from infra.rollout.engine import Engine, EngineError
 from infra.rollout.plan import Exit
 from tests.e2e.harness import LocalStack, ready_to_serve, traffic
 from tests.e2e.images import CRASHING, MISSING, image
@@ -106,3 +111,22 @@ def test_infra_changes_are_refused(deployed: LocalStack) -> None:
     assert "--allow-infra-changes" in err
     assert tag(deployed) == "1.14.2"
     deployed.set(namespace=deployed.namespace)
+
+
+def test_the_update_does_only_what_was_previewed(deployed: LocalStack, tmp_path: Path) -> None:
+    """The command's update runs under the plan its preview saved: a config that changed in between
+    (here another tag) fails the update before it changes anything."""
+    engine = Engine(deployed.workdir, deployed.stack.name, deployed.env)
+    stack_file = deployed.workdir / f"Pulumi.{deployed.stack.name}.yaml"
+    document = yaml.safe_load(stack_file.read_text())
+    document["config"]["rolling:imageTag"] = "1.16.1"
+    previewed = tmp_path / "previewed.yaml"
+    previewed.write_text(yaml.safe_dump(document))
+    steps = engine.preview(previewed, tmp_path / "plan.json")
+    assert [(s.op, s.name) for s in steps if s.op != "same"] == [("update", "nginx-deployment")]
+    before = deployed.deployment().metadata.resource_version
+    with pytest.raises(EngineError) as caught:
+        engine.up({"rolling:imageTag": "1.17.0"}, tmp_path / "plan.json")
+    assert "violates plan" in str(caught.value)
+    assert deployed.deployment().metadata.resource_version == before
+    assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}

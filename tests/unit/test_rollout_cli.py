@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
 from infra.rollout import cli
+from infra.rollout.engine import Engine, EngineError, StackBusyError, preview_steps
 from infra.rollout.plan import Exit, RolloutPlan, Step, unexpected_steps
 from infra.settings import Settings
 
@@ -101,7 +105,7 @@ def test_yes_skips_the_question() -> None:
     assert rollout("--yes").confirmed() is True
 
 
-class FakeStack:
+class FakeEngine:
     """Records config writes and ups; fails the ups it is told to."""
 
     def __init__(self, failing: set[str]) -> None:
@@ -109,19 +113,15 @@ class FakeStack:
         self.failing = failing
         self.ups: list[str] = []
 
-    def set_config(self, key: str, value: Any) -> None:
-        assert key == "rolling:imageTag"
-        self.tag = value.value
-
-    def up(self, **_: Any) -> None:
-        import pulumi.automation as auto
-
+    def up(self, config: dict[str, str], plan: Path | None = None) -> None:
+        assert list(config) == ["rolling:imageTag"]
+        self.tag = config["rolling:imageTag"]
         self.ups.append(self.tag)
         if self.tag in self.failing:
-            raise auto.CommandError(auto.CommandResult("", f"error: rollout of {self.tag} failed", 255))
+            raise EngineError(["up"], 255, "", f"error: rollout of {self.tag} failed")
 
     def outputs(self) -> dict[str, Any]:
-        return {}
+        return {"deploymentName": "nginx-deployment"}
 
 
 @pytest.mark.parametrize(
@@ -143,16 +143,17 @@ def test_rollback_flow(
     from infra.rollout import watch
 
     command = rollout(*flags)
-    stack = FakeStack(failing)
-    stack.tag = "1.16.1-broken"
+    engine = FakeEngine(failing)
+    engine.tag = "1.16.1-broken"
+    command.engine = cast(Any, engine)
     old = Settings.from_values({"target": "local", "imageTag": "1.14.2"})
     new = Settings.from_values({"target": "local", "imageTag": "1.16.1-broken"})
     healthy = watch.Health("nginxinc/nginx-unprivileged:1.14.2", 3, 3, 3, 3, True)
     monkeypatch.setattr(command, "health", lambda *_: healthy)
     monkeypatch.setattr(command, "progress", lambda *_: None)
-    assert command.recover(cast(Any, stack), old, new, "timed out") == exit_code
-    assert stack.tag == tag_after
-    assert stack.ups == ups
+    assert command.recover(old, new, "timed out") == exit_code
+    assert engine.tag == tag_after
+    assert engine.ups == ups
     assert command.result.rolled_back is (exit_code == Exit.ROLLED_BACK)
     if exit_code == Exit.ROLLED_BACK:
         assert command.result.restored == "nginxinc/nginx-unprivileged:1.14.2: 3/3 ready, 3 updated, 3 available"
@@ -168,7 +169,8 @@ def test_rollback_that_leaves_an_unhealthy_deployment_is_a_failure(monkeypatch: 
         command, "health", lambda *_: watch.Health("nginxinc/nginx-unprivileged:1.14.2", 3, 2, 3, 2, True)
     )
     monkeypatch.setattr(command, "progress", lambda *_: None)
-    assert command.recover(cast(Any, FakeStack(set())), old, new, "timed out") == Exit.ROLLBACK_FAILED
+    command.engine = cast(Any, FakeEngine(set()))
+    assert command.recover(old, new, "timed out") == Exit.ROLLBACK_FAILED
 
 
 def test_json_result_shape() -> None:
@@ -209,9 +211,7 @@ Resources:
 
 
 def test_last_error_keeps_the_engine_errors_with_their_details() -> None:
-    import pulumi.automation as auto
-
-    err = auto.CommandError(auto.CommandResult("", ENGINE_FAILURE, 255))
+    err = EngineError(["up"], 255, ENGINE_FAILURE, "")
     assert cli.last_error(err) == (
         "error: 2 errors occurred: "
         '* [ProgressDeadlineExceeded] ReplicaSet "nginx-deployment-687fcb955f" has timed out progressing. '
@@ -223,20 +223,117 @@ def test_exit_codes_are_distinct() -> None:
     assert len({int(code) for code in Exit}) == len(Exit)
 
 
-def test_a_locked_stack_is_busy_and_says_nothing_changed() -> None:
-    import pulumi.automation as auto
-    from pulumi.automation.errors import create_command_error
+def fake_pulumi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stdout: str, stderr: str, code: int) -> Path:
+    """A `pulumi` on PATH that records its arguments and answers as told."""
+    (tmp_path / "out").write_text(stdout)
+    (tmp_path / "err").write_text(stderr)
+    script = tmp_path / "bin" / "pulumi"
+    script.parent.mkdir()
+    script.write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/args\ncat {tmp_path}/out\ncat {tmp_path}/err >&2\nexit {code}\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{script.parent}:{os.environ['PATH']}")
+    return tmp_path / "args"
 
-    # The errors the SDK raises for a held stack, on a file backend and on Pulumi Cloud.
-    for stderr in (
-        "error: the stack is currently locked by 1 lock(s). Either wait for the other",
+
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        # A file backend's lock, and Pulumi Cloud's answer.
+        "error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end",
         "error: [409] Conflict: Another update is currently in progress.",
-    ):
-        command = rollout()
-        held = create_command_error(auto.CommandResult("", stderr, 255))
-        assert isinstance(held, auto.ConcurrentUpdateError)
-        assert command.command_failed(held, "up") == Exit.BUSY
+    ],
+)
+def test_a_locked_stack_is_busy_and_says_nothing_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stderr: str
+) -> None:
+    fake_pulumi(tmp_path, monkeypatch, "", stderr, 255)
+    with pytest.raises(StackBusyError) as caught:
+        Engine(tmp_path, "dev").up({"rolling:imageTag": "1.16.1"})
+    command = rollout()
+    assert command.command_failed(caught.value, "up") == Exit.BUSY
     assert command.result.outcome == "busy"
     assert "nothing was changed" in (command.result.error or "")
-    other = auto.CommandError(auto.CommandResult("", "error: boom", 255))
-    assert rollout().command_failed(other, "preview") == Exit.FAILED
+    assert rollout().command_failed(EngineError(["preview"], 255, "", "error: boom"), "preview") == Exit.FAILED
+
+
+def test_engine_commands_name_the_stack_and_hold_the_update_to_the_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = fake_pulumi(tmp_path, monkeypatch, "", "", 0)
+    Engine(tmp_path, "dev").up({"rolling:imageTag": "1.16.1"}, tmp_path / "plan.json")
+    assert args.read_text().split("\n")[:-1] == [
+        "--non-interactive",
+        "up",
+        "--yes",
+        "--skip-preview",
+        "--color",
+        "never",
+        "--config",
+        "rolling:imageTag=1.16.1",
+        "--plan",
+        str(tmp_path / "plan.json"),
+        "--stack",
+        "dev",
+    ]
+
+
+PREVIEW = {
+    "steps": [
+        {
+            "op": "same",
+            "urn": "urn:pulumi:dev::rolling::pulumi:pulumi:Stack::rolling-dev",
+            "newState": {"type": "pulumi:pulumi:Stack"},
+        },
+        {
+            "op": "update",
+            "urn": "urn:pulumi:dev::rolling::x$kubernetes:apps/v1:Deployment::nginx-deployment",
+            "newState": {"type": DEPLOY},
+        },
+        {
+            "op": "delete",
+            "urn": "urn:pulumi:dev::rolling::x$kubernetes:core/v1:Service::nginx-service",
+            "oldState": {"type": "kubernetes:core/v1:Service"},
+        },
+    ],
+    "changeSummary": {"same": 6, "update": 1, "delete": 1},
+}
+
+
+def test_preview_steps_come_from_the_engines_json() -> None:
+    steps = preview_steps(json.dumps(PREVIEW))
+    assert [(s.op, s.type, s.name) for s in steps] == [
+        ("same", "pulumi:pulumi:Stack", "rolling-dev"),
+        ("update", DEPLOY, "nginx-deployment"),
+        ("delete", "kubernetes:core/v1:Service", "nginx-service"),
+    ]
+    assert [s.name for s in unexpected_steps(steps)] == ["nginx-service"]
+
+
+def test_a_failed_json_command_says_its_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    failed = {
+        "steps": [],
+        "diagnostics": [
+            {
+                "message": "error: invalid stack configuration (1 problem(s)):\n"
+                "  - rolling:replicas 0 is too small; use 1 or more\n",
+                "severity": "error",
+            },
+            {"message": "warning: something else\n", "severity": "warning"},
+        ],
+    }
+    fake_pulumi(tmp_path, monkeypatch, json.dumps(failed), "", 255)
+    with pytest.raises(EngineError) as caught:
+        Engine(tmp_path, "dev").preview(tmp_path / "config.yaml", tmp_path / "plan.json")
+    assert not isinstance(caught.value, StackBusyError)
+    assert cli.last_error(caught.value) == (
+        "error: invalid stack configuration (1 problem(s)): - rolling:replicas 0 is too small; use 1 or more"
+    )
+
+
+def test_the_command_starts_without_the_pulumi_sdk_or_the_kubernetes_library() -> None:
+    """Both take a good part of a second to import; the rollout needs neither before its first engine command."""
+    code = "import sys, infra.rollout.cli; print(sorted({'pulumi', 'kubernetes'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "[]"

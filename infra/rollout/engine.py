@@ -1,0 +1,116 @@
+"""The `pulumi` CLI for one stack, one process per command, and no more processes than a rollout needs.
+
+The Automation API would run three more for each update (its version check, the stack's outputs twice
+and its history) and one to select the stack: about a second of a rollout spent on answers the
+command never reads. Here each call is the command a user would type, with `--stack` on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra.rollout.plan import Step
+
+# What the engine prints when another update holds the stack: a file backend's lock, Pulumi Cloud's 409.
+BUSY_MARKERS = ("the stack is currently locked by", "Another update is currently in progress")
+
+
+class EngineError(Exception):
+    """A `pulumi` command failed; the text holds its error diagnostics and output, for people."""
+
+    def __init__(self, args: Sequence[str], code: int, stdout: str, stderr: str) -> None:
+        self.args_ = list(args)
+        self.code = code
+        self.stdout = stdout
+        self.stderr = stderr
+        super().__init__(f"`pulumi {' '.join(args)}` exited with {code}\n{diagnostics(stdout)}{stdout}\n{stderr}")
+
+
+class StackBusyError(EngineError):
+    """Another update holds the stack's lock: this command changed nothing."""
+
+
+def diagnostics(stdout: str) -> str:
+    """The error messages of a `--json` command's output, one per line ("error: ..."), or nothing."""
+    try:
+        document = json.loads(stdout)
+    except ValueError:
+        return ""
+    if not isinstance(document, dict):
+        return ""
+    messages = [str(d.get("message", "")) for d in document.get("diagnostics") or [] if d.get("severity") == "error"]
+    return "".join(m if m.endswith("\n") else m + "\n" for m in messages)
+
+
+def preview_steps(stdout: str) -> list[Step]:
+    """The steps of a `pulumi preview --json`: what the update would do to each resource."""
+    steps = []
+    for step in json.loads(stdout).get("steps") or []:
+        state = step.get("newState") or step.get("oldState") or {}
+        steps.append(Step(str(step["op"]), str(state.get("type", "")), str(step["urn"])))
+    return steps
+
+
+@dataclass(frozen=True)
+class Engine:
+    """`pulumi` on one stack of the project in ``project``; ``env`` is added to this process's environment."""
+
+    project: Path
+    stack: str
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def run(self, *args: str) -> str:
+        command = ["--non-interactive", *args, "--stack", self.stack]
+        pipe = subprocess.PIPE
+        env = {**os.environ, **self.env}
+        with subprocess.Popen(
+            ["pulumi", *command], cwd=self.project, env=env, stdout=pipe, stderr=pipe, text=True
+        ) as process:
+            try:
+                stdout, stderr = process.communicate()
+            except KeyboardInterrupt:
+                # The engine got the same Ctrl-C: let it cancel cleanly (stop waiting, record what it
+                # applied, release the lock) rather than kill it. A second Ctrl-C stops it at once.
+                process.communicate()
+                raise
+        if process.returncode != 0:
+            kind = StackBusyError if any(m in stderr + stdout for m in BUSY_MARKERS) else EngineError
+            raise kind(command, process.returncode, stdout, stderr)
+        return stdout
+
+    def config(self) -> dict[str, str]:
+        """The stack's config, every key with its value (secrets decrypted: they are settings too)."""
+        document = json.loads(self.run("config", "--json", "--show-secrets"))
+        return {key: str(entry.get("value", "")) for key, entry in document.items()}
+
+    def preview(self, config_file: Path, plan: Path) -> list[Step]:
+        """Preview with the config in ``config_file`` (nothing is written); save the update plan to ``plan``."""
+        return preview_steps(self.run("preview", "--json", "--config-file", str(config_file), "--save-plan", str(plan)))
+
+    def up(self, config: dict[str, str], plan: Path | None = None) -> None:
+        """Write ``config`` to the stack's config and update; with ``plan``, no step beyond the plan's."""
+        args = ["up", "--yes", "--skip-preview", "--color", "never"]
+        for key, value in config.items():
+            args += ["--config", f"{key}={value}"]
+        if plan is not None:
+            args += ["--plan", str(plan)]
+        self.run(*args)
+
+    def refresh(self, urns: Sequence[str]) -> None:
+        """Read these resources back from the cluster into the state."""
+        targets = [arg for urn in urns for arg in ("--target", urn)]
+        self.run("refresh", "--yes", "--skip-preview", "--color", "never", *targets)
+
+    def resources(self) -> list[dict[str, Any]]:
+        """The resources in the stack's state."""
+        deployment = json.loads(self.run("stack", "export")).get("deployment") or {}
+        return list(deployment.get("resources") or [])
+
+    def outputs(self) -> dict[str, Any]:
+        return dict(json.loads(self.run("stack", "output", "--json", "--show-secrets")))
