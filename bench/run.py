@@ -8,6 +8,7 @@ bench/results/latest.{json,md} and bench/results/rollout-timeline.png.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import phases
 from infra import strategy
 from infra.project import copy_project
 from infra.rollout.timeline import RolloutWatch
@@ -80,12 +82,15 @@ class Stack:
     def pulumi(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run(["pulumi", *args, "--color", "never"], cwd=self.project, env=self.env)
 
+    def up_args(self) -> list[str]:
+        return ["up", "--yes", "--skip-preview", "--stack", self.name]
+
     def configure(self, **values: object) -> None:
         for key, value in values.items():
             self.pulumi("config", "set", f"rolling:{key}", str(value), "--stack", self.name)
 
     def up(self) -> None:
-        self.pulumi("up", "--yes", "--skip-preview", "--stack", self.name)
+        self.pulumi(*self.up_args())
 
     def preview(self) -> None:
         self.pulumi("preview", "--stack", self.name)
@@ -237,6 +242,34 @@ def preview_split(report: dict[str, Any]) -> str:
     )
 
 
+def split_table(deploy: dict[str, Any]) -> list[str]:
+    if "split" not in deploy:
+        return []
+    lines = [
+        "",
+        "Where each path's time goes (medians, s), split at what the cluster saw: before the Deployment's pod "
+        "template changes, the rollout until it is complete (`kubectl rollout status`'s test), and after:",
+        "",
+        "| path | before | rollout | after | own time (before + after) |",
+        "|---|---|---|---|---|",
+    ]
+    for path in ("kubectl", "pulumi_up", "rollout"):
+        parts = deploy["split"][path]
+        own = parts["before"]["median"] + parts["after"]["median"]
+        lines.append(
+            f"| {path.replace('_', ' ')} | {parts['before']['median']} | {parts['rollout']['median']} | "
+            f"{parts['after']['median']} | {own:.2f} |"
+        )
+    return lines
+
+
+def stretch_table(title: str, logged: dict[str, Any]) -> list[str]:
+    lines = [f"{title} ({logged['total_s']:.2f} s in all; the log adds a little):", "", "| stretch | s |", "|---|---|"]
+    for name, seconds in logged["stretches"].items():
+        lines.append(f"| {phases.STRETCHES.get(name, name)} | {seconds:.3f} |")
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     deploy = report["deploy"]
     lines = [
@@ -259,15 +292,19 @@ def markdown(report: dict[str, Any]) -> str:
         d = deploy[key]
         ratio = d["median"] / deploy["kubectl"]["median"]
         lines.append(f"| {label} | {d['median']} | {d['min']} | {d['max']} | {ratio:.2f}x | {target} |")
-    phases = deploy.get("rollout_phases")
-    if phases:
+    lines += split_table(deploy)
+    rollout_phases = deploy.get("rollout_phases")
+    if rollout_phases:
         lines += [
             "",
-            "Where `rollout`'s time goes (medians): "
-            + ", ".join(f"{name} {phases[name]['median']} s" for name in ("preview", "up", "other"))
-            + " (other: Python and the engine's client starting, reading the stack, connecting to the cluster, "
-            "the health check).",
+            "`rollout`'s own durations (medians): "
+            + ", ".join(f"{name} {rollout_phases[name]['median']} s" for name in ("config", "preview", "up", "other"))
+            + " (config: reading the stack's config; other: Python starting, the preview's config file, the plan "
+            "printed, the live view stopped). Its preview and its up are each a whole engine run: the program, "
+            "the provider and the engine start twice.",
         ]
+    if "logged_up" in deploy:
+        lines += ["", *stretch_table("One `pulumi up` with the engine's log on", deploy["logged_up"])]
     lines += [
         "",
         f"The controllers' floor is {deploy['floor_s']} s (steps x (create + ready)). "
@@ -288,16 +325,28 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Target: `pulumi preview` ≤ {TARGETS['preview_s']} s. {preview_split(report)}",
         "",
+        *(
+            stretch_table("One `pulumi preview` with the engine's log on", report["preview"]["logged"])
+            if "logged" in report["preview"]
+            else []
+        ),
+        "",
         "## Scale (maxSurge 25 %, one run each)",
         "",
-        "| replicas | kubectl s | pulumi up s | pulumi - kubectl s | floor s |",
-        "|---|---|---|---|---|",
+        "| replicas | kubectl s | pulumi up s | pulumi - kubectl s | kubectl's own s | pulumi up's own s | floor s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in report["scale"]:
         lines.append(
             f"| {row['replicas']} | {row['kubectl_s']} | {row['pulumi_up_s']} | "
-            f"{row['pulumi_up_s'] - row['kubectl_s']:.1f} | {row['floor_s']} |"
+            f"{row['pulumi_up_s'] - row['kubectl_s']:.1f} | {row.get('kubectl_overhead_s', '')} | "
+            f"{row.get('pulumi_up_overhead_s', '')} | {row['floor_s']} |"
         )
+    lines += [
+        "",
+        "Own time: before the Deployment's template changes plus after its rollout completes; the rollout "
+        "itself varies with the controllers (one run each).",
+    ]
     ev = report["evaluation"]
     lines += [
         "",
@@ -379,23 +428,46 @@ def main() -> int:
         manifest = clone_deployment("bench-pulumi", "bench-kubectl")
         try:
             samples: dict[str, list[float]] = {"kubectl": [], "pulumi_up": [], "rollout": []}
+            # Each path's time split at what the cluster saw (bench.phases): before, rollout, after.
+            split: dict[str, dict[str, list[float]]] = {k: {} for k in samples}
             timeline: list[dict[str, Any]] = []
             rollout_phases: dict[str, list[float]] = {}
+
+            def record(path: str, seconds: float, times: Any) -> None:
+                samples[path].append(seconds)
+                for name in ("before", "rollout", "after"):
+                    split[path].setdefault(name, []).append(getattr(times, name))
+
             for i in range(args.runs):
-                samples["kubectl"].append(timed(kubectl_deploy, "bench-kubectl", next_tag()))
+                tag = next_tag()
+                record(
+                    "kubectl",
+                    *phases.timed_phases("bench-kubectl", functools.partial(kubectl_deploy, "bench-kubectl", tag)),
+                )
                 stack.configure(imageTag=next_tag())
                 with RolloutWatch("bench-pulumi") as watcher:
-                    samples["pulumi_up"].append(timed(stack.up))
+                    record("pulumi_up", *phases.timed_phases("bench-pulumi", stack.up))
                 if i == 0:
                     timeline = [s.__dict__ for s in watcher.samples]
-                phases = stack.rollout(next_tag())
-                samples["rollout"].append(phases["total"])
-                for phase in ("preview", "up"):
-                    rollout_phases.setdefault(phase, []).append(phases[phase])
-                # What the command does besides: start Python and the engine's client, read the stack,
-                # validate, read its outputs, connect to the cluster, check the result.
-                rollout_phases.setdefault("other", []).append(phases["total"] - phases["preview"] - phases["up"])
+                durations: dict[str, float] = {}
+                tag = next_tag()
+
+                def ship(t: str = tag, into: dict[str, float] = durations) -> None:
+                    into.update(stack.rollout(t))
+
+                record("rollout", *phases.timed_phases("bench-pulumi", ship))
+                for phase in ("config", "preview", "up"):
+                    rollout_phases.setdefault(phase, []).append(durations[phase])
+                # What the command does besides: start Python, write the preview's config, print the plan,
+                # stop the live view, exit.
+                rollout_phases.setdefault("other", []).append(
+                    durations["total"] - durations["config"] - durations["preview"] - durations["up"]
+                )
             deploy: dict[str, Any] = {k: summary(v) for k, v in samples.items()}
+            deploy["split"] = {path: {k: summary(v) for k, v in parts.items()} for path, parts in split.items()}
+            # One more `pulumi up` with the engine's log on, to see inside its before and after.
+            stack.configure(imageTag=next_tag())
+            deploy["logged_up"] = phases.logged(stack.pulumi, "bench-pulumi", *stack.up_args())
             deploy["floor_s"] = floor_seconds(3, delays)
             deploy["pulumi_overhead_pct"] = round(
                 100 * (deploy["pulumi_up"]["median"] / deploy["kubectl"]["median"] - 1), 1
@@ -413,10 +485,12 @@ def main() -> int:
             # Where a preview's time goes: the CLI starting (pulumi version), the program (below, under
             # mocks), and the rest: the engine, the language host and the provider starting, the diff.
             report["preview"]["cli_start"] = summary([timed(stack.pulumi, "version") for _ in range(args.runs)])
+            stack.configure(imageTag=next_tag())
+            report["preview"]["logged"] = phases.logged(stack.pulumi, None, "preview", "--stack", stack.name)
 
             scale = []
             surge = {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}
-            for replicas in (3, 10, 30):
+            for replicas in (3, 10, 30, 100):
                 # Resize both first (untimed), then time one tag change on each.
                 stack.configure(replicas=replicas, maxSurge="25%", imageTag=next_tag())
                 stack.up()
@@ -430,15 +504,20 @@ def main() -> int:
                     json.dumps({"spec": {"strategy": surge}}),
                 )
                 kubectl_deploy("bench-kubectl", next_tag())
-                kubectl_seconds = timed(kubectl_deploy, "bench-kubectl", next_tag())
+                tag = next_tag()
+                kubectl_seconds, kubectl_times = phases.timed_phases(
+                    "bench-kubectl", functools.partial(kubectl_deploy, "bench-kubectl", tag)
+                )
                 stack.configure(imageTag=next_tag())
-                pulumi_seconds = timed(stack.up)
+                pulumi_seconds, pulumi_times = phases.timed_phases("bench-pulumi", stack.up)
                 steps = strategy.plan(replicas, "25%", 0).steps
                 scale.append(
                     {
                         "replicas": replicas,
                         "kubectl_s": round(kubectl_seconds, 2),
                         "pulumi_up_s": round(pulumi_seconds, 2),
+                        "kubectl_overhead_s": round(kubectl_times.overhead, 2),
+                        "pulumi_up_overhead_s": round(pulumi_times.overhead, 2),
                         "floor_s": floor_seconds(steps, delays),
                     }
                 )
