@@ -29,7 +29,9 @@ class EngineError(Exception):
         self.code = code
         self.stdout = stdout
         self.stderr = stderr
-        super().__init__(f"`pulumi {' '.join(args)}` exited with {code}\n{diagnostics(stdout)}{stdout}\n{stderr}")
+        # A `--json` command's output is its JSON document: its error diagnostics say it all.
+        said = diagnostics(stdout) or stdout
+        super().__init__(f"`pulumi {' '.join(args)}` exited with {code}\n{said}\n{stderr}")
 
 
 class StackBusyError(EngineError):

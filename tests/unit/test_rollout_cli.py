@@ -327,6 +327,7 @@ def test_a_failed_json_command_says_its_errors(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(EngineError) as caught:
         Engine(tmp_path, "dev").preview(tmp_path / "config.yaml", tmp_path / "plan.json")
     assert not isinstance(caught.value, StackBusyError)
+    assert '"steps"' not in str(caught.value)  # the errors, not the whole document
     assert cli.last_error(caught.value) == (
         "error: invalid stack configuration (1 problem(s)): - rolling:replicas 0 is too small; use 1 or more"
     )
