@@ -38,7 +38,7 @@ STRETCHES = {
     "program": "Python starting: the interpreter, the Pulumi SDK and the program's imports",
     "registering": "the program registering resources, up to the provider's start",
     "provider": "the Kubernetes provider: configure, checks and diffs, up to the Deployment's update",
-    "apply": "the provider's request, until the cluster has the new pod template",
+    "apply": "the Deployment's update request (a dry run in a preview), until the cluster has the new template",
     "rollout": "the controllers rolling the pods (the same for every tool)",
     "complete": "after the rollout completes: the provider's wait ends, the engine records the step",
     "steps_done": "the program's process ending after the last step",
