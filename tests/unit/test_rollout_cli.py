@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+import yaml
 
 from infra.rollout import cli
 from infra.rollout.engine import Engine, EngineError, StackBusyError, preview_steps
@@ -338,3 +339,38 @@ def test_the_command_starts_without_the_pulumi_sdk_or_the_kubernetes_library() -
     code = "import sys, infra.rollout.cli; print(sorted({'pulumi', 'kubernetes'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert done.stdout.strip() == "[]"
+
+
+class PreviewingEngine(FakeEngine):
+    """A stack at 1.14.2 whose preview updates the Deployment only and saves a plan."""
+
+    def __init__(self) -> None:
+        super().__init__(set())
+        self.previewed: list[tuple[str, Path]] = []
+        self.plans: list[Path] = []
+
+    def config(self) -> dict[str, str]:
+        return {"rolling:target": "local", "rolling:imageTag": self.tag}
+
+    def preview(self, config_file: Path, plan: Path) -> list[Step]:
+        previewed = cast(dict[str, Any], yaml.safe_load(config_file.read_text()))["config"]["rolling:imageTag"]
+        self.previewed.append((previewed, plan))
+        plan.write_text("{}")
+        return [Step("update", DEPLOY, "urn:pulumi:dev::rolling::x$kubernetes:apps/v1:Deployment::nginx-deployment")]
+
+    def up(self, config: dict[str, str], plan: Path | None = None) -> None:
+        assert plan is not None and plan.is_file(), "the plan is there while the update runs"
+        self.plans.append(plan)
+        super().up(config, plan)
+
+
+def test_the_update_runs_under_the_plan_its_preview_saved(monkeypatch: pytest.MonkeyPatch) -> None:
+    command = rollout("--yes", "--cwd", str(ROOT))
+    engine = PreviewingEngine()
+    command.engine = cast(Any, engine)
+    monkeypatch.setattr(command, "watch_rollout", lambda *_: None)
+    assert command.run() == Exit.OK
+    assert [tag for tag, _ in engine.previewed] == ["1.16.1"]
+    assert engine.plans == [engine.previewed[0][1]]
+    assert engine.ups == ["1.16.1"]
+    assert not engine.plans[0].exists(), "the plan is a temporary file"
