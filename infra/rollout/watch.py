@@ -125,6 +125,11 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        # The update can end between two polls: show where it ended.
+        try:
+            self._report()
+        except Exception as err:  # a watcher must never break the rollout it reports on
+            self.say(f"(progress unavailable: {err.__class__.__name__})")
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -139,6 +144,16 @@ class Progress:
         return f"[{time.monotonic() - self._start:5.1f}s]"
 
     def _poll(self) -> None:
+        events = self._report()
+        if self.verdict is not None and self.verdict.reason is None:
+            pods = self.core.list_namespaced_pod(self.namespace, label_selector=SELECTOR).items
+            reason = definitive_failure(pods, events, self.verdict.image, self.verdict.fargate)
+            if reason is not None:
+                self.say(f"{self._stamp()} {reason}: it cannot succeed; ending the wait")
+                self.verdict.decide(reason)
+
+    def _report(self) -> list[Any]:
+        """Print the ReplicaSets' ready pods if they changed, and each new explaining event; return the events."""
         sets = self.apps.list_namespaced_replica_set(self.namespace, label_selector=SELECTOR).items
         active = sorted(
             (rs for rs in sets if (rs.spec.replicas or 0) > 0 or (rs.status.replicas or 0) > 0),
@@ -161,13 +176,7 @@ class Progress:
                 f"{self._stamp()} {event.involved_object.kind.lower()} {event.involved_object.name}: "
                 f"{event.reason}: {event.message}"
             )
-
-        if self.verdict is not None and self.verdict.reason is None:
-            pods = self.core.list_namespaced_pod(self.namespace, label_selector=SELECTOR).items
-            reason = definitive_failure(pods, events, self.verdict.image, self.verdict.fargate)
-            if reason is not None:
-                self.say(f"{self._stamp()} {reason}: it cannot succeed; ending the wait")
-                self.verdict.decide(reason)
+        return list(events)
 
 
 @dataclass
