@@ -25,7 +25,6 @@ class EngineError(Exception):
     """A `pulumi` command failed; the text holds its error diagnostics and output, for people."""
 
     def __init__(self, args: Sequence[str], code: int, stdout: str, stderr: str) -> None:
-        self.args_ = list(args)
         self.code = code
         self.stdout = stdout
         self.stderr = stderr
