@@ -60,7 +60,8 @@ class RollingUpdate:
 
     @property
     def max_pods(self) -> int:
-        """Pods that may exist at once during the rollout."""
+        """Pods the controller asks for at once during the rollout. Pods shutting down come on top, and
+        for a moment so can an old pod its ReplicaSet has been told to remove but has not yet deleted."""
         return self.replicas + self.max_surge
 
     @property

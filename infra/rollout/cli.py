@@ -28,6 +28,10 @@ TAG_KEY = f"{NAMESPACE}:imageTag"
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
 
 
+class IncompleteRolloutError(Exception):
+    """The engine's update succeeded, but the rollout did not complete (or cannot) after it."""
+
+
 @dataclass
 class Result:
     """What happened, for people and for CI (--json)."""
@@ -153,7 +157,7 @@ class RolloutRun:
 
             start = time.monotonic()
             try:
-                self.up(self.args.tag, watching.result(), plan)
+                self.up(new, watching.result(), plan)
             except StackBusyError as err:
                 self.result.durations["up"] = time.monotonic() - start
                 self.restore_tag(old.image_tag)
@@ -161,6 +165,9 @@ class RolloutRun:
             except EngineError as err:
                 self.result.durations["up"] = time.monotonic() - start
                 return self.recover(old, new, self.failure_reason() or last_error(err))
+            except IncompleteRolloutError as err:
+                self.result.durations["up"] = time.monotonic() - start
+                return self.recover(old, new, str(err))
         self.result.durations["up"] = time.monotonic() - start
         self.say(f"rollout: {self.args.stack} runs {new.image} on all {new.replicas} replicas")
         return self.finish(Exit.OK, "succeeded")
@@ -192,12 +199,22 @@ class RolloutRun:
         self.finish(Exit.NOT_CONFIRMED, "not confirmed", "declined; nothing was changed")
         return False
 
-    def up(self, tag: str, progress: Any, plan: Path | None = None) -> None:
-        """Write the tag to the stack's config and update, with the live view when there is one."""
+    def up(self, settings: Settings, progress: Any, plan: Path | None = None) -> None:
+        """Write the settings' tag to the stack's config and update, with the live view when there is one;
+        then make sure the rollout is complete, not only the engine's wait (raises IncompleteRolloutError)."""
         with ExitStack() as scope:
             if progress is not None:
                 scope.enter_context(progress)
-            self.engine.up({TAG_KEY: tag}, plan)
+            self.engine.up({TAG_KEY: settings.image_tag}, plan)
+            if progress is None:
+                return  # the cluster cannot be read from here: the engine's word stands
+            try:
+                problem = progress.wait_complete(settings.await_timeout_seconds)
+            except Exception as err:  # a watcher must never break the rollout it reports on
+                self.say(f"rollout: could not confirm that the rollout completed ({err.__class__.__name__}: {err})")
+                return
+            if problem is not None:
+                raise IncompleteRolloutError(problem)
 
     def restore_tag(self, tag: str) -> None:
         """Put the last good tag back in the stack's config (`up --config` wrote the new one before it failed)."""
@@ -242,8 +259,8 @@ class RolloutRun:
                 # The update was cut short: the state may still hold the old template while the
                 # cluster runs the new one. Read the Deployment back first, so the rollback sees it.
                 self.refresh_deployment()
-            self.up(old.image_tag, self.progress(old))
-        except EngineError as err:
+            self.up(old, self.progress(old))
+        except (EngineError, IncompleteRolloutError) as err:
             self.result.durations["rollback"] = time.monotonic() - start
             return self.finish(
                 Exit.ROLLBACK_FAILED, "rollback failed", f"{error}; the rollback failed too: {last_error(err)}"

@@ -64,7 +64,7 @@ class RolloutPlan:
             f"  image        {self.old_image} -> {self.new_image}",
             f"  replicas     {rollout.replicas} in namespace {self.settings.namespace}",
             f"  strategy     maxSurge {rollout.max_surge}, maxUnavailable {rollout.max_unavailable}: "
-            f"at least {rollout.min_ready} ready and at most {rollout.max_pods} pods at any time",
+            f"at least {rollout.min_ready} ready and at most {rollout.max_pods} pods asked for at any time",
             f"  steps        {rollout.steps} (each: start new pods, wait until ready "
             f"{self.settings.min_ready_seconds}s, retire old ones)",
             f"  deadline     {self.settings.progress_deadline_seconds}s without progress fails the rollout",

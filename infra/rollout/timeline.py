@@ -1,13 +1,15 @@
-"""A rollout as a timeline: every pod event in a namespace, sampled as ready pods per ReplicaSet revision."""
+"""A rollout as a timeline: every pod event in a namespace, sampled as ready pods per ReplicaSet revision,
+and the pods its ReplicaSets ask for."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from kubernetes import client, watch
 
@@ -34,27 +36,37 @@ class Sample:
 
 
 @dataclass
-class RolloutWatch:
-    """Every pod event in a namespace, from a consistent start, as a timeline of samples."""
+class NamespaceWatch:
+    """Every event of one kind of object in a namespace (the app's, by label), from a consistent start:
+    the listing's objects first, then the watch from its resourceVersion, each applied and recorded in
+    order, so every record is the namespace at one resourceVersion."""
 
     namespace: str
     # A client for the cluster; by default the ambient KUBECONFIG's.
     api: client.ApiClient | None = None
-    samples: list[Sample] = field(default_factory=list)
-    _pods: dict[str, PodState] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _error: BaseException | None = None
     _start: float = 0.0
 
+    def _lister(self, api: client.ApiClient) -> Any:
+        """The client's list function for the watched kind (the watch streams from it too)."""
+        raise NotImplementedError
+
+    def _apply(self, kind: str, obj: Any) -> None:
+        raise NotImplementedError
+
+    def _record(self) -> None:
+        raise NotImplementedError
+
     def __enter__(self) -> Self:
-        core = client.CoreV1Api(self.api or kube_access.api_client(None))
-        listing = core.list_namespaced_pod(self.namespace, label_selector=SELECTOR)
+        lister = self._lister(self.api or kube_access.api_client(None))
+        listing = lister(self.namespace, label_selector=SELECTOR)
         self._start = time.monotonic()
-        for pod in listing.items:
-            self._apply("ADDED", pod)
+        for obj in listing.items:
+            self._apply("ADDED", obj)
         self._record()
-        self._thread = threading.Thread(target=self._run, args=(core, listing.metadata.resource_version), daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(lister, listing.metadata.resource_version), daemon=True)
         self._thread.start()
         return self
 
@@ -66,27 +78,39 @@ class RolloutWatch:
         if self._error:
             raise self._error
 
-    def _run(self, core: client.CoreV1Api, resource_version: str) -> None:
+    def _run(self, lister: Callable[..., Any], resource_version: str) -> None:
         stream = watch.Watch()
         try:
             while not self._stop.is_set():
                 for event in stream.stream(
-                    core.list_namespaced_pod,
+                    lister,
                     self.namespace,
                     label_selector=SELECTOR,
                     resource_version=resource_version,
                     timeout_seconds=1,
                 ):
-                    pod = event["object"]
-                    resource_version = pod.metadata.resource_version
-                    self._apply(event["type"], pod)
+                    obj = event["object"]
+                    resource_version = obj.metadata.resource_version
+                    self._apply(event["type"], obj)
                     self._record()
                     if self._stop.is_set():
                         break
         except BaseException as err:  # surfaced in __exit__
             self._error = err
 
-    def _apply(self, kind: str, pod: client.V1Pod) -> None:
+
+@dataclass
+class RolloutWatch(NamespaceWatch):
+    """Every pod event in a namespace as a timeline of samples."""
+
+    samples: list[Sample] = field(default_factory=list)
+    _pods: dict[str, PodState] = field(default_factory=dict)
+
+    def _lister(self, api: client.ApiClient) -> Any:
+        return client.CoreV1Api(api).list_namespaced_pod
+
+    def _apply(self, kind: str, obj: Any) -> None:
+        pod: client.V1Pod = obj
         name = pod.metadata.name
         if kind == "DELETED":
             self._pods.pop(name, None)
@@ -120,6 +144,29 @@ class RolloutWatch:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps([s.__dict__ for s in self.samples], indent=1))
         return path
+
+
+@dataclass
+class RequestedPods(NamespaceWatch):
+    """The pods the Deployment controller asks for, the sum of its ReplicaSets' ``spec.replicas``, after
+    every ReplicaSet event: what maxSurge bounds. Running pods can briefly be more (between an old
+    ReplicaSet's scale-down and its pods' deletion), and pods shutting down are not counted by
+    Kubernetes at all."""
+
+    totals: list[int] = field(default_factory=list)
+    _specs: dict[str, int] = field(default_factory=dict)
+
+    def _lister(self, api: client.ApiClient) -> Any:
+        return client.AppsV1Api(api).list_namespaced_replica_set
+
+    def _apply(self, kind: str, obj: Any) -> None:
+        if kind == "DELETED":
+            self._specs.pop(obj.metadata.name, None)
+        else:
+            self._specs[obj.metadata.name] = obj.spec.replicas or 0
+
+    def _record(self) -> None:
+        self.totals.append(sum(self._specs.values()))
 
 
 @dataclass(frozen=True)

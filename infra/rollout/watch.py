@@ -70,18 +70,38 @@ class Health:
     updated: int
     available: int
     current: bool
+    # Pods of all its ReplicaSets that are not shutting down: more than ``updated`` while old ones remain.
+    total: int
+    # The Deployment reports no progress for its whole progress deadline.
+    stalled: bool = False
 
     @property
     def healthy(self) -> bool:
-        return self.current and self.ready == self.updated == self.available == self.replicas
+        return self.current and self.ready == self.updated == self.available == self.total == self.replicas
 
     def __str__(self) -> str:
-        return f"{self.image}: {self.ready}/{self.replicas} ready, {self.updated} updated, {self.available} available"
+        text = f"{self.image}: {self.ready}/{self.replicas} ready, {self.updated} updated, {self.available} available"
+        if self.total > self.updated:
+            text += f", {self.total - self.updated} old still running"
+        return text
 
 
-def health(api: client.ApiClient, namespace: str, name: str) -> Health:
-    deployment: Any = client.AppsV1Api(api).read_namespaced_deployment(name, namespace)
+def health(api: client.ApiClient, namespace: str, name: str | None = None) -> Health:
+    """The Deployment ``name``, or the app's one in ``namespace`` (found by its label) when no name is given."""
+    apps = client.AppsV1Api(api)
+    deployment: Any
+    if name is not None:
+        deployment = apps.read_namespaced_deployment(name, namespace)
+    else:
+        found = apps.list_namespaced_deployment(namespace, label_selector=SELECTOR).items
+        if len(found) != 1:
+            raise LookupError(f"{len(found)} Deployments labelled {SELECTOR} in namespace {namespace}, not 1")
+        deployment = found[0]
     status = deployment.status
+    stalled = any(
+        (c.type, c.status, c.reason) == ("Progressing", "False", "ProgressDeadlineExceeded")
+        for c in status.conditions or []
+    )
     return Health(
         image=deployment.spec.template.spec.containers[0].image,
         replicas=deployment.spec.replicas,
@@ -89,6 +109,8 @@ def health(api: client.ApiClient, namespace: str, name: str) -> Health:
         updated=status.updated_replicas or 0,
         available=status.available_replicas or 0,
         current=(status.observed_generation or 0) >= deployment.metadata.generation,
+        total=status.replicas or 0,
+        stalled=stalled,
     )
 
 
@@ -130,6 +152,29 @@ class Progress:
             self._report()
         except Exception as err:  # a watcher must never break the rollout it reports on
             self.say(f"(progress unavailable: {err.__class__.__name__})")
+
+    def wait_complete(self, timeout: float, poll: float = 0.5) -> str | None:
+        """Wait until the rollout is complete as `kubectl rollout status` judges it; None once it is, or
+        why it is not. The Kubernetes provider's wait trusts the Deployment's Progressing condition, and
+        right after a template change that can still name the previous ReplicaSet as available: its wait
+        then ends once the first new pods are ready, while the controller is still replacing the rest.
+        Usually the first look finds the rollout complete."""
+        end = time.monotonic() + timeout
+        told = False
+        while True:
+            state = health(self.apps.api_client, self.namespace)
+            if state.healthy:
+                return None
+            if not told:
+                self.say(f"{self._stamp()} the update returned before the rollout completed ({state}); waiting for it")
+                told = True
+            if self.verdict is not None and self.verdict.reason is not None:
+                return self.verdict.reason
+            if state.stalled:
+                return f"the Deployment exceeded its progress deadline: {state}"
+            if time.monotonic() >= end:
+                return f"the rollout did not complete within {timeout:.0f}s of the update: {state}"
+            time.sleep(poll)
 
     def _run(self) -> None:
         while not self._stop.is_set():

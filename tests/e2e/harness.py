@@ -18,7 +18,7 @@ from kubernetes import client
 
 from infra import kube_access, load
 from infra.project import copy_project
-from infra.rollout import timeline
+from infra.rollout import timeline, watch
 from tests.e2e.images import REPOSITORY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,13 +101,21 @@ def local_stack(tmp_path: Path, **values: object) -> Iterator[LocalStack]:
             stack.workspace.remove_stack(name)
 
 
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
+def wait_for(predicate: Any, timeout: float, what: str, poll: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(0.5)
+        time.sleep(poll)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def rollout_complete(stack: LocalStack, timeout: float = 60) -> float:
+    """When the stack's rollout was seen complete, as `kubectl rollout status` judges it. `pulumi up` usually
+    returns at that moment, but the provider's wait can end a little earlier (docs/rollouts.md)."""
+    api = api_client()
+    wait_for(lambda: watch.health(api, stack.namespace, DEPLOYMENT).healthy, timeout, "the rollout to complete", 0.1)
+    return time.time()
 
 
 def node_env() -> dict[str, str]:

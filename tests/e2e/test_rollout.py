@@ -15,6 +15,7 @@ import pytest
 from kubernetes import client
 
 from infra import load, strategy
+from infra.rollout.timeline import RequestedPods
 from infra.settings import AWAIT_MARGIN_SECONDS
 from tests.e2e.harness import (
     DEPLOYMENT,
@@ -23,6 +24,7 @@ from tests.e2e.harness import (
     api_client,
     local_stack,
     ready_to_serve,
+    rollout_complete,
     traffic,
     wait_for,
 )
@@ -95,25 +97,29 @@ def test_rolling_update_keeps_capacity(tmp_path: Path, replicas: int, surge: int
         stack.up()
         revision = int(stack.deployment().metadata.annotations[REVISION])
         stack.set(imageTag="1.16.1")
-        with RolloutWatch(stack.namespace) as watcher:
+        with RolloutWatch(stack.namespace) as watcher, RequestedPods(stack.namespace) as requested:
             result = stack.up()
-            done = stack.deployment()  # read the moment `up` returns
+            done, new_set = stack.deployment(), replica_sets(stack)[image("1.16.1")]  # the moment `up` returns
+            rollout_complete(stack)  # usually at once; the watchers see the whole rollout either way
         watcher.save(f"rollout-{replicas}-{surge}-{unavailable}")
 
         assert result.summary.resource_changes == {"same": 7, "update": 1}
         plan = strategy.plan(replicas, surge, unavailable)
         for sample in watcher.samples:
             assert sample.ready >= plan.min_ready, f"capacity dropped: {sample}"
-            assert sample.pods <= plan.max_pods, f"too many pods: {sample}"
+        # maxSurge bounds the pods the controller asks for; the pods running can be more for a moment,
+        # between an old ReplicaSet's scale-down and its pods' deletion.
+        assert max(requested.totals) == plan.max_pods, f"pods asked for: {requested.totals}"
         revisions = {r for s in watcher.samples for r in s.ready_by_revision}
         assert len(revisions) == 2, "the rollout went through exactly one new ReplicaSet"
         assert len(watcher.samples) > replicas, "the rollout took several observable steps"
 
-        # `up` returned only once the rollout was complete, not merely applied.
+        # `up` returned once the controller had taken the change and new pods were ready, not merely
+        # once it was applied; the rollout then completes by itself.
         assert done.status.observed_generation == done.metadata.generation
-        assert done.status.updated_replicas == done.status.ready_replicas == replicas
-        assert done.status.available_replicas == replicas
         assert int(done.metadata.annotations[REVISION]) == revision + 1
+        assert new_set.metadata.annotations[REVISION] == str(revision + 1)
+        assert (new_set.status.ready_replicas or 0) > 0
         sets = replica_sets(stack)
         assert sets[image("1.16.1")].status.ready_replicas == replicas
         assert sets[image("1.14.2")].spec.replicas == 0
@@ -167,6 +173,7 @@ def test_failed_rollout_fails_in_bounded_time_and_keeps_old_pods(tmp_path: Path,
 
         stack.set(imageTag="1.16.1")
         stack.up()
+        rollout_complete(stack)
         assert ready_pods_by_image(stack) == {image("1.16.1"): 3}
 
 
@@ -210,6 +217,7 @@ def test_concurrent_update_fails_fast(deployed: LocalStack) -> None:
     assert "locked" in str(caught.value)
     thread.join(timeout=180)
     assert "error" not in first, first.get("error")
+    rollout_complete(deployed)
     assert ready_pods_by_image(deployed) == {image("1.16.1"): 3}
     assert deployed.stack.outputs()["image"].value == image("1.16.1")
 

@@ -13,9 +13,10 @@ import pytest
 import yaml
 
 from infra import load
+from infra.rollout import watch
 from infra.rollout.engine import Engine, EngineError
 from infra.rollout.plan import Exit
-from tests.e2e.harness import LocalStack, ready_to_serve, traffic
+from tests.e2e.harness import DEPLOYMENT, LocalStack, api_client, ready_to_serve, traffic
 from tests.e2e.images import CRASHING, MISSING, image
 from tests.e2e.test_rollout import ready_pods_by_image
 
@@ -47,6 +48,8 @@ def test_ships_a_tag(deployed: LocalStack) -> None:
     assert f"{image('1.14.2')} -> {image('1.16.1')}" in err  # the plan
     assert f"{image('1.16.1')} ready 3/3" in err  # live progress
     assert tag(deployed) == "1.16.1"
+    # The command returns once the rollout is complete, not only once the engine's wait has ended.
+    assert watch.health(api_client(), deployed.namespace, DEPLOYMENT).healthy
     assert ready_pods_by_image(deployed) == {image("1.16.1"): 3}
 
 

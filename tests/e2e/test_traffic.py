@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from infra import load
-from tests.e2e.harness import LOAD_RATE, RolloutWatch, local_stack, ready_to_serve, traffic
+from tests.e2e.harness import LOAD_RATE, RolloutWatch, local_stack, ready_to_serve, rollout_complete, traffic
 
 DRAIN_S = 5  # the local target's default drainSeconds
 OLD, NEW = "1.14.2", "1.16.1"
@@ -34,7 +34,7 @@ def test_no_request_fails_through_a_rollout(
             time.sleep(2)  # traffic before the rollout starts
             with RolloutWatch(stack.namespace) as watcher:
                 stack.up()
-                complete = time.time()  # `up` returns once the new ReplicaSet is complete
+                complete = rollout_complete(stack)
             time.sleep(DRAIN_S + 3)  # the old pods drain, stop, and traffic goes on
         watcher.save(f"traffic-{name}")
 

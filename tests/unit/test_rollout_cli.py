@@ -75,7 +75,7 @@ def test_plan_rendering() -> None:
     text = RolloutPlan("dev", "nginxinc/nginx-unprivileged:1.14.2", settings.image, settings).render()
     assert "nginxinc/nginx-unprivileged:1.14.2 -> nginxinc/nginx-unprivileged:1.16.1" in text
     assert "replicas     4" in text
-    assert "maxSurge 2, maxUnavailable 0: at least 4 ready and at most 6 pods" in text
+    assert "maxSurge 2, maxUnavailable 0: at least 4 ready and at most 6 pods asked for" in text
     assert "steps        2" in text
     assert "0.25 vCPU / 0.5 GB on Fargate" in text
     local = Settings.from_values({"target": "local", "imageTag": "1.16.1"})
@@ -149,7 +149,7 @@ def test_rollback_flow(
     command.engine = cast(Any, engine)
     old = Settings.from_values({"target": "local", "imageTag": "1.14.2"})
     new = Settings.from_values({"target": "local", "imageTag": "1.16.1-broken"})
-    healthy = watch.Health("nginxinc/nginx-unprivileged:1.14.2", 3, 3, 3, 3, True)
+    healthy = watch.Health("nginxinc/nginx-unprivileged:1.14.2", 3, 3, 3, 3, True, 3)
     monkeypatch.setattr(command, "health", lambda *_: healthy)
     monkeypatch.setattr(command, "progress", lambda *_: None)
     assert command.recover(old, new, "timed out") == exit_code
@@ -167,11 +167,58 @@ def test_rollback_that_leaves_an_unhealthy_deployment_is_a_failure(monkeypatch: 
     old = Settings.from_values({"target": "local", "imageTag": "1.14.2"})
     new = Settings.from_values({"target": "local", "imageTag": "1.16.1"})
     monkeypatch.setattr(
-        command, "health", lambda *_: watch.Health("nginxinc/nginx-unprivileged:1.14.2", 3, 2, 3, 2, True)
+        command, "health", lambda *_: watch.Health("nginxinc/nginx-unprivileged:1.14.2", 3, 2, 3, 2, True, 3)
     )
     monkeypatch.setattr(command, "progress", lambda *_: None)
     command.engine = cast(Any, FakeEngine(set()))
     assert command.recover(old, new, "timed out") == Exit.ROLLBACK_FAILED
+
+
+class FakeProgress:
+    """A live view whose rollout completes, or not, once the engine's update returns."""
+
+    def __init__(self, problem: str | None) -> None:
+        self.problem = problem
+        self.waited: list[float] = []
+
+    def __enter__(self) -> FakeProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def wait_complete(self, timeout: float) -> str | None:
+        self.waited.append(timeout)
+        return self.problem
+
+
+def test_an_update_that_returns_before_the_rollout_completes_is_waited_for() -> None:
+    command = rollout("--yes")
+    command.engine = cast(Any, FakeEngine(set()))
+    new = Settings.from_values({"target": "local", "imageTag": "1.16.1"})
+    progress = FakeProgress(None)
+    command.up(new, progress)
+    assert progress.waited == [new.await_timeout_seconds]
+
+    stuck = FakeProgress("the Deployment exceeded its progress deadline")
+    with pytest.raises(cli.IncompleteRolloutError, match="progress deadline"):
+        command.up(new, stuck)
+
+
+def test_a_rollout_that_does_not_complete_after_the_update_is_rolled_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.rollout import watch
+
+    command = rollout("--yes")
+    engine = FakeEngine(set())
+    command.engine = cast(Any, engine)
+    old = Settings.from_values({"target": "local", "imageTag": "1.14.2"})
+    new = Settings.from_values({"target": "local", "imageTag": "1.16.1"})
+    monkeypatch.setattr(command, "progress", lambda *_: FakeProgress(None))
+    monkeypatch.setattr(command, "health", lambda *_: watch.Health(old.image, 3, 3, 3, 3, True, 3))
+    with pytest.raises(cli.IncompleteRolloutError) as caught:
+        command.up(new, FakeProgress("the rollout did not complete within 70s of the update"))
+    assert command.recover(old, new, str(caught.value)) == Exit.ROLLED_BACK
+    assert engine.ups == ["1.16.1", "1.14.2"]
 
 
 def test_json_result_shape() -> None:

@@ -1,4 +1,5 @@
-"""Which pod states end a rollout at once (waiting cannot mend them) and which get the progress deadline."""
+"""Which pod states end a rollout at once (waiting cannot mend them), which get the progress deadline, and
+when a rollout is complete."""
 
 from __future__ import annotations
 
@@ -100,3 +101,73 @@ def test_a_verdict_acts_once_with_its_time() -> None:
     verdict = Verdict(NEW, fargate=False, act=lambda: acted.append("interrupt"))
     verdict.decide("pod x: the registry has no registry/app:2")
     assert acted == ["interrupt"] and verdict.at is not None and verdict.reason is not None
+
+
+def health_of(ready: int, updated: int, available: int, total: int, current: bool = True) -> Any:
+    from infra.rollout.watch import Health
+
+    return Health(NEW, 3, ready, updated, available, current, total)
+
+
+@pytest.mark.parametrize(
+    ("state", "healthy"),
+    [
+        (health_of(3, 3, 3, 3), True),
+        # The new pods are all ready and available, but two old ones still run: not done (kubectl agrees).
+        (health_of(3, 3, 3, 5), False),
+        (health_of(3, 3, 2, 3), False),  # one new pod not yet ready for minReadySeconds
+        (health_of(3, 3, 3, 3, current=False), False),  # the controller has not seen the change yet
+    ],
+)
+def test_health_is_kubectl_rollout_status(state: Any, healthy: bool) -> None:
+    assert state.healthy is healthy
+
+
+def test_health_names_the_old_pods_still_running() -> None:
+    assert str(health_of(3, 3, 3, 5)).endswith("3 available, 2 old still running")
+
+
+@pytest.fixture
+def progress(monkeypatch: pytest.MonkeyPatch) -> Any:
+    from infra.rollout import watch
+
+    said: list[str] = []
+    view = watch.Progress(client.ApiClient(), "app", said.append)
+    view.said = said  # type: ignore[attr-defined]
+    return view
+
+
+def test_waiting_for_completion_returns_once_complete(progress: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.rollout import watch
+
+    states = iter([health_of(3, 3, 2, 5), health_of(3, 3, 3, 3)])
+    monkeypatch.setattr(watch, "health", lambda *_: next(states))
+    assert progress.wait_complete(timeout=5, poll=0.01) is None
+    assert len(progress.said) == 1 and "returned before the rollout completed" in progress.said[0]
+
+
+def test_a_rollout_already_complete_is_not_waited_for(progress: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.rollout import watch
+
+    monkeypatch.setattr(watch, "health", lambda *_: health_of(3, 3, 3, 3))
+    assert progress.wait_complete(timeout=5) is None
+    assert progress.said == []
+
+
+def test_waiting_for_completion_ends_on_a_stall_a_verdict_or_the_timeout(
+    progress: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infra.rollout import watch
+
+    behind = health_of(3, 3, 2, 5)
+    monkeypatch.setattr(watch, "health", lambda *_: behind)
+    assert "did not complete within 0s" in progress.wait_complete(timeout=0, poll=0.01)
+
+    progress.verdict = Verdict(NEW, fargate=False, act=lambda: None)
+    progress.verdict.decide("pod x: container nginx keeps exiting (2 restarts)")
+    assert progress.wait_complete(timeout=5, poll=0.01) == "pod x: container nginx keeps exiting (2 restarts)"
+
+    progress.verdict = None
+    stalled = watch.Health(NEW, 3, 3, 3, 2, True, 5, stalled=True)
+    monkeypatch.setattr(watch, "health", lambda *_: stalled)
+    assert "exceeded its progress deadline" in progress.wait_complete(timeout=5, poll=0.01)
