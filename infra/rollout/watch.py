@@ -72,8 +72,6 @@ class Health:
     current: bool
     # Pods of all its ReplicaSets that are not shutting down: more than ``updated`` while old ones remain.
     total: int
-    # The Deployment reports no progress for its whole progress deadline.
-    stalled: bool = False
 
     @property
     def healthy(self) -> bool:
@@ -98,10 +96,6 @@ def health(api: client.ApiClient, namespace: str, name: str | None = None) -> He
             raise LookupError(f"{len(found)} Deployments labelled {SELECTOR} in namespace {namespace}, not 1")
         deployment = found[0]
     status = deployment.status
-    stalled = any(
-        (c.type, c.status, c.reason) == ("Progressing", "False", "ProgressDeadlineExceeded")
-        for c in status.conditions or []
-    )
     return Health(
         image=deployment.spec.template.spec.containers[0].image,
         replicas=deployment.spec.replicas,
@@ -110,7 +104,6 @@ def health(api: client.ApiClient, namespace: str, name: str | None = None) -> He
         available=status.available_replicas or 0,
         current=(status.observed_generation or 0) >= deployment.metadata.generation,
         total=status.replicas or 0,
-        stalled=stalled,
     )
 
 
@@ -170,8 +163,6 @@ class Progress:
                 told = True
             if self.verdict is not None and self.verdict.reason is not None:
                 return self.verdict.reason
-            if state.stalled:
-                return f"the Deployment exceeded its progress deadline: {state}"
             if time.monotonic() >= end:
                 return f"the rollout did not complete within {timeout:.0f}s of the update: {state}"
             time.sleep(poll)

@@ -200,8 +200,8 @@ def test_an_update_that_returns_before_the_rollout_completes_is_waited_for() -> 
     command.up(new, progress)
     assert progress.waited == [new.await_timeout_seconds]
 
-    stuck = FakeProgress("the Deployment exceeded its progress deadline")
-    with pytest.raises(cli.IncompleteRolloutError, match="progress deadline"):
+    stuck = FakeProgress("the rollout did not complete within 70s of the update")
+    with pytest.raises(cli.IncompleteRolloutError, match="did not complete within 70s"):
         command.up(new, stuck)
 
 
