@@ -10,6 +10,37 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
+from infra import access
+
+
+@dataclass(frozen=True)
+class AddonVersions:
+    """The EKS add-on builds the cluster runs: pinned, so a new build from AWS changes nothing by itself."""
+
+    coredns: str
+    kube_proxy: str
+    vpc_cni: str
+
+
+def log_group_name(cluster_name: str) -> str:
+    """The log group EKS writes control-plane logs to (it creates one, without retention, if it is missing:
+    https://docs.aws.amazon.com/eks/latest/userguide/control-plane-logs.html)."""
+    return f"/aws/eks/{cluster_name}/cluster"
+
+
+def access_entry_args(entry: access.Entry) -> eks.AccessEntryArgs:
+    policies = {
+        grant.policy: eks.AccessPolicyAssociationArgs(
+            policy_arn=grant.policy_arn(entry.partition),
+            access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(
+                type="namespace" if grant.namespaces else "cluster",
+                namespaces=list(grant.namespaces) or None,
+            ),
+        )
+        for grant in entry.grants
+    }
+    return eks.AccessEntryArgs(principal_arn=entry.principal_arn, access_policies=policies)
+
 
 @dataclass(frozen=True)
 class FargateClusterArgs:
@@ -19,6 +50,13 @@ class FargateClusterArgs:
     kubernetes_version: str
     fargate_namespaces: tuple[str, ...]
     log_types: tuple[str, ...]
+    log_retention_days: int
+    # "standard" or "extended": what EKS does when the version leaves standard support.
+    upgrade_policy: str
+    addons: AddonVersions
+    access_entries: tuple[access.Entry, ...]
+    public_access_cidrs: tuple[str, ...]
+    public_endpoint: bool
     vpc_id: pulumi.Input[str]
     public_subnet_ids: Sequence[pulumi.Input[str]]
     private_subnet_ids: Sequence[pulumi.Input[str]]
@@ -36,6 +74,14 @@ class FargateCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: FargateClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rolling:index:FargateCluster", name, None, opts)
+        # Made before the cluster, with a retention, so EKS does not make one that keeps logs forever;
+        # deleted with the stack.
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-control-plane-logs",
+            name=log_group_name(args.cluster_name),
+            retention_in_days=args.log_retention_days,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         cluster = eks.Cluster(
             f"{name}-eks",
             name=args.cluster_name,
@@ -52,10 +98,19 @@ class FargateCluster(pulumi.ComponentResource):
             # IAM roles for service accounts.
             create_oidc_provider=True,
             authentication_mode=eks.AuthenticationMode.API,
+            # Only its access entries reach the API server; the creator's own is pulumi-eks' default.
+            access_entries={entry.name: access_entry_args(entry) for entry in args.access_entries} or None,
             enabled_cluster_log_types=list(args.log_types),
-            endpoint_public_access=True,
+            endpoint_public_access=args.public_endpoint,
+            public_access_cidrs=list(args.public_access_cidrs) if args.public_endpoint else None,
             endpoint_private_access=True,
-            opts=pulumi.ResourceOptions(parent=self),
+            upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type=args.upgrade_policy.upper()),
+            # Pinned add-on builds: unset, pulumi-eks takes the most recent one at every preview, and the
+            # next build AWS publishes becomes an unreviewed change to the cluster.
+            coredns_addon_options=eks.CoreDnsAddonOptionsArgs(version=args.addons.coredns),
+            kube_proxy_addon_options=eks.KubeProxyAddonOptionsArgs(version=args.addons.kube_proxy),
+            vpc_cni_options=eks.VpcCniOptionsArgs(addon_version=args.addons.vpc_cni),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
         )
         # pulumi-eks passes `name` through unchanged; tie the output to the cluster
         # so it resolves only once the cluster exists.

@@ -128,7 +128,11 @@ class Vpc(pulumi.ComponentResource):
 
 def zones(count: int) -> tuple[str, ...]:
     """The first ``count`` available zones of the region, or an error naming azCount."""
-    names = aws.get_availability_zones(state="available").names
+    # Local Zones and Wavelength Zones are opt-in and cannot hold an EKS control plane's subnets.
+    names = aws.get_availability_zones(
+        state="available",
+        filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])],
+    ).names
     if len(names) < count:
         raise pulumi.RunError(
             f"rolling:azCount {count} is more than the {len(names)} zones available in this region ({', '.join(names)})"

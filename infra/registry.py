@@ -16,6 +16,9 @@ class RegistryArgs:
 
     repository_name: str
     keep_images: int
+    # True: `pulumi destroy` deletes the repository with its images (ECR refuses to delete a repository
+    # that holds images unless asked to: force_delete). False: destroy leaves it, images and all.
+    delete_images_on_destroy: bool
 
 
 def lifecycle_policy(keep: int) -> dict[str, Any]:
@@ -45,7 +48,8 @@ class Registry(pulumi.ComponentResource):
             name=args.repository_name,
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
-            opts=child,
+            force_delete=args.delete_images_on_destroy,
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=not args.delete_images_on_destroy),
         )
         aws.ecr.LifecyclePolicy(
             f"{name}-lifecycle",

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from infra import fargate, images, kube_access, strategy
+from infra import eks_versions, fargate, images, kube_access, strategy
 
 NAMESPACE = "rolling"
 TARGETS = ("eks", "local")
@@ -40,6 +40,36 @@ STOP_SECONDS = 15
 ALB_PROPAGATION_SECONDS = 5
 # The first minor version whose kubelet runs a preStop `sleep` by default (beta in 1.30, GA in 1.34).
 SLEEP_ACTION_SINCE = (1, 30)
+# A Fargate profile takes at most five selectors ("You can have up to five selectors in a Fargate
+# profile": https://docs.aws.amazon.com/eks/latest/userguide/fargate-profile.html).
+MAX_FARGATE_SELECTORS = 5
+# The retention periods CloudWatch Logs accepts (PutRetentionPolicy's retentionInDays).
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+ECR_ON_DESTROY = ("delete", "retain")
+UPGRADE_POLICIES = ("standard", "extended")
 
 
 class _Required:
@@ -303,6 +333,81 @@ def _certificate_arn(value: str) -> str:
     return value.strip()
 
 
+# An IAM role or user ARN, as EKS access entries take them: any partition, a 12-digit account, an
+# optional path (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-arns).
+_PRINCIPAL_RE = re.compile(
+    r"arn:aws(?:-[a-z]+)*:iam::[0-9]{12}:(?:role|user)/(?:[\x21-\x7e]+/)?[A-Za-z0-9+=,.@_-]{1,128}"
+)
+_ROLE_RE = re.compile(r"arn:aws(?:-[a-z]+)*:iam::[0-9]{12}:role/(?:[\x21-\x7e]+/)?[A-Za-z0-9+=,.@_-]{1,64}")
+
+
+def _principal_problem(value: str, pattern: re.Pattern[str], what: str) -> str | None:
+    if pattern.fullmatch(value):
+        return None
+    if ":sts::" in value and ":assumed-role/" in value:
+        # What `aws sts get-caller-identity` prints in CI: a session, which an access entry cannot name.
+        role = value.split(":assumed-role/", 1)[1].split("/", 1)[0]
+        account = value.split(":sts::", 1)[1].split(":", 1)[0]
+        return (
+            f"'{value}' is an assumed-role session, which changes on every login; "
+            f"name the role itself: arn:aws:iam::{account}:role/{role}"
+        )
+    return f"'{value}' is not {what}"
+
+
+def _role_arn(value: str) -> str:
+    value = value.strip()
+    problem = _principal_problem(value, _ROLE_RE, "an IAM role ARN: arn:aws:iam::<12-digit account>:role/<name>")
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _principal_list(value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    if not names:
+        raise ValueError("is empty; list IAM role or user ARNs separated by commas")
+    for name in names:
+        problem = _principal_problem(
+            name, _PRINCIPAL_RE, "an IAM role or user ARN: arn:aws:iam::<12-digit account>:role/<name> or :user/<name>"
+        )
+        if problem:
+            raise ValueError(problem)
+    return names
+
+
+def _cidr_list(value: str) -> tuple[str, ...]:
+    cidrs = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not cidrs:
+        raise ValueError("is empty; list IPv4 networks such as 203.0.113.0/24, separated by commas")
+    for cidr in cidrs:
+        try:
+            ipaddress.IPv4Network(cidr, strict=True)
+        except ValueError:
+            raise ValueError(f"'{cidr}' is not an IPv4 network such as 203.0.113.0/24") from None
+    return cidrs
+
+
+_ADDON_VERSION_RE = re.compile(r"v[0-9]+\.[0-9]+\.[0-9]+(?:-[a-z]+)?-eksbuild\.[0-9]+")
+
+
+def _addon_version(value: str) -> str:
+    if not _ADDON_VERSION_RE.fullmatch(value.strip()):
+        raise ValueError(
+            f"'{value}' is not an EKS add-on version such as v1.35.0-eksbuild.2 "
+            "(`aws eks describe-addon-versions --addon-name NAME --kubernetes-version 1.NN` lists them)"
+        )
+    return value.strip()
+
+
+def _retention(value: str) -> int:
+    days = _int(value)
+    if days not in LOG_RETENTION_DAYS:
+        accepted = ", ".join(map(str, LOG_RETENTION_DAYS))
+        raise ValueError(f"{days} is not a retention CloudWatch accepts; use one of {accepted}")
+    return days
+
+
 def _log_types(value: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in value.split(",") if part.strip())
     bad = [name for name in names if name not in LOG_TYPES]
@@ -324,9 +429,88 @@ class EksSettings:
     )
     kubernetes_version: str = setting(
         _k8s_version,
-        default="1.34",
-        description="the pinned Kubernetes minor version of the cluster (quote it).",
+        default=eks_versions.DEFAULT,
+        description="the pinned Kubernetes minor version of the cluster (quote it). A preview warns "
+        f"{eks_versions.WARN_DAYS} days before it leaves EKS standard support.",
         accepted="`1.NN`; quote it in YAML",
+        targets=("eks",),
+    )
+    upgrade_policy: str = setting(
+        _choice(UPGRADE_POLICIES),
+        default="standard",
+        description="what EKS does when kubernetesVersion leaves standard support: standard (AWS upgrades the "
+        "control plane) or extended (it stays, at the extended-support hourly rate).",
+        accepted="`standard` or `extended`",
+        targets=("eks",),
+    )
+    coredns_version: str | None = setting(
+        _addon_version,
+        default="",
+        unset=True,
+        description="the coredns EKS add-on build; unset picks the one pinned for kubernetesVersion.",
+        accepted="an add-on build such as `v1.13.2-eksbuild.1`",
+        shown_default="pinned per `kubernetesVersion`",
+        targets=("eks",),
+    )
+    kube_proxy_version: str | None = setting(
+        _addon_version,
+        default="",
+        unset=True,
+        description="the kube-proxy EKS add-on build; unset picks the one pinned for kubernetesVersion.",
+        accepted="an add-on build such as `v1.35.0-eksbuild.2`",
+        shown_default="pinned per `kubernetesVersion`",
+        targets=("eks",),
+    )
+    vpc_cni_version: str | None = setting(
+        _addon_version,
+        default="",
+        unset=True,
+        description="the vpc-cni EKS add-on build; unset picks the one pinned for kubernetesVersion.",
+        accepted="an add-on build such as `v1.21.1-eksbuild.3`",
+        shown_default="pinned per `kubernetesVersion`",
+        targets=("eks",),
+    )
+    cluster_admins: tuple[str, ...] = setting(
+        _principal_list,
+        default="",
+        unset=True,
+        description="IAM role or user ARNs, comma-separated, given cluster admin (an EKS access entry with "
+        "AmazonEKSClusterAdminPolicy); the principal that created the cluster keeps admin too.",
+        accepted="comma-separated IAM role or user ARNs (not `assumed-role` sessions)",
+        shown_default="none",
+        targets=("eks",),
+    )
+    deploy_role_arn: str | None = setting(
+        _role_arn,
+        default="",
+        unset=True,
+        description="the IAM role the deploy workflow assumes: an access entry with edit rights in the app "
+        "namespace and read-only rights elsewhere.",
+        accepted="an IAM role ARN",
+        targets=("eks",),
+    )
+    preview_role_arn: str | None = setting(
+        _role_arn,
+        default="",
+        unset=True,
+        description="the IAM role pull-request previews assume: an access entry with read-only rights.",
+        accepted="an IAM role ARN",
+        targets=("eks",),
+    )
+    public_access_cidrs: tuple[str, ...] = setting(
+        _cidr_list,
+        default="0.0.0.0/0",
+        description="IPv4 networks, comma-separated, that may reach the cluster's public API endpoint "
+        "(still authenticated by IAM). Narrow it to your offices and self-hosted runners.",
+        accepted="comma-separated IPv4 networks",
+        targets=("eks",),
+    )
+    api_endpoint: str = setting(
+        _choice(("public", "private")),
+        default="public",
+        description="public (the API endpoint is reachable from publicAccessCidrs and from the VPC) or private "
+        "(from the VPC only: CI then needs a runner in or peered with the VPC).",
+        accepted="`public` or `private`",
         targets=("eks",),
     )
     vpc_cidr: str = setting(
@@ -358,6 +542,14 @@ class EksSettings:
         accepted="any of api, audit, authenticator, controllerManager, scheduler",
         targets=("eks",),
     )
+    cluster_log_retention_days: int = setting(
+        _retention,
+        default=30,
+        description="days CloudWatch keeps the control-plane logs (the log group the stack creates and "
+        "deletes on destroy).",
+        accepted="a retention CloudWatch accepts: 1, 3, 5, 7, 14, 30, 60, 90, … 3653",
+        targets=("eks",),
+    )
     fargate_namespaces: tuple[str, ...] = setting(
         _label_list,
         default="",
@@ -373,6 +565,14 @@ class EksSettings:
         default="rolling",
         description="the ECR repository the deploy workflow pushes images to (immutable tags, scanned on push).",
         accepted="the ECR repository name",
+        targets=("eks",),
+    )
+    ecr_on_destroy: str = setting(
+        _choice(ECR_ON_DESTROY),
+        default="delete",
+        description="what `pulumi destroy` does with the ECR repository: delete (with every image in it) or "
+        "retain (it stays in the account, images and all, and the stack forgets it).",
+        accepted="`delete` (with its images) or `retain`",
         targets=("eks",),
     )
     ecr_keep_images: int = setting(
@@ -714,6 +914,45 @@ def _fargate_selects_namespace(parsed: dict[str, Any], target: str | None) -> st
     return problem
 
 
+def _fargate_selector_limit(parsed: dict[str, Any], target: str | None) -> str | None:
+    # After _fargate_selects_namespace, which adds kube-system.
+    names = parsed.get("fargate_namespaces")
+    if target != "eks" or names is None or len(names) <= MAX_FARGATE_SELECTORS:
+        return None
+    return (
+        f"{NAMESPACE}:fargateNamespaces selects {len(names)} namespaces with kube-system ({','.join(names)}); "
+        f"a Fargate profile takes at most {MAX_FARGATE_SELECTORS} selectors: list at most "
+        f"{MAX_FARGATE_SELECTORS - 1} besides kube-system"
+    )
+
+
+_ADDON_FIELDS = {
+    "coredns_version": "corednsVersion",
+    "kube_proxy_version": "kubeProxyVersion",
+    "vpc_cni_version": "vpcCniVersion",
+}
+
+
+def _addons_pinned(parsed: dict[str, Any], target: str | None) -> str | None:
+    version = parsed.get("kubernetes_version")
+    if target != "eks" or version is None:
+        return None
+    pinned = eks_versions.ADDONS.get(version)
+    missing = [key for name, key in _ADDON_FIELDS.items() if name in parsed and parsed[name] is None]
+    if pinned is None:
+        if not missing:
+            return None
+        return (
+            f"{NAMESPACE}:kubernetesVersion {version} has no pinned add-on builds in this program "
+            f"(it pins them for {', '.join(sorted(eks_versions.ADDONS))}): set {', '.join(missing)} to builds that "
+            f"`aws eks describe-addon-versions --kubernetes-version {version}` lists"
+        )
+    for name in _ADDON_FIELDS:
+        if name in parsed and parsed[name] is None:
+            parsed[name] = getattr(pinned, name.removesuffix("_version"))
+    return None
+
+
 def _port_needs_root(parsed: dict[str, Any], target: str | None) -> str | None:
     port, root = parsed.get("container_port"), parsed.get("image_needs_root")
     if port is None or root is None or port >= 1024 or root:
@@ -781,6 +1020,8 @@ _RULES: tuple[Rule, ...] = (
     _deadline_after_min_ready,
     _fargate_size,
     _fargate_selects_namespace,
+    _fargate_selector_limit,
+    _addons_pinned,
     _port_needs_root,
     _drain_fits_grace_period,
     _drain_outlasts_deregistration,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import app
+from infra import app, eks_versions
 from infra.settings import EksSettings, Settings
 
 
@@ -93,11 +94,35 @@ def _app_outputs(settings: Settings, web: app.WebApp, outputs: dict[str, object]
     )
 
 
+def _preflight(eks: EksSettings) -> None:
+    """Refuse what AWS would refuse later, mid-update (an ACM certificate must be in the ALB's region), and
+    warn in every preview when the Kubernetes version nears the end of standard support."""
+    import pulumi_aws as aws
+
+    region = aws.config.region
+    if eks.certificate_arn and region and eks.certificate_arn.split(":")[3] != region:
+        raise pulumi.RunError(
+            f"rolling:certificateArn {eks.certificate_arn} is in {eks.certificate_arn.split(':')[3]}, but the "
+            f"stack's aws:region is {region}: an ALB takes certificates from ACM in its own region; "
+            "request or import the certificate there"
+        )
+    warning = eks_versions.support_warning(eks.kubernetes_version, datetime.date.today())
+    if warning:
+        pulumi.log.warn(warning)
+    if not eks.cluster_admins and not eks.deploy_role_arn:
+        pulumi.log.warn(
+            "neither rolling:clusterAdmins nor rolling:deployRoleArn is set: only the IAM principal that created "
+            "the cluster can reach its API, so the deploy workflow cannot (docs/aws.md, the first day)"
+        )
+
+
 def _build_eks(settings: Settings, eks: EksSettings, outputs: dict[str, object]) -> None:
     """The network, the Fargate cluster, the registry, the load balancer controller, the app and its ALB."""
     # Imported here: the local target must not pay for (or need) the AWS SDKs.
-    from infra import alb, network, registry
+    from infra import access, alb, network, registry
     from infra import eks as eks_cluster
+
+    _preflight(eks)
 
     vpc = network.Vpc(
         "rolling",
@@ -115,6 +140,18 @@ def _build_eks(settings: Settings, eks: EksSettings, outputs: dict[str, object])
             kubernetes_version=eks.kubernetes_version,
             fargate_namespaces=eks.fargate_namespaces,
             log_types=eks.cluster_log_types,
+            log_retention_days=eks.cluster_log_retention_days,
+            upgrade_policy=eks.upgrade_policy,
+            addons=eks_cluster.AddonVersions(
+                coredns=str(eks.coredns_version),
+                kube_proxy=str(eks.kube_proxy_version),
+                vpc_cni=str(eks.vpc_cni_version),
+            ),
+            access_entries=tuple(
+                access.entries(eks.cluster_admins or (), eks.deploy_role_arn, eks.preview_role_arn, settings.namespace)
+            ),
+            public_access_cidrs=eks.public_access_cidrs,
+            public_endpoint=eks.api_endpoint == "public",
             vpc_id=vpc.vpc_id,
             public_subnet_ids=vpc.public_subnet_ids,
             private_subnet_ids=vpc.private_subnet_ids,
@@ -122,7 +159,11 @@ def _build_eks(settings: Settings, eks: EksSettings, outputs: dict[str, object])
     )
     ecr = registry.Registry(
         "rolling",
-        registry.RegistryArgs(repository_name=eks.ecr_repository, keep_images=eks.ecr_keep_images),
+        registry.RegistryArgs(
+            repository_name=eks.ecr_repository,
+            keep_images=eks.ecr_keep_images,
+            delete_images_on_destroy=eks.ecr_on_destroy == "delete",
+        ),
     )
     provider = fargate_cluster.provider
     controller = alb.LoadBalancerController(

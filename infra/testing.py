@@ -54,6 +54,10 @@ class Recorder(pulumi.runtime.Mocks):
     # The URNs each resource (by name) was registered to depend on: the engine creates it after
     # them and deletes it before them.
     dependencies: dict[str, set[str]] = field(default_factory=dict)
+    # The names of resources registered with retain_on_delete: `pulumi destroy` leaves them in the cloud.
+    retained: set[str] = field(default_factory=set)
+    # The filters the program asked availability zones with.
+    zone_filters: list[Any] = field(default_factory=list)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
         secrets = {k for k, v in args.inputs.items() if isinstance(v, dict) and SECRET_SIG in v}
@@ -83,6 +87,7 @@ class Recorder(pulumi.runtime.Mocks):
         if args.token == "aws:index/getRegion:getRegion":
             return {"region": "ap-northeast-2", "name": "ap-northeast-2", "id": "ap-northeast-2"}, []
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            self.zone_filters = list(args.args.get("filters") or [])
             return {
                 "names": ZONES,
                 "zoneIds": [f"apne2-az{i + 1}" for i in range(len(ZONES))],
@@ -110,6 +115,8 @@ class _Monitor(MockMonitor):
         recorder = self.mocks
         assert isinstance(recorder, Recorder)
         recorder.dependencies[request.name] = set(request.dependencies)
+        if request.retainOnDelete:
+            recorder.retained.add(request.name)
         for urns in request.propertyDependencies.values():
             recorder.dependencies[request.name] |= set(urns.urns)
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
@@ -130,7 +137,8 @@ def fresh_runtime(config: Mapping[str, object], stack: str = "unit") -> Iterator
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     mocks = Recorder()
-    pulumi.runtime.set_all_config({f"rolling:{k}": str(v) for k, v in config.items()})
+    # A key with a namespace of its own (aws:region) is set as it is.
+    pulumi.runtime.set_all_config({(k if ":" in k else f"rolling:{k}"): str(v) for k, v in config.items()})
     runtime_settings.reset_options()
     pulumi.runtime.set_mocks(mocks, project="rolling", stack=stack, preview=False, monitor=_Monitor(mocks))
     try:

@@ -48,7 +48,7 @@ def test_cluster_gets_private_subnets_and_no_node_group(default_run: Run) -> Non
 def test_fargate_selectors_version_oidc_logs(default_run: Run) -> None:
     cluster = default_run.mocks.one(CLUSTER).inputs
     assert cluster["name"] == "rolling"
-    assert cluster["version"] == "1.34"
+    assert cluster["version"] == "1.35"
     assert cluster["createOidcProvider"] is True
     assert cluster["enabledClusterLogTypes"] == ["api", "audit", "authenticator"]
     namespaces = [s["namespace"] for s in cluster["fargate"]["selectors"]]
@@ -56,9 +56,11 @@ def test_fargate_selectors_version_oidc_logs(default_run: Run) -> None:
 
 
 def test_fargate_selects_the_app_namespace() -> None:
-    cluster = run(namespace="web", kubernetesVersion="1.35").mocks.one(CLUSTER).inputs
-    assert [s["namespace"] for s in cluster["fargate"]["selectors"]] == ["web", "kube-system"]
-    assert cluster["version"] == "1.35"
+    addons = {"corednsVersion": "v1.12.1-eksbuild.2", "kubeProxyVersion": "v1.34.1-eksbuild.1"}
+    cluster = run(namespace="web", kubernetesVersion="1.34", vpcCniVersion="v1.20.1-eksbuild.1", **addons)
+    inputs = cluster.mocks.one(CLUSTER).inputs
+    assert [s["namespace"] for s in inputs["fargate"]["selectors"]] == ["web", "kube-system"]
+    assert inputs["version"] == "1.34"
 
 
 def test_subnets_span_zones_with_elb_tags(default_run: Run) -> None:
@@ -126,3 +128,102 @@ def test_local_target_has_no_registry() -> None:
     result = run_program({"target": "local", "imageTag": "1.14.2"})
     assert result.mocks.of_type("aws:ecr/repository:Repository") == []
     assert "repositoryUrl" not in result.outputs
+
+
+ADMIN = "arn:aws:iam::123456789012:role/platform/Admin"
+DEPLOY = "arn:aws:iam::123456789012:role/rolling-deploy"
+PREVIEW = "arn:aws:iam::123456789012:role/rolling-preview"
+POLICY = "arn:aws:eks::aws:cluster-access-policy/"
+
+
+def test_ci_roles_reach_the_cluster_through_access_entries() -> None:
+    # API authentication mode trusts access entries only: without these, only the principal that created the
+    # cluster could reach the API server, and the deploy workflow's role would be refused (401).
+    inputs = run(clusterAdmins=ADMIN, deployRoleArn=DEPLOY, previewRoleArn=PREVIEW).mocks.one(CLUSTER).inputs
+    assert inputs["authenticationMode"] == "API"
+    entries = {e["principalArn"]: e["accessPolicies"] for e in inputs["accessEntries"].values()}
+    assert set(entries) == {ADMIN, DEPLOY, PREVIEW}
+    assert entries[ADMIN] == {
+        "AmazonEKSClusterAdminPolicy": {
+            "policyArn": POLICY + "AmazonEKSClusterAdminPolicy",
+            "accessScope": {"type": "cluster"},
+        }
+    }
+    # The deploy role edits the app's namespace only, and reads elsewhere (what previews of the stack read).
+    assert entries[DEPLOY] == {
+        "AmazonEKSEditPolicy": {
+            "policyArn": POLICY + "AmazonEKSEditPolicy",
+            "accessScope": {"type": "namespace", "namespaces": ["rolling"]},
+        },
+        "AmazonEKSViewPolicy": {"policyArn": POLICY + "AmazonEKSViewPolicy", "accessScope": {"type": "cluster"}},
+    }
+    assert entries[PREVIEW] == {
+        "AmazonEKSViewPolicy": {"policyArn": POLICY + "AmazonEKSViewPolicy", "accessScope": {"type": "cluster"}}
+    }
+
+
+def test_no_access_entries_unless_configured(default_run: Run) -> None:
+    assert "accessEntries" not in default_run.mocks.one(CLUSTER).inputs
+
+
+def test_addons_pinned_so_a_new_aws_build_changes_nothing(default_run: Run) -> None:
+    # Unset, pulumi-eks asks AWS for the most recent build at every preview: a new build would be an add-on
+    # update in the next deploy's preview, which the rollout command refuses.
+    inputs = default_run.mocks.one(CLUSTER).inputs
+    assert inputs["corednsAddonOptions"]["version"] == "v1.13.2-eksbuild.1"
+    assert inputs["kubeProxyAddonOptions"]["version"] == "v1.35.0-eksbuild.2"
+    assert inputs["vpcCniOptions"]["addonVersion"] == "v1.21.1-eksbuild.3"
+    assert "aws:eks/getAddonVersion:getAddonVersion" not in default_run.mocks.calls
+    pinned = run(corednsVersion="v1.13.9-eksbuild.9").mocks.one(CLUSTER).inputs
+    assert pinned["corednsAddonOptions"]["version"] == "v1.13.9-eksbuild.9"
+
+
+def test_control_plane_logs_kept_30_days_in_a_group_made_first(default_run: Run) -> None:
+    (group,) = default_run.mocks.of_type("aws:cloudwatch/logGroup:LogGroup")
+    assert group.inputs["name"] == "/aws/eks/rolling/cluster"
+    assert group.inputs["retentionInDays"] == 30
+    (cluster,) = default_run.mocks.of_type(CLUSTER)
+    assert default_run.mocks.depends_on(cluster.name, group.name)
+    assert run(clusterLogRetentionDays=90).mocks.one("aws:cloudwatch/logGroup:LogGroup").inputs["retentionInDays"] == 90
+
+
+def test_api_endpoint_cidrs_and_upgrade_policy(default_run: Run) -> None:
+    inputs = default_run.mocks.one(CLUSTER).inputs
+    assert inputs["endpointPublicAccess"] is True
+    assert inputs["publicAccessCidrs"] == ["0.0.0.0/0"]
+    assert inputs["upgradePolicy"] == {"supportType": "STANDARD"}
+    narrow = run(publicAccessCidrs="203.0.113.0/24, 198.51.100.7/32", upgradePolicy="extended")
+    inputs = narrow.mocks.one(CLUSTER).inputs
+    assert inputs["publicAccessCidrs"] == ["203.0.113.0/24", "198.51.100.7/32"]
+    assert inputs["upgradePolicy"] == {"supportType": "EXTENDED"}
+    private = run(apiEndpoint="private").mocks.one(CLUSTER).inputs
+    assert private["endpointPublicAccess"] is False
+    assert private["endpointPrivateAccess"] is True
+    assert "publicAccessCidrs" not in private
+
+
+def test_zones_exclude_opt_in_zones(default_run: Run) -> None:
+    # Local and Wavelength Zones are listed as available too; they cannot hold the cluster's subnets.
+    assert "aws:index/getAvailabilityZones:getAvailabilityZones" in default_run.mocks.calls
+    assert default_run.mocks.zone_filters == [{"name": "opt-in-status", "values": ["opt-in-not-required"]}]
+
+
+def test_certificate_from_another_region_is_refused_before_any_resource() -> None:
+    arn = "arn:aws:acm:us-east-1:123456789012:certificate/" + "0" * 8 + "-0000-0000-0000-" + "0" * 12
+    with pytest.raises(Exception, match="is in us-east-1, but the stack's aws:region is ap-northeast-2"):
+        run(**{"certificateArn": arn, "aws:region": "ap-northeast-2"})
+
+
+def test_ecr_repository_deleted_with_its_images_on_destroy(default_run: Run) -> None:
+    # ECR refuses to delete a repository that holds images unless force_delete is set: without it
+    # `pulumi destroy` fails once the deploy workflow has pushed an image.
+    (repository,) = default_run.mocks.of_type("aws:ecr/repository:Repository")
+    assert repository.inputs["forceDelete"] is True
+    assert repository.name not in default_run.mocks.retained
+
+
+def test_ecr_repository_retained_when_asked() -> None:
+    result = run(ecrOnDestroy="retain")
+    (repository,) = result.mocks.of_type("aws:ecr/repository:Repository")
+    assert repository.inputs["forceDelete"] is False
+    assert repository.name in result.mocks.retained

@@ -60,6 +60,23 @@ def refused(values: dict[str, object]) -> str:
         ("containerPort", "0", "out of range; use 1 to 65535"),
         ("containerPort", "http", "not a whole number"),
         ("imageNeedsRoot", "yes", "'yes' is not accepted; use true or false"),
+        ("clusterAdmins", "Admin", "'Admin' is not an IAM role or user ARN"),
+        ("clusterAdmins", "arn:aws:iam::1234:role/Admin", "is not an IAM role or user ARN"),
+        ("clusterAdmins", "arn:aws:iam::123456789012:group/Admins", "is not an IAM role or user ARN"),
+        # What `aws sts get-caller-identity` prints inside CI: the session, not the role.
+        (
+            "clusterAdmins",
+            "arn:aws:sts::123456789012:assumed-role/Deploy/gh-run-7",
+            "name the role itself: arn:aws:iam::123456789012:role/Deploy",
+        ),
+        ("deployRoleArn", "arn:aws:iam::123456789012:user/alice", "is not an IAM role ARN"),
+        ("previewRoleArn", "arn:aws:iam::123456789012:role/", "is not an IAM role ARN"),
+        ("publicAccessCidrs", "203.0.113.1/24", "'203.0.113.1/24' is not an IPv4 network"),
+        ("apiEndpoint", "none", "use one of: public, private"),
+        ("clusterLogRetentionDays", "31", "31 is not a retention CloudWatch accepts"),
+        ("ecrOnDestroy", "keep", "use one of: delete, retain"),
+        ("upgradePolicy", "never", "use one of: standard, extended"),
+        ("corednsVersion", "1.13.2", "is not an EKS add-on version"),
     ],
 )
 def test_bad_value_is_refused_naming_key_and_value(key: str, value: str, says: str) -> None:
@@ -256,3 +273,33 @@ def test_load_balancer_defaults_and_certificate() -> None:
     with_tls = Settings.from_values({**EKS, "certificateArn": arn}).eks
     assert with_tls is not None and with_tls.certificate_arn == arn
     assert Settings.from_values({**BASE, "namespace": "default"}).namespace == "default"
+
+
+def test_principal_arns_in_other_partitions_and_paths_accepted() -> None:
+    values = {
+        **EKS,
+        "clusterAdmins": "arn:aws-us-gov:iam::123456789012:role/a/b/Admin, arn:aws:iam::123456789012:user/bob",
+        "deployRoleArn": "arn:aws-cn:iam::123456789012:role/ci/deploy",
+    }
+    eks = Settings.from_values(values).eks
+    assert eks is not None
+    assert eks.cluster_admins == (
+        "arn:aws-us-gov:iam::123456789012:role/a/b/Admin",
+        "arn:aws:iam::123456789012:user/bob",
+    )
+    assert eks.deploy_role_arn == "arn:aws-cn:iam::123456789012:role/ci/deploy"
+
+
+def test_addon_builds_default_for_the_default_version_only() -> None:
+    eks = Settings.from_values(EKS).eks
+    assert eks is not None
+    assert (eks.kubernetes_version, eks.kube_proxy_version) == ("1.35", "v1.35.0-eksbuild.2")
+    message = refused({**EKS, "kubernetesVersion": "1.36", "corednsVersion": "v1.13.2-eksbuild.1"})
+    assert "rolling:kubernetesVersion 1.36 has no pinned add-on builds" in message
+    assert "set kubeProxyVersion, vpcCniVersion" in message
+
+
+def test_fargate_profile_takes_five_selectors() -> None:
+    assert Settings.from_values({**EKS, "fargateNamespaces": "rolling,a,b,c"}).eks is not None
+    message = refused({**EKS, "fargateNamespaces": "rolling,a,b,c,d"})
+    assert "rolling:fargateNamespaces selects 6 namespaces with kube-system" in message

@@ -1,0 +1,72 @@
+"""Who may reach the cluster's API: EKS access entries from settings (no Pulumi here).
+
+With `authentication_mode: API` the cluster trusts only its access entries; pulumi-eks adds one for the
+principal that created the cluster (`bootstrapClusterCreatorAdminPermissions`, on by default), so without
+the entries below nobody else, CI included, could reach the API server. The access policies are EKS's
+managed ones (https://docs.aws.amazon.com/eks/latest/userguide/access-policy-permissions.html):
+AmazonEKSClusterAdminPolicy is cluster-admin; AmazonEKSEditPolicy is Kubernetes' `edit` role (change most
+objects in a namespace, not RBAC); AmazonEKSViewPolicy is `view` (read most objects, not Secrets).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+ADMIN = "AmazonEKSClusterAdminPolicy"
+EDIT = "AmazonEKSEditPolicy"
+VIEW = "AmazonEKSViewPolicy"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One access policy of an entry: the policy's name and the namespaces it covers (empty: the cluster)."""
+
+    policy: str
+    namespaces: tuple[str, ...] = ()
+
+    def policy_arn(self, partition: str) -> str:
+        return f"arn:{partition}:eks::aws:cluster-access-policy/{self.policy}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One access entry: a stable name for the resource, the IAM principal and what it may do."""
+
+    name: str
+    principal_arn: str
+    grants: tuple[Grant, ...]
+
+    @property
+    def partition(self) -> str:
+        return self.principal_arn.split(":", 2)[1]
+
+
+def _short(arn: str) -> str:
+    """The principal's name, as a resource name part: `arn:aws:iam::1:role/ci/Deploy` -> `deploy`."""
+    return re.sub(r"[^a-z0-9-]+", "-", arn.rsplit("/", 1)[-1].lower()).strip("-") or "principal"
+
+
+def entries(admins: tuple[str, ...], deploy_role: str | None, preview_role: str | None, namespace: str) -> list[Entry]:
+    """The cluster's access entries. The deploy role rolls the app: edit in its namespace, and read-only
+    elsewhere, which the Kubernetes provider needs to preview the stack's other objects (the Namespace,
+    the load balancer controller's). The preview role reads only. A principal named twice gets one
+    entry (EKS allows one per principal) with the widest grants."""
+    wanted: dict[str, tuple[str, tuple[Grant, ...]]] = {}
+    for arn in admins:
+        wanted.setdefault(arn, ("admin", (Grant(ADMIN),)))
+    if deploy_role and deploy_role not in wanted:
+        wanted[deploy_role] = ("deploy", (Grant(EDIT, (namespace,)), Grant(VIEW)))
+    if preview_role and preview_role not in wanted:
+        wanted[preview_role] = ("preview", (Grant(VIEW),))
+    result: list[Entry] = []
+    taken: set[str] = set()
+    for arn, (kind, grants) in wanted.items():
+        name = f"{kind}-{_short(arn)}"
+        suffix = 2
+        while name in taken:
+            name = f"{kind}-{_short(arn)}-{suffix}"
+            suffix += 1
+        taken.add(name)
+        result.append(Entry(name, arn, grants))
+    return result
