@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
 from infra import images, kube_access
-from infra.rollout.engine import Engine, EngineError, StackBusyError
+from infra.rollout import stackfile
+from infra.rollout.engine import Engine, EngineError, StackBusyError, plan_violation
 from infra.rollout.plan import Exit, RolloutPlan, describe, unexpected_steps
 from infra.settings import NAMESPACE, Settings, SettingsError
 
@@ -173,13 +172,11 @@ class RolloutRun:
         return self.finish(Exit.OK, "succeeded")
 
     def preview_config(self, project: Path, scratch: Path) -> Path:
-        """A copy of the stack's config file with the new tag, for the preview (`--config` would save it)."""
-        stack_file = project / f"Pulumi.{self.args.stack}.yaml"
-        document = yaml.safe_load(stack_file.read_text()) if stack_file.is_file() else {}
-        document = document or {}
-        document.setdefault("config", {})[TAG_KEY] = self.args.tag
+        """A copy of the stack's config file with the new tag, for the preview (`--config` would save it),
+        written so that the engine reads the tag as the update will (a string, whatever its shape)."""
+        document = stackfile.read(project / f"Pulumi.{self.args.stack}.yaml")
         path = scratch / "config.yaml"
-        path.write_text(yaml.safe_dump(document))
+        path.write_text(stackfile.dumps(stackfile.with_config(document, {TAG_KEY: self.args.tag})))
         return path
 
     def confirmed(self) -> bool:
@@ -319,7 +316,11 @@ GENERIC = frozenset({"error: update failed", "error: preview failed"})
 
 
 def last_error(err: Exception) -> str:
-    """The engine's error diagnostics from a failed command, each with its bullet points."""
+    """The engine's error diagnostics from a failed command, each with its bullet points; an update held
+    to a plan it would break is said in a line or two instead of both resource specs."""
+    violation = plan_violation(str(err))
+    if violation:
+        return violation
     lines = str(err).splitlines()
     blocks: list[str] = []
     for i, line in enumerate(lines):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,34 @@ def diagnostics(stdout: str) -> str:
         return ""
     messages = [str(d.get("message", "")) for d in document.get("diagnostics") or [] if d.get("severity") == "error"]
     return "".join(m if m.endswith("\n") else m + "\n" for m in messages)
+
+
+# The engine's words when an update would do other than its saved plan (pkg/resource/deploy/step_generator.go and
+# plan.go at v3.260.0): "resource URN violates plan: properties changed: ~~spec[{planned}!={now}], ...", where
+# each change is the planned and the actual operation, then the top-level property.
+_VIOLATION_RE = re.compile(r"resource (\S+) violates plan: (.*)")
+_CHANGE_RE = re.compile(r"(?:^|, )[-+~=]{2}([A-Za-z_$][\w$]*)\[")
+_IMAGE_RE = re.compile(r"image:\{?([^\s{}\[\]]+)")
+
+
+def plan_violation(text: str) -> str | None:
+    """One or two lines for an update that broke its saved plan, or None when ``text`` tells of none."""
+    found = _VIOLATION_RE.search(text)
+    if not found:
+        return None
+    urn, detail = found.groups()
+    name = urn.rsplit("::", 1)[-1]
+    fields = list(dict.fromkeys(_CHANGE_RE.findall(detail.split("properties changed: ", 1)[-1])))
+    what = f"{name}'s {', '.join(fields)}" if fields else name
+    line = f"the update would change {what} otherwise than the preview you confirmed, so nothing more was applied"
+    planned, _, now = detail.partition("!=")
+    before, after = _IMAGE_RE.findall(planned)[-1:], _IMAGE_RE.findall(now)[:1]
+    if before and after and before != after:
+        line += f" (the container image was {before[0]} in the preview, {after[0]} now)"
+    return (
+        line + "; a config value read differently by the two, or a change to the stack between them: "
+        "check the stack's config (quote every value), then run the command again"
+    )
 
 
 def preview_steps(stdout: str) -> list[Step]:

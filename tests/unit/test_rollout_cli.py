@@ -17,6 +17,7 @@ from infra.rollout import cli
 from infra.rollout.engine import Engine, EngineError, StackBusyError, preview_steps
 from infra.rollout.plan import Exit, RolloutPlan, Step, unexpected_steps
 from infra.settings import Settings
+from tests.unit import test_stackfile
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = "kubernetes:apps/v1:Deployment"
@@ -82,8 +83,8 @@ def test_plan_rendering() -> None:
     assert "Fargate" not in RolloutPlan("local", "a", "b", local).render()
 
 
-def rollout(*extra: str, stdin: io.StringIO | None = None) -> cli.RolloutRun:
-    args = cli.parse_args(["--stack", "dev", "--tag", "1.16.1", *extra])
+def rollout(*extra: str, stdin: io.StringIO | None = None, tag: str = "1.16.1") -> cli.RolloutRun:
+    args = cli.parse_args(["--stack", "dev", "--tag", tag, *extra])
     return cli.RolloutRun(args, io.StringIO(), io.StringIO(), stdin or io.StringIO())
 
 
@@ -421,3 +422,41 @@ def test_the_update_runs_under_the_plan_its_preview_saved(monkeypatch: pytest.Mo
     assert engine.plans == [engine.previewed[0][1]]
     assert engine.ups == ["1.16.1"]
     assert not engine.plans[0].exists(), "the plan is a temporary file"
+
+
+def test_a_sha_shaped_tag_reaches_the_preview_as_a_string(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A short SHA such as 12345e7 is a number in YAML 1.2, which the engine reads: the preview's config file
+    # must quote it, or the preview and the update ship different tags and the plan is violated.
+    command = rollout("--yes", "--cwd", str(ROOT), tag="12345e7")
+    engine = PreviewingEngine()
+    command.engine = cast(Any, engine)
+    seen: list[str] = []
+    original = engine.preview
+
+    def preview(config_file: Path, plan: Path) -> list[Step]:
+        seen.append(config_file.read_text())
+        return original(config_file, plan)
+
+    engine.preview = preview  # type: ignore[method-assign]
+    monkeypatch.setattr(command, "watch_rollout", lambda *_: None)
+    assert command.run() == Exit.OK
+    (text,) = seen
+    assert test_stackfile.plain_scalars(text) == []
+    assert test_stackfile.engine_reads(text, "rolling:imageTag") == "12345e7"
+
+
+def test_a_plan_violation_is_said_in_a_line_or_two() -> None:
+    planned = "{map[template:{map[spec:{map[containers:{[{map[image:{r/app:12345e7} name:{nginx}]}]}]}]}]}"
+    now = planned.replace("12345e7", "1.2345e+11")
+    stdout = (
+        "Updating (dev):\n"
+        + "  pulumi:pulumi:Stack rolling-dev  "
+        + "x" * 4000
+        + "\n"
+        + "error: resource urn:pulumi:dev::rolling::rolling:index:WebApp$kubernetes:apps/v1:Deployment::"
+        + f"nginx-deployment violates plan: properties changed: ~~spec[{planned}!={now}]\n"
+    )
+    said = cli.last_error(EngineError(["up"], 255, stdout, ""))
+    assert len(said) < 400
+    assert "nginx-deployment's spec" in said
+    assert "the container image was r/app:12345e7 in the preview, r/app:1.2345e+11 now" in said
