@@ -9,7 +9,13 @@
 #                                         app/Dockerfile itself on that base; KIND makes a broken one:
 #                                         never-ready (the server never answers), crash (exits at start)
 #   cluster/images.sh base-ref            print the base image's reference
+#   cluster/images.sh revision REF        print the revision label of REF in the node's registry
+#                                         (empty when it has none); exit 3 when REF is not there
+#   cluster/images.sh push REF VERSION REV  the app as REF (localhost:5000/rolling-app:VERSION),
+#                                         labelled with the commit REV: scripts/registry.sh's verbs
 #
+# REVISION, when set, labels an app image with the commit it was built from
+# (org.opencontainers.image.revision), as the deploy pipeline does.
 # ROLLING_CLUSTER names the cluster whose node gets the images.
 set -euo pipefail
 
@@ -144,18 +150,40 @@ app() {
     *) echo "images: unknown kind '$kind'; use never-ready or crash" >&2; exit 2 ;;
   esac
   [ -z "$kind" ] || sed -i '0,/^FROM /s//FROM /; 0,/^FROM \(.*\)$/s//FROM \1 AS app/' "$context/Dockerfile"
+  local label=()
+  [ -z "${REVISION:-}" ] || label=(--label "org.opencontainers.image.revision=$REVISION")
   node buildah "${storage[@]}" bud --quiet --isolation chroot --layers --tls-verify=false \
-    --build-arg "BASE=$(base_ref)" --build-arg "VERSION=$version" \
+    --build-arg "BASE=$(base_ref)" --build-arg "VERSION=$version" "${label[@]}" \
     -t "$registry/rolling-app:$version" "$context" >/dev/null
   node buildah "${storage[@]}" push --quiet --tls-verify=false "$registry/rolling-app:$version" >/dev/null
   rm -rf "$context"
   echo "$registry/rolling-app:$version"
 }
 
+revision() {
+  local ref=$1 out
+  if ! out=$(node skopeo inspect --tls-verify=false --no-tags \
+      --format '{{index .Labels "org.opencontainers.image.revision"}}' "docker://$ref" 2>&1); then
+    case $out in
+      *"manifest unknown"*|*"not found"*|*"name unknown"*) exit 3 ;;
+    esac
+    echo "images: cannot inspect $ref: $out" >&2
+    exit 1
+  fi
+  [ "$out" = "<no value>" ] && out=""
+  echo "$out"
+}
+
 case ${1:-} in
   pause) pause ;;
+  revision) revision "${2:?revision needs an image reference}" ;;
+  push)
+    [ "${2:-}" = "$registry/rolling-app:${3:-}" ] || {
+      echo "images: push makes $registry/rolling-app:VERSION only, not '${2:-}'" >&2; exit 2; }
+    REVISION=${4:?push needs REF VERSION REV} app "$3" ;;
   base) base ;;
   base-ref) base_ref ;;
   app) app "${2:?app needs a VERSION}" "${3:-}" ;;
-  *) echo "usage: $0 pause|base|base-ref|app VERSION [never-ready|crash]" >&2; exit 2 ;;
+  *) echo "usage: $0 pause|base|base-ref|revision REF|push REF VERSION REV|app VERSION [never-ready|crash]" >&2
+     exit 2 ;;
 esac

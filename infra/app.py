@@ -18,6 +18,8 @@ LABELS = {"app": "nginx"}
 # The Service's port; the container's is a setting (8080 for the unprivileged app image).
 SERVICE_PORT = 80
 REVISION_HISTORY = 5
+# The container image's place in the Deployment's inputs (one container).
+IMAGE_PATH = "spec.template.spec.containers[0].image"
 # The page the probes read (and, on eks, the ALB's health check).
 PROBE_PATH = "/"
 # The uid and gid the pod runs as unless the image needs root: fixed, not root, and above the
@@ -56,6 +58,8 @@ class WebAppArgs:
     needs_root: bool
     # Namespace labels another component reads (on eks: the ALB controller's readiness-gate label).
     namespace_labels: Mapping[str, str] = field(default_factory=dict)
+    # No image named in settings: the Deployment keeps the image it runs (``image`` only starts a new one).
+    keep_running_image: bool = False
 
     @property
     def pinned_by_digest(self) -> bool:
@@ -66,6 +70,8 @@ class WebApp(pulumi.ComponentResource):
     """Namespace (unless default), Deployment, ClusterIP Service, PodDisruptionBudget and NetworkPolicy."""
 
     namespace: pulumi.Output[str]
+    # The image the Deployment's pods run, as the engine last applied it (kept or named).
+    image: pulumi.Output[str]
     deployment_name: pulumi.Output[str]
     service_name: pulumi.Output[str]
     # The Service's cluster address: on the local node, this machine reaches it directly.
@@ -114,7 +120,12 @@ class WebApp(pulumi.ComponentResource):
                 },
             ),
             spec=_deployment_spec(args),
-            opts=child,
+            # With no image named, `up` keeps the one the Deployment runs: the engine diffs with the
+            # image from the stack's state in place of the program's (Pulumi's ignoreChanges), so
+            # git never rolls the app back to what the stack file last said.
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(ignore_changes=[IMAGE_PATH] if args.keep_running_image else None)
+            ),
         )
         service = k8s.core.v1.Service(
             f"{name}-service",
@@ -153,6 +164,7 @@ class WebApp(pulumi.ComponentResource):
         )
 
         self.namespace = pulumi.Output.from_input(namespace)
+        self.image = deployment.spec.apply(_running_image)
         self.deployment_name = deployment.metadata.name
         self.service_name = service.metadata.name
         self.cluster_ip = service.spec.cluster_ip
@@ -163,6 +175,12 @@ class WebApp(pulumi.ComponentResource):
                 "serviceName": self.service_name,
             }
         )
+
+
+def _running_image(spec: k8s.apps.v1.outputs.DeploymentSpec) -> str:
+    pod = spec.template.spec
+    assert pod is not None, "the Deployment's pod template has a spec"
+    return str(pod.containers[0].image)
 
 
 def _deployment_spec(args: WebAppArgs) -> k8s.apps.v1.DeploymentSpecArgs:

@@ -38,6 +38,8 @@ STOP_SECONDS = 15
 # How long an ALB takes to stop sending new requests to a target once it starts deregistering it:
 # a stopping pod's drain covers this and the deregistration delay.
 ALB_PROPAGATION_SECONDS = 5
+# What a new stack runs until its first deploy when no imageTag is set: the base app/Dockerfile builds on.
+BOOTSTRAP_IMAGE = "nginxinc/nginx-unprivileged:1.27.4-alpine"
 # The first minor version whose kubelet runs a preStop `sleep` by default (beta in 1.30, GA in 1.34).
 SLEEP_ACTION_SINCE = (1, 30)
 # A Fargate profile takes at most five selectors ("You can have up to five selectors in a Fargate
@@ -178,6 +180,20 @@ class SettingsError(ValueError):
 
 # Parsers: each takes the config text and returns the value, or raises ValueError
 # saying what is wrong and what is accepted (the key is added in front).
+
+
+def _pinned_image(value: str) -> str:
+    try:
+        _, tag, digest = images.parse(value.strip())
+        if digest:
+            images.check_digest(digest)
+        elif tag is None:
+            raise images.ImageError(f"'{value}' names no tag or digest: pin one, such as nginx:1.27.4")
+        else:
+            images.check_tag(tag)
+    except images.ImageError as err:
+        raise ValueError(str(err)) from None
+    return value.strip()
 
 
 def _choice(accepted: tuple[str, ...]) -> Callable[[str], str]:
@@ -626,13 +642,23 @@ class Settings:
         "nginx built to run unprivileged (port 8080); the deploy workflow sets the stack's ECR repository.",
         accepted="a registry/repository without tag or digest",
     )
-    image_tag: str = setting(
+    image_tag: str | None = setting(
         images.check_tag,
-        default=REQUIRED,
+        default="",
+        unset=True,
         example="1.16.1",
-        description="The image tag to run (required; Docker tag grammar; latest is refused). "
-        "Changing it is a rolling update.",
+        description="The image tag to run (Docker tag grammar; latest is refused). Changing it is a rolling "
+        "update. Unset, the app keeps the image it runs (what the deploy pipeline shipped), so an `up` from a "
+        "clean checkout never rolls the app back; a new stack starts bootstrapImage.",
         accepted="a Docker tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`; `latest` is refused",
+        shown_default="unset: keep the image that runs",
+    )
+    bootstrap_image: str = setting(
+        _pinned_image,
+        default=BOOTSTRAP_IMAGE,
+        description="The image a new stack's Deployment starts with when imageTag is unset (the deploy "
+        "pipeline then ships the app); the default is the base the app image is built on.",
+        accepted="a pinned image reference, `repository:tag` or `repository@sha256:…`",
     )
     image_digest: str | None = setting(
         images.check_digest,
@@ -740,9 +766,16 @@ class Settings:
     eks: EksSettings | None = None
 
     @property
+    def keeps_running_image(self) -> bool:
+        """No image named: the Deployment keeps the one it runs (a new one starts ``bootstrap_image``)."""
+        return self.image_tag is None and self.image_digest is None
+
+    @property
     def image(self) -> str:
-        """The reference the container runs."""
-        return images.reference(self.image_repository, self.image_tag, self.image_digest)
+        """The reference the container runs: the one named, or the bootstrap image when none is."""
+        if self.keeps_running_image:
+            return self.bootstrap_image
+        return images.reference(self.image_repository, self.image_tag or "", self.image_digest)
 
     @property
     def rollout(self) -> strategy.RollingUpdate:

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import app, eks_versions
+from infra import app, eks_versions, images
 from infra.settings import EksSettings, Settings
 
 
@@ -51,6 +51,7 @@ def workload(
             container_port=settings.container_port,
             needs_root=settings.image_needs_root,
             namespace_labels=dict(namespace_labels or {}),
+            keep_running_image=settings.keeps_running_image,
         ),
         pulumi.ResourceOptions(providers=[provider], depends_on=list(depends_on)),
     )
@@ -86,8 +87,9 @@ def ingress(eks: EksSettings, web: app.WebApp, opts: pulumi.ResourceOptions) -> 
 
 def _app_outputs(settings: Settings, web: app.WebApp, outputs: dict[str, object]) -> None:
     outputs.update(
-        image=pulumi.Output.from_input(settings.image),
-        imageTag=pulumi.Output.from_input(settings.image_tag),
+        # What runs, from the Deployment: with no image named, the one the stack kept.
+        image=web.image,
+        imageTag=web.image.apply(lambda image: images.parse(image)[1] or ""),
         namespace=web.namespace,
         deploymentName=web.deployment_name,
         serviceName=web.service_name,

@@ -56,6 +56,8 @@ class Recorder(pulumi.runtime.Mocks):
     dependencies: dict[str, set[str]] = field(default_factory=dict)
     # The names of resources registered with retain_on_delete: `pulumi destroy` leaves them in the cloud.
     retained: set[str] = field(default_factory=set)
+    # The properties each resource was registered to ignore changes to (by name).
+    ignored: dict[str, list[str]] = field(default_factory=dict)
     # The filters the program asked availability zones with.
     zone_filters: list[Any] = field(default_factory=list)
 
@@ -117,6 +119,7 @@ class _Monitor(MockMonitor):
         recorder.dependencies[request.name] = set(request.dependencies)
         if request.retainOnDelete:
             recorder.retained.add(request.name)
+        recorder.ignored[request.name] = list(request.ignoreChanges)
         for urns in request.propertyDependencies.values():
             recorder.dependencies[request.name] |= set(urns.urns)
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]

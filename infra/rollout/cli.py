@@ -90,6 +90,8 @@ class RolloutRun:
         self.stdin = stdin
         self.result = Result(stack=args.stack)
         self.verdict: Any = None
+        # The stack's rolling: config as the command found it.
+        self.configured: dict[str, str] = {}
         self.engine = Engine(Path(args.cwd).resolve(), args.stack)
 
     def say(self, line: str) -> None:
@@ -119,14 +121,15 @@ class RolloutRun:
         self.result.durations["config"] = time.monotonic() - start
 
         values = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(f"{NAMESPACE}:")}
+        self.configured = values
         try:
-            old = Settings.from_values(values)
+            old = Settings.from_values(self.running_values(values))
             new = Settings.from_values({**values, "imageTag": self.args.tag})
-        except SettingsError as err:
+        except (SettingsError, images.ImageError) as err:
             return self.finish(Exit.USAGE, "refused", str(err))
         self.result.old_image, self.result.new_image = old.image, new.image
-        if old.image_tag == self.args.tag:
-            self.say(f"rollout: {self.args.stack} already runs {old.image} in its config; nothing to do")
+        if old.image == new.image:
+            self.say(f"rollout: {self.args.stack} already runs {old.image}; nothing to do")
             return self.finish(Exit.OK, "unchanged")
 
         with tempfile.TemporaryDirectory(prefix="rollout-") as scratch, ThreadPoolExecutor(1) as background:
@@ -159,7 +162,7 @@ class RolloutRun:
                 self.up(new, watching.result(), plan)
             except StackBusyError as err:
                 self.result.durations["up"] = time.monotonic() - start
-                self.restore_tag(old.image_tag)
+                self.restore_tag()
                 return self.command_failed(err, "up")
             except EngineError as err:
                 self.result.durations["up"] = time.monotonic() - start
@@ -170,6 +173,22 @@ class RolloutRun:
         self.result.durations["up"] = time.monotonic() - start
         self.say(f"rollout: {self.args.stack} runs {new.image} on all {new.replicas} replicas")
         return self.finish(Exit.OK, "succeeded")
+
+    def running_values(self, values: dict[str, str]) -> dict[str, str]:
+        """The settings of what runs now. With an image named in the config, that one; with none (the app
+        keeps what the last deploy shipped), the stack's `image` output, or the bootstrap image of a stack
+        never deployed, named explicitly so that a rollback restores exactly it."""
+        if values.get("imageTag") or values.get("imageDigest"):
+            return values
+        try:
+            running = str(self.engine.outputs().get("image") or "")
+        except EngineError:
+            running = ""
+        if not running:
+            running = Settings.from_values(values).image
+        repository, tag, digest = images.parse(running)
+        named = {"imageRepository": repository, "imageTag": tag or "", "imageDigest": digest or ""}
+        return {**values, **{k: v for k, v in named.items() if v}}
 
     def preview_config(self, project: Path, scratch: Path) -> Path:
         """A copy of the stack's config file with the new tag, for the preview (`--config` would save it),
@@ -202,7 +221,7 @@ class RolloutRun:
         with ExitStack() as scope:
             if progress is not None:
                 scope.enter_context(progress)
-            self.engine.up({TAG_KEY: settings.image_tag}, plan)
+            self.engine.up(image_config(settings, self.configured), plan)
             if progress is None:
                 return  # the cluster cannot be read from here: the engine's word stands
             try:
@@ -213,9 +232,12 @@ class RolloutRun:
             if problem is not None:
                 raise IncompleteRolloutError(problem)
 
-    def restore_tag(self, tag: str) -> None:
-        """Put the last good tag back in the stack's config (`up --config` wrote the new one before it failed)."""
-        self.engine.run("config", "set", TAG_KEY, tag, "--plaintext")
+    def restore_tag(self) -> None:
+        """Put the stack's image config back as it was (`up --config` wrote the new tag before it failed)."""
+        if self.configured.get("imageTag"):
+            self.engine.run("config", "set", TAG_KEY, self.configured["imageTag"], "--plaintext")
+        else:
+            self.engine.run("config", "rm", TAG_KEY)
 
     def cluster_kubeconfig(self, settings: Settings) -> str | None:
         """The cluster's kubeconfig: the stack's own output on eks, the configured or ambient one locally."""
@@ -293,6 +315,17 @@ class RolloutRun:
         if isinstance(err, StackBusyError):
             return self.finish(Exit.BUSY, "busy", f"another update holds stack {self.args.stack}; nothing was changed")
         return self.finish(Exit.FAILED, "failed", f"{what} failed: {last_error(err)}")
+
+
+def image_config(settings: Settings, configured: dict[str, str]) -> dict[str, str]:
+    """The config keys `up` writes to run ``settings.image``: the tag, and the repository and digest where
+    they differ from the stack's config (a rollback to an image the config does not name)."""
+    config = {TAG_KEY: str(settings.image_tag)}
+    if settings.image_repository != Settings.from_values(configured).image_repository:
+        config[f"{NAMESPACE}:imageRepository"] = settings.image_repository
+    if settings.image_digest and settings.image_digest != configured.get("imageDigest"):
+        config[f"{NAMESPACE}:imageDigest"] = settings.image_digest
+    return config
 
 
 def watch_verdict(settings: Settings) -> Any:

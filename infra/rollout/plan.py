@@ -24,6 +24,10 @@ class Exit(enum.IntEnum):
     BUSY = 5  # another update holds the stack: nothing changed
     NOT_CONFIRMED = 6  # declined, or no terminal to ask on and no --yes: nothing changed
     INFRA_CHANGES = 7  # the preview changes more than the Deployment: nothing changed
+    # The deploy pipeline's own outcomes (python -m infra.pipeline); it passes the ones above through.
+    NOT_BOOTSTRAPPED = 8  # the stack was never deployed: its infrastructure comes first; nothing changed
+    TAG_CONFLICT = 9  # the image tag exists, built from another commit: nothing changed
+    NOT_SERVED = 10  # the rollout succeeded, but the stack's url did not serve the tag in time
 
 
 @dataclass(frozen=True)

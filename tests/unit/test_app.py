@@ -215,3 +215,25 @@ def test_pods_may_stop_at_once_where_no_alb_routes_to_them() -> None:
     stopped_at_once = run("local", drainSeconds=0).mocks.one(DEPLOYMENT).inputs["spec"]["template"]["spec"]
     assert "lifecycle" not in stopped_at_once["containers"][0]
     assert stopped_at_once["terminationGracePeriodSeconds"] == 15
+
+
+def test_a_named_image_is_applied(target: str) -> None:
+    result = run(target)
+    (deployment,) = result.mocks.of_type(DEPLOYMENT)
+    assert result.mocks.ignored[deployment.name] == []
+    assert result.outputs["image"] == "nginxinc/nginx-unprivileged:1.14.2"
+    assert result.outputs["imageTag"] == "1.14.2"
+
+
+def test_with_no_image_named_the_running_one_is_kept(target: str) -> None:
+    # An `up` from a clean checkout (no imageTag in the stack file) must not roll back what the deploy
+    # pipeline shipped: the engine keeps the image in the stack's state; only a new Deployment starts
+    # the bootstrap image.
+    config = {k: v for k, v in TARGETS[target].items() if k != "imageTag"}
+    result = run_program({**config, "bootstrapImage": "localhost:5000/rolling-app:1.14.2"})
+    (deployment,) = result.mocks.of_type(DEPLOYMENT)
+    assert result.mocks.ignored[deployment.name] == ["spec.template.spec.containers[0].image"]
+    (container,) = deployment.inputs["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "localhost:5000/rolling-app:1.14.2"
+    # The outputs say what the Deployment runs (here, under mocks, what it was created with).
+    assert result.outputs["image"] == "localhost:5000/rolling-app:1.14.2"

@@ -460,3 +460,72 @@ def test_a_plan_violation_is_said_in_a_line_or_two() -> None:
     assert len(said) < 400
     assert "nginx-deployment's spec" in said
     assert "the container image was r/app:12345e7 in the preview, r/app:1.2345e+11 now" in said
+
+
+ECR = "123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/rolling"
+
+
+class KeepingEngine(PreviewingEngine):
+    """A stack whose config names no image (it keeps what runs), running ``running``; records up's config."""
+
+    def __init__(self, running: str, configured: dict[str, str]) -> None:
+        super().__init__()
+        self.running = running
+        self.configured = configured
+        self.up_configs: list[dict[str, str]] = []
+        self.commands: list[tuple[str, ...]] = []
+
+    def run(self, *args: str) -> str:
+        self.commands.append(args)
+        return ""
+
+    def config(self) -> dict[str, str]:
+        return {"rolling:target": "local", **{f"rolling:{k}": v for k, v in self.configured.items()}}
+
+    def outputs(self) -> dict[str, Any]:
+        return {"image": self.running, "deploymentName": "nginx-deployment"} if self.running else {}
+
+    def up(self, config: dict[str, str], plan: Path | None = None) -> None:
+        self.up_configs.append(config)
+        self.ups.append(config["rolling:imageTag"])
+
+
+def test_with_no_image_in_the_config_the_running_one_is_the_old_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    command = rollout("--yes", "--cwd", str(ROOT), tag="def5678")
+    engine = KeepingEngine(f"{ECR}:abc1234", {"imageRepository": ECR})
+    command.engine = cast(Any, engine)
+    monkeypatch.setattr(command, "watch_rollout", lambda *_: None)
+    assert command.run() == Exit.OK
+    assert (command.result.old_image, command.result.new_image) == (f"{ECR}:abc1234", f"{ECR}:def5678")
+    assert engine.up_configs == [{"rolling:imageTag": "def5678"}]
+    # Asked again for what runs, it says so and changes nothing.
+    again = rollout("--yes", "--cwd", str(ROOT), tag="abc1234")
+    again.engine = cast(Any, KeepingEngine(f"{ECR}:abc1234", {"imageRepository": ECR}))
+    assert again.run() == Exit.OK and again.result.outcome == "unchanged"
+
+
+def test_a_rollback_names_the_image_that_ran_even_from_another_repository() -> None:
+    # The first deploy of a new stack: it runs the bootstrap image (Docker Hub) while the pipeline ships ECR
+    # images; the rollback target is the bootstrap image itself, not <ecr>:<its tag>, which does not exist.
+    configured = {"imageRepository": ECR}
+    command = rollout(tag="def5678")
+    command.engine = cast(Any, KeepingEngine("", configured))
+    old = Settings.from_values(command.running_values({"target": "local", **configured}))
+    assert old.image == "nginxinc/nginx-unprivileged:1.27.4-alpine"
+    assert cli.image_config(old, {"target": "local", **configured}) == {
+        "rolling:imageTag": "1.27.4-alpine",
+        "rolling:imageRepository": "nginxinc/nginx-unprivileged",
+    }
+
+
+def test_a_busy_stack_gets_its_image_config_back() -> None:
+    command = rollout(tag="def5678")
+    engine = KeepingEngine(f"{ECR}:abc1234", {"imageRepository": ECR})
+    calls = engine.commands
+    command.engine = cast(Any, engine)
+    command.configured = {"imageRepository": ECR}
+    command.restore_tag()
+    assert calls == [("config", "rm", "rolling:imageTag")], "no tag was configured: the stack keeps what runs"
+    command.configured = {"imageRepository": ECR, "imageTag": "abc1234"}
+    command.restore_tag()
+    assert calls[-1] == ("config", "set", "rolling:imageTag", "abc1234", "--plaintext")

@@ -22,7 +22,6 @@ def refused(values: dict[str, object]) -> str:
 @pytest.mark.parametrize(
     ("key", "value", "says"),
     [
-        ("imageTag", "", "is empty"),
         ("imageTag", "latest", "'latest' is not allowed"),
         ("imageTag", "LATEST", "'LATEST' is not allowed"),
         ("imageTag", "1.16 1", "is not a Docker tag"),
@@ -94,10 +93,16 @@ def test_a_privileged_port_needs_an_image_that_starts_as_root() -> None:
     assert Settings.from_values({**BASE, "imageNeedsRoot": False}).image_needs_root is False
 
 
-def test_unset_tag_says_how_to_set_it() -> None:
-    message = refused({"target": "local"})
-    assert "rolling:imageTag is not set" in message
-    assert "pulumi config set imageTag" in message
+def test_unset_tag_keeps_the_running_image() -> None:
+    kept = Settings.from_values({"target": "local"})
+    assert kept.image_tag is None and kept.keeps_running_image
+    assert kept.image == "nginxinc/nginx-unprivileged:1.27.4-alpine"  # only a new Deployment starts it
+    named = Settings.from_values({"target": "local", "imageTag": "1.16.1"})
+    assert not named.keeps_running_image and named.image == "nginxinc/nginx-unprivileged:1.16.1"
+    digest = "sha256:" + "a" * 64
+    assert not Settings.from_values({"target": "local", "imageDigest": digest}).keeps_running_image
+    message = refused({"target": "local", "bootstrapImage": "nginx"})
+    assert "rolling:bootstrapImage 'nginx' names no tag or digest" in message
 
 
 def test_both_zero_surge_and_unavailable_refused() -> None:

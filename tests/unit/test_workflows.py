@@ -35,69 +35,101 @@ def step_using(job: dict[str, Any], action: str) -> dict[str, Any]:
     return dict(found)
 
 
-@pytest.mark.parametrize("name", ["pull-request.yml", "deploy.yml"])
+NAMES = ["pull-request.yml", "deploy.yml", "infrastructure.yml"]
+ROOT = WORKFLOWS.parents[1]
+# The role each job assumes: the deploy role rolls the app, the preview role only reads, and the
+# infrastructure role (behind the dev-infrastructure environment's reviewers) changes the rest.
+ROLES = {
+    ("deploy.yml", "deploy"): "AWS_ROLE_ARN",
+    ("pull-request.yml", "preview"): "AWS_PREVIEW_ROLE_ARN",
+    ("infrastructure.yml", "preview"): "AWS_PREVIEW_ROLE_ARN",
+    ("infrastructure.yml", "apply"): "AWS_INFRA_ROLE_ARN",
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_every_action_pinned_by_commit(name: str) -> None:
     for step in steps(load(name)):
         if "uses" in step:
             assert SHA_PIN.fullmatch(step["uses"]), f"{step['uses']} is not pinned by a commit SHA"
 
 
-@pytest.mark.parametrize("name", ["pull-request.yml", "deploy.yml"])
+@pytest.mark.parametrize("name", NAMES)
 def test_least_permissions_and_no_stored_keys(name: str) -> None:
     workflow = load(name)
     assert workflow["permissions"] == {"contents": "read"}
     text = (WORKFLOWS / name).read_text()
     assert "aws-access-key-id" not in text and "AWS_SECRET_ACCESS_KEY" not in text
-    for job in workflow["jobs"].values():
+    for job_name, job in workflow["jobs"].items():
         uses_aws = any(
             str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials@") for s in job["steps"]
         )
         if uses_aws:
             assert job["permissions"]["id-token"] == "write", "AWS credentials come by OIDC"
-            assert job["environment"] == "dev", "secrets come from the stack's environment"
+            assert job["environment"] in ("dev", "dev-infrastructure"), "secrets come from the stack's environment"
             aws = step_using(job, "aws-actions/configure-aws-credentials")
-            assert aws["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
+            assert aws["with"]["role-to-assume"] == "${{ vars." + ROLES[(name, job_name)] + " }}"
         else:
             assert "id-token" not in job.get("permissions", {})
 
 
-def test_pull_requests_are_tested_and_previewed_with_policy() -> None:
+@pytest.mark.parametrize("name", NAMES)
+def test_the_pulumi_cli_is_the_engine_version_requirements_pin(name: str) -> None:
+    pinned = re.search(r"^pulumi==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
+    assert pinned is not None
+    for job in load(name)["jobs"].values():
+        for step in job["steps"]:
+            if str(step.get("uses", "")).startswith("pulumi/actions@"):
+                assert step["with"]["pulumi-version"] == pinned.group(1)
+
+
+def test_pull_requests_are_tested_and_previewed_read_only_with_policy() -> None:
     workflow = load("pull-request.yml")
     assert workflow["on"] == {"pull_request": {"branches": ["main"]}}
     test_job = workflow["jobs"]["test"]
     assert any("make lint lint-workflows test-unit" in s.get("run", "") for s in test_job["steps"])
     preview = workflow["jobs"]["preview"]
     assert preview["needs"] == "test"
+    # A fork's pull request gets no OIDC token for the repository's roles: it skips, not fails.
+    assert preview["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
     pulumi = step_using(preview, "pulumi/actions")["with"]
     assert pulumi["command"] == "preview"
     assert pulumi["stack-name"] == "dev"
     assert pulumi["diff"] is True
     assert pulumi["policyPacks"] == "policy"
     assert pulumi["comment-on-pr"] is True
+    assert "refresh" not in pulumi, "the read-only role cannot read the Helm release's Secret back"
     assert preview["permissions"]["pull-requests"] == "write"
-    order = [s.get("run") or s.get("with", {}).get("command") for s in preview["steps"]]
-    assert order.index("scripts/sync-deployed-image.sh dev") < order.index("preview"), "preview what runs"
 
 
-def test_merges_build_tag_by_sha_push_and_roll_one_at_a_time() -> None:
+def test_merges_run_the_pipeline_one_at_a_time() -> None:
     workflow = load("deploy.yml")
-    assert workflow["on"] == {"push": {"branches": ["main"]}}
+    assert workflow["on"] == {"push": {"branches": ["main"]}, "workflow_dispatch": {}}
     assert workflow["concurrency"] == {"group": "deploy-dev", "cancel-in-progress": False}
     (job,) = workflow["jobs"].values()
     runs = "\n".join(s.get("run", "") for s in job["steps"])
-    assert "tag=$(git rev-parse --short HEAD)" in runs
-    assert 'docker push "$repository:$tag"' in runs
-    assert 'rollout --stack dev --tag "$TAG" --yes --json' in runs
-    assert runs.index("scripts/sync-deployed-image.sh dev") < runs.index("rollout --stack dev"), "roll back to what ran"
-    assert "GITHUB_STEP_SUMMARY" in runs
-    assert 'exit "$status"' in runs, "a failed rollout fails the job"
+    # The steps are the project's own, which the end-to-end tier runs on the local target.
+    pipeline_step = '.venv/bin/python -m infra.pipeline --stack dev --tag "$(git rev-parse --short=7 HEAD)"'
+    assert pipeline_step + ' --revision "$GITHUB_SHA"' in runs
     names = [str(s.get("uses", "")).split("@")[0] for s in job["steps"]]
     assert names.index("aws-actions/configure-aws-credentials") < names.index("aws-actions/amazon-ecr-login")
-    # After the rollout, the ALB must serve the new tag (bounded), or the job fails.
-    last = job["steps"][-1]
-    assert 'scripts/wait-for-version.sh "$url" "$TAG" 300' in last["run"]
-    assert "pulumi stack output url --stack dev" in last["run"] and 'exit "$status"' in last["run"]
-    assert "GITHUB_STEP_SUMMARY" in last["run"]
+    assert "docker push" not in runs and "rollout --stack" not in runs, "no step outside the pipeline"
+
+
+def test_infrastructure_is_previewed_then_applied_after_review() -> None:
+    workflow = load("infrastructure.yml")
+    assert "infra/**" in workflow["on"]["push"]["paths"]
+    assert "workflow_dispatch" in workflow["on"]
+    preview, apply = workflow["jobs"]["preview"], workflow["jobs"]["apply"]
+    assert step_using(preview, "pulumi/actions")["with"]["command"] == "preview"
+    assert apply["needs"] == "preview"
+    assert apply["environment"] == "dev-infrastructure"
+    up = step_using(apply, "pulumi/actions")["with"]
+    assert (up["command"], up["stack-name"], up["policyPacks"]) == ("up", "dev", "policy")
+    # The workflow the deploy names when it finds infrastructure changes pending.
+    from infra import pipeline
+
+    assert (ROOT / pipeline.INFRASTRUCTURE_WORKFLOW).is_file()
 
 
 @pytest.fixture
@@ -143,38 +175,3 @@ def test_wait_for_version_fails_when_never_served(version_server: str) -> None:
     assert "did not serve def5678 within 3s" in done.stderr and "last: 'abc1234'" in done.stderr
     refused = subprocess.run([str(SCRIPT), "example.com", "x"], check=False, capture_output=True, text=True, timeout=20)
     assert refused.returncode == 2 and "is not an http(s) URL" in refused.stderr
-
-
-@pytest.mark.parametrize(
-    ("image", "expected"),
-    [
-        (
-            "123.dkr.ecr.ap-northeast-2.amazonaws.com/rolling:ab12cd3",
-            ("123.dkr.ecr.ap-northeast-2.amazonaws.com/rolling", "ab12cd3"),
-        ),
-        ("localhost:5000/web:1.2", ("localhost:5000/web", "1.2")),
-        ("", None),
-        ("nginx@sha256:" + "a" * 64, None),
-    ],
-)
-def test_sync_deployed_image(tmp_path: Path, image: str, expected: tuple[str, str] | None) -> None:
-    """CI previews and rolls from the image that runs; the script sets exactly that."""
-    log = tmp_path / "calls"
-    fake = tmp_path / "pulumi"
-    fake.write_text(
-        "#!/bin/sh\n"
-        f'if [ "$1 $2" = "stack output" ]; then [ -n "{image}" ] && echo "{image}" && exit 0; exit 1; fi\n'
-        f'echo "$@" >> {log}\n'
-    )
-    fake.chmod(0o755)
-    script = WORKFLOWS.parents[1] / "scripts" / "sync-deployed-image.sh"
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
-    subprocess.run([str(script), "dev"], env=env, check=True, capture_output=True)
-    calls = log.read_text().splitlines() if log.exists() else []
-    if expected is None:
-        assert calls == []
-    else:
-        assert calls == [
-            f"config set imageRepository {expected[0]} --stack dev",
-            f"config set imageTag {expected[1]} --stack dev",
-        ]

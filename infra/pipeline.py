@@ -1,0 +1,274 @@
+"""deploy --stack STACK --tag TAG --revision SHA: the deploy workflow's steps, the same on every target.
+
+1. the stack must exist (its infrastructure comes first, from the infrastructure workflow);
+2. the image: pushed if its tag is absent; an earlier push of the same commit is reused (a re-run);
+   a tag that names another build is refused, since the registry's tags are immutable;
+3. the rollout command ships the tag (preview, plan, rollout, rollback), waiting a bounded time for
+   another update's lock to go;
+4. the stack's url must serve the tag;
+5. a summary for people (GitHub's step summary when there is one), and an exit code per outcome.
+
+On eks the registry is ECR (scripts/registry.sh); on local it is the node's (cluster/images.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from infra import images
+from infra.rollout.engine import Engine, EngineError
+from infra.rollout.plan import Exit
+from infra.settings import NAMESPACE
+
+ROOT = Path(__file__).resolve().parents[1]
+REVISION_LABEL = "org.opencontainers.image.revision"
+# The workflow that applies infrastructure changes; the deploy names it when it finds some pending.
+INFRASTRUCTURE_WORKFLOW = ".github/workflows/infrastructure.yml"
+
+
+class Registry(Protocol):
+    """Where the stack pulls its images from."""
+
+    def revision(self, reference: str) -> str | None:
+        """The commit ``reference`` was built from ("" when it carries no label), or None when it is absent."""
+
+    def push(self, reference: str, version: str, revision: str) -> None:
+        """Build the app as ``reference`` from ``revision`` and push it."""
+
+
+@dataclass(frozen=True)
+class ScriptRegistry:
+    """A registry behind a script with the verbs `revision REF` (exit 3: absent) and `push REF VERSION REV`."""
+
+    script: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.script), *args],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=1800,
+        )
+
+    def revision(self, reference: str) -> str | None:
+        done = self._run("revision", reference)
+        if done.returncode == 3:
+            return None
+        if done.returncode != 0:
+            raise RuntimeError(f"could not read {reference} from the registry: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def push(self, reference: str, version: str, revision: str) -> None:
+        done = self._run("push", reference, version, revision)
+        if done.returncode != 0:
+            raise RuntimeError(f"could not build and push {reference}: {done.stderr.strip()}")
+
+
+def run_rollout(project: Path, stack: str, tag: str) -> tuple[int, dict[str, Any]]:
+    """The rollout command, as a user would run it: its exit code and its JSON result."""
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.rollout", "--stack", stack, "--tag", tag, "--yes", "--json"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    sys.stderr.write(done.stderr)
+    try:
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        result = {"error": (done.stdout + done.stderr).strip()[-2000:]}
+    return done.returncode, dict(result)
+
+
+def wait_served(url: str, tag: str, timeout: int) -> tuple[bool, str]:
+    """Whether ``url`` serves ``tag`` within ``timeout`` seconds (scripts/wait-for-version.sh), and what it said."""
+    script = ROOT / "scripts" / "wait-for-version.sh"
+    done = subprocess.run([str(script), url, tag, str(timeout)], capture_output=True, text=True, check=False)
+    return done.returncode == 0, (done.stdout + done.stderr).strip()
+
+
+def registry_for(target: str) -> Registry:
+    if target == "local":
+        return ScriptRegistry(ROOT / "cluster" / "images.sh")
+    return ScriptRegistry(ROOT / "scripts" / "registry.sh")
+
+
+@dataclass
+class Report:
+    """What the deploy did, for the summary and for CI."""
+
+    stack: str
+    tag: str
+    lines: list[str] = field(default_factory=list)
+    rollout: dict[str, Any] | None = None
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+        print(f"deploy: {line}", file=sys.stderr, flush=True)
+
+    def markdown(self, exit_code: Exit) -> str:
+        title = f"## Deploy of {self.tag} to {self.stack}: {exit_code.name.lower().replace('_', ' ')}"
+        body = [title, "", *(f"- {line}" for line in self.lines)]
+        if self.rollout is not None:
+            body += ["", "```json", json.dumps(self.rollout, indent=2), "```"]
+        return "\n".join(body) + "\n"
+
+
+@dataclass
+class Deploy:
+    """One run of the pipeline on one stack."""
+
+    stack: str
+    tag: str
+    revision: str
+    project: Path
+    url_timeout: int
+    lock_wait: int
+    engine: Engine
+    registry_for: Callable[[str], Registry] = registry_for
+    rollout: Callable[[Path, str, str], tuple[int, dict[str, Any]]] = run_rollout
+    wait_served: Callable[[str, str, int], tuple[bool, str]] = wait_served
+    sleep: Callable[[float], None] = time.sleep
+    report: Report = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.report = Report(self.stack, self.tag)
+
+    def run(self) -> Exit:
+        try:
+            images.check_tag(self.tag)
+        except images.ImageError as err:
+            self.report.add(f"--tag {err}")
+            return Exit.USAGE
+        try:
+            outputs = self.engine.outputs()
+            config = self.engine.config()
+        except EngineError:
+            outputs, config = {}, {}
+        if not outputs.get("image"):
+            self.report.add(
+                f"stack {self.stack} has not been deployed yet (it has no outputs): its infrastructure comes first. "
+                f"Run the infrastructure workflow ({INFRASTRUCTURE_WORKFLOW}), or `pulumi up --stack {self.stack}` "
+                "with the rights to create it, then deploy again. Nothing was changed."
+            )
+            return Exit.NOT_BOOTSTRAPPED
+        target = config.get(f"{NAMESPACE}:target", "eks")
+        repository = str(outputs.get("repositoryUrl") or config.get(f"{NAMESPACE}:imageRepository", ""))
+        if not repository:
+            self.report.add(
+                f"stack {self.stack} names no image repository (rolling:imageRepository); nothing was changed"
+            )
+            return Exit.USAGE
+        reference = images.reference(repository, self.tag)
+        exit_code = self.publish(self.registry_for(target), reference)
+        if exit_code is not None:
+            return exit_code
+        if config.get(f"{NAMESPACE}:imageRepository") != repository:
+            self.engine.run("config", "set", f"{NAMESPACE}:imageRepository", repository)
+        exit_code = self.ship()
+        if exit_code != Exit.OK:
+            return exit_code
+        return self.served(str(self.engine.outputs().get("url", "")))
+
+    def publish(self, registry: Registry, reference: str) -> Exit | None:
+        """Push the image unless this commit's build is there already; refuse a tag that names another build."""
+        found = registry.revision(reference)
+        if found is None:
+            registry.push(reference, self.tag, self.revision)
+            self.report.add(f"built {reference} from {self.revision} and pushed it")
+            return None
+        if found == self.revision:
+            self.report.add(f"{reference} is there already, built from {self.revision}: not built again")
+            return None
+        what = f"built from {found}" if found else f"with no {REVISION_LABEL} label"
+        self.report.add(
+            f"{reference} already exists {what}, not from {self.revision}; the registry's tags are immutable, "
+            "so shipping this tag would not ship this commit. Nothing was changed: tag this build otherwise "
+            "(a longer SHA), or remove the other image if it is a mistake."
+        )
+        return Exit.TAG_CONFLICT
+
+    def ship(self) -> Exit:
+        deadline = time.monotonic() + self.lock_wait
+        while True:
+            code, result = self.rollout(self.project, self.stack, self.tag)
+            if code != Exit.BUSY or time.monotonic() >= deadline:
+                break
+            self.report.add("another update holds the stack's lock (a preview, or another deploy): waiting")
+            self.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
+        self.report.rollout = result
+        exit_code = Exit(code) if code in {int(e) for e in Exit} else Exit.FAILED
+        if exit_code == Exit.INFRA_CHANGES:
+            self.report.add(
+                f"infrastructure changes are pending on {self.stack}, and a deploy ships only the image: "
+                f"{result.get('error') or ''}".rstrip()
+            )
+            self.report.add(
+                f"they are applied by the infrastructure workflow ({INFRASTRUCTURE_WORKFLOW}) after review; "
+                "this commit ships once they are (re-run this deploy, or the next merge ships)"
+            )
+        elif exit_code == Exit.OK:
+            self.report.add(f"rollout: {result.get('outcome')} ({result.get('oldImage')} -> {result.get('newImage')})")
+        else:
+            self.report.add(f"rollout: {result.get('outcome')}: {result.get('error')}")
+        return exit_code
+
+    def served(self, url: str) -> Exit:
+        ok, said = self.wait_served(url, self.tag, self.url_timeout)
+        self.report.add(said or f"{url} was not asked")
+        return Exit.OK if ok else Exit.NOT_SERVED
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="deploy", description="Build and push the app image if absent, ship it with rollout, check the url."
+    )
+    parser.add_argument("--stack", required=True, help="the stack to deploy to, such as dev")
+    parser.add_argument("--tag", required=True, help="the image tag, such as the short commit SHA")
+    parser.add_argument("--revision", required=True, help="the full commit SHA the image is built from")
+    parser.add_argument("--cwd", default=".", help="the Pulumi project folder (default: the current one)")
+    parser.add_argument("--url-timeout", type=int, default=300, help="seconds the url has to serve the tag")
+    parser.add_argument("--lock-wait", type=int, default=600, help="seconds to wait for another update's lock")
+    parser.add_argument("--summary", help="append the summary (Markdown) here (default: $GITHUB_STEP_SUMMARY)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    project = Path(args.cwd).resolve()
+    deploy = Deploy(
+        stack=args.stack,
+        tag=args.tag,
+        revision=args.revision,
+        project=project,
+        url_timeout=args.url_timeout,
+        lock_wait=args.lock_wait,
+        engine=Engine(project, args.stack),
+    )
+    try:
+        code = deploy.run()
+    except (RuntimeError, EngineError) as err:
+        deploy.report.add(f"failed: {err}")
+        code = Exit.FAILED
+    summary = args.summary or os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as f:
+            f.write(deploy.report.markdown(code))
+    return int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

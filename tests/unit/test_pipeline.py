@@ -1,0 +1,143 @@
+"""The deploy pipeline's decisions: first deploy, re-runs, tag conflicts, pending infrastructure, locks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, cast
+
+from infra import pipeline
+from infra.rollout.engine import EngineError
+from infra.rollout.plan import Exit
+
+ECR = "123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/rolling"
+SHA = "12345e7" + "0" * 33
+
+
+class FakeEngine:
+    def __init__(self, outputs: dict[str, Any] | None) -> None:
+        self._outputs = outputs
+        self.commands: list[tuple[str, ...]] = []
+
+    def outputs(self) -> dict[str, Any]:
+        if self._outputs is None:
+            raise EngineError(["stack", "output"], 255, "", "error: no stack named 'dev' found")
+        return self._outputs
+
+    def config(self) -> dict[str, str]:
+        return {"rolling:target": "eks", "rolling:imageRepository": "nginxinc/nginx-unprivileged"}
+
+    def run(self, *args: str) -> str:
+        self.commands.append(args)
+        return ""
+
+
+class FakeRegistry:
+    def __init__(self, images: dict[str, str]) -> None:
+        self.images = dict(images)
+        self.pushed: list[str] = []
+
+    def revision(self, reference: str) -> str | None:
+        return self.images.get(reference)
+
+    def push(self, reference: str, version: str, revision: str) -> None:
+        self.pushed.append(reference)
+        self.images[reference] = revision
+
+
+DEPLOYED = {"image": "nginxinc/nginx-unprivileged:1.27.4-alpine", "repositoryUrl": ECR, "url": "http://alb"}
+
+
+def deploy(
+    outputs: dict[str, Any] | None = DEPLOYED,
+    images: dict[str, str] | None = None,
+    rollouts: list[tuple[int, dict[str, Any]]] | None = None,
+    served: bool = True,
+    tag: str = "12345e7",
+) -> tuple[pipeline.Deploy, FakeRegistry, list[str]]:
+    registry = FakeRegistry(images or {})
+    answers = list(rollouts or [(0, {"outcome": "succeeded"})])
+    shipped: list[str] = []
+
+    def rollout(project: Path, stack: str, tag: str) -> tuple[int, dict[str, Any]]:
+        shipped.append(tag)
+        return answers.pop(0)
+
+    run = pipeline.Deploy(
+        stack="dev",
+        tag=tag,
+        revision=SHA,
+        project=Path("."),
+        url_timeout=5,
+        lock_wait=60,
+        engine=cast(Any, FakeEngine(outputs)),
+        registry_for=lambda target: registry,
+        rollout=rollout,
+        wait_served=lambda url, tag, timeout: (served, f"{url} serves {tag}" if served else "never served"),
+        sleep=lambda seconds: None,
+    )
+    return run, registry, shipped
+
+
+def test_first_deploy_to_a_stack_never_deployed_stops_at_once_naming_the_workflow() -> None:
+    run, registry, shipped = deploy(outputs=None)
+    assert run.run() == Exit.NOT_BOOTSTRAPPED
+    assert "infrastructure workflow (.github/workflows/infrastructure.yml)" in run.report.lines[0]
+    assert registry.pushed == [] and shipped == []
+
+
+def test_pushes_a_new_tag_and_ships_it() -> None:
+    run, registry, shipped = deploy()
+    assert run.run() == Exit.OK
+    assert registry.pushed == [f"{ECR}:12345e7"]
+    assert shipped == ["12345e7"]
+    engine = cast(FakeEngine, run.engine)
+    assert ("config", "set", "rolling:imageRepository", ECR) in engine.commands
+
+
+def test_a_rerun_of_the_same_commit_reuses_its_image() -> None:
+    # The registry's tags are immutable: pushing the same tag again would fail the re-run.
+    run, registry, shipped = deploy(images={f"{ECR}:12345e7": SHA})
+    assert run.run() == Exit.OK
+    assert registry.pushed == []
+    assert shipped == ["12345e7"]
+    assert any("not built again" in line for line in run.report.lines)
+
+
+def test_a_tag_built_from_another_commit_is_refused_loudly() -> None:
+    run, registry, shipped = deploy(images={f"{ECR}:12345e7": "f" * 40})
+    assert run.run() == Exit.TAG_CONFLICT
+    assert registry.pushed == [] and shipped == []
+    assert f"already exists built from {'f' * 40}, not from {SHA}" in run.report.lines[-1]
+
+
+def test_pending_infrastructure_is_named_with_its_own_exit_code() -> None:
+    pending = "the preview changes more than the Deployment's image; nothing was changed:\n  update aws:eks/addon:Addon"
+    run, _, _ = deploy(rollouts=[(int(Exit.INFRA_CHANGES), {"outcome": "refused", "error": pending})])
+    assert run.run() == Exit.INFRA_CHANGES
+    text = run.report.markdown(Exit.INFRA_CHANGES)
+    assert "infra changes" in text.splitlines()[0]
+    assert "aws:eks/addon:Addon" in text
+    assert "applied by the infrastructure workflow (.github/workflows/infrastructure.yml)" in text
+
+
+def test_waits_for_another_updates_lock_a_bounded_time() -> None:
+    busy = (int(Exit.BUSY), {"outcome": "busy"})
+    run, _, shipped = deploy(rollouts=[busy, busy, (0, {"outcome": "succeeded"})])
+    assert run.run() == Exit.OK
+    assert shipped == ["12345e7"] * 3
+    run, _, shipped = deploy(rollouts=[busy] * 100)
+    run.lock_wait = 0
+    assert run.run() == Exit.BUSY
+    assert shipped == ["12345e7"]
+
+
+def test_the_url_must_serve_the_tag() -> None:
+    run, _, _ = deploy(served=False)
+    assert run.run() == Exit.NOT_SERVED
+    assert run.report.lines[-1] == "never served"
+
+
+def test_a_bad_tag_changes_nothing() -> None:
+    run, registry, shipped = deploy(tag="latest")
+    assert run.run() == Exit.USAGE
+    assert registry.pushed == [] and shipped == []
