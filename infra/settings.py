@@ -39,7 +39,7 @@ STOP_SECONDS = 15
 # a stopping pod's drain covers this and the deregistration delay.
 ALB_PROPAGATION_SECONDS = 5
 # What a new stack runs until its first deploy when no imageTag is set: the base app/Dockerfile builds on.
-BOOTSTRAP_IMAGE = "nginxinc/nginx-unprivileged:1.27.4-alpine"
+BOOTSTRAP_IMAGE = "nginxinc/nginx-unprivileged:1.30.6-alpine"
 # The first minor version whose kubelet runs a preStop `sleep` by default (beta in 1.30, GA in 1.34).
 SLEEP_ACTION_SINCE = (1, 30)
 # A Fargate profile takes at most five selectors ("You can have up to five selectors in a Fargate
@@ -188,7 +188,7 @@ def _pinned_image(value: str) -> str:
         if digest:
             images.check_digest(digest)
         elif tag is None:
-            raise images.ImageError(f"'{value}' names no tag or digest: pin one, such as nginx:1.27.4")
+            raise images.ImageError(f"'{value}' names no tag or digest: pin one, such as nginx:1.30.6")
         else:
             images.check_tag(tag)
     except images.ImageError as err:

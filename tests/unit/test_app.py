@@ -237,3 +237,10 @@ def test_with_no_image_named_the_running_one_is_kept(target: str) -> None:
     assert container["image"] == "localhost:5000/rolling-app:1.14.2"
     # The outputs say what the Deployment runs (here, under mocks, what it was created with).
     assert result.outputs["image"] == "localhost:5000/rolling-app:1.14.2"
+
+
+def test_a_new_stack_starts_the_base_the_app_image_builds_on() -> None:
+    from infra.settings import BOOTSTRAP_IMAGE
+
+    dockerfile = (Path(__file__).resolve().parents[2] / "app" / "Dockerfile").read_text()
+    assert f"ARG BASE={BOOTSTRAP_IMAGE}\n" in dockerfile

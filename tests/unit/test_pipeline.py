@@ -44,7 +44,7 @@ class FakeRegistry:
         self.images[reference] = revision
 
 
-DEPLOYED = {"image": "nginxinc/nginx-unprivileged:1.27.4-alpine", "repositoryUrl": ECR, "url": "http://alb"}
+DEPLOYED = {"image": "nginxinc/nginx-unprivileged:1.30.6-alpine", "repositoryUrl": ECR, "url": "http://alb"}
 
 
 def deploy(

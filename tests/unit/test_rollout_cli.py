@@ -511,9 +511,9 @@ def test_a_rollback_names_the_image_that_ran_even_from_another_repository() -> N
     command = rollout(tag="def5678")
     command.engine = cast(Any, KeepingEngine("", configured))
     old = Settings.from_values(command.running_values({"target": "local", **configured}))
-    assert old.image == "nginxinc/nginx-unprivileged:1.27.4-alpine"
+    assert old.image == "nginxinc/nginx-unprivileged:1.30.6-alpine"
     assert cli.image_config(old, {"target": "local", **configured}) == {
-        "rolling:imageTag": "1.27.4-alpine",
+        "rolling:imageTag": "1.30.6-alpine",
         "rolling:imageRepository": "nginxinc/nginx-unprivileged",
     }
 

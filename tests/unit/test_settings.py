@@ -96,7 +96,7 @@ def test_a_privileged_port_needs_an_image_that_starts_as_root() -> None:
 def test_unset_tag_keeps_the_running_image() -> None:
     kept = Settings.from_values({"target": "local"})
     assert kept.image_tag is None and kept.keeps_running_image
-    assert kept.image == "nginxinc/nginx-unprivileged:1.27.4-alpine"  # only a new Deployment starts it
+    assert kept.image == "nginxinc/nginx-unprivileged:1.30.6-alpine"  # only a new Deployment starts it
     named = Settings.from_values({"target": "local", "imageTag": "1.16.1"})
     assert not named.keeps_running_image and named.image == "nginxinc/nginx-unprivileged:1.16.1"
     digest = "sha256:" + "a" * 64

@@ -66,7 +66,10 @@ def test_least_permissions_and_no_stored_keys(name: str) -> None:
         )
         if uses_aws:
             assert job["permissions"]["id-token"] == "write", "AWS credentials come by OIDC"
-            assert job["environment"] in ("dev", "dev-infrastructure"), "secrets come from the stack's environment"
+            # The OIDC subject a role trusts: an environment's name when the job has one (deploy: dev;
+            # infrastructure: dev-infrastructure, behind reviewers), else the event (previews).
+            environment = {"AWS_ROLE_ARN": "dev", "AWS_INFRA_ROLE_ARN": "dev-infrastructure"}
+            assert job.get("environment") == environment.get(ROLES[(name, job_name)])
             aws = step_using(job, "aws-actions/configure-aws-credentials")
             assert aws["with"]["role-to-assume"] == "${{ vars." + ROLES[(name, job_name)] + " }}"
         else:
@@ -175,3 +178,43 @@ def test_wait_for_version_fails_when_never_served(version_server: str) -> None:
     assert "did not serve def5678 within 3s" in done.stderr and "last: 'abc1234'" in done.stderr
     refused = subprocess.run([str(SCRIPT), "example.com", "x"], check=False, capture_output=True, text=True, timeout=20)
     assert refused.returncode == 2 and "is not an http(s) URL" in refused.stderr
+
+
+IAM = ROOT / "docs" / "iam"
+SUBJECTS = {
+    "deploy": ["repo:OWNER/REPO:environment:dev"],
+    "preview": ["repo:OWNER/REPO:pull_request", "repo:OWNER/REPO:ref:refs/heads/main"],
+    "infrastructure": ["repo:OWNER/REPO:environment:dev-infrastructure"],
+}
+
+
+@pytest.mark.parametrize("role", sorted(SUBJECTS))
+def test_each_role_trusts_only_its_workflow_job(role: str) -> None:
+    import json
+
+    (statement,) = json.loads((IAM / f"{role}-trust.json").read_text())["Statement"]
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    condition = statement["Condition"]["StringEquals"]
+    assert condition["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
+    subjects = condition["token.actions.githubusercontent.com:sub"]
+    assert (subjects if isinstance(subjects, list) else [subjects]) == SUBJECTS[role]
+
+
+def test_ci_roles_hold_no_more_than_a_deploy_or_a_preview_needs() -> None:
+    import json
+
+    def actions(role: str) -> set[str]:
+        statements = json.loads((IAM / f"{role}-policy.json").read_text())["Statement"]
+        found: set[str] = set()
+        for statement in statements:
+            assert statement["Effect"] == "Allow"
+            listed = statement["Action"]
+            found |= set(listed if isinstance(listed, list) else [listed])
+        return found
+
+    deploy, preview = actions("deploy"), actions("preview")
+    for action in deploy | preview:
+        assert "*" not in action, f"{action}: name each action"
+        assert not action.startswith("iam:"), f"{action}: CI's roles change no IAM"
+    assert "ecr:PutImage" in deploy
+    assert not any(a.startswith("ecr:") or a in ("s3:PutObject", "s3:DeleteObject") for a in preview), "read only"
