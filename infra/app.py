@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -77,7 +77,13 @@ class WebApp(pulumi.ComponentResource):
     # The Service's cluster address: on the local node, this machine reaches it directly.
     cluster_ip: pulumi.Output[str]
 
-    def __init__(self, name: str, args: WebAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: WebAppArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        before_pods: Callable[[pulumi.Input[str], pulumi.Output[str]], Sequence[pulumi.Resource]] | None = None,
+    ) -> None:
         # The Kubernetes provider arrives in opts (providers=[...]) and reaches
         # every child through parent=self.
         super().__init__("rolling:index:WebApp", name, None, opts)
@@ -103,6 +109,20 @@ class WebApp(pulumi.ComponentResource):
             )
             namespace = ns.metadata.name
 
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=SERVICE, namespace=namespace, labels=LABELS),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                selector=LABELS,
+                ports=[k8s.core.v1.ServicePortArgs(name="http", port=SERVICE_PORT, target_port="http", protocol="TCP")],
+            ),
+            opts=child,
+        )
+        # What must exist before the first pods do (on eks, the ALB Ingress: the load balancer controller
+        # injects readiness gates only into pods created after it has bound the Service's target group).
+        # A dependency orders creation only: a new tag still changes the Deployment alone.
+        gates = list(before_pods(namespace, service.metadata.name)) if before_pods else []
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -124,18 +144,12 @@ class WebApp(pulumi.ComponentResource):
             # image from the stack's state in place of the program's (Pulumi's ignoreChanges), so
             # git never rolls the app back to what the stack file last said.
             opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(ignore_changes=[IMAGE_PATH] if args.keep_running_image else None)
+                child,
+                pulumi.ResourceOptions(
+                    ignore_changes=[IMAGE_PATH] if args.keep_running_image else None,
+                    depends_on=gates,
+                ),
             ),
-        )
-        service = k8s.core.v1.Service(
-            f"{name}-service",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=SERVICE, namespace=namespace, labels=LABELS),
-            spec=k8s.core.v1.ServiceSpecArgs(
-                type="ClusterIP",
-                selector=LABELS,
-                ports=[k8s.core.v1.ServicePortArgs(name="http", port=SERVICE_PORT, target_port="http", protocol="TCP")],
-            ),
-            opts=child,
         )
         # Only the serving port takes connections (where the cluster enforces NetworkPolicy: Fargate
         # and the local node do not). Egress is the app's own business and stays open.

@@ -40,9 +40,13 @@ def render(target: str, directory: Path, values: Mapping[str, object] | None = N
 
     def program() -> None:
         provider = k8s.Provider("render", render_yaml_to_directory=str(directory))
-        web = stack.workload(settings, provider, stack.namespace_labels(settings))
-        if settings.eks is not None:
-            stack.ingress(settings.eks, web, pulumi.ResourceOptions(providers=[provider]))
+        eks = settings.eks
+
+        def alb_first(namespace: pulumi.Input[str], service_name: pulumi.Output[str]) -> list[pulumi.Resource]:
+            opts = pulumi.ResourceOptions(providers=[provider])
+            return [] if eks is None else [stack.ingress(eks, namespace, service_name, opts)]
+
+        stack.workload(settings, provider, stack.namespace_labels(settings), before_pods=alb_first)
 
     with tempfile.TemporaryDirectory(prefix="rolling-render-") as work:
         env = {

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -33,6 +34,7 @@ def workload(
     provider: k8s.Provider,
     namespace_labels: Mapping[str, str] | None = None,
     depends_on: Sequence[pulumi.Resource] = (),
+    before_pods: Callable[[pulumi.Input[str], pulumi.Output[str]], Sequence[pulumi.Resource]] | None = None,
 ) -> app.WebApp:
     """The app's Kubernetes resources through ``provider``: what `python -m infra.render` writes out."""
     return app.WebApp(
@@ -54,6 +56,7 @@ def workload(
             keep_running_image=settings.keeps_running_image,
         ),
         pulumi.ResourceOptions(providers=[provider], depends_on=list(depends_on)),
+        before_pods=before_pods,
     )
 
 
@@ -66,15 +69,17 @@ def namespace_labels(settings: Settings) -> dict[str, str]:
     return {READINESS_GATE_LABEL: "enabled"}
 
 
-def ingress(eks: EksSettings, web: app.WebApp, opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
-    """The ALB Ingress in front of the app's Service (eks); returns its url."""
+def ingress(
+    eks: EksSettings, namespace: pulumi.Input[str], service_name: pulumi.Input[str], opts: pulumi.ResourceOptions
+) -> Any:
+    """The ALB Ingress in front of the app's Service (eks)."""
     from infra import alb
 
     return alb.AppIngress(
         "nginx",
         alb.AppIngressArgs(
-            namespace=web.namespace,
-            service_name=web.service_name,
+            namespace=namespace,
+            service_name=service_name,
             service_port="http",
             health_check_path=app.PROBE_PATH,
             scheme=eks.alb_scheme,
@@ -82,7 +87,7 @@ def ingress(eks: EksSettings, web: app.WebApp, opts: pulumi.ResourceOptions) -> 
             certificate_arn=eks.certificate_arn,
         ),
         opts,
-    ).url
+    )
 
 
 def _app_outputs(settings: Settings, web: app.WebApp, outputs: dict[str, object]) -> None:
@@ -180,8 +185,17 @@ def _build_eks(settings: Settings, eks: EksSettings, outputs: dict[str, object])
     )
     # After the controller: its webhook adds the readiness gates to the app's pods as they are made,
     # and on destroy the app and its Ingress (with the ALB) go before the controller does.
-    web = workload(settings, provider, namespace_labels(settings), depends_on=[controller])
-    url = ingress(eks, web, pulumi.ResourceOptions(providers=[provider], depends_on=[controller]))
+    made: list[Any] = []
+
+    def alb_first(namespace: pulumi.Input[str], service_name: pulumi.Output[str]) -> list[pulumi.Resource]:
+        # Before the pods: the controller binds the target group while reconciling the Ingress, and
+        # injects readiness gates only into pods created after that.
+        opts = pulumi.ResourceOptions(providers=[provider], depends_on=[controller])
+        made.append(ingress(eks, namespace, service_name, opts))
+        return [made[0]]
+
+    web = workload(settings, provider, namespace_labels(settings), depends_on=[controller], before_pods=alb_first)
+    url = made[0].url
     _app_outputs(settings, web, outputs)
     outputs["clusterName"] = fargate_cluster.cluster_name
     outputs["kubeconfig"] = fargate_cluster.kubeconfig

@@ -158,6 +158,14 @@ def test_ingress_follows_the_service_and_the_release_follows_the_cluster(default
     assert not default_run.mocks.depends_on("nginx-ingress", "nginx-deployment")
 
 
+def test_the_first_pods_are_made_after_the_ingress_so_they_get_readiness_gates(default_run: Run) -> None:
+    # The controller injects readiness gates only into pods created once it has bound the Service's
+    # target group (while reconciling the Ingress, before the Ingress gets its address, which the
+    # provider's Ingress wait waits for): pods made earlier would count as ready before the ALB
+    # routes to them. A dependency orders creation (and deletion) only.
+    assert default_run.mocks.depends_on("nginx-deployment", "nginx-ingress")
+
+
 def test_url_is_the_albs_address(default_run: Run) -> None:
     url: Any = default_run.outputs["url"]
     assert url.startswith("http://k8s-rolling-nginx-") and url.endswith(".elb.amazonaws.com")
