@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import strategy
+from infra import images, strategy
 
 # Fixed names, as in the kubectl commands users already know.
 DEPLOYMENT = "nginx-deployment"
@@ -19,7 +19,7 @@ LABELS = {"app": "nginx"}
 SERVICE_PORT = 80
 REVISION_HISTORY = 5
 # The container image's place in the Deployment's inputs (one container).
-IMAGE_PATH = "spec.template.spec.containers[0].image"
+IMAGE_PATH = images.CONTAINER_IMAGE_PATH
 # The page the probes read (and, on eks, the ALB's health check).
 PROBE_PATH = "/"
 # The uid and gid the pod runs as unless the image needs root: fixed, not root, and above the

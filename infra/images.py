@@ -16,6 +16,9 @@ _HOST_RE = re.compile(
 # A path component: lowercase letters and digits, joined by '.', '_', '__' or dashes.
 _PATH_RE = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
 MAX_REPOSITORY = 255
+# Where the app's container image sits in its Deployment's spec (one container): the one property a
+# rollout changes.
+CONTAINER_IMAGE_PATH = "spec.template.spec.containers[0].image"
 
 
 class ImageError(ValueError):

@@ -83,7 +83,11 @@ def preview_steps(stdout: str) -> list[Step]:
     steps = []
     for step in json.loads(stdout).get("steps") or []:
         state = step.get("newState") or step.get("oldState") or {}
-        steps.append(Step(str(step["op"]), str(state.get("type", "")), str(step["urn"])))
+        # detailedDiff: the provider's property paths; diffReasons: top-level names only (too coarse to
+        # tell an image change from any other change of spec), so a step without the first has None.
+        detailed = step.get("detailedDiff")
+        changes = tuple(sorted(detailed)) if isinstance(detailed, dict) else None
+        steps.append(Step(str(step["op"]), str(state.get("type", "")), str(step["urn"]), changes))
     return steps
 
 

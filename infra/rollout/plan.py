@@ -6,6 +6,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from infra import images
 from infra.settings import Settings
 
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
@@ -32,24 +33,33 @@ class Exit(enum.IntEnum):
 
 @dataclass(frozen=True)
 class Step:
-    """One step of a preview: the operation and the resource it applies to."""
+    """One step of a preview: the operation, the resource it applies to, and the properties it changes
+    (the provider's detailed diff: paths such as spec.replicas; None when the engine gave none)."""
 
     op: str
     type: str
     urn: str
+    changes: tuple[str, ...] | None = None
 
     @property
     def name(self) -> str:
         return self.urn.rsplit("::", 1)[-1]
 
+    @property
+    def image_only(self) -> bool:
+        """An in-place update of the Deployment that changes its container image and nothing else."""
+        return (
+            self.op == "update"
+            and self.type == DEPLOYMENT_TYPE
+            and self.changes is not None
+            and set(self.changes) <= {images.CONTAINER_IMAGE_PATH}
+        )
+
 
 def unexpected_steps(steps: Iterable[Step]) -> list[Step]:
-    """Every step other than an in-place update of the Deployment (or no change at all)."""
-    return [
-        step
-        for step in steps
-        if step.op not in QUIET_OPS and not (step.op == "update" and step.type == DEPLOYMENT_TYPE)
-    ]
+    """Every step other than a change of the Deployment's container image (or no change at all): a
+    Deployment update that also changes its replicas or its strategy is an infrastructure change too."""
+    return [step for step in steps if step.op not in QUIET_OPS and not step.image_only]
 
 
 @dataclass(frozen=True)
@@ -81,5 +91,11 @@ class RolloutPlan:
 
 
 def describe(steps: Iterable[Step]) -> str:
-    """Unexpected steps, one a line, for the refusal message."""
-    return "\n".join(f"  {step.op:<8} {step.type} {step.name}" for step in steps)
+    """Unexpected steps, one a line, for the refusal message (with the properties an update changes)."""
+    lines = []
+    for step in steps:
+        line = f"  {step.op:<8} {step.type} {step.name}"
+        if step.op == "update":
+            line += f" ({', '.join(step.changes)})" if step.changes else " (properties not known)"
+        lines.append(line)
+    return "\n".join(lines)

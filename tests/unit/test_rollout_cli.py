@@ -21,6 +21,7 @@ from tests.unit import test_stackfile
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = "kubernetes:apps/v1:Deployment"
+IMAGE = "spec.template.spec.containers[0].image"
 
 
 class TTY(io.StringIO):
@@ -59,7 +60,15 @@ def test_arguments_are_required() -> None:
 @pytest.mark.parametrize(
     ("steps", "unexpected"),
     [
-        ([Step("same", "pulumi:pulumi:Stack", "u::s"), Step("update", DEPLOY, "u::nginx-deployment")], []),
+        ([Step("same", "pulumi:pulumi:Stack", "u::s"), Step("update", DEPLOY, "u::nginx-deployment", (IMAGE,))], []),
+        # The Deployment changes more than its image: an infrastructure change, not a rollout.
+        ([Step("update", DEPLOY, "u::nginx-deployment", (IMAGE, "spec.replicas"))], ["nginx-deployment"]),
+        (
+            [Step("update", DEPLOY, "u::nginx-deployment", ("spec.strategy.rollingUpdate.maxUnavailable",))],
+            ["nginx-deployment"],
+        ),
+        # No detailed diff: what changes cannot be told, so it is not taken for an image change.
+        ([Step("update", DEPLOY, "u::nginx-deployment")], ["nginx-deployment"]),
         ([Step("update", "kubernetes:core/v1:Service", "u::nginx-service")], ["nginx-service"]),
         ([Step("replace", DEPLOY, "u::nginx-deployment")], ["nginx-deployment"]),
         ([Step("create-replacement", DEPLOY, "u::d"), Step("delete-replaced", DEPLOY, "u::d")], ["d", "d"]),
@@ -339,6 +348,8 @@ PREVIEW = {
             "op": "update",
             "urn": "urn:pulumi:dev::rolling::x$kubernetes:apps/v1:Deployment::nginx-deployment",
             "newState": {"type": DEPLOY},
+            "diffReasons": ["spec"],
+            "detailedDiff": {IMAGE: {"kind": "update", "inputDiff": True}},
         },
         {
             "op": "delete",
@@ -404,7 +415,8 @@ class PreviewingEngine(FakeEngine):
         previewed = cast(dict[str, Any], yaml.safe_load(config_file.read_text()))["config"]["rolling:imageTag"]
         self.previewed.append((previewed, plan))
         plan.write_text("{}")
-        return [Step("update", DEPLOY, "urn:pulumi:dev::rolling::x$kubernetes:apps/v1:Deployment::nginx-deployment")]
+        urn = "urn:pulumi:dev::rolling::x$kubernetes:apps/v1:Deployment::nginx-deployment"
+        return [Step("update", DEPLOY, urn, (IMAGE,))]
 
     def up(self, config: dict[str, str], plan: Path | None = None) -> None:
         assert plan is not None and plan.is_file(), "the plan is there while the update runs"
