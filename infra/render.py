@@ -6,13 +6,16 @@
 The program's own workload code runs against a Kubernetes provider in render mode
 (``renderYamlToDirectory``), so reviewers and scanners read exactly what `up` would apply. Only the
 Kubernetes objects of the app (and its Ingress on eks) are rendered: the AWS resources and the load
-balancer controller's Helm release are not manifests of the app.
+balancer controller's Helm release are not manifests of the app. For eks, `eks-cluster.json` beside them
+says what the cluster is made with (who may reach its API, the pinned add-ons, the log group, the
+endpoint), from the program run under the unit tier's mocks.
 The stack lives in a temporary file backend and is removed afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -65,6 +68,41 @@ def render(target: str, directory: Path, values: Mapping[str, object] | None = N
     return sorted(directory.rglob("*.yaml"))
 
 
+def cluster_summary(values: Mapping[str, object] | None = None) -> dict[str, object]:
+    """What the eks cluster is made with, as the program registers it (no AWS, no engine)."""
+    from infra.testing import run_program
+
+    mocks = run_program({"target": "eks", "imageTag": SAMPLE_TAG, **(values or {})}).mocks
+    cluster = mocks.one("eks:index:Cluster").inputs
+    (logs,) = mocks.of_type("aws:cloudwatch/logGroup:LogGroup")
+    (repository,) = mocks.of_type("aws:ecr/repository:Repository")
+    return {
+        "version": cluster["version"],
+        "upgradePolicy": cluster["upgradePolicy"],
+        "authenticationMode": cluster["authenticationMode"],
+        "accessEntries": {
+            entry["principalArn"]: sorted(entry["accessPolicies"])
+            for entry in (cluster.get("accessEntries") or {}).values()
+        },
+        "addons": {
+            "coredns": cluster["corednsAddonOptions"]["version"],
+            "kube-proxy": cluster["kubeProxyAddonOptions"]["version"],
+            "vpc-cni": cluster["vpcCniOptions"]["addonVersion"],
+        },
+        "controlPlaneLogs": {
+            "types": cluster["enabledClusterLogTypes"],
+            "group": logs.inputs["name"],
+            "retentionDays": logs.inputs["retentionInDays"],
+        },
+        "endpoint": {
+            "public": cluster["endpointPublicAccess"],
+            "publicAccessCidrs": cluster.get("publicAccessCidrs", []),
+            "private": cluster["endpointPrivateAccess"],
+        },
+        "ecr": {"name": repository.inputs["name"], "deletedWithImages": repository.inputs["forceDelete"]},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.render", description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", choices=TARGETS, required=True)
@@ -78,10 +116,15 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"'{item}' is not KEY=VALUE")
         values[key] = value
     try:
+        summary = cluster_summary(values) if args.target == "eks" else None
         files = render(args.target, args.directory, values)
     except SettingsError as err:
         print(err, file=sys.stderr)
         return 2
+    if summary is not None:
+        path = args.directory.resolve() / "eks-cluster.json"
+        path.write_text(json.dumps(summary, indent=2) + "\n")
+        files.append(path)
     for path in files:
         print(path)
     return 0

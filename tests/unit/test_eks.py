@@ -227,3 +227,22 @@ def test_ecr_repository_retained_when_asked() -> None:
     (repository,) = result.mocks.of_type("aws:ecr/repository:Repository")
     assert repository.inputs["forceDelete"] is False
     assert repository.name in result.mocks.retained
+
+
+def test_the_render_says_what_the_cluster_is_made_with() -> None:
+    from infra.render import cluster_summary
+
+    summary = cluster_summary({"deployRoleArn": DEPLOY, "publicAccessCidrs": "203.0.113.0/24"})
+    assert summary["accessEntries"] == {DEPLOY: ["AmazonEKSEditPolicy", "AmazonEKSViewPolicy"]}
+    assert summary["addons"] == {
+        "coredns": "v1.13.2-eksbuild.1",
+        "kube-proxy": "v1.35.0-eksbuild.2",
+        "vpc-cni": "v1.21.1-eksbuild.3",
+    }
+    assert summary["controlPlaneLogs"] == {
+        "types": ["api", "audit", "authenticator"],
+        "group": "/aws/eks/rolling/cluster",
+        "retentionDays": 30,
+    }
+    assert summary["endpoint"] == {"public": True, "publicAccessCidrs": ["203.0.113.0/24"], "private": True}
+    assert summary["ecr"] == {"name": "rolling", "deletedWithImages": True}
