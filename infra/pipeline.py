@@ -156,8 +156,14 @@ class Deploy:
         try:
             outputs = self.engine.outputs()
             config = self.engine.config()
-        except EngineError:
-            outputs, config = {}, {}
+        except EngineError as err:
+            said = " ".join(line for line in str(err).splitlines()[1:] if line.strip())
+            self.report.add(
+                f"stack {self.stack} cannot be read ({said.strip() or err}): create it first "
+                f"(`pulumi stack init {self.stack}`, docs/aws.md), then run the infrastructure workflow "
+                f"({INFRASTRUCTURE_WORKFLOW}). Nothing was changed."
+            )
+            return Exit.NOT_BOOTSTRAPPED
         if not outputs.get("image"):
             self.report.add(
                 f"stack {self.stack} has not been deployed yet (it has no outputs): its infrastructure comes first. "

@@ -133,3 +133,24 @@ def test_the_update_does_only_what_was_previewed(deployed: LocalStack, tmp_path:
     assert "violates plan" in str(caught.value)
     assert deployed.deployment().metadata.resource_version == before
     assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}
+
+
+def test_an_update_that_breaks_its_plan_is_said_in_a_line_or_two(deployed: LocalStack, tmp_path: Path) -> None:
+    # What a tag read one way by the preview and another by the update used to cause: the engine's
+    # refusal, said shortly (the engine prints both specs, several kilobytes).
+    from infra.rollout import cli, stackfile
+
+    engine = Engine(deployed.workdir, deployed.stack.name, deployed.env)
+    document = stackfile.read(deployed.workdir / f"Pulumi.{deployed.stack.name}.yaml")
+    config = tmp_path / "preview.yaml"
+    config.write_text(stackfile.dumps(stackfile.with_config(document, {"rolling:imageTag": "1.15.0"})))
+    plan = tmp_path / "plan.json"
+    engine.preview(config, plan)
+    with pytest.raises(EngineError) as caught:
+        engine.up({"rolling:imageTag": "1.16.1"}, plan)
+    assert len(str(caught.value)) > 1000
+    said = cli.last_error(caught.value)
+    assert len(said) < 600, said
+    assert "nginx-deployment" in said
+    assert f"the container image was {image('1.15.0')} in the preview, {image('1.16.1')} now" in said
+    assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}, "nothing was applied"

@@ -79,9 +79,18 @@ def deploy(
 
 
 def test_first_deploy_to_a_stack_never_deployed_stops_at_once_naming_the_workflow() -> None:
+    run, registry, shipped = deploy(outputs={})
+    assert run.run() == Exit.NOT_BOOTSTRAPPED
+    assert "has not been deployed yet" in run.report.lines[0]
+    assert "infrastructure workflow (.github/workflows/infrastructure.yml)" in run.report.lines[0]
+    assert registry.pushed == [] and shipped == []
+
+
+def test_a_stack_that_does_not_exist_says_how_to_make_it() -> None:
     run, registry, shipped = deploy(outputs=None)
     assert run.run() == Exit.NOT_BOOTSTRAPPED
-    assert "infrastructure workflow (.github/workflows/infrastructure.yml)" in run.report.lines[0]
+    assert "no stack named 'dev' found" in run.report.lines[0]
+    assert "pulumi stack init dev" in run.report.lines[0]
     assert registry.pushed == [] and shipped == []
 
 
