@@ -266,8 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code = deploy.run()
-    except (RuntimeError, EngineError) as err:
-        deploy.report.add(f"failed: {err}")
+    except (RuntimeError, EngineError, OSError, subprocess.SubprocessError) as err:
+        deploy.report.add(f"failed: {err.__class__.__name__}: {err}")
         code = Exit.FAILED
     summary = args.summary or os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:

@@ -7,6 +7,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "infra")
+# What the deploy pipeline runs besides the program (the registry scripts, the app's build context, the
+# toolchain's lookup), shared with this checkout as the virtualenv is.
+SHARED = ("app", "cluster", "scripts", "tools")
 
 
 def copy_project(dest: Path) -> Path:
@@ -19,4 +22,6 @@ def copy_project(dest: Path) -> Path:
         else:
             shutil.copy2(src, dest / name)
     (dest / ".venv").symlink_to(ROOT / ".venv")
+    for name in SHARED:
+        (dest / name).symlink_to(ROOT / name)
     return dest

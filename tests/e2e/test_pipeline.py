@@ -47,6 +47,12 @@ def revision(tag: str) -> str:
     return (tag + "0" * 40)[:40]
 
 
+def configured_tag(stack: LocalStack) -> str:
+    """The stack's imageTag ("" when its stack file names none: the schema's default)."""
+    config = stack.stack.get_all_config()
+    return config["rolling:imageTag"].value if "rolling:imageTag" in config else ""
+
+
 def running_image(stack: LocalStack) -> str:
     return str(stack.deployment().spec.template.spec.containers[0].image)
 
@@ -124,7 +130,7 @@ def test_pending_infrastructure_is_named_until_applied(ci_stack: LocalStack, tmp
     assert "applied by the infrastructure workflow (.github/workflows/infrastructure.yml)" in summary
     assert running_image(ci_stack) == image("1.14.2"), "nothing was shipped"
     # The infrastructure job applies it (its stack file names no image: the app keeps what runs) ...
-    assert "rolling:imageTag" not in ci_stack.stack.get_all_config()
+    assert configured_tag(ci_stack) == ""
     ci_stack.up()
     assert running_image(ci_stack) == image("1.14.2")
     assert ci_stack.deployment().spec.replicas == 4
@@ -147,7 +153,7 @@ def test_a_deploy_waits_for_another_update_and_a_preview_does_not_block_it(
         timeout=600,
     )
     locks = tmp_path / "state" / ".pulumi" / "locks" / "organization" / "rolling" / ci_stack.stack.name
-    locks.mkdir(parents=True)
+    locks.mkdir(parents=True, exist_ok=True)
     lock = locks / "e2e-holder.json"
     lock.write_text(json.dumps({"pid": 1, "username": "ci", "hostname": "runner", "timestamp": "2026-01-01T00:00:00Z"}))
     release = threading.Timer(20, lock.unlink)
