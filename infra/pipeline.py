@@ -50,12 +50,10 @@ class ScriptRegistry:
     """A registry behind a script with the verbs `revision REF` (exit 3: absent) and `push REF VERSION REV`."""
 
     script: Path
-    env: dict[str, str] = field(default_factory=dict)
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(self.script), *args],
-            env={**os.environ, **self.env},
             capture_output=True,
             text=True,
             check=False,
@@ -187,7 +185,8 @@ class Deploy:
         exit_code = self.ship()
         if exit_code != Exit.OK:
             return exit_code
-        return self.served(str(self.engine.outputs().get("url", "")))
+        # A rollout changes the image, not the url: the one read before it stands.
+        return self.served(str(outputs.get("url", "")))
 
     def publish(self, registry: Registry, reference: str) -> Exit | None:
         """Push the image unless this commit's build is there already; refuse a tag that names another build."""
