@@ -1,6 +1,6 @@
 """Where a command's time goes: split at what the cluster saw, and inside the engine by its own log.
 
-Every path is timed with the Deployment watched (infra.rollout.timeline.DeploymentPhases): the time
+Every path is timed with the Deployment watched (rigs.timeline.DeploymentPhases): the time
 before its pod template changes and after its rollout completes is the tool's own; the time between
 is the controllers', the same whichever tool asked. One extra `pulumi up` and `pulumi preview` run
 with the engine's log on (`-v=7 --logtostderr`, JSON lines with wall-clock times) to split the
@@ -16,9 +16,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from infra.rollout.timeline import DeploymentPhases, PhaseTimes
-
-DEPLOYMENT = "nginx-deployment"
+from infra.identity import DEPLOYMENT
+from rigs.timeline import DeploymentPhases, PhaseTimes
 
 # The engine's log lines that start each stretch of an update or a preview, in order.
 MARKERS = {

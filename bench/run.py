@@ -23,17 +23,25 @@ from pathlib import Path
 from typing import Any
 
 from bench import phases
-from infra import strategy
-from infra.project import copy_project
-from infra.rollout.timeline import RolloutWatch
+from infra import offline, strategy
+from infra.identity import CONTAINER, DEPLOYMENT, DEPLOYMENT_REF
+from rigs.project import copy_project
+from rigs.timeline import RolloutWatch
 
 ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "bench" / "results"
-DEPLOYMENT = "nginx-deployment"
 # What each figure should reach (the speed issue's targets), printed beside it.
 TARGETS = {"pulumi_up": 1.05, "rollout": 1.15, "preview_s": 1.0}
 _tags = iter(range(1, 10_000))
+
+
+_STARTED = time.monotonic()
+
+
+def progress(line: str) -> None:
+    """One line of where the bench is, on stderr (the report goes to stdout and bench/results/)."""
+    print(f"bench [{time.monotonic() - _STARTED:6.0f}s] {line}", file=sys.stderr, flush=True)
 
 
 def next_tag() -> str:
@@ -72,11 +80,7 @@ class Stack:
         self.project = copy_project(workdir / "project")
         self.name = name
         self.namespace = namespace
-        self.env = {
-            **os.environ,
-            "PULUMI_BACKEND_URL": f"file://{backend}",
-            "PULUMI_CONFIG_PASSPHRASE": "bench",
-        }
+        self.env = {**os.environ, **offline.scratch_backend(backend, "bench")}
         self.pulumi("stack", "init", name, "--secrets-provider", "passphrase")
 
     def pulumi(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -127,13 +131,13 @@ def clone_deployment(source_namespace: str, namespace: str) -> Path:
     path = Path(tempfile.mkstemp(suffix=".json")[1])
     path.write_text(json.dumps(manifest))
     kubectl("apply", "-f", str(path))
-    kubectl("rollout", "status", f"deployment/{DEPLOYMENT}", "-n", namespace, "--timeout=300s")
+    kubectl("rollout", "status", DEPLOYMENT_REF, "-n", namespace, "--timeout=300s")
     return path
 
 
 def kubectl_deploy(namespace: str, tag: str) -> None:
-    kubectl("set", "image", f"deployment/{DEPLOYMENT}", f"nginx=nginx:{tag}", "-n", namespace)
-    kubectl("rollout", "status", f"deployment/{DEPLOYMENT}", "-n", namespace, "--timeout=300s")
+    kubectl("set", "image", DEPLOYMENT_REF, f"{CONTAINER}=nginx:{tag}", "-n", namespace)
+    kubectl("rollout", "status", DEPLOYMENT_REF, "-n", namespace, "--timeout=300s")
 
 
 def kubectl_diff(manifest: Path, tag: str) -> None:
@@ -159,7 +163,7 @@ def evaluation() -> dict[str, Any]:
     code = (
         "import time, sys, json\n"
         "t0 = time.perf_counter()\n"
-        "from infra.testing import run_program\n"
+        "from infra.offline import run_program\n"
         "t1 = time.perf_counter()\n"
         "run_program({'target': sys.argv[1], 'imageTag': '1.14.2'})\n"
         "t2 = time.perf_counter()\n"
@@ -411,6 +415,7 @@ def main() -> int:
         "cluster_start_s": args.cluster_start_s,
     }
     with tempfile.TemporaryDirectory() as scratch:
+        progress("deploying the program's stack and the same Deployment by kubectl")
         stack = Stack(Path(scratch), "bench", "bench-pulumi")
         stack.configure(target="local", namespace="bench-pulumi", imageTag="1.14.2", minReadySeconds=min_ready)
         stack.up()
@@ -428,6 +433,7 @@ def main() -> int:
                     split[path].setdefault(name, []).append(getattr(times, name))
 
             for i in range(args.runs):
+                progress(f"tag change {i + 1} of {args.runs}: kubectl, pulumi up, rollout")
                 tag = next_tag()
                 record(
                     "kubectl",
@@ -464,6 +470,7 @@ def main() -> int:
             deploy["rollout_phases"] = {k: summary(v) for k, v in rollout_phases.items()}
             report["deploy"] = deploy
 
+            progress(f"previews: pulumi preview and kubectl diff, {args.runs} each")
             previews: dict[str, list[float]] = {"pulumi": [], "kubectl": []}
             for _ in range(args.runs):
                 tag = next_tag()
@@ -480,13 +487,14 @@ def main() -> int:
             scale = []
             surge = {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}
             for replicas in (3, 10, 30):
+                progress(f"scale: a tag change at {replicas} replicas, kubectl and pulumi up")
                 # Resize both first (untimed), then time one tag change on each.
                 stack.configure(replicas=replicas, maxSurge="25%", imageTag=next_tag())
                 stack.up()
-                kubectl("scale", f"deployment/{DEPLOYMENT}", f"--replicas={replicas}", "-n", "bench-kubectl")
+                kubectl("scale", DEPLOYMENT_REF, f"--replicas={replicas}", "-n", "bench-kubectl")
                 kubectl(
                     "patch",
-                    f"deployment/{DEPLOYMENT}",
+                    DEPLOYMENT_REF,
                     "-n",
                     "bench-kubectl",
                     "-p",
@@ -518,6 +526,7 @@ def main() -> int:
             )
 
     report["timeline"] = timeline
+    progress("the program under mocks and the toolchain's build times")
     report["evaluation"] = evaluation()
     report["toolchain"] = toolchain()
     write(report)

@@ -19,14 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import RESULTS, ROOT, Stack, kubectl, run
-from infra import load
-from infra.rollout.timeline import DeploymentPhases, RolloutWatch
+from bench.run import RESULTS, ROOT, Stack, kubectl, progress, run
+from infra.identity import CONTAINER, DEPLOYMENT, DEPLOYMENT_REF, LABELS, SERVICE
+from rigs import load
+from rigs.timeline import DeploymentPhases, RolloutWatch
 
 RATE = 60
 OLD, NEW = "1.0.0", "1.1.0"
 REPOSITORY = "localhost:5000/rolling-app"
-DEPLOYMENT = "nginx-deployment"
 BEFORE_S, AFTER_S = 3.0, 8.0
 # The real node's own figures, next to their budgets.
 NODE: dict[str, Any] = {}
@@ -34,35 +34,35 @@ NODE: dict[str, Any] = {}
 # The seed's manifest, as users write it by hand: no probe, no preStop, the default grace period.
 SEED = """apiVersion: apps/v1
 kind: Deployment
-metadata: {{name: nginx-deployment, namespace: {ns}, labels: {{app: nginx}}}}
+metadata: {{name: {deployment}, namespace: {ns}, labels: {labels}}}
 spec:
   replicas: 3
-  selector: {{matchLabels: {{app: nginx}}}}
+  selector: {{matchLabels: {labels}}}
   template:
-    metadata: {{labels: {{app: nginx}}}}
+    metadata: {{labels: {labels}}}
     spec:
       containers:
-      - name: nginx
+      - name: {container}
         image: {image}
         ports: [{{containerPort: 8080}}]  # the app image serves unprivileged, on 8080
 ---
 apiVersion: v1
 kind: Service
-metadata: {{name: nginx, namespace: {ns}, labels: {{app: nginx}}}}
+metadata: {{name: {service}, namespace: {ns}, labels: {labels}}}
 spec:
-  selector: {{app: nginx}}
+  selector: {labels}
   ports: [{{name: http, port: 80, targetPort: 8080}}]
 """
 
 
 def service_url(namespace: str) -> str:
-    ip = kubectl("get", "service", "nginx", "-n", namespace, "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
+    ip = kubectl("get", "service", SERVICE, "-n", namespace, "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
     return load.node_service_url(ip, "/version.txt")
 
 
 def wait_routed(url: str, version: str) -> None:
     deadline = time.monotonic() + 20
-    while load.parse_version(url) != version:
+    while load.fetch_version(url) != version:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{url} does not serve {version}")
         time.sleep(0.2)
@@ -70,6 +70,7 @@ def wait_routed(url: str, version: str) -> None:
 
 def measure(name: str, namespace: str, roll: Any) -> dict[str, Any]:
     """Load through one rollout: ``roll()`` changes the version and returns when the rollout is complete."""
+    progress(f"traffic through a rollout: {name}")
     url = service_url(namespace)
     wait_routed(url, OLD)
     out = RESULTS / "raw" / f"traffic-{name}.jsonl"
@@ -104,15 +105,24 @@ def seed_way(workdir: Path) -> dict[str, Any]:
     ns = "bench-seed"
     kubectl("create", "namespace", ns)
     manifest = workdir / "seed.yaml"
-    manifest.write_text(SEED.format(ns=ns, image=f"{REPOSITORY}:{OLD}"))
+    manifest.write_text(
+        SEED.format(
+            ns=ns,
+            image=f"{REPOSITORY}:{OLD}",
+            deployment=DEPLOYMENT,
+            service=SERVICE,
+            container=CONTAINER,
+            labels="{" + ", ".join(f"{k}: {v}" for k, v in LABELS.items()) + "}",
+        )
+    )
     created = time.monotonic()
     kubectl("apply", "-f", str(manifest))
-    kubectl("rollout", "status", f"deployment/{DEPLOYMENT}", "-n", ns, "--timeout=120s")
+    kubectl("rollout", "status", DEPLOYMENT_REF, "-n", ns, "--timeout=120s")
     NODE["three_pods_ready_s"] = round(time.monotonic() - created, 1)
 
     def roll() -> None:
-        kubectl("set", "image", f"deployment/{DEPLOYMENT}", f"nginx={REPOSITORY}:{NEW}", "-n", ns)
-        kubectl("rollout", "status", f"deployment/{DEPLOYMENT}", "-n", ns, "--timeout=300s")
+        kubectl("set", "image", DEPLOYMENT_REF, f"{CONTAINER}={REPOSITORY}:{NEW}", "-n", ns)
+        kubectl("rollout", "status", DEPLOYMENT_REF, "-n", ns, "--timeout=300s")
 
     try:
         return measure("seed deployment.yaml + kubectl set image", ns, roll)
@@ -135,8 +145,8 @@ def program_ways(workdir: Path) -> list[dict[str, Any]]:
         stack.up()
 
         def roll() -> None:
-            kubectl("set", "image", f"deployment/{DEPLOYMENT}", f"nginx={REPOSITORY}:{NEW}", "-n", "bench-traffic")
-            kubectl("rollout", "status", f"deployment/{DEPLOYMENT}", "-n", "bench-traffic", "--timeout=300s")
+            kubectl("set", "image", DEPLOYMENT_REF, f"{CONTAINER}={REPOSITORY}:{NEW}", "-n", "bench-traffic")
+            kubectl("rollout", "status", DEPLOYMENT_REF, "-n", "bench-traffic", "--timeout=300s")
 
         results.append(measure("this program's Deployment + kubectl set image", "bench-traffic", roll))
     finally:
@@ -221,6 +231,7 @@ def main() -> int:
     parser.add_argument("--cluster-start-s", type=float, default=0.0)
     args = parser.parse_args()
     NODE["cluster_up_s"] = args.cluster_start_s
+    progress(f"building the app image {OLD} and {NEW}")
     for version in (OLD, NEW):
         run([str(ROOT / "cluster" / "images.sh"), "app", version])
     NODE["base_image_s"] = base_image_seconds()

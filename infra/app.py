@@ -9,12 +9,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import images, strategy
+from infra.identity import CONTAINER, DEPLOYMENT, LABELS, SERVICE
 
-# Fixed names, as in the kubectl commands users already know.
-DEPLOYMENT = "nginx-deployment"
-CONTAINER = "nginx"
-SERVICE = "nginx"
-LABELS = {"app": "nginx"}
 # The Service's port; the container's is a setting (8080 for the unprivileged app image).
 SERVICE_PORT = 80
 REVISION_HISTORY = 5

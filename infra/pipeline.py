@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from infra import images
 from infra.rollout.engine import Engine, EngineError
-from infra.rollout.plan import Exit
+from infra.rollout.exits import Exit
 from infra.settings import NAMESPACE
 
 ROOT = Path(__file__).resolve().parents[1]

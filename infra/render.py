@@ -24,6 +24,7 @@ from pathlib import Path
 import pulumi
 import pulumi.automation as auto
 
+from infra import offline
 from infra.settings import TARGETS, SettingsError
 
 # A tag for the rendered Deployment when none is given: any valid one will do.
@@ -42,7 +43,9 @@ def render(target: str, directory: Path, values: Mapping[str, object] | None = N
     directory = directory.resolve()
 
     def program() -> None:
-        provider = k8s.Provider("render", render_yaml_to_directory=str(directory))
+        # Rendering reads no cluster. Left unset, the SDK fills kubeconfig from an ambient KUBECONFIG
+        # (`eval "$(make -s env)"` sets one), which the provider refuses beside renderYamlToDirectory.
+        provider = k8s.Provider("render", render_yaml_to_directory=str(directory), kubeconfig="")
         eks = settings.eks
 
         def alb_first(namespace: pulumi.Input[str], service_name: pulumi.Output[str]) -> list[pulumi.Resource]:
@@ -52,11 +55,8 @@ def render(target: str, directory: Path, values: Mapping[str, object] | None = N
         stack.workload(settings, provider, stack.namespace_labels(settings), before_pods=alb_first)
 
     with tempfile.TemporaryDirectory(prefix="rolling-render-") as work:
-        env = {
-            "PULUMI_BACKEND_URL": f"file://{work}",
-            "PULUMI_CONFIG_PASSPHRASE": "render",
-            "PULUMI_SKIP_UPDATE_CHECK": "true",
-        }
+        # The provider plugin reads KUBECONFIG too (for a client it does not need here): empty is unset.
+        env = {**offline.scratch_backend(Path(work), "render"), "KUBECONFIG": ""}
         workspace = auto.LocalWorkspaceOptions(
             work_dir=work,
             env_vars=env,
@@ -70,9 +70,7 @@ def render(target: str, directory: Path, values: Mapping[str, object] | None = N
 
 def cluster_summary(values: Mapping[str, object] | None = None) -> dict[str, object]:
     """What the eks cluster is made with, as the program registers it (no AWS, no engine)."""
-    from infra.testing import run_program
-
-    mocks = run_program({"target": "eks", "imageTag": SAMPLE_TAG, **(values or {})}).mocks
+    mocks = offline.run_program({"target": "eks", "imageTag": SAMPLE_TAG, **(values or {})}).mocks
     cluster = mocks.one("eks:index:Cluster").inputs
     (logs,) = mocks.of_type("aws:cloudwatch/logGroup:LogGroup")
     (repository,) = mocks.of_type("aws:ecr/repository:Repository")

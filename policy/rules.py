@@ -11,13 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra import fargate, images, strategy
+from infra.identity import DEPLOYMENT_TYPE
 
-WORKLOADS = {
-    "kubernetes:apps/v1:Deployment",
-    "kubernetes:apps/v1:StatefulSet",
-    "kubernetes:apps/v1:DaemonSet",
-}
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+DEPLOYMENT = DEPLOYMENT_TYPE
+WORKLOADS = {DEPLOYMENT, "kubernetes:apps/v1:StatefulSet", "kubernetes:apps/v1:DaemonSet"}
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 SERVICE = "kubernetes:core/v1:Service"
 EKS_CLUSTER = "eks:index:Cluster"

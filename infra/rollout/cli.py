@@ -4,31 +4,59 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Protocol, TextIO
 
 from infra import images, kube_access
+from infra.identity import DEPLOYMENT_TYPE
 from infra.rollout import stackfile
-from infra.rollout.engine import Engine, EngineError, StackBusyError, plan_violation
-from infra.rollout.plan import Exit, RolloutPlan, describe, unexpected_steps
+from infra.rollout.engine import Engine, EngineError, StackBusyError, StackEngine
+from infra.rollout.exits import Exit
+from infra.rollout.review import RolloutSummary, describe, unexpected_steps
+from infra.rollout.status import Health, Verdict
 from infra.settings import NAMESPACE, Settings, SettingsError
 
 TAG_KEY = f"{NAMESPACE}:imageTag"
-DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
 
 
 class IncompleteRolloutError(Exception):
     """The engine's update succeeded, but the rollout did not complete (or cannot) after it."""
+
+
+class LiveView(AbstractContextManager["LiveView"], Protocol):
+    """The rollout's progress while the engine updates (printed as it goes), and the wait after it."""
+
+    def wait_complete(self, timeout: float) -> str | None: ...
+
+
+class Cluster(Protocol):
+    """The cluster a stack runs on, as the command reads it (watch.LiveCluster; fakes in tests)."""
+
+    def health(self, namespace: str, name: str) -> Health: ...
+    def progress(self, namespace: str, say: Callable[[str], None], verdict: Verdict | None = None) -> LiveView: ...
+
+
+# A kubeconfig (a path or the file's text; None: the ambient one) to the cluster it names.
+ClusterReader = Callable[[str | None], Cluster]
+
+
+def live_cluster(kubeconfig: str | None) -> Cluster:
+    """The cluster through the Kubernetes API (imported here: the library is slow to import)."""
+    from infra.rollout import watch
+
+    return watch.LiveCluster(kube_access.api_client(kubeconfig))
+
+
+def summary(err: Exception) -> str:
+    """What went wrong, in a line or a few: the engine's parsed diagnostics, or the error's own text."""
+    return err.summary if isinstance(err, EngineError) else str(err)
 
 
 @dataclass
@@ -60,6 +88,15 @@ class Result:
             }
         )
 
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        """Record how long the block took under ``name``, whether it ends well or not."""
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.durations[name] = time.monotonic() - start
+
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -83,16 +120,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 class RolloutRun:
     """One run of the command. Every path that changes nothing says so."""
 
-    def __init__(self, args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        out: TextIO,
+        err: TextIO,
+        stdin: TextIO,
+        *,
+        engine: StackEngine | None = None,
+        cluster_reader: ClusterReader = live_cluster,
+    ) -> None:
         self.args = args
         self.out = out
         self.err = err
         self.stdin = stdin
         self.result = Result(stack=args.stack)
-        self.verdict: Any = None
+        self.verdict: Verdict | None = None
         # The stack's rolling: config as the command found it.
         self.configured: dict[str, str] = {}
-        self.engine = Engine(Path(args.cwd).resolve(), args.stack)
+        self.engine: StackEngine = engine or Engine(Path(args.cwd).resolve(), args.stack)
+        self.cluster_reader = cluster_reader
 
     def say(self, line: str) -> None:
         print(line, file=self.err, flush=True)
@@ -113,12 +160,11 @@ class RolloutRun:
         project = Path(self.args.cwd).resolve()
         if not (project / "Pulumi.yaml").is_file():
             return self.finish(Exit.USAGE, "refused", f"--cwd {project} holds no Pulumi.yaml")
-        start = time.monotonic()
         try:
-            config = self.engine.config()
+            with self.result.timed("config"):
+                config = self.engine.config()
         except EngineError as err:
-            return self.finish(Exit.USAGE, "refused", f"--stack {self.args.stack}: {last_error(err)}")
-        self.result.durations["config"] = time.monotonic() - start
+            return self.finish(Exit.USAGE, "refused", f"--stack {self.args.stack}: {err.summary}")
 
         values = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(f"{NAMESPACE}:")}
         self.configured = values
@@ -138,12 +184,11 @@ class RolloutRun:
             # Preview with the new tag from a copy of the stack's config: nothing is written yet. The
             # update plan it saves holds the update to what was previewed and confirmed.
             plan = Path(scratch, "plan.json")
-            start = time.monotonic()
             try:
-                steps = self.engine.preview(self.preview_config(project, Path(scratch)), plan)
+                with self.result.timed("preview"):
+                    steps = self.engine.preview(self.preview_config(project, Path(scratch)), plan)
             except EngineError as err:
                 return self.command_failed(err, "preview")
-            self.result.durations["preview"] = time.monotonic() - start
             unexpected = unexpected_steps(steps)
             if unexpected and not self.args.allow_infra_changes:
                 return self.finish(
@@ -153,24 +198,18 @@ class RolloutRun:
                     f"{describe(unexpected)}\nreview it with `pulumi preview --diff`, then pass --allow-infra-changes",
                 )
 
-            self.say(RolloutPlan(self.args.stack, old.image, new.image, new).render())
+            self.say(RolloutSummary(self.args.stack, old.image, new.image, new).render())
             if not self.confirmed():
                 return self.result.exit
 
-            start = time.monotonic()
             try:
-                self.up(new, watching.result(), plan)
+                with self.result.timed("up"):
+                    self.up(new, watching.result(), plan)
             except StackBusyError as err:
-                self.result.durations["up"] = time.monotonic() - start
                 self.restore_tag()
                 return self.command_failed(err, "up")
-            except EngineError as err:
-                self.result.durations["up"] = time.monotonic() - start
-                return self.recover(old, new, self.failure_reason() or last_error(err))
-            except IncompleteRolloutError as err:
-                self.result.durations["up"] = time.monotonic() - start
-                return self.recover(old, new, str(err))
-        self.result.durations["up"] = time.monotonic() - start
+            except (EngineError, IncompleteRolloutError) as err:
+                return self.recover(old, new, self.failure_reason() or summary(err))
         self.say(f"rollout: {self.args.stack} runs {new.image} on all {new.replicas} replicas")
         return self.finish(Exit.OK, "succeeded")
 
@@ -215,7 +254,7 @@ class RolloutRun:
         self.finish(Exit.NOT_CONFIRMED, "not confirmed", "declined; nothing was changed")
         return False
 
-    def up(self, settings: Settings, progress: Any, plan: Path | None = None) -> None:
+    def up(self, settings: Settings, progress: LiveView | None, plan: Path | None = None) -> None:
         """Write the settings' tag to the stack's config and update, with the live view when there is one;
         then make sure the rollout is complete, not only the engine's wait (raises IncompleteRolloutError)."""
         with ExitStack() as scope:
@@ -245,23 +284,23 @@ class RolloutRun:
             return str(self.engine.outputs()["kubeconfig"])
         return settings.kubeconfig
 
-    def watch_rollout(self, settings: Settings) -> Any:
+    def watch_rollout(self, settings: Settings) -> LiveView | None:
         """The live view of the rollout to ``settings``, which also watches for a failure that waiting
-        cannot mend (no such image, a container that keeps exiting): on one it ends the update at once,
-        rather than after the progress deadline with capacity reduced all that time."""
-        self.verdict = watch_verdict(settings)
+        cannot mend (no such image, a container that keeps exiting): on one it interrupts the engine's
+        update at once, rather than after the progress deadline with capacity reduced all that time."""
+        self.verdict = Verdict(settings.image, fargate=settings.target == "eks", act=self.engine.interrupt)
         return self.progress(settings, self.verdict)
 
     def failure_reason(self) -> str | None:
         return None if self.verdict is None else self.verdict.reason
 
-    def progress(self, settings: Settings, verdict: Any = None) -> Any:
-        """The live view; a rollout goes on without it when the cluster cannot be reached from here."""
-        from infra.rollout import watch
+    def cluster(self, settings: Settings) -> Cluster:
+        return self.cluster_reader(self.cluster_kubeconfig(settings))
 
+    def progress(self, settings: Settings, verdict: Verdict | None = None) -> LiveView | None:
+        """The live view; a rollout goes on without it when the cluster cannot be reached from here."""
         try:
-            api = kube_access.api_client(self.cluster_kubeconfig(settings))
-            return watch.Progress(api, settings.namespace, self.say, verdict=verdict)
+            return self.cluster(settings).progress(settings.namespace, self.say, verdict)
         except Exception as err:
             self.say(f"rollout: no live progress ({err.__class__.__name__}: {err})")
             return None
@@ -272,22 +311,20 @@ class RolloutRun:
             self.say("rollout: --no-rollback: leaving it as it failed; the old pods that were serving still serve")
             return self.finish(Exit.FAILED, "failed", error)
         self.say(f"rollout: rolling back to the last good tag {old.image_tag}")
-        start = time.monotonic()
         try:
-            if self.failure_reason() is not None:
-                # The update was cut short: the state may still hold the old template while the
-                # cluster runs the new one. Read the Deployment back first, so the rollback sees it.
-                self.refresh_deployment()
-            self.up(old, self.progress(old))
+            with self.result.timed("rollback"):
+                if self.failure_reason() is not None:
+                    # The update was cut short: the state may still hold the old template while the
+                    # cluster runs the new one. Read the Deployment back first, so the rollback sees it.
+                    self.refresh_deployment()
+                self.up(old, self.progress(old))
         except (EngineError, IncompleteRolloutError) as err:
-            self.result.durations["rollback"] = time.monotonic() - start
             return self.finish(
-                Exit.ROLLBACK_FAILED, "rollback failed", f"{error}; the rollback failed too: {last_error(err)}"
+                Exit.ROLLBACK_FAILED, "rollback failed", f"{error}; the rollback failed too: {summary(err)}"
             )
-        self.result.durations["rollback"] = time.monotonic() - start
         self.result.rolled_back = True
         state = self.health(old)
-        if state is None or not state.healthy or state.image != old.image:
+        if not state.complete or state.image != old.image:
             return self.finish(
                 Exit.ROLLBACK_FAILED,
                 "rollback failed",
@@ -305,16 +342,14 @@ class RolloutRun:
         if urns:
             self.engine.refresh(urns)
 
-    def health(self, settings: Settings) -> Any:
-        from infra.rollout import watch
+    def health(self, settings: Settings) -> Health:
+        name = str(self.engine.outputs()["deploymentName"])
+        return self.cluster(settings).health(settings.namespace, name)
 
-        name = self.engine.outputs()["deploymentName"]
-        return watch.health(kube_access.api_client(self.cluster_kubeconfig(settings)), settings.namespace, name)
-
-    def command_failed(self, err: Exception, what: str) -> Exit:
+    def command_failed(self, err: EngineError, what: str) -> Exit:
         if isinstance(err, StackBusyError):
             return self.finish(Exit.BUSY, "busy", f"another update holds stack {self.args.stack}; nothing was changed")
-        return self.finish(Exit.FAILED, "failed", f"{what} failed: {last_error(err)}")
+        return self.finish(Exit.FAILED, "failed", f"{what} failed: {err.summary}")
 
 
 def image_config(settings: Settings, configured: dict[str, str]) -> dict[str, str]:
@@ -326,51 +361,6 @@ def image_config(settings: Settings, configured: dict[str, str]) -> dict[str, st
     if settings.image_digest and settings.image_digest != configured.get("imageDigest"):
         config[f"{NAMESPACE}:imageDigest"] = settings.image_digest
     return config
-
-
-def watch_verdict(settings: Settings) -> Any:
-    """Watch for a failure of ``settings.image`` that waiting cannot mend; on one, interrupt the engine."""
-    from infra.rollout import watch
-
-    return watch.Verdict(settings.image, fargate=settings.target == "eks", act=interrupt_engine)
-
-
-def interrupt_engine() -> None:
-    """Ctrl-C for the `pulumi` this process runs: the engine cancels the update cleanly (the provider stops
-    waiting, the state records what was applied, the lock is released) and the command fails."""
-    found = subprocess.run(
-        ["pgrep", "-P", str(os.getpid()), "-x", "pulumi"], capture_output=True, text=True, check=False
-    )
-    for pid in found.stdout.split():
-        os.kill(int(pid), signal.SIGINT)
-
-
-GENERIC = frozenset({"error: update failed", "error: preview failed"})
-
-
-def last_error(err: Exception) -> str:
-    """The engine's error diagnostics from a failed command, each with its bullet points; an update held
-    to a plan it would break is said in a line or two instead of both resource specs."""
-    violation = plan_violation(str(err))
-    if violation:
-        return violation
-    lines = str(err).splitlines()
-    blocks: list[str] = []
-    for i, line in enumerate(lines):
-        if not line.strip().startswith("error:"):
-            continue
-        block = [line.strip()]
-        for following in lines[i + 1 :]:
-            if not following.strip().startswith(("* ", "- ")):
-                break
-            block.append(following.strip())
-        blocks.append(" ".join(block))
-    unique = list(dict.fromkeys(blocks))
-    specific = [b for b in unique if b not in GENERIC] or unique
-    if specific:
-        return "; ".join(specific)
-    text = str(err).strip()
-    return text.splitlines()[-1] if text else "unknown error"
 
 
 def main(

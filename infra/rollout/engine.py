@@ -10,20 +10,22 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from infra.rollout.plan import Step
+from infra.rollout.review import Step
 
 # What the engine prints when another update holds the stack: a file backend's lock, Pulumi Cloud's 409.
 BUSY_MARKERS = ("the stack is currently locked by", "Another update is currently in progress")
 
 
 class EngineError(Exception):
-    """A `pulumi` command failed; the text holds its error diagnostics and output, for people."""
+    """A `pulumi` command failed. The text holds its error diagnostics and output, for a log; ``summary``
+    says what went wrong in a line or a few, for people and for --json (parsed here, once)."""
 
     def __init__(self, args: Sequence[str], code: int, stdout: str, stderr: str) -> None:
         self.code = code
@@ -32,6 +34,7 @@ class EngineError(Exception):
         # A `--json` command's output is its JSON document: its error diagnostics say it all.
         said = diagnostics(stdout) or stdout
         super().__init__(f"`pulumi {' '.join(args)}` exited with {code}\n{said}\n{stderr}")
+        self.summary = summarize(str(self))
 
 
 class StackBusyError(EngineError):
@@ -78,6 +81,35 @@ def plan_violation(text: str) -> str | None:
     )
 
 
+# Lines that only say that something failed: kept only when nothing more specific was said.
+GENERIC = frozenset({"error: update failed", "error: preview failed"})
+
+
+def summarize(text: str) -> str:
+    """The engine's error diagnostics in ``text``, each with its bullet points; an update held to a plan
+    it would break is said in a line or two instead of both resource specs."""
+    violation = plan_violation(text)
+    if violation:
+        return violation
+    lines = text.splitlines()
+    blocks: list[str] = []
+    for i, line in enumerate(lines):
+        if not line.strip().startswith("error:"):
+            continue
+        block = [line.strip()]
+        for following in lines[i + 1 :]:
+            if not following.strip().startswith(("* ", "- ")):
+                break
+            block.append(following.strip())
+        blocks.append(" ".join(block))
+    unique = list(dict.fromkeys(blocks))
+    specific = [b for b in unique if b not in GENERIC] or unique
+    if specific:
+        return "; ".join(specific)
+    text = text.strip()
+    return text.splitlines()[-1] if text else "unknown error"
+
+
 def preview_steps(stdout: str) -> list[Step]:
     """The steps of a `pulumi preview --json`: what the update would do to each resource."""
     steps = []
@@ -91,13 +123,28 @@ def preview_steps(stdout: str) -> list[Step]:
     return steps
 
 
-@dataclass(frozen=True)
+class StackEngine(Protocol):
+    """What the rollout command asks of the engine, one stack's worth: the seam its tests fill with fakes."""
+
+    def run(self, *args: str) -> str: ...
+    def config(self) -> dict[str, str]: ...
+    def preview(self, config_file: Path, plan: Path) -> list[Step]: ...
+    def up(self, config: dict[str, str], plan: Path | None = None) -> None: ...
+    def refresh(self, urns: Sequence[str]) -> None: ...
+    def resources(self) -> list[dict[str, Any]]: ...
+    def outputs(self) -> dict[str, Any]: ...
+    def interrupt(self) -> None: ...
+
+
 class Engine:
     """`pulumi` on one stack of the project in ``project``; ``env`` is added to this process's environment."""
 
-    project: Path
-    stack: str
-    env: Mapping[str, str] = field(default_factory=dict)
+    def __init__(self, project: Path, stack: str, env: Mapping[str, str] | None = None) -> None:
+        self.project = project
+        self.stack = stack
+        self.env = dict(env or {})
+        self._running: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
 
     def run(self, *args: str) -> str:
         command = ["--non-interactive", *args, "--stack", self.stack]
@@ -106,6 +153,8 @@ class Engine:
         with subprocess.Popen(
             ["pulumi", *command], cwd=self.project, env=env, stdout=pipe, stderr=pipe, text=True
         ) as process:
+            with self._lock:
+                self._running = process
             try:
                 stdout, stderr = process.communicate()
             except KeyboardInterrupt:
@@ -113,10 +162,20 @@ class Engine:
                 # applied, release the lock) rather than kill it. A second Ctrl-C stops it at once.
                 process.communicate()
                 raise
+            finally:
+                with self._lock:
+                    self._running = None
         if process.returncode != 0:
             kind = StackBusyError if any(m in stderr + stdout for m in BUSY_MARKERS) else EngineError
             raise kind(command, process.returncode, stdout, stderr)
         return stdout
+
+    def interrupt(self) -> None:
+        """Ctrl-C for the command running now, if any: the engine cancels an update cleanly (the provider
+        stops waiting, the state records what was applied, the lock is released) and the command fails."""
+        with self._lock:
+            if self._running is not None and self._running.poll() is None:
+                self._running.send_signal(signal.SIGINT)
 
     def config(self) -> dict[str, str]:
         """The stack's config, every key with its value (secrets decrypted: they are settings too)."""

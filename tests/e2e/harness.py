@@ -16,15 +16,15 @@ from typing import Any
 import pulumi.automation as auto
 from kubernetes import client
 
-from infra import kube_access, load
-from infra.project import copy_project
-from infra.rollout import timeline, watch
+from infra import kube_access, offline
+from infra.identity import DEPLOYMENT, SERVICE
+from infra.rollout import watch
+from rigs import load, timeline
+from rigs.project import copy_project
 from tests.e2e.images import REPOSITORY
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-DEPLOYMENT = "nginx-deployment"
-SELECTOR = "app=nginx"
 
 
 def api_client() -> client.ApiClient:
@@ -73,13 +73,7 @@ def local_stack(tmp_path: Path, **values: object) -> Iterator[LocalStack]:
     project = copy_project(tmp_path / "project")
     backend = tmp_path / "state"
     backend.mkdir()
-    env = {
-        "PULUMI_BACKEND_URL": f"file://{backend}",
-        "PULUMI_CONFIG_PASSPHRASE": "e2e",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "PULUMI_IGNORE_AMBIENT_PLUGINS": "true",
-    }
+    env = offline.scratch_backend(backend, "e2e")
     stack = auto.create_stack(
         name,
         work_dir=str(project),
@@ -114,7 +108,7 @@ def rollout_complete(stack: LocalStack, timeout: float = 60) -> float:
     """When the stack's rollout was seen complete, as `kubectl rollout status` judges it. `pulumi up` usually
     returns at that moment, but the provider's wait can end a little earlier (docs/rollouts.md)."""
     api = api_client()
-    wait_for(lambda: watch.health(api, stack.namespace, DEPLOYMENT).healthy, timeout, "the rollout to complete", 0.1)
+    wait_for(lambda: watch.health(api, stack.namespace, DEPLOYMENT).complete, timeout, "the rollout to complete", 0.1)
     return time.time()
 
 
@@ -126,7 +120,7 @@ def node_env() -> dict[str, str]:
 
 def service_url(stack: LocalStack, path: str = "/") -> str:
     """The app's Service, reached from this machine through the node; refuses any address outside its range."""
-    ip = client.CoreV1Api(api_client()).read_namespaced_service("nginx", stack.namespace).spec.cluster_ip
+    ip = client.CoreV1Api(api_client()).read_namespaced_service(SERVICE, stack.namespace).spec.cluster_ip
     return load.node_service_url(ip, path)
 
 
@@ -140,7 +134,7 @@ def ready_to_serve(stack: LocalStack, version: str = "1.14.2") -> str:
     """The Service's version page, once it answers with ``version``."""
     url = service_url(stack, "/version.txt")
     # kube-proxy programs a Service's endpoints up to a second after its pods are Ready.
-    wait_for(lambda: load.parse_version(url) == version, 15, "the Service to route")
+    wait_for(lambda: load.fetch_version(url) == version, 15, "the Service to route")
     return url
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pulumi.automation as auto
 from kubernetes import client
 
-from infra import load
+from infra.identity import DEPLOYMENT_REF, SELECTOR
+from rigs import load
 from tests.e2e.harness import ROOT, LocalStack, api_client, local_stack, node_env, service_url, wait_for
 from tests.e2e.images import NEVER_READY, image
 
@@ -27,7 +28,7 @@ def get(url: str) -> str:
 
 def pod_shell(stack: LocalStack, script: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["kubectl", "-n", stack.namespace, "exec", "deploy/nginx-deployment", "--", "sh", "-c", script],
+        ["kubectl", "-n", stack.namespace, "exec", DEPLOYMENT_REF, "--", "sh", "-c", script],
         capture_output=True,
         text=True,
         timeout=30,
@@ -46,7 +47,7 @@ def test_the_url_output_serves_the_deployed_version(deployed: LocalStack) -> Non
     def served() -> str | None:
         url = str(deployed.stack.outputs()["url"].value)
         # Only an address in the node's Service range is ever requested.
-        return load.parse_version(load.node_service_url(str(urllib.parse.urlsplit(url).hostname), "/version.txt"))
+        return load.fetch_version(load.node_service_url(str(urllib.parse.urlsplit(url).hostname), "/version.txt"))
 
     wait_for(lambda: served() == "1.14.2", 15, "the url output to serve 1.14.2")
     deployed.set(imageTag="1.16.1")
@@ -95,7 +96,7 @@ def test_a_pod_that_is_not_ready_gets_no_traffic(tmp_path: Path) -> None:
         core = client.CoreV1Api(api_client())
 
         def running_unready() -> list[client.V1Pod]:
-            pods = core.list_namespaced_pod(stack.namespace, label_selector="app=nginx").items
+            pods = core.list_namespaced_pod(stack.namespace, label_selector=SELECTOR).items
             return [
                 p
                 for p in pods

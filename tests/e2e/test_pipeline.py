@@ -17,8 +17,9 @@ import pulumi.automation as auto
 import pytest
 from kubernetes import client
 
-from infra.rollout.plan import Exit
-from tests.e2e.harness import DEPLOYMENT, ROOT, LocalStack, api_client, local_stack
+from infra.identity import DEPLOYMENT
+from infra.rollout.exits import Exit
+from tests.e2e.harness import ROOT, LocalStack, api_client, local_stack
 from tests.e2e.images import image
 from tests.e2e.test_rollout import ready_pods_by_image
 

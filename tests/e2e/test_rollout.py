@@ -14,12 +14,13 @@ import pulumi.automation as auto
 import pytest
 from kubernetes import client
 
-from infra import load, strategy
+from infra import strategy
+from infra.identity import DEPLOYMENT, SELECTOR
 from infra.rollout import watch
-from infra.rollout.timeline import RequestedPods
 from infra.settings import AWAIT_MARGIN_SECONDS
+from rigs import load
+from rigs.timeline import RequestedPods
 from tests.e2e.harness import (
-    DEPLOYMENT,
     LocalStack,
     RolloutWatch,
     api_client,
@@ -35,7 +36,7 @@ REVISION = "deployment.kubernetes.io/revision"
 
 
 def ready_pods_by_image(stack: LocalStack) -> dict[str, int]:
-    pods = client.CoreV1Api(api_client()).list_namespaced_pod(stack.namespace, label_selector="app=nginx").items
+    pods = client.CoreV1Api(api_client()).list_namespaced_pod(stack.namespace, label_selector=SELECTOR).items
     counts: dict[str, int] = {}
     for pod in pods:
         if pod.metadata.deletion_timestamp is None and any(
@@ -47,9 +48,7 @@ def ready_pods_by_image(stack: LocalStack) -> dict[str, int]:
 
 
 def replica_sets(stack: LocalStack) -> dict[str, client.V1ReplicaSet]:
-    items = (
-        client.AppsV1Api(api_client()).list_namespaced_replica_set(stack.namespace, label_selector="app=nginx").items
-    )
+    items = client.AppsV1Api(api_client()).list_namespaced_replica_set(stack.namespace, label_selector=SELECTOR).items
     return {rs.spec.template.spec.containers[0].image: rs for rs in items}
 
 
@@ -174,7 +173,7 @@ def test_failed_rollout_fails_in_bounded_time_and_keeps_old_pods(tmp_path: Path,
         assert all(s.ready >= 3 for s in watcher.samples), "the old pods stopped serving"
         assert ready_pods_by_image(stack) == {image("1.14.2"): 3}
         if failure is None:
-            assert not watch.health(api_client(), stack.namespace, DEPLOYMENT).healthy
+            assert not watch.health(api_client(), stack.namespace, DEPLOYMENT).complete
         else:
             margin = AWAIT_MARGIN_SECONDS["local"] + 20  # the await margin, plus the engine's start and the program
             assert elapsed <= deadline + margin, f"up took {elapsed:.0f}s to fail"

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import load
+from infra.identity import DEPLOYMENT
 from infra.rollout import watch
 from infra.rollout.engine import Engine, EngineError
-from infra.rollout.plan import Exit
-from tests.e2e.harness import DEPLOYMENT, LocalStack, api_client, ready_to_serve, traffic
+from infra.rollout.exits import Exit
+from rigs import load
+from tests.e2e.harness import LocalStack, api_client, ready_to_serve, traffic
 from tests.e2e.images import CRASHING, MISSING, image
 from tests.e2e.test_rollout import ready_pods_by_image
 
@@ -49,7 +50,7 @@ def test_ships_a_tag(deployed: LocalStack) -> None:
     assert f"{image('1.16.1')} ready 3/3" in err  # live progress
     assert tag(deployed) == "1.16.1"
     # The command returns once the rollout is complete, not only once the engine's wait has ended.
-    assert watch.health(api_client(), deployed.namespace, DEPLOYMENT).healthy
+    assert watch.health(api_client(), deployed.namespace, DEPLOYMENT).complete
     assert ready_pods_by_image(deployed) == {image("1.16.1"): 3}
 
 
@@ -138,7 +139,7 @@ def test_the_update_does_only_what_was_previewed(deployed: LocalStack, tmp_path:
 def test_an_update_that_breaks_its_plan_is_said_in_a_line_or_two(deployed: LocalStack, tmp_path: Path) -> None:
     # What a tag read one way by the preview and another by the update used to cause: the engine's
     # refusal, said shortly (the engine prints both specs, several kilobytes).
-    from infra.rollout import cli, stackfile
+    from infra.rollout import stackfile
 
     engine = Engine(deployed.workdir, deployed.stack.name, deployed.env)
     document = stackfile.read(deployed.workdir / f"Pulumi.{deployed.stack.name}.yaml")
@@ -149,8 +150,8 @@ def test_an_update_that_breaks_its_plan_is_said_in_a_line_or_two(deployed: Local
     with pytest.raises(EngineError) as caught:
         engine.up({"rolling:imageTag": "1.16.1"}, plan)
     assert len(str(caught.value)) > 1000
-    said = cli.last_error(caught.value)
+    said = caught.value.summary
     assert len(said) < 600, said
-    assert "nginx-deployment" in said
+    assert DEPLOYMENT in said
     assert f"the container image was {image('1.15.0')} in the preview, {image('1.16.1')} now" in said
     assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}, "nothing was applied"

@@ -2,7 +2,7 @@
 
 vegeta sends LOAD_RATE requests a second to the app's Service, from this machine through the node, for
 the whole rollout; every response is recorded (tests/artifacts/traffic-*.jsonl) and judged by
-infra.load. The failed rollouts and the rollout command's rollback run under the same load in
+rigs.load. The failed rollouts and the rollout command's rollback run under the same load in
 test_rollout.py and test_rollout_command.py.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import load
+from rigs import load
 from tests.e2e.harness import LOAD_RATE, RolloutWatch, local_stack, ready_to_serve, rollout_complete, traffic
 
 DRAIN_S = 5  # the local target's default drainSeconds

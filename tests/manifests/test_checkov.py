@@ -72,3 +72,16 @@ def test_an_image_that_needs_root_is_reported(tmp_path: Path) -> None:
     render("local", tmp_path, {"imageNeedsRoot": "true", "containerPort": "80"})
     failed = {c["check_id"] for c in checkov(tmp_path)["failed_checks"]}
     assert failed == {"CKV_K8S_23", "CKV_K8S_25", "CKV_K8S_40"}
+
+
+def test_render_ignores_the_ambient_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # After `eval "$(make -s env)"` a KUBECONFIG names the local cluster; rendering reads no cluster and
+    # must not hand it to the provider (which refuses a kubeconfig beside renderYamlToDirectory).
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\nusers: [{name: u, user: {}}]\n"
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    files = render("local", tmp_path / "out")
+    assert {path.name.split("-")[1] for path in files} == FILES

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from infra import alb
-from infra.testing import ACCOUNT, OIDC_ISSUER
+from infra.offline import ACCOUNT, OIDC_ISSUER
 from tests.unit.harness import Run, run_program
 
 ROLE = "aws:iam/role:Role"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.testing import ALB_HOSTNAME
+from infra.offline import ALB_HOSTNAME
 from tests.unit.harness import Run, run_program
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"

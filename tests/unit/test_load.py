@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from infra import load
+from rigs import load
 
 SAMPLES = Path(__file__).parent / "samples"
 

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from infra import pipeline
 from infra.rollout.engine import EngineError
-from infra.rollout.plan import Exit
+from infra.rollout.exits import Exit
 
 ECR = "123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/rolling"
 SHA = "12345e7" + "0" * 33

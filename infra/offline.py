@@ -1,4 +1,6 @@
-"""The program under pulumi.runtime mocks, fresh each time, recording what it registered (unit tests, benchmarks)."""
+"""The program without a cloud: under pulumi.runtime mocks, fresh each time, recording what it registered
+(python -m infra.render's cluster summary, the unit tests, the benchmarks); and the environment of a
+stack in a scratch file backend (render, the end-to-end tests, the benchmarks)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -21,6 +24,18 @@ ACCOUNT = "123456789012"
 OIDC_ISSUER = "oidc.eks.ap-northeast-2.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF"
 SERVICE_IP = "198.18.16.10"
 ALB_HOSTNAME = "k8s-rolling-nginx-0123456789-1234567890.ap-northeast-2.elb.amazonaws.com"
+
+
+def scratch_backend(folder: Path, passphrase: str) -> dict[str, str]:
+    """The environment for the engine to keep stacks in ``folder`` (a file backend, no login), offline:
+    no update check, no plugin downloads, plugins from the plugin cache only."""
+    return {
+        "PULUMI_BACKEND_URL": f"file://{folder}",
+        "PULUMI_CONFIG_PASSPHRASE": passphrase,
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_IGNORE_AMBIENT_PLUGINS": "true",
+    }
 
 
 @dataclass

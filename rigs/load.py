@@ -66,7 +66,7 @@ def node_service_url(cluster_ip: str, path: str) -> str:
     return f"http://{cluster_ip}{path}"
 
 
-def parse_version(url: str, timeout_s: float = 2.0) -> str | None:
+def fetch_version(url: str, timeout_s: float = 2.0) -> str | None:
     """One GET of a version page (such as /version.txt): the version it names, or None when it fails."""
     import urllib.request
 

@@ -1,5 +1,5 @@
-"""Which pod states end a rollout at once (waiting cannot mend them), which get the progress deadline, and
-when a rollout is complete."""
+"""When a rollout is complete (kubectl's test), which pod states end it at once (waiting cannot mend them),
+which get the progress deadline, and the wait that uses both."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from infra.rollout.watch import Verdict, definitive_failure
+from infra.rollout.status import Health, Verdict, definitive_failure, wait_complete
 
 NEW, OLD = "registry/app:2", "registry/app:1"
 
@@ -100,69 +100,92 @@ def test_a_verdict_acts_once_with_its_time() -> None:
     acted: list[str] = []
     verdict = Verdict(NEW, fargate=False, act=lambda: acted.append("interrupt"))
     verdict.decide("pod x: the registry has no registry/app:2")
-    assert acted == ["interrupt"] and verdict.at is not None and verdict.reason is not None
+    first = verdict.at
+    verdict.decide("pod y: keeps exiting")
+    assert acted == ["interrupt"], "decided once: the engine is asked to cancel once, never killed"
+    assert verdict.at == first and verdict.reason == "pod x: the registry has no registry/app:2"
 
 
-def health_of(ready: int, updated: int, available: int, total: int, current: bool = True) -> Any:
-    from infra.rollout.watch import Health
-
-    return Health(NEW, 3, ready, updated, available, current, total)
+def health_of(ready: int, updated: int, available: int, total: int, current: bool = True, replicas: int = 3) -> Health:
+    return Health(NEW, replicas, ready, updated, available, current, total)
 
 
 @pytest.mark.parametrize(
-    ("state", "healthy"),
+    ("state", "complete"),
     [
         (health_of(3, 3, 3, 3), True),
         # The new pods are all ready and available, but two old ones still run: not done (kubectl agrees).
         (health_of(3, 3, 3, 5), False),
-        (health_of(3, 3, 2, 3), False),  # one new pod not yet ready for minReadySeconds
+        (health_of(3, 3, 2, 3), False),  # one new pod not yet available for minReadySeconds
+        (health_of(3, 2, 2, 3), False),  # one replica not updated yet
         (health_of(3, 3, 3, 3, current=False), False),  # the controller has not seen the change yet
+        (health_of(0, 0, 0, 0, replicas=0), True),  # scaled to zero: nothing to wait for
     ],
 )
-def test_health_is_kubectl_rollout_status(state: Any, healthy: bool) -> None:
-    assert state.healthy is healthy
+def test_complete_is_kubectl_rollout_status(state: Health, complete: bool) -> None:
+    assert state.complete is complete
+
+
+def deployment(
+    generation: int, observed: int, replicas: int, updated: int, available: int, total: int, reason: str = ""
+) -> client.V1Deployment:
+    conditions = [client.V1DeploymentCondition(type="Progressing", status="False", reason=reason)] if reason else None
+    return client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="d", generation=generation),
+        spec=client.V1DeploymentSpec(
+            replicas=replicas,
+            selector=client.V1LabelSelector(),
+            template=client.V1PodTemplateSpec(
+                spec=client.V1PodSpec(containers=[client.V1Container(name="c", image=NEW)])
+            ),
+        ),
+        status=client.V1DeploymentStatus(
+            observed_generation=observed,
+            replicas=total,
+            updated_replicas=updated,
+            available_replicas=available,
+            ready_replicas=available,
+            conditions=conditions,
+        ),
+    )
+
+
+def test_health_of_a_deployment_object() -> None:
+    state = Health.of(deployment(4, 4, 3, 3, 3, 3))
+    assert (state.image, state.replicas, state.complete) == (NEW, 3, True)
+    assert not Health.of(deployment(5, 4, 3, 3, 3, 3)).complete
+    timed_out = Health.of(deployment(5, 5, 3, 1, 1, 3, reason="ProgressDeadlineExceeded"))
+    assert timed_out.failed is not None and "progress deadline" in timed_out.failed
+    assert Health.of(deployment(5, 5, 3, 1, 1, 3)).failed is None
 
 
 def test_health_names_the_old_pods_still_running() -> None:
     assert str(health_of(3, 3, 3, 5)).endswith("3 available, 2 old still running")
 
 
-@pytest.fixture
-def progress() -> Any:
-    from infra.rollout import watch
-
-    said: list[str] = []
-    view = watch.Progress(client.ApiClient(), "app", said.append)
-    view.said = said  # type: ignore[attr-defined]
-    return view
+def test_waiting_returns_once_complete_and_says_it_waits_once() -> None:
+    # The stale-condition sequence: the engine's wait ended with the new pods ready but old ones running.
+    states = iter([health_of(3, 3, 2, 5), health_of(3, 3, 3, 4), health_of(3, 3, 3, 3)])
+    behind: list[Health] = []
+    assert wait_complete(lambda: next(states), timeout=5, behind=behind.append, poll=0.01) is None
+    assert behind == [health_of(3, 3, 2, 5)]
 
 
-def test_waiting_for_completion_returns_once_complete(progress: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from infra.rollout import watch
-
-    states = iter([health_of(3, 3, 2, 5), health_of(3, 3, 3, 3)])
-    monkeypatch.setattr(watch, "health", lambda *_: next(states))
-    assert progress.wait_complete(timeout=5, poll=0.01) is None
-    assert len(progress.said) == 1 and "returned before the rollout completed" in progress.said[0]
+def test_a_rollout_already_complete_is_not_waited_for() -> None:
+    behind: list[Health] = []
+    assert wait_complete(lambda: health_of(3, 3, 3, 3), timeout=5, behind=behind.append) is None
+    assert behind == []
 
 
-def test_a_rollout_already_complete_is_not_waited_for(progress: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from infra.rollout import watch
+def test_waiting_ends_on_a_verdict_the_deadline_or_the_timeout() -> None:
+    stuck = health_of(3, 3, 2, 5)
+    said = wait_complete(lambda: stuck, timeout=0, poll=0.01)
+    assert said is not None and "did not complete within 0s" in said
 
-    monkeypatch.setattr(watch, "health", lambda *_: health_of(3, 3, 3, 3))
-    assert progress.wait_complete(timeout=5) is None
-    assert progress.said == []
+    verdict = Verdict(NEW, fargate=False, act=lambda: None)
+    verdict.decide("pod x: container nginx keeps exiting (2 restarts)")
+    assert wait_complete(lambda: stuck, timeout=5, verdict=verdict, poll=0.01) == verdict.reason
 
-
-def test_waiting_for_completion_ends_on_a_verdict_or_the_timeout(
-    progress: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from infra.rollout import watch
-
-    behind = health_of(3, 3, 2, 5)
-    monkeypatch.setattr(watch, "health", lambda *_: behind)
-    assert "did not complete within 0s" in progress.wait_complete(timeout=0, poll=0.01)
-
-    progress.verdict = Verdict(NEW, fargate=False, act=lambda: None)
-    progress.verdict.decide("pod x: container nginx keeps exiting (2 restarts)")
-    assert progress.wait_complete(timeout=5, poll=0.01) == "pod x: container nginx keeps exiting (2 restarts)"
+    deadline = Health(NEW, 3, 1, 1, 1, True, 3, deadline_exceeded=True)
+    said = wait_complete(lambda: deadline, timeout=5, poll=0.01)
+    assert said is not None and "exceeded its progress deadline" in said

@@ -1,34 +1,20 @@
-"""What a rollout will do, decided from settings and a preview's steps (no Pulumi engine here)."""
+"""What a rollout will do, reviewed before it runs: the preview's steps, which of them a rollout may take,
+and the summary a person reads before saying yes (no Pulumi engine here).
+
+"Plan" in this package means one thing only: the update plan the engine saves with a preview
+(`--save-plan`) and holds the update to (`--plan`)."""
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from infra import images
+from infra.identity import DEPLOYMENT_TYPE
 from infra.settings import Settings
 
-DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
 # Steps that change nothing.
 QUIET_OPS = frozenset({"same", "read", "refresh"})
-
-
-class Exit(enum.IntEnum):
-    """The command's exit codes; CI can tell each outcome apart."""
-
-    OK = 0
-    FAILED = 1  # the rollout failed and was left as it failed (--no-rollback), or an unexpected error
-    USAGE = 2  # bad arguments or tag: nothing changed
-    ROLLED_BACK = 3  # the rollout failed; the last good tag was restored and is healthy
-    ROLLBACK_FAILED = 4  # the rollout failed and so did the rollback: act by hand
-    BUSY = 5  # another update holds the stack: nothing changed
-    NOT_CONFIRMED = 6  # declined, or no terminal to ask on and no --yes: nothing changed
-    INFRA_CHANGES = 7  # the preview changes more than the Deployment: nothing changed
-    # The deploy pipeline's own outcomes (python -m infra.pipeline); it passes the ones above through.
-    NOT_BOOTSTRAPPED = 8  # the stack was never deployed: its infrastructure comes first; nothing changed
-    TAG_CONFLICT = 9  # the image tag exists, built from another commit: nothing changed
-    NOT_SERVED = 10  # the rollout succeeded, but the stack's url did not serve the tag in time
 
 
 @dataclass(frozen=True)
@@ -63,7 +49,7 @@ def unexpected_steps(steps: Iterable[Step]) -> list[Step]:
 
 
 @dataclass(frozen=True)
-class RolloutPlan:
+class RolloutSummary:
     """The rollout as a person reads it before saying yes."""
 
     stack: str

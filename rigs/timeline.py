@@ -14,8 +14,8 @@ from typing import Any, Self
 from kubernetes import client, watch
 
 from infra import kube_access
-
-SELECTOR = "app=nginx"
+from infra.identity import SELECTOR
+from infra.rollout.status import Health
 
 
 @dataclass
@@ -187,8 +187,7 @@ class PhaseTimes:
 class DeploymentPhases:
     """Watches one Deployment while a command changes its pod template and waits for the rollout.
 
-    Complete means what `kubectl rollout status` waits for: the controller has seen the new spec, and
-    every replica is updated and available, with no old one left."""
+    Complete is infra.rollout.status's definition, the one `kubectl rollout status` waits for."""
 
     namespace: str
     name: str
@@ -267,12 +266,5 @@ class DeploymentPhases:
             self._changed = now
         if self._changed is None or self._complete is not None:
             return
-        status = deployment.status
-        wanted = deployment.spec.replicas
-        if (
-            (status.observed_generation or 0) >= generation
-            and (status.updated_replicas or 0) == wanted
-            and (status.available_replicas or 0) == wanted
-            and (status.replicas or 0) == wanted
-        ):
+        if Health.of(deployment).complete:
             self._complete = now

@@ -1,0 +1,20 @@
+"""The exit codes of `rollout` and of the deploy pipeline: CI tells each outcome apart by its number."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Exit(enum.IntEnum):
+    OK = 0
+    FAILED = 1  # the rollout failed and was left as it failed (--no-rollback), or an unexpected error
+    USAGE = 2  # bad arguments or tag: nothing changed
+    ROLLED_BACK = 3  # the rollout failed; the last good tag was restored and is healthy
+    ROLLBACK_FAILED = 4  # the rollout failed and so did the rollback: act by hand
+    BUSY = 5  # another update holds the stack: nothing changed
+    NOT_CONFIRMED = 6  # declined, or no terminal to ask on and no --yes: nothing changed
+    INFRA_CHANGES = 7  # the preview changes more than the Deployment: nothing changed
+    # The deploy pipeline's own outcomes (python -m infra.pipeline); it passes the ones above through.
+    NOT_BOOTSTRAPPED = 8  # the stack was never deployed: its infrastructure comes first; nothing changed
+    TAG_CONFLICT = 9  # the image tag exists, built from another commit: nothing changed
+    NOT_SERVED = 10  # the rollout succeeded, but the stack's url did not serve the tag in time

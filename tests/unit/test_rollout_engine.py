@@ -1,0 +1,207 @@
+"""The `pulumi` CLI as the rollout command runs it: arguments, errors parsed once, busy stacks, interrupts."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from infra.identity import DEPLOYMENT, DEPLOYMENT_TYPE
+from infra.images import CONTAINER_IMAGE_PATH as IMAGE
+from infra.rollout.engine import Engine, EngineError, StackBusyError, preview_steps
+from infra.rollout.review import unexpected_steps
+
+ENGINE_FAILURE = """Updating (local):
+    pulumi:pulumi:Stack rolling-local running error: update failed
+Diagnostics:
+  pulumi:pulumi:Stack (rolling-local):
+    error: update failed
+
+  kubernetes:apps/v1:Deployment (nginx-deployment):
+    error: 2 errors occurred:
+    \t* [ProgressDeadlineExceeded] ReplicaSet "nginx-deployment-687fcb955f" has timed out progressing.
+    \t* [Pod nginx-deployment-687fcb955f-sx892]: [ImagePullBackOff] Back-off pulling image "nginx:1-broken"
+
+Resources:
+    2 errored
+"""
+
+
+def test_the_summary_keeps_the_engine_errors_with_their_details() -> None:
+    err = EngineError(["up"], 255, ENGINE_FAILURE, "")
+    assert err.summary == (
+        "error: 2 errors occurred: "
+        '* [ProgressDeadlineExceeded] ReplicaSet "nginx-deployment-687fcb955f" has timed out progressing. '
+        '* [Pod nginx-deployment-687fcb955f-sx892]: [ImagePullBackOff] Back-off pulling image "nginx:1-broken"'
+    )
+
+
+def fake_pulumi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stdout: str, stderr: str, code: int) -> Path:
+    """A `pulumi` on PATH that records its arguments and answers as told."""
+    (tmp_path / "out").write_text(stdout)
+    (tmp_path / "err").write_text(stderr)
+    script = tmp_path / "bin" / "pulumi"
+    script.parent.mkdir()
+    script.write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/args\ncat {tmp_path}/out\ncat {tmp_path}/err >&2\nexit {code}\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{script.parent}:{os.environ['PATH']}")
+    return tmp_path / "args"
+
+
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        # A file backend's lock, and Pulumi Cloud's answer.
+        "error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end",
+        "error: [409] Conflict: Another update is currently in progress.",
+    ],
+)
+def test_a_locked_stack_is_busy_and_says_nothing_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stderr: str
+) -> None:
+    fake_pulumi(tmp_path, monkeypatch, "", stderr, 255)
+    with pytest.raises(StackBusyError) as caught:
+        Engine(tmp_path, "dev").up({"rolling:imageTag": "1.16.1"})
+    assert caught.value.summary == stderr
+
+
+def test_another_failure_is_not_busy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_pulumi(tmp_path, monkeypatch, "", "error: boom", 255)
+    with pytest.raises(EngineError) as caught:
+        Engine(tmp_path, "dev").up({"rolling:imageTag": "1.16.1"})
+    assert not isinstance(caught.value, StackBusyError)
+    assert caught.value.summary == "error: boom"
+
+
+def test_engine_commands_name_the_stack_and_hold_the_update_to_the_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = fake_pulumi(tmp_path, monkeypatch, "", "", 0)
+    Engine(tmp_path, "dev").up({"rolling:imageTag": "1.16.1"}, tmp_path / "plan.json")
+    assert args.read_text().split("\n")[:-1] == [
+        "--non-interactive",
+        "up",
+        "--yes",
+        "--skip-preview",
+        "--color",
+        "never",
+        "--config",
+        "rolling:imageTag=1.16.1",
+        "--plan",
+        str(tmp_path / "plan.json"),
+        "--stack",
+        "dev",
+    ]
+
+
+PREVIEW = {
+    "steps": [
+        {
+            "op": "same",
+            "urn": "urn:pulumi:dev::rolling::pulumi:pulumi:Stack::rolling-dev",
+            "newState": {"type": "pulumi:pulumi:Stack"},
+        },
+        {
+            "op": "update",
+            "urn": "urn:pulumi:dev::rolling::x$kubernetes:apps/v1:Deployment::nginx-deployment",
+            "newState": {"type": DEPLOYMENT_TYPE},
+            "diffReasons": ["spec"],
+            "detailedDiff": {IMAGE: {"kind": "update", "inputDiff": True}},
+        },
+        {
+            "op": "delete",
+            "urn": "urn:pulumi:dev::rolling::x$kubernetes:core/v1:Service::nginx-service",
+            "oldState": {"type": "kubernetes:core/v1:Service"},
+        },
+    ],
+    "changeSummary": {"same": 6, "update": 1, "delete": 1},
+}
+
+
+def test_preview_steps_come_from_the_engines_json() -> None:
+    steps = preview_steps(json.dumps(PREVIEW))
+    assert [(s.op, s.type, s.name) for s in steps] == [
+        ("same", "pulumi:pulumi:Stack", "rolling-dev"),
+        ("update", DEPLOYMENT_TYPE, DEPLOYMENT),
+        ("delete", "kubernetes:core/v1:Service", "nginx-service"),
+    ]
+    assert [s.name for s in unexpected_steps(steps)] == ["nginx-service"]
+
+
+def test_a_failed_json_command_says_its_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    failed = {
+        "steps": [],
+        "diagnostics": [
+            {
+                "message": "error: invalid stack configuration (1 problem(s)):\n"
+                "  - rolling:replicas 0 is too small; use 1 or more\n",
+                "severity": "error",
+            },
+            {"message": "warning: something else\n", "severity": "warning"},
+        ],
+    }
+    fake_pulumi(tmp_path, monkeypatch, json.dumps(failed), "", 255)
+    with pytest.raises(EngineError) as caught:
+        Engine(tmp_path, "dev").preview(tmp_path / "config.yaml", tmp_path / "plan.json")
+    assert not isinstance(caught.value, StackBusyError)
+    assert '"steps"' not in str(caught.value)  # the errors, not the whole document
+    assert caught.value.summary == (
+        "error: invalid stack configuration (1 problem(s)): - rolling:replicas 0 is too small; use 1 or more"
+    )
+
+
+def test_a_plan_violation_is_said_in_a_line_or_two() -> None:
+    planned = "{map[template:{map[spec:{map[containers:{[{map[image:{r/app:12345e7} name:{nginx}]}]}]}]}]}"
+    now = planned.replace("12345e7", "1.2345e+11")
+    stdout = (
+        "Updating (dev):\n"
+        + "  pulumi:pulumi:Stack rolling-dev  "
+        + "x" * 4000
+        + "\n"
+        + "error: resource urn:pulumi:dev::rolling::rolling:index:WebApp$kubernetes:apps/v1:Deployment::"
+        + f"nginx-deployment violates plan: properties changed: ~~spec[{planned}!={now}]\n"
+    )
+    said = EngineError(["up"], 255, stdout, "").summary
+    assert len(said) < 400
+    assert "nginx-deployment's spec" in said
+    assert "the container image was r/app:12345e7 in the preview, r/app:1.2345e+11 now" in said
+
+
+def test_interrupt_sends_one_ctrl_c_to_the_running_command_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A `pulumi` that records SIGINT and exits as the engine does after cancelling an update.
+    script = tmp_path / "bin" / "pulumi"
+    script.parent.mkdir()
+    script.write_text(
+        f"#!/bin/sh\ntrap 'echo interrupted >> {tmp_path}/signals; exit 255' INT\n"
+        f"echo started > {tmp_path}/started\ni=0\nwhile [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\nexit 0\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{script.parent}:{os.environ['PATH']}")
+    engine = Engine(tmp_path, "dev")
+    engine.interrupt()  # nothing runs: nothing to interrupt, no error
+    failed: list[EngineError] = []
+
+    def update() -> None:
+        try:
+            engine.up({"rolling:imageTag": "1.16.1"})
+        except EngineError as err:
+            failed.append(err)
+
+    worker = threading.Thread(target=update)
+    start = time.monotonic()
+    worker.start()
+    while not (tmp_path / "started").exists() and time.monotonic() - start < 5:
+        time.sleep(0.01)
+    engine.interrupt()
+    worker.join(timeout=10)
+    assert not worker.is_alive() and time.monotonic() - start < 5, "the command ended on the interrupt"
+    assert (tmp_path / "signals").read_text() == "interrupted\n"
+    assert len(failed) == 1 and failed[0].code == 255

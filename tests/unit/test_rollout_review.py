@@ -1,0 +1,47 @@
+"""Which preview steps a rollout may take, and the summary a person reads before saying yes."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.identity import DEPLOYMENT, DEPLOYMENT_TYPE
+from infra.images import CONTAINER_IMAGE_PATH as IMAGE
+from infra.rollout.review import RolloutSummary, Step, unexpected_steps
+from infra.settings import Settings
+
+D = f"u::{DEPLOYMENT}"
+
+
+@pytest.mark.parametrize(
+    ("steps", "unexpected"),
+    [
+        ([Step("same", "pulumi:pulumi:Stack", "u::s"), Step("update", DEPLOYMENT_TYPE, D, (IMAGE,))], []),
+        # The Deployment changes more than its image: an infrastructure change, not a rollout.
+        ([Step("update", DEPLOYMENT_TYPE, D, (IMAGE, "spec.replicas"))], [DEPLOYMENT]),
+        ([Step("update", DEPLOYMENT_TYPE, D, ("spec.strategy.rollingUpdate.maxUnavailable",))], [DEPLOYMENT]),
+        # No detailed diff: what changes cannot be told, so it is not taken for an image change.
+        ([Step("update", DEPLOYMENT_TYPE, D)], [DEPLOYMENT]),
+        ([Step("update", "kubernetes:core/v1:Service", "u::nginx-service")], ["nginx-service"]),
+        ([Step("replace", DEPLOYMENT_TYPE, D)], [DEPLOYMENT]),
+        (
+            [Step("create-replacement", DEPLOYMENT_TYPE, "u::d"), Step("delete-replaced", DEPLOYMENT_TYPE, "u::d")],
+            ["d", "d"],
+        ),
+        ([Step("update", "eks:index:Cluster", "u::rolling-eks")], ["rolling-eks"]),
+        ([Step("create", "aws:ec2/subnet:Subnet", "u::s3")], ["s3"]),
+    ],
+)
+def test_only_an_in_place_deployment_update_is_expected(steps: list[Step], unexpected: list[str]) -> None:
+    assert [s.name for s in unexpected_steps(steps)] == unexpected
+
+
+def test_summary_rendering() -> None:
+    settings = Settings.from_values({"target": "eks", "imageTag": "1.16.1", "replicas": 4, "maxSurge": "50%"})
+    text = RolloutSummary("dev", "nginxinc/nginx-unprivileged:1.14.2", settings.image, settings).render()
+    assert "nginxinc/nginx-unprivileged:1.14.2 -> nginxinc/nginx-unprivileged:1.16.1" in text
+    assert "replicas     4" in text
+    assert "maxSurge 2, maxUnavailable 0: at least 4 ready and at most 6 pods asked for" in text
+    assert "steps        2" in text
+    assert "0.25 vCPU / 0.5 GB on Fargate" in text
+    local = Settings.from_values({"target": "local", "imageTag": "1.16.1"})
+    assert "Fargate" not in RolloutSummary("local", "a", "b", local).render()
