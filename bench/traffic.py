@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.run import RESULTS, ROOT, Stack, kubectl, progress, run
 from infra.identity import CONTAINER, DEPLOYMENT, DEPLOYMENT_REF, LABELS, SERVICE
-from rigs import load
+from rigs import load, node
 from rigs.timeline import DeploymentPhases, RolloutWatch
 
 RATE = 60
@@ -57,7 +57,7 @@ spec:
 
 def service_url(namespace: str) -> str:
     ip = kubectl("get", "service", SERVICE, "-n", namespace, "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
-    return load.node_service_url(ip, "/version.txt")
+    return node.service_url(ip, "/version.txt")
 
 
 def wait_routed(url: str, version: str) -> None:

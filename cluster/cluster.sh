@@ -52,8 +52,14 @@ running() {
 up() {
   need_toolchain
   if running; then
-    echo "cluster: $name already running ($kubeconfig)" >&2
-    return 0
+    if [ "$mode" = kwok ] || "$here/node.sh" status >/dev/null 2>&1; then
+      echo "cluster: $name already running ($kubeconfig)" >&2
+      return 0
+    fi
+    # The control plane runs, but the node does not (a daemon exited: its supervisor stopped it).
+    "$here/node.sh" status >&2 || true
+    echo "cluster: $name's node is not running; making the cluster again" >&2
+    down
   fi
   # A cluster left half-made (a crash, a killed shell) is removed first.
   kwokctl delete cluster --name "$name" >/dev/null 2>&1 || true
@@ -89,7 +95,7 @@ up() {
     local port
     port=$(kubectl --kubeconfig "$kubeconfig" config view -o jsonpath='{.clusters[0].cluster.server}')
     if ! "$here/node.sh" up "$bin" "${port##*:}" || ! "$here/images.sh" pause || ! services_routed; then
-      echo "cluster: the real node did not start; logs: $("$here/node.sh" env | tr ' ' '\n' | sed -n 's/^NODE_STATE=//p')/logs" >&2
+      echo "cluster: the real node did not start; logs: $("$here/node.sh" env NODE_STATE)/logs" >&2
       down
       exit 1
     fi
@@ -115,13 +121,9 @@ up() {
 services_routed() {
   # Traffic to a Service address must go into the node: refuse a cluster whose
   # Service range is not the node's (it would leave by the default route).
-  local ip range
+  local ip
   ip=$(kubectl --kubeconfig "$kubeconfig" get service kubernetes -o jsonpath='{.spec.clusterIP}')
-  range=$("$here/node.sh" env | tr ' ' '\n' | sed -n 's/^SERVICE_CIDR=//p')
-  if ! python3 -c 'import ipaddress, sys; sys.exit(ipaddress.ip_address(sys.argv[1]) not in ipaddress.ip_network(sys.argv[2]))' "$ip" "$range"; then
-    echo "cluster: Service addresses ($ip) are outside the node's range $range" >&2
-    return 1
-  fi
+  "$here/node.sh" routes "$ip"
 }
 
 down() {

@@ -8,10 +8,18 @@
 # all, and the node's iptables rules, kernel settings and files go with its
 # namespaces.
 #
+# Everything the node runs (the relay, its supervisor, the four daemons, the
+# containerd shims and every pod) lives in one cgroup tree, rolling-NAME in each
+# hierarchy: `down` ends that tree. The supervisor waits on its daemons; when one
+# exits, it writes which one and why to the node's state (`status` says it), and
+# stops the node rather than leave a half node that tests find only by timing out.
+#
 #   cluster/node.sh up          start the node (the control plane must be up)
 #   cluster/node.sh down        stop it and remove everything it made
-#   cluster/node.sh status      processes, node condition, registry
-#   cluster/node.sh env         the node's addresses, as shell assignments
+#   cluster/node.sh status      processes, node condition, registry; fails when the node is not whole
+#   cluster/node.sh env [KEY]   the node's addresses, as shell assignments (or KEY's value alone)
+#   cluster/node.sh routes IP   succeed if IP is in the node's Service or pod range (traffic to it
+#                               goes into the node); otherwise say so and fail
 #   cluster/node.sh exec CMD    run CMD in the node's network namespace
 #
 # Called by cluster/cluster.sh; ROLLING_CLUSTER names the cluster.
@@ -47,6 +55,9 @@ node_name=rolling-node
 kernel_files=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops)
 
 in_node() { nsenter --net="/run/netns/$netns" -- "$@"; }
+
+# The node's daemons, in the order they start (and stop in reverse).
+daemons=(registry containerd kubelet kube-proxy)
 
 pid_alive() { [ -f "$state/pids/$1" ] && kill -0 "$(cat "$state/pids/$1")" 2>/dev/null; }
 
@@ -187,12 +198,43 @@ net_up() {
 cgroups_up() {
   local d parent
   for d in $(cgroup_dirs); do
-    mkdir -p "$d"
+    # The tree's root (kubelet's cgroupRoot: pods go below it) and "node" for the node's own processes.
+    mkdir -p "$d/node"
     parent=$(dirname "$d")
     if [ -f "$parent/cpuset.cpus" ]; then
       cat "$parent/cpuset.cpus" >"$d/cpuset.cpus"
       cat "$parent/cpuset.mems" >"$d/cpuset.mems"
+      cat "$parent/cpuset.cpus" >"$d/node/cpuset.cpus"
+      cat "$parent/cpuset.mems" >"$d/node/cpuset.mems"
     fi
+  done
+}
+
+# Put process $1 in the node's cgroup in every hierarchy; what it starts later is born there.
+join_node_cgroup() {
+  local d
+  for d in $(cgroup_dirs); do
+    echo "$1" >"$d/node/cgroup.procs"
+  done
+}
+
+# Every process in the node's cgroup tree but $1 (the caller itself, or nothing).
+tree_pids() {
+  local d
+  for d in $(cgroup_dirs); do
+    [ -d "$d" ] && find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null
+  done | sort -u | grep -vx -- "${1:-}" || true
+}
+
+# SIGKILL everything in the tree but $1, until nothing is left (processes may fork while we kill).
+kill_tree() {
+  local pids i
+  for ((i = 0; i < 20; i++)); do
+    pids=$(tree_pids "${1:-}")
+    [ -n "$pids" ] || return 0
+    # shellcheck disable=SC2086  # a list of pids
+    kill -9 $pids 2>/dev/null || true
+    sleep 0.1
   done
 }
 
@@ -218,7 +260,43 @@ inside() {
     --root-dir "$state/kubelet/root" --cert-dir "$state/kubelet/pki" --node-ip "$node_addr" \
     --hostname-override "$node_name" --volume-plugin-dir "$state/kubelet/volume-plugins" --v=1
   start kube-proxy "$bin/kube-proxy" --config "$state/kube-proxy.yaml" --v=1
-  wait
+  supervise
+}
+
+# Wait for any daemon to exit. One that exits is a node that no longer works: say which, with its
+# status and last log lines (in $state/stopped, which `status` shows), and stop the rest, pods and
+# all. A TERM (from `down`) stops the daemons in order and ends quietly.
+supervise() {
+  local -A named=()
+  local what pid died code
+  for what in "${daemons[@]}"; do
+    named[$(cat "$state/pids/$what")]=$what
+  done
+  trap 'stop_daemons; exit 0' TERM
+  set +e
+  wait -n -p died "${!named[@]}"
+  code=$?
+  set -e
+  what=${named[$died]:-a daemon}
+  {
+    echo "node: $what (pid $died) exited with status $code at $(date -u +%FT%TZ); the node was stopped"
+    echo "node: the last lines of $state/logs/$what.log:"
+    tail -n 5 "$state/logs/$what.log" 2>/dev/null | sed 's/^/    /'
+  } | tee "$state/stopped" >&2
+  stop_daemons
+  kill_tree "$$"
+  exit 1
+}
+
+stop_daemons() {
+  local i pid what
+  for ((i = ${#daemons[@]} - 1; i >= 0; i--)); do
+    what=${daemons[i]}
+    pid=$(cat "$state/pids/$what" 2>/dev/null) || continue
+    kill "$pid" 2>/dev/null || continue
+    for _ in {1..50}; do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
 }
 
 start() {
@@ -254,7 +332,9 @@ up() {
   socat "TCP-LISTEN:6443,bind=$host_addr,fork,reuseaddr" "TCP:127.0.0.1:$apiport" \
     >"$state/logs/relay.log" 2>&1 &
   echo $! >"$state/pids/relay"
-  # A mount namespace of its own (slave: the machine's mounts show inside, none go out).
+  join_node_cgroup "$(cat "$state/pids/relay")"
+  # A mount namespace of its own (slave: the machine's mounts show inside, none go out). The
+  # supervisor joins the node's cgroup first thing (_inside), so all it starts is born there.
   nsenter --net="/run/netns/$netns" -- unshare --mount --propagation slave -- \
     env ROLLING_CLUSTER="$name" XDG_CACHE_HOME="${XDG_CACHE_HOME:-$HOME/.cache}" KWOK_WORKDIR="${KWOK_WORKDIR:-}" \
     setsid "$here/node.sh" _inside >"$state/logs/inside.log" 2>&1 </dev/null &
@@ -263,30 +343,16 @@ up() {
 }
 
 down() {
-  local p pid d pids
-  # Everything the node runs: its supervisor's processes, and every task in its pod cgroups.
-  if [ -f "$state/pids/inside" ]; then
+  local pid d
+  # The supervisor stops its daemons in order (kubelet before containerd); then the cgroup tree ends
+  # whatever is left: pods, shims, the relay.
+  if pid_alive inside; then
     pid=$(cat "$state/pids/inside")
-    pids=$(pgrep -P "$pid" 2>/dev/null || true)
-    for p in kube-proxy kubelet; do
-      [ -f "$state/pids/$p" ] && kill "$(cat "$state/pids/$p")" 2>/dev/null || true
-    done
-    sleep 0.5
-    # shellcheck disable=SC2086  # a list of pids
-    kill $pids "$pid" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
+    for _ in {1..100}; do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
-  for d in $(cgroup_dirs); do
-    # shellcheck disable=SC2038  # what goes to xargs is pids, not file names
-    [ -d "$d" ] && find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -9 2>/dev/null || true
-  done
-  # containerd's shims outlive containerd: they are the ones whose socket is in the node's state.
-  pgrep -f -- "$state/containerd" | xargs -r kill -9 2>/dev/null || true
-  [ -f "$state/pids/relay" ] && kill "$(cat "$state/pids/relay")" 2>/dev/null || true
-  sleep 0.5
-  for p in "$state"/pids/*; do
-    [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null || true
-  done
-  # Pod cgroups, deepest first.
+  kill_tree
+  # The node's cgroups, deepest first.
   for d in $(cgroup_dirs); do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
@@ -299,22 +365,53 @@ down() {
 }
 
 status() {
-  local p
-  for p in relay inside registry containerd kubelet kube-proxy; do
-    if pid_alive "$p"; then echo "node: $p running (pid $(cat "$state/pids/$p"))"; else echo "node: $p NOT running"; fi
+  local p whole=0
+  if [ -f "$state/stopped" ]; then
+    echo "node: STOPPED"
+    cat "$state/stopped"
+    whole=1
+  fi
+  for p in relay inside "${daemons[@]}"; do
+    if pid_alive "$p"; then
+      echo "node: $p running (pid $(cat "$state/pids/$p"))"
+    else
+      echo "node: $p NOT running"
+      whole=1
+    fi
   done
-  if in_node curl -sf "http://127.0.0.1:$REGISTRY_PORT/v2/_catalog" 2>/dev/null; then echo; else echo "node: registry not answering"; fi
+  if in_node curl -sf "http://127.0.0.1:$REGISTRY_PORT/v2/_catalog" 2>/dev/null; then echo; else echo "node: registry not answering"; whole=1; fi
+  return "$whole"
+}
+
+# Whether traffic to address $1 goes into the node: it is in the node's Service or pod range.
+routes() {
+  local ip=$1
+  if python3 - "$ip" "$service_cidr" "$pod_cidr" <<'PY'; then return 0; fi
+import ipaddress, sys
+ip = ipaddress.ip_address(sys.argv[1])
+sys.exit(not any(ip in ipaddress.ip_network(net) for net in sys.argv[2:]))
+PY
+  echo "node: $ip is outside the node's ranges ($service_cidr, $pod_cidr): traffic to it would leave by the default route" >&2
+  return 1
+}
+
+node_env() {
+  local all="NODE_NETNS=$netns NODE_ADDR=$node_addr HOST_ADDR=$host_addr POD_CIDR=$pod_cidr SERVICE_CIDR=$service_cidr
+NODE_STATE=$state NODE_NAME=$node_name NODE_CGROUP=$cgroup_root NODE_VETH=$veth_host"
+  if [ -z "${1:-}" ]; then
+    echo "$all"
+  else
+    tr ' ' '\n' <<<"$all" | sed -n "s/^$1=//p" | grep . || { echo "node: no $1 in the node's env" >&2; return 2; }
+  fi
 }
 
 case ${1:-} in
   up) up "${2:?up needs the bin folder}" "${3:?up needs the API server port}" ;;
   down) down ;;
   status) status ;;
-  env)
-    echo "NODE_NETNS=$netns NODE_ADDR=$node_addr HOST_ADDR=$host_addr POD_CIDR=$pod_cidr SERVICE_CIDR=$service_cidr"
-    echo "NODE_STATE=$state NODE_NAME=$node_name NODE_CGROUP=$cgroup_root NODE_VETH=$veth_host"
-    ;;
+  env) node_env "${2:-}" ;;
+  routes) routes "${2:?routes needs an address}" ;;
   exec) shift; in_node "$@" ;;
-  _inside) inside ;;
-  *) echo "usage: $0 up BIN APIPORT|down|status|env|exec CMD..." >&2; exit 2 ;;
+  _inside) join_node_cgroup "$$"; inside ;;
+  *) echo "usage: $0 up BIN APIPORT|down|status|env [KEY]|routes IP|exec CMD..." >&2; exit 2 ;;
 esac

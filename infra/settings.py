@@ -71,7 +71,14 @@ LOG_RETENTION_DAYS = (
     3653,
 )
 ECR_ON_DESTROY = ("delete", "retain")
+# Ports below this one need root (or CAP_NET_BIND_SERVICE) to bind.
+PRIVILEGED_PORTS_BELOW = 1024
 UPGRADE_POLICIES = ("standard", "extended")
+
+
+def _per_target(values: Mapping[str, int], unit: str = "") -> str:
+    """A per-target figure as the descriptions say it: "600 on eks, 60 on local"."""
+    return ", ".join(f"{values[target]}{unit} on {target}" for target in TARGETS)
 
 
 class _Required:
@@ -618,9 +625,24 @@ class EksSettings:
     deregistration_delay_seconds: int = setting(
         _int_between(0, 3600),
         default=20,
-        description="seconds the ALB keeps a stopping pod's open connections; drainSeconds must outlast it by 5 s.",
-        accepted="0 to 3600; at most `drainSeconds` - 5",
+        description="seconds the ALB keeps a stopping pod's open connections; drainSeconds must outlast it by "
+        f"{ALB_PROPAGATION_SECONDS} s.",
+        accepted=f"0 to 3600; at most `drainSeconds` - {ALB_PROPAGATION_SECONDS}",
         targets=("eks",),
+    )
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """The keys only the local target reads."""
+
+    kubeconfig: str | None = setting(
+        _kubeconfig,
+        default="",
+        unset=True,
+        description="a kubeconfig path or its text; unset uses KUBECONFIG or ~/.kube/config.",
+        accepted="a kubeconfig path or its text",
+        targets=("local",),
     )
 
 
@@ -697,28 +719,30 @@ class Settings:
         default=0,
         unset=True,
         description="Seconds without progress after which a rollout counts as failed; "
-        "`up` waits at most this plus 30 s on eks, 10 s on local. 0 picks 600 on eks, 60 on local.",
+        f"`up` waits at most this plus {_per_target(AWAIT_MARGIN_SECONDS, ' s')}. "
+        f"0 picks {_per_target(PROGRESS_DEADLINE_DEFAULTS)}.",
         accepted="≥ 1, more than `minReadySeconds`",
-        shown_default="`0` (600 on eks, 60 on local)",
+        shown_default=f"`0` ({_per_target(PROGRESS_DEADLINE_DEFAULTS)})",
     )
     drain_seconds: int = setting(
         _int_between(0, 3600),
         default=-1,
         unset=True,
         description="Seconds a stopping pod keeps serving after it leaves the Service (a preStop sleep), "
-        "so no request is routed to a server that has stopped. -1 picks 30 on eks (outlasting the load "
-        "balancer's deregistration), 5 on local (kube-proxy's update); 0 stops at once.",
+        f"so no request is routed to a server that has stopped. -1 picks {DRAIN_DEFAULTS['eks']} on eks "
+        f"(outlasting the load balancer's deregistration), {DRAIN_DEFAULTS['local']} on local (kube-proxy's "
+        "update); 0 stops at once.",
         accepted="0 to 3600; less than `terminationGracePeriodSeconds`",
-        shown_default="`-1` (30 on eks, 5 on local)",
+        shown_default=f"`-1` ({_per_target(DRAIN_DEFAULTS)})",
     )
     termination_grace_period_seconds: int = setting(
         _int_between(1, 3600),
         default=0,
         unset=True,
         description="Seconds Kubernetes gives a stopping pod before it kills it: the drain, then nginx's "
-        "graceful stop. 0 picks drainSeconds + 15.",
+        f"graceful stop. 0 picks drainSeconds + {STOP_SECONDS}.",
         accepted="more than `drainSeconds`",
-        shown_default="`0` (`drainSeconds` + 15)",
+        shown_default=f"`0` (`drainSeconds` + {STOP_SECONDS})",
     )
     namespace: str = setting(
         _label,
@@ -731,8 +755,8 @@ class Settings:
         _int_between(1, 65535),
         default=8080,
         description="Port the image's server listens on (the Service's port 80 reaches it). "
-        "Below 1024 only with imageNeedsRoot.",
-        accepted="1 to 65535; below 1024 only with `imageNeedsRoot`",
+        f"Below {PRIVILEGED_PORTS_BELOW} only with imageNeedsRoot.",
+        accepted=f"1 to 65535; below {PRIVILEGED_PORTS_BELOW} only with `imageNeedsRoot`",
     )
     image_needs_root: bool = setting(
         _bool,
@@ -755,14 +779,8 @@ class Settings:
         "on eks, with Fargate's 256Mi overhead, it must fit a size offered with the cpu.",
         accepted="`Mi` or `Gi`; on eks, with `cpu`, a pair Fargate can run",
     )
-    kubeconfig: str | None = setting(
-        _kubeconfig,
-        default="",
-        unset=True,
-        description="a kubeconfig path or its text; unset uses KUBECONFIG or ~/.kube/config.",
-        accepted="a kubeconfig path or its text",
-        targets=("local",),
-    )
+    # The keys one target alone reads; None on the other target.
+    local: LocalSettings | None = None
     eks: EksSettings | None = None
 
     @property
@@ -822,12 +840,7 @@ def _declared(cls: type) -> Iterator[Declaration]:
 
 def declarations() -> tuple[Declaration, ...]:
     """Every ``rolling:`` key, in the order the docs list them."""
-    return (*_declared(Settings), *_declared(EksSettings))
-
-
-def defaults() -> dict[str, object]:
-    """The schema default of every optional key."""
-    return {d.key: d.default for d in declarations() if not d.required}
+    return (*_declared(Settings), *_declared(LocalSettings), *_declared(EksSettings))
 
 
 def _parse_one(d: Declaration, text: str | None, target: str | None, parsed: dict[str, Any]) -> str | None:
@@ -880,6 +893,8 @@ def _read(values: Mapping[str, object]) -> Settings:
         if problem:
             problems.append(problem)
 
+    if target is not None:
+        _derive(parsed, target)
     for rule in _RULES:
         problem = rule(parsed, target)
         if problem:
@@ -887,15 +902,36 @@ def _read(values: Mapping[str, object]) -> Settings:
     if problems or target is None:
         raise SettingsError(problems)
 
-    eks_fields = {d.field for d in _declared(EksSettings)}
-    eks = EksSettings(**{k: v for k, v in parsed.items() if k in eks_fields}) if target == "eks" else None
-    # A key the target does not read (kubeconfig on eks) is None.
+    def part(cls: type[Any], of: str) -> Any:
+        return cls(**{d.field: parsed.get(d.field) for d in _declared(cls)}) if target == of else None
+
     fields: dict[str, Any] = {d.field: parsed.get(d.field) for d in _declared(Settings)}
-    return Settings(**fields, eks=eks)
+    return Settings(**fields, local=part(LocalSettings, "local"), eks=part(EksSettings, "eks"))
 
 
-# Rules between keys. Each reads the parsed values (a key whose own value was refused is
-# absent), may fill a value that depends on others, and returns a problem or None.
+def _derive(parsed: dict[str, Any], target: str) -> None:
+    """Fill in what an unset key means, from the target and other keys, before any rule reads them. A key
+    whose own value was refused is absent from ``parsed``; what depends on it stays unfilled."""
+    if parsed.get("progress_deadline_seconds", 0) is None:
+        parsed["progress_deadline_seconds"] = PROGRESS_DEADLINE_DEFAULTS[target]
+    if "drain_seconds" in parsed and parsed["drain_seconds"] is None:
+        parsed["drain_seconds"] = DRAIN_DEFAULTS[target]
+    if parsed.get("drain_seconds") is not None and parsed.get("termination_grace_period_seconds", 0) is None:
+        parsed["termination_grace_period_seconds"] = parsed["drain_seconds"] + STOP_SECONDS
+    if target != "eks":
+        return
+    if "namespace" in parsed and "fargate_namespaces" in parsed:
+        # Unset: the app's namespace. CoreDNS runs in kube-system and must run on Fargate too.
+        names = parsed["fargate_namespaces"] or (parsed["namespace"],)
+        parsed["fargate_namespaces"] = tuple(dict.fromkeys((*names, "kube-system")))
+    pinned = eks_versions.ADDONS.get(parsed.get("kubernetes_version") or "")
+    for name in _ADDON_FIELDS:
+        if pinned is not None and name in parsed and parsed[name] is None:
+            parsed[name] = getattr(pinned, name.removesuffix("_version"))
+
+
+# Rules between keys, run after _derive, in any order: each reads the parsed values (a key whose own
+# value was refused is absent) and returns a problem or None. None changes a value.
 Rule = Callable[[dict[str, Any], str | None], str | None]
 
 
@@ -910,8 +946,6 @@ def _rollout_possible(parsed: dict[str, Any], target: str | None) -> str | None:
 
 
 def _deadline_after_min_ready(parsed: dict[str, Any], target: str | None) -> str | None:
-    if parsed.get("progress_deadline_seconds", 0) is None and target is not None:
-        parsed["progress_deadline_seconds"] = PROGRESS_DEADLINE_DEFAULTS[target]
     deadline, min_ready = parsed.get("progress_deadline_seconds"), parsed.get("min_ready_seconds")
     if deadline is not None and min_ready is not None and deadline <= min_ready:
         return f"{NAMESPACE}:progressDeadlineSeconds {deadline} must be greater than minReadySeconds {min_ready}"
@@ -934,21 +968,17 @@ def _fargate_selects_namespace(parsed: dict[str, Any], target: str | None) -> st
     if target != "eks" or "namespace" not in parsed or "fargate_namespaces" not in parsed:
         return None
     namespace, names = parsed["namespace"], parsed["fargate_namespaces"]
-    problem = None
-    if names is None:
-        names = (namespace,)
-    elif namespace not in names:
-        problem = (
-            f"{NAMESPACE}:fargateNamespaces '{','.join(names)}' does not select namespace '{namespace}': "
-            "pods there would never be scheduled on Fargate; add it to the list"
-        )
-    # CoreDNS runs in kube-system and must run on Fargate too.
-    parsed["fargate_namespaces"] = tuple(dict.fromkeys((*names, "kube-system")))
-    return problem
+    if namespace in names:
+        return None
+    listed = ",".join(name for name in names if name != "kube-system")
+    return (
+        f"{NAMESPACE}:fargateNamespaces '{listed}' does not select namespace '{namespace}': "
+        "pods there would never be scheduled on Fargate; add it to the list"
+    )
 
 
 def _fargate_selector_limit(parsed: dict[str, Any], target: str | None) -> str | None:
-    # After _fargate_selects_namespace, which adds kube-system.
+    # _derive added kube-system.
     names = parsed.get("fargate_namespaces")
     if target != "eks" or names is None or len(names) <= MAX_FARGATE_SELECTORS:
         return None
@@ -970,25 +1000,20 @@ def _addons_pinned(parsed: dict[str, Any], target: str | None) -> str | None:
     version = parsed.get("kubernetes_version")
     if target != "eks" or version is None:
         return None
-    pinned = eks_versions.ADDONS.get(version)
+    # _derive filled every unset build it has a pin for.
     missing = [key for name, key in _ADDON_FIELDS.items() if name in parsed and parsed[name] is None]
-    if pinned is None:
-        if not missing:
-            return None
-        return (
-            f"{NAMESPACE}:kubernetesVersion {version} has no pinned add-on builds in this program "
-            f"(it pins them for {', '.join(sorted(eks_versions.ADDONS))}): set {', '.join(missing)} to builds that "
-            f"`aws eks describe-addon-versions --kubernetes-version {version}` lists"
-        )
-    for name in _ADDON_FIELDS:
-        if name in parsed and parsed[name] is None:
-            parsed[name] = getattr(pinned, name.removesuffix("_version"))
-    return None
+    if not missing:
+        return None
+    return (
+        f"{NAMESPACE}:kubernetesVersion {version} has no pinned add-on builds in this program "
+        f"(it pins them for {', '.join(sorted(eks_versions.ADDONS))}): set {', '.join(missing)} to builds that "
+        f"`aws eks describe-addon-versions --kubernetes-version {version}` lists"
+    )
 
 
 def _port_needs_root(parsed: dict[str, Any], target: str | None) -> str | None:
     port, root = parsed.get("container_port"), parsed.get("image_needs_root")
-    if port is None or root is None or port >= 1024 or root:
+    if port is None or root is None or port >= PRIVILEGED_PORTS_BELOW or root:
         return None
     return (
         f"{NAMESPACE}:containerPort {port} is a privileged port, which the pod's non-root user cannot bind: "
@@ -998,14 +1023,10 @@ def _port_needs_root(parsed: dict[str, Any], target: str | None) -> str | None:
 
 
 def _drain_fits_grace_period(parsed: dict[str, Any], target: str | None) -> str | None:
-    if target is None or "drain_seconds" not in parsed or "termination_grace_period_seconds" not in parsed:
+    drain, grace = parsed.get("drain_seconds"), parsed.get("termination_grace_period_seconds")
+    if target is None or drain is None or grace is None:
         return None
-    if parsed["drain_seconds"] is None:
-        parsed["drain_seconds"] = DRAIN_DEFAULTS[target]
-    drain, grace = parsed["drain_seconds"], parsed["termination_grace_period_seconds"]
-    if grace is None:
-        parsed["termination_grace_period_seconds"] = drain + STOP_SECONDS
-    elif grace <= drain:
+    if grace <= drain:
         return (
             f"{NAMESPACE}:terminationGracePeriodSeconds {grace} must be greater than drainSeconds {drain}: "
             f"the pod would be killed while it drains; use at least {drain + STOP_SECONDS}, or unset it"

@@ -22,7 +22,7 @@ def build(settings: Settings) -> dict[str, object]:
         # Imported here like the eks modules, so each target loads only what it uses.
         from infra import local
 
-        web = workload(settings, local.provider(settings.kubeconfig))
+        web = workload(settings, local.provider(settings.local.kubeconfig if settings.local else None))
         _app_outputs(settings, web, outputs)
         # The Service's address, which this machine routes to the local node.
         outputs["url"] = web.cluster_ip.apply(lambda ip: f"http://{ip}")

@@ -52,20 +52,6 @@ def parse(lines: list[str]) -> list[Response]:
     return sorted(responses, key=lambda r: r.t)
 
 
-def node_service_url(cluster_ip: str, path: str) -> str:
-    """The URL of a Service on the local cluster's real node, reached from this machine through the
-    node's link. Refuses an address outside the node's Service range: it would leave by the default route.
-    """
-    import ipaddress
-
-    node_sh = Path(__file__).resolve().parents[1] / "cluster" / "node.sh"
-    env = dict(w.split("=", 1) for w in subprocess.run([str(node_sh), "env"], capture_output=True, text=True,
-                                                       check=True).stdout.split())  # fmt: skip
-    if ipaddress.ip_address(cluster_ip) not in ipaddress.ip_network(env["SERVICE_CIDR"]):
-        raise ValueError(f"Service address {cluster_ip} is outside the node's range {env['SERVICE_CIDR']}")
-    return f"http://{cluster_ip}{path}"
-
-
 def fetch_version(url: str, timeout_s: float = 2.0) -> str | None:
     """One GET of a version page (such as /version.txt): the version it names, or None when it fails."""
     import urllib.request

@@ -30,8 +30,7 @@ ask_service() {
   # only if it is the node's).
   local url
   url=$(pulumi stack output url)
-  python3 -c 'import ipaddress, sys; sys.exit(ipaddress.ip_address(sys.argv[1]) not in ipaddress.ip_network(sys.argv[2]))' \
-    "${url#http://}" "$(cluster/node.sh env | tr ' ' '\n' | sed -n 's/^SERVICE_CIDR=//p')"
+  cluster/node.sh routes "${url#http://}"
   echo "curl \$(pulumi stack output url)/version.txt -> $(curl -sf -m 3 "$url/version.txt")"
 }
 
@@ -46,7 +45,9 @@ pulumi stack select --create local --secrets-provider passphrase
 step "first deploy: $repository:$old, 3 replicas"
 pulumi config set imageRepository "$repository"
 pulumi config set imageTag "$old"
-pulumi up --yes --skip-preview
+# --refresh: the state is read against the cluster first, so a stack whose cluster was made again
+# (make cluster-down, make cluster-up) recreates what is gone instead of failing on it.
+pulumi up --yes --skip-preview --refresh
 namespace=$(pulumi stack output namespace)
 kubectl -n "$namespace" get deploy,rs,pods -l app=nginx -o wide
 # kube-proxy programs the Service's endpoints within a second of the pods getting ready.

@@ -282,7 +282,7 @@ class RolloutRun:
         """The cluster's kubeconfig: the stack's own output on eks, the configured or ambient one locally."""
         if settings.target == "eks":
             return str(self.engine.outputs()["kubeconfig"])
-        return settings.kubeconfig
+        return settings.local.kubeconfig if settings.local else None
 
     def watch_rollout(self, settings: Settings) -> LiveView | None:
         """The live view of the rollout to ``settings``, which also watches for a failure that waiting

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from kubernetes import client
 from infra import kube_access, offline
 from infra.identity import DEPLOYMENT, SERVICE
 from infra.rollout import watch
-from rigs import load, timeline
+from rigs import load, node, timeline
 from rigs.project import copy_project
 from tests.e2e.images import REPOSITORY
 
@@ -112,16 +111,10 @@ def rollout_complete(stack: LocalStack, timeout: float = 60) -> float:
     return time.time()
 
 
-def node_env() -> dict[str, str]:
-    """The test cluster's node: its namespace, addresses and ranges (cluster/node.sh env)."""
-    out = subprocess.run([str(ROOT / "cluster" / "node.sh"), "env"], capture_output=True, text=True, check=True).stdout
-    return dict(word.split("=", 1) for word in out.split())
-
-
 def service_url(stack: LocalStack, path: str = "/") -> str:
     """The app's Service, reached from this machine through the node; refuses any address outside its range."""
     ip = client.CoreV1Api(api_client()).read_namespaced_service(SERVICE, stack.namespace).spec.cluster_ip
-    return load.node_service_url(ip, path)
+    return node.service_url(ip, path)
 
 
 # Traffic in the tests: at least 50 requests a second, as the project promises; every load is bounded

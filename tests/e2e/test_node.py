@@ -6,6 +6,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
+import signal
 import subprocess
 import threading
 import urllib.parse
@@ -16,8 +18,9 @@ import pulumi.automation as auto
 from kubernetes import client
 
 from infra.identity import DEPLOYMENT_REF, SELECTOR
-from rigs import load
-from tests.e2e.harness import ROOT, LocalStack, api_client, local_stack, node_env, service_url, wait_for
+from rigs import load, node
+from rigs.project import copy_project
+from tests.e2e.harness import ROOT, LocalStack, api_client, local_stack, service_url, wait_for
 from tests.e2e.images import NEVER_READY, image
 
 
@@ -47,7 +50,7 @@ def test_the_url_output_serves_the_deployed_version(deployed: LocalStack) -> Non
     def served() -> str | None:
         url = str(deployed.stack.outputs()["url"].value)
         # Only an address in the node's Service range is ever requested.
-        return load.fetch_version(load.node_service_url(str(urllib.parse.urlsplit(url).hostname), "/version.txt"))
+        return load.fetch_version(node.service_url(str(urllib.parse.urlsplit(url).hostname), "/version.txt"))
 
     wait_for(lambda: served() == "1.14.2", 15, "the url output to serve 1.14.2")
     deployed.set(imageTag="1.16.1")
@@ -120,7 +123,7 @@ def test_a_pod_that_is_not_ready_gets_no_traffic(tmp_path: Path) -> None:
 
 
 def test_pod_and_service_ranges_never_take_the_default_route() -> None:
-    env = node_env()
+    env = node.env()
     for cidr in (env["POD_CIDR"], env["SERVICE_CIDR"]):
         network = ipaddress.ip_network(cidr)
         for address in (network[1], network[network.num_addresses // 2], network[-2]):
@@ -186,3 +189,65 @@ def test_cluster_down_leaves_the_machine_as_it_found_it() -> None:
     after = machine_state(cluster)
     for key in before:
         assert after[key] == before[key], key
+
+
+def node_processes(cluster: str) -> set[str]:
+    """Every process in the node's cgroup tree (cluster/node.sh puts all it runs there)."""
+    return {
+        pid
+        for procs in Path("/sys/fs/cgroup").glob(f"*/rolling-{cluster}/**/cgroup.procs")
+        for pid in procs.read_text().split()
+    }
+
+
+def test_a_dead_daemon_stops_the_node_and_the_demo_survives_the_cluster_made_again(tmp_path: Path) -> None:
+    # As a user lives it: `make demo`; a daemon of the node dies (here the kubelet, killed); `make
+    # cluster-status` says which and fails; `make cluster-up` makes the cluster again; `make demo` again
+    # works, though the local stack's state still lists the objects of the cluster that is gone.
+    cluster = "rolling-life"
+    env = {
+        **os.environ,
+        "ROLLING_CLUSTER": cluster,
+        "ROLLING_NODE": "real",
+        "PULUMI_BACKEND_URL": f"file://{tmp_path / 'state'}",
+        "PULUMI_CONFIG_PASSPHRASE": "rolling-local",
+    }
+    script = str(ROOT / "cluster" / "cluster.sh")
+    project = copy_project(tmp_path / "project")
+    shutil.copy2(ROOT / "Pulumi.local.yaml", project / "Pulumi.local.yaml")
+
+    def cluster_sh(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([script, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+    def demo() -> subprocess.CompletedProcess[str]:
+        demo_sh = str(project / "scripts" / "demo.sh")
+        return subprocess.run([demo_sh], env=env, capture_output=True, text=True, timeout=420, check=False)
+
+    cluster_sh("down")
+    try:
+        up = cluster_sh("up")
+        assert up.returncode == 0, up.stderr
+        env["KUBECONFIG"] = cluster_sh("kubeconfig").stdout.strip()
+        first = demo()
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+        assert first.stdout.rstrip().endswith("-> 1.1.0"), first.stdout[-500:]
+
+        state = Path(node.env(cluster)["NODE_STATE"])
+        kubelet = int((state / "pids" / "kubelet").read_text())
+        os.kill(kubelet, signal.SIGKILL)
+        wait_for(lambda: cluster_sh("status").returncode != 0, 15, "cluster-status to see the node stopped")
+        status = cluster_sh("status")
+        assert "node: STOPPED" in status.stdout, status.stdout
+        assert f"kubelet (pid {kubelet}) exited with status 137" in status.stdout, status.stdout
+        assert "containerd NOT running" in status.stdout, "the supervisor stopped the rest of the node"
+        wait_for(lambda: not node_processes(cluster), 15, "every process of the stopped node to end")
+
+        again = cluster_sh("up")
+        assert again.returncode == 0, again.stderr
+        assert "making the cluster again" in again.stderr
+        second = demo()
+        assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+        assert second.stdout.rstrip().endswith("-> 1.1.0"), second.stdout[-500:]
+    finally:
+        down = cluster_sh("down", timeout=120)
+    assert down.returncode == 0, down.stderr

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.settings import PROGRESS_DEADLINE_DEFAULTS, Settings, SettingsError, declarations
+from infra.settings import PROGRESS_DEADLINE_DEFAULTS, LocalSettings, Settings, SettingsError, declarations
 from tests.unit.test_entrypoint import NON_DEFAULT
 
 BASE = {"target": "local", "imageTag": "1.16.1"}
@@ -201,15 +201,15 @@ def test_numbers_from_yaml_are_accepted() -> None:
 def test_kubeconfig_path_and_text(tmp_path: Path) -> None:
     path = tmp_path / "config"
     path.write_text("apiVersion: v1\n")
-    assert Settings.from_values({**BASE, "kubeconfig": str(path)}).kubeconfig == str(path)
+    assert Settings.from_values({**BASE, "kubeconfig": str(path)}).local == LocalSettings(str(path))
     text = "apiVersion: v1\nkind: Config\n"
-    assert Settings.from_values({**BASE, "kubeconfig": text}).kubeconfig == text
+    assert Settings.from_values({**BASE, "kubeconfig": text}).local == LocalSettings(text)
 
 
 def test_schema_unset_values_mean_unset() -> None:
     settings = Settings.from_values({**BASE, "imageDigest": "", "kubeconfig": "", "progressDeadlineSeconds": 0})
     assert settings.image_digest is None
-    assert settings.kubeconfig is None
+    assert settings.local == LocalSettings(None)
     assert settings.progress_deadline_seconds == PROGRESS_DEADLINE_DEFAULTS["local"]
 
 
@@ -308,3 +308,28 @@ def test_fargate_profile_takes_five_selectors() -> None:
     assert Settings.from_values({**EKS, "fargateNamespaces": "rolling,a,b,c"}).eks is not None
     message = refused({**EKS, "fargateNamespaces": "rolling,a,b,c,d"})
     assert "rolling:fargateNamespaces selects 6 namespaces with kube-system" in message
+
+
+def test_eks_reads_no_local_key_and_local_no_eks_key() -> None:
+    eks = Settings.from_values(EKS)
+    assert eks.local is None and eks.eks is not None
+    local = Settings.from_values(BASE)
+    assert local.eks is None and local.local is not None
+
+
+def test_derived_values_do_not_depend_on_the_order_of_the_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The rules only check: in reverse order they find the same problems and the same settings come out.
+    from infra import settings as module
+
+    values = {**EKS, "namespace": "web", "drainSeconds": 40, "deregistrationDelaySeconds": 30}
+    forward = Settings.from_values(values)
+    bad = {**EKS, "namespace": "web", "fargateNamespaces": "default,batch", "deregistrationDelaySeconds": 30}
+    with pytest.raises(SettingsError) as first:
+        Settings.from_values(bad)
+    monkeypatch.setattr(module, "_RULES", tuple(reversed(module._RULES)))
+    assert Settings.from_values(values) == forward
+    with pytest.raises(SettingsError) as second:
+        Settings.from_values(bad)
+    assert sorted(first.value.problems) == sorted(second.value.problems)
+    assert forward.eks is not None and forward.eks.fargate_namespaces == ("web", "kube-system")
+    assert forward.termination_grace_period_seconds == 40 + module.STOP_SECONDS
