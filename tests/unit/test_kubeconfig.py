@@ -1,12 +1,19 @@
-"""Kubeconfig values: a path or the file's text; clients are built from text in memory."""
+"""Kubeconfig values: a path or the file's text; clients are built from text in memory, credentials too."""
 
 from __future__ import annotations
 
+import base64
+import http.server
 import json
+import ssl
+import subprocess
 import tempfile
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from infra import kube_access
 
@@ -47,3 +54,106 @@ def test_client_from_path(tmp_path: Path) -> None:
 def test_text_that_is_not_a_kubeconfig_is_refused() -> None:
     with pytest.raises(ValueError, match="not a kubeconfig document"):
         kube_access.api_client("just\ntext")
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Path:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made for this test."""
+    d = tmp_path / "pki"
+    d.mkdir()
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
+            "-subj", "/CN=test-ca", cwd=d)  # fmt: skip
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name, extra in (("server", ["-extfile", "san.ext"]), ("client", [])):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", f"/CN={name}", cwd=d)  # fmt: skip
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.crt", "-days", "1", *extra, cwd=d)  # fmt: skip
+    return d
+
+
+VERSION = {
+    "major": "1",
+    "minor": "35",
+    "gitVersion": "v1.35.0",
+    "gitCommit": "x",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.26",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+
+def test_client_certificates_in_a_yaml_kubeconfig_never_touch_the_disk(tmp_path: Path, pki: Path) -> None:
+    # An API server stand-in that requires a client certificate signed by the CA.
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            cert = self.connection.getpeercert()
+            seen.append(dict(x[0] for x in cert["subject"])["commonName"])
+            body = json.dumps(VERSION).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki / "ca.crt"))
+    context.load_cert_chain(pki / "server.crt", pki / "server.key")
+    context.verify_mode = ssl.CERT_REQUIRED
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+
+    def data(name: str) -> str:
+        return base64.standard_b64encode((pki / name).read_bytes()).decode()
+
+    text = yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "c",
+                    "cluster": {
+                        "server": f"https://127.0.0.1:{server.server_port}",
+                        "certificate-authority-data": data("ca.crt"),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": "u",
+                    "user": {"client-certificate-data": data("client.crt"), "client-key-data": data("client.key")},
+                }
+            ],
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "x",
+        }
+    )
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    before = set(Path(tempfile.gettempdir()).iterdir())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tempfile, "tempdir", str(scratch))  # any temporary file would land here
+        from kubernetes import client
+
+        api = kube_access.api_client(text)
+        assert client.VersionApi(api).get_code().git_version == "v1.35.0"
+    thread.join(timeout=5)
+    server.server_close()
+    assert seen == ["client"], "the server saw the client certificate"
+    assert list(scratch.iterdir()) == [], "nothing was written"
+    assert set(Path(tempfile.gettempdir()).iterdir()) == before
+    for path in (api.configuration.ssl_ca_cert, api.configuration.cert_file, api.configuration.key_file):
+        assert str(path).startswith("/proc/self/fd/"), path
