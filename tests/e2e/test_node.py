@@ -17,7 +17,7 @@ from pathlib import Path
 import pulumi.automation as auto
 from kubernetes import client
 
-from infra.identity import DEPLOYMENT_REF, SELECTOR
+from infra.identity import DEPLOYMENT_REF, SELECTOR, SERVICE
 from rigs import load, node
 from rigs.project import copy_project
 from tests.e2e.harness import ROOT, LocalStack, api_client, local_stack, service_url, wait_for
@@ -112,12 +112,12 @@ def test_a_pod_that_is_not_ready_gets_no_traffic(tmp_path: Path) -> None:
         answers = {get(service_url(stack, "/version.txt")) for _ in range(40)}
         assert answers == {"1.14.2"}, answers
         slices = client.DiscoveryV1Api(api_client()).list_namespaced_endpoint_slice(
-            stack.namespace, label_selector="kubernetes.io/service-name=nginx"
+            stack.namespace, label_selector=f"kubernetes.io/service-name={SERVICE}"
         )
         unready = {p.status.pod_ip for p in running_unready()}
-        for endpoint in (e for s in slices.items for e in s.endpoints or []):
-            if set(endpoint.addresses) & unready:
-                assert endpoint.conditions.ready is False
+        listed = [e for s in slices.items for e in s.endpoints or [] if set(e.addresses) & unready]
+        assert listed, "the unready pod is one of the Service's endpoints, listed as not ready"
+        assert all(endpoint.conditions.ready is False for endpoint in listed)
         thread.join(timeout=120)
         assert "up" in failed, "the rollout to a server that never gets ready must fail"
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,6 +51,16 @@ def test_role_trusts_only_the_controller_service_account(default_run: Run) -> No
             }
         },
     }
+
+
+# sha256 of docs/install/iam_policy.json at tag v3.5.0 (commit 11eb202c97e4ae2ee45e0658c4cde9a4b59f33d4) of
+# github.com/kubernetes-sigs/aws-load-balancer-controller, the file as AWS publishes it.
+UPSTREAM_POLICY_SHA256 = "16f232c9d9f79366fe949c4550ad517a202380058a9e48d45a4e215044a20a6a"
+
+
+def test_the_committed_policy_is_the_published_file_byte_for_byte() -> None:
+    path = Path(alb.__file__).parent / "data" / "aws-load-balancer-controller-v3.5.0-iam-policy.json"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == UPSTREAM_POLICY_SHA256
 
 
 def test_role_gets_the_published_policy_of_the_pinned_version(default_run: Run) -> None:

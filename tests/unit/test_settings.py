@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.settings import PROGRESS_DEADLINE_DEFAULTS, LocalSettings, Settings, SettingsError, declarations
+from infra.settings import LocalSettings, Settings, SettingsError, declarations
 from tests.unit.test_entrypoint import NON_DEFAULT
 
 BASE = {"target": "local", "imageTag": "1.16.1"}
@@ -175,12 +175,14 @@ def test_defaults() -> None:
     assert settings.replicas == 3
     assert (settings.rollout.max_surge, settings.rollout.max_unavailable) == (1, 0)
     assert settings.namespace == "rolling"
-    assert settings.progress_deadline_seconds == PROGRESS_DEADLINE_DEFAULTS["eks"]
-    assert settings.await_timeout_seconds == PROGRESS_DEADLINE_DEFAULTS["eks"] + 30
+    # The figures the README's settings table and docs/rollouts.md give users.
+    assert settings.progress_deadline_seconds == 600
+    assert settings.await_timeout_seconds == 630
     assert settings.eks is not None
     assert settings.eks.fargate_namespaces == ("rolling", "kube-system")
     assert settings.eks.cluster_log_types == ("api", "audit", "authenticator")
-    assert Settings.from_values(BASE).progress_deadline_seconds == PROGRESS_DEADLINE_DEFAULTS["local"]
+    assert Settings.from_values(BASE).progress_deadline_seconds == 60
+    assert Settings.from_values(BASE).await_timeout_seconds == 70
 
 
 def test_local_target_carries_no_eks_settings() -> None:
@@ -210,7 +212,7 @@ def test_schema_unset_values_mean_unset() -> None:
     settings = Settings.from_values({**BASE, "imageDigest": "", "kubeconfig": "", "progressDeadlineSeconds": 0})
     assert settings.image_digest is None
     assert settings.local == LocalSettings(None)
-    assert settings.progress_deadline_seconds == PROGRESS_DEADLINE_DEFAULTS["local"]
+    assert settings.progress_deadline_seconds == 60
 
 
 @pytest.mark.parametrize(
@@ -332,4 +334,4 @@ def test_derived_values_do_not_depend_on_the_order_of_the_rules(monkeypatch: pyt
         Settings.from_values(bad)
     assert sorted(first.value.problems) == sorted(second.value.problems)
     assert forward.eks is not None and forward.eks.fargate_namespaces == ("web", "kube-system")
-    assert forward.termination_grace_period_seconds == 40 + module.STOP_SECONDS
+    assert forward.termination_grace_period_seconds == 55  # drainSeconds + 15
