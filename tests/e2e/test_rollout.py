@@ -198,6 +198,13 @@ def test_drift_is_reported_and_repaired(deployed: LocalStack) -> None:
         check=True,
         capture_output=True,
     )
+    # What users type. A plain `up` compares the config with the stack's state, not with the cluster: it
+    # sees nothing to do and leaves the drift (docs/rollouts.md says so).
+    plain = deployed.up()
+    changes = {str(op): n for op, n in (plain.summary.resource_changes or {}).items()}
+    assert set(changes) <= {"same"}, plain.stdout
+    assert deployed.deployment().spec.template.spec.containers[0].image == image("1.15.0")
+    # With --refresh the engine reads the cluster first: the preview shows the drift, the update undoes it.
     preview = deployed.preview(refresh=True, diff=True)
     assert preview.change_summary.get(auto.OpType.UPDATE) == 1, preview.stdout
     assert image("1.15.0") in preview.stdout
