@@ -14,9 +14,10 @@ import pulumi.automation as auto
 import pytest
 from kubernetes import client
 
-from infra import strategy
+from infra import images, strategy
 from infra.identity import DEPLOYMENT, SELECTOR
 from infra.rollout import watch
+from infra.rollout.engine import Engine, preview_steps
 from infra.settings import AWAIT_MARGIN_SECONDS
 from rigs import load
 from rigs.timeline import RequestedPods
@@ -85,7 +86,12 @@ def test_tag_change_previews_as_one_in_place_update(deployed: LocalStack) -> Non
     result = deployed.preview(diff=True)
     assert result.change_summary == {"same": 7, "update": 1}
     assert image("1.14.2") in result.stdout and image("1.16.1") in result.stdout
-    assert "image" in result.stdout
+    # The provider's field-level diff: the container image and nothing else of the Deployment.
+    engine = Engine(deployed.workdir, deployed.stack.name, deployed.env)
+    steps = [step for step in preview_steps(engine.run("preview", "--json")) if step.op != "same"]
+    assert [(step.op, step.name, step.changes) for step in steps] == [
+        ("update", DEPLOYMENT, (images.CONTAINER_IMAGE_PATH,))
+    ]
     assert deployed.deployment().metadata.resource_version == before
 
 

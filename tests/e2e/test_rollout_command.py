@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 
 from infra.identity import DEPLOYMENT
 from infra.rollout import watch
@@ -60,6 +62,7 @@ def test_missing_image_rolls_back_automatically(deployed: LocalStack) -> None:
     # Under load, with keep-alive connections: the failure and the rollback fail no request.
     with traffic(url, "rollback", keepalive=True) as sent:
         code, result, err = rollout(deployed, "--tag", MISSING, "--yes")
+        ended = time.time()
     assert code == Exit.ROLLED_BACK, err
     assert load.problems(sent.responses, {"1.14.2"}) == []
     assert result["rolledBack"] is True
@@ -72,9 +75,24 @@ def test_missing_image_rolls_back_automatically(deployed: LocalStack) -> None:
     # inside the deadline it no longer waits out.
     assert result["durations"]["failureToRestored"] <= 15, result
     assert result["durations"]["up"] < 30, result
+    # The same, timed from outside: from the node's first report of the failure to the command's end
+    # (by then the old version is ready on every replica). Event times have whole seconds.
+    assert ended - first_failure_reported(deployed, image(MISSING)) <= 16
     assert tag(deployed) == "1.14.2"
     assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}
     assert deployed.preview().change_summary == {"same": 8}
+
+
+def first_failure_reported(stack: LocalStack, reference: str) -> float:
+    """When the node first reported that pulling ``reference`` failed (time.time())."""
+    events = client.CoreV1Api(api_client()).list_namespaced_event(stack.namespace).items
+    times: list[float] = [
+        (event.first_timestamp or event.metadata.creation_timestamp).timestamp()
+        for event in events
+        if event.reason == "Failed" and reference in (event.message or "")
+    ]
+    assert times, "the node reported the failed pull"
+    return min(times)
 
 
 def test_a_container_that_keeps_exiting_rolls_back_before_the_deadline(deployed: LocalStack) -> None:
@@ -104,7 +122,9 @@ def test_no_rollback_leaves_the_failure(deployed: LocalStack) -> None:
     assert code == Exit.FAILED, err
     assert result["rolledBack"] is False
     assert tag(deployed) == MISSING
-    assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}  # the old pods still serve
+    # Left as it failed: the cluster asks for the failed tag, and the old pods still serve.
+    assert deployed.deployment().spec.template.spec.containers[0].image == image(MISSING)
+    assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}
 
 
 def test_infra_changes_are_refused(deployed: LocalStack) -> None:
