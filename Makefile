@@ -31,7 +31,7 @@ export ROLLING_NODE ?= real
         bench bench-speed bench-traffic fresh-check clean
 
 help:
-	@echo "make demo            deploy nginx 1.14.2 to a local cluster, then roll it to 1.16.1"
+	@echo "make demo            build the app image 1.0.0 and 1.1.0, deploy 1.0.0 to a local cluster, roll it to 1.1.0"
 	@echo "make test            every test tier: lint, unit, end-to-end (builds what is missing)"
 	@echo "make test-unit       the fast loop: settings, helpers, components under mocks"
 	@echo "make scan            render both targets' manifests and scan them with checkov (a peer's rule set)"
