@@ -95,8 +95,8 @@ up() {
     local port
     port=$(kubectl --kubeconfig "$kubeconfig" config view -o jsonpath='{.clusters[0].cluster.server}')
     if ! "$here/node.sh" up "$bin" "${port##*:}" || ! "$here/images.sh" pause || ! services_routed; then
-      echo "cluster: the real node did not start; logs: $("$here/node.sh" env NODE_STATE)/logs" >&2
       down
+      echo "cluster: the real node did not start; its logs, kept: $("$here/node.sh" env NODE_LAST_LOGS)" >&2
       exit 1
     fi
   else

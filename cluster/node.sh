@@ -29,6 +29,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 name=${ROLLING_CLUSTER:-rolling}
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/rolling
 state=$cache/node/$name
+# Where `down` keeps the logs of the node it removed (a failed start is read after its cleanup).
+last_logs=$cache/node/$name.last-logs
 clusterdir=${KWOK_WORKDIR:-$cache/kwok}/clusters/$name
 # shellcheck disable=SC1091  # KEY=VALUE lines
 . "$here/network.env"
@@ -360,8 +362,12 @@ down() {
   ip route del "$service_cidr" 2>/dev/null || true
   ip link del "$veth_host" 2>/dev/null || true
   ip netns del "$netns" 2>/dev/null || true
+  if [ -d "$state/logs" ]; then
+    rm -rf "$last_logs"
+    mv "$state/logs" "$last_logs"
+  fi
   rm -rf "$state"
-  echo "node: $node_name of $name down" >&2
+  echo "node: $node_name of $name down; its logs: $last_logs" >&2
 }
 
 status() {
@@ -397,7 +403,7 @@ PY
 
 node_env() {
   local all="NODE_NETNS=$netns NODE_ADDR=$node_addr HOST_ADDR=$host_addr POD_CIDR=$pod_cidr SERVICE_CIDR=$service_cidr
-NODE_STATE=$state NODE_NAME=$node_name NODE_CGROUP=$cgroup_root NODE_VETH=$veth_host"
+NODE_STATE=$state NODE_NAME=$node_name NODE_CGROUP=$cgroup_root NODE_VETH=$veth_host NODE_LAST_LOGS=$last_logs"
   if [ -z "${1:-}" ]; then
     echo "$all"
   else

@@ -251,3 +251,5 @@ def test_a_dead_daemon_stops_the_node_and_the_demo_survives_the_cluster_made_aga
     finally:
         down = cluster_sh("down", timeout=120)
     assert down.returncode == 0, down.stderr
+    # What the node logged is kept after it is removed (a start that fails cleans up after itself too).
+    assert "kubelet" in (Path(node.env(cluster)["NODE_LAST_LOGS"]) / "kubelet.log").read_text()
