@@ -731,7 +731,8 @@ class Settings:
         description="Seconds a stopping pod keeps serving after it leaves the Service (a preStop sleep), "
         f"so no request is routed to a server that has stopped. -1 picks {DRAIN_DEFAULTS['eks']} on eks "
         f"(outlasting the load balancer's deregistration), {DRAIN_DEFAULTS['local']} on local (kube-proxy's "
-        "update); 0 stops at once.",
+        "update); 0 stops at once, which the policy pack's drains-before-stopping refuses (for experiments "
+        "such as the one that shows what the drain saves).",
         accepted="0 to 3600; less than `terminationGracePeriodSeconds`",
         shown_default=f"`-1` ({_per_target(DRAIN_DEFAULTS)})",
     )

@@ -35,3 +35,14 @@ def test_a_violation_fails_the_preview_naming_the_rule(tmp_path: Path) -> None:
         assert "[mandatory]  rolling-update-keeps-serving" in message
         assert "use at most 1 (rolling:maxUnavailable)" in message
         stack.up()  # without the pack the same stack deploys: the rule, not the program, refused it
+
+
+def test_a_stack_that_does_not_drain_fails_the_whole_stack_rule(tmp_path: Path) -> None:
+    # drainSeconds 0 is accepted (it stops pods at once: the proof that the drain matters uses it), and
+    # the pack refuses it: a whole-stack rule, seen firing through the real engine's resource shapes.
+    with local_stack(tmp_path, imageTag="1.14.2", drainSeconds=0) as stack:
+        with pytest.raises(auto.CommandError) as caught:
+            stack.preview(policy_packs=[POLICY])
+        message = str(caught.value)
+        assert "[mandatory]  drains-before-stopping" in message
+        assert "has no preStop hook" in message and "rolling:drainSeconds" in message
