@@ -7,6 +7,7 @@ import json
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -17,7 +18,7 @@ from typing import Protocol, TextIO
 from infra import images, kube_access
 from infra.identity import DEPLOYMENT_TYPE
 from infra.rollout import stackfile
-from infra.rollout.engine import Engine, EngineError, StackBusyError, StackEngine
+from infra.rollout.engine import Engine, EngineError, EngineMissingError, StackBusyError, StackEngine
 from infra.rollout.exits import Exit
 from infra.rollout.review import RolloutSummary, describe, unexpected_steps
 from infra.rollout.status import Health, Verdict
@@ -163,6 +164,8 @@ class RolloutRun:
         try:
             with self.result.timed("config"):
                 config = self.engine.config()
+        except EngineMissingError as err:
+            return self.finish(Exit.USAGE, "refused", err.summary)
         except EngineError as err:
             return self.finish(Exit.USAGE, "refused", f"--stack {self.args.stack}: {err.summary}")
 
@@ -376,6 +379,13 @@ def main(
         code = runner(rollout)
     except KeyboardInterrupt:
         code = rollout.finish(Exit.FAILED, "interrupted", "interrupted; run `pulumi cancel` if the stack stays locked")
+    except Exception as crash:  # a bug or a broken environment: said, with its own exit code and JSON
+        traceback.print_exc(file=err)
+        code = rollout.finish(
+            Exit.CRASHED,
+            "crashed",
+            f"the command failed: {crash.__class__.__name__}: {crash}; run `pulumi cancel` if the stack stays locked",
+        )
     if args.json:
         print(rollout.result.as_json(), file=out)
     return int(code)

@@ -37,6 +37,10 @@ class EngineError(Exception):
         self.summary = summarize(str(self))
 
 
+class EngineMissingError(EngineError):
+    """There is no `pulumi` to run: nothing was changed."""
+
+
 class StackBusyError(EngineError):
     """Another update holds the stack's lock: this command changed nothing."""
 
@@ -150,9 +154,14 @@ class Engine:
         command = ["--non-interactive", *args, "--stack", self.stack]
         pipe = subprocess.PIPE
         env = {**os.environ, **self.env}
-        with subprocess.Popen(
-            ["pulumi", *command], cwd=self.project, env=env, stdout=pipe, stderr=pipe, text=True
-        ) as process:
+        try:
+            started = subprocess.Popen(
+                ["pulumi", *command], cwd=self.project, env=env, stdout=pipe, stderr=pipe, text=True
+            )
+        except FileNotFoundError:
+            said = 'error: the pulumi CLI is not on PATH: install it, or run `eval "$(make -s env)"` in this checkout'
+            raise EngineMissingError(command, 127, "", said) from None
+        with started as process:
             with self._lock:
                 self._running = process
             try:

@@ -18,3 +18,6 @@ class Exit(enum.IntEnum):
     NOT_BOOTSTRAPPED = 8  # the stack was never deployed: its infrastructure comes first; nothing changed
     TAG_CONFLICT = 9  # the image tag exists, built from another commit: nothing changed
     NOT_SERVED = 10  # the rollout succeeded, but the stack's url did not serve the tag in time
+    # The command itself broke (a bug, or its environment): the message and traceback say what; an
+    # update it had started may still hold the stack (run `pulumi cancel` if it stays locked).
+    CRASHED = 11

@@ -386,3 +386,23 @@ def test_a_busy_stack_gets_its_image_config_back(configured: dict[str, str], res
     assert engine.commands == [restored]
     assert engine.ups == ["def5678"], "no rollback: nothing was changed"
     assert "nothing was changed" in (command.result.error or "")
+
+
+def test_a_crash_has_its_own_exit_code_and_still_prints_json() -> None:
+    def runner(command: cli.RolloutRun) -> Exit:
+        raise RuntimeError("something broke")
+
+    code, out, err = run(["--stack", "dev", "--tag", "2", "--json"], runner=runner)
+    assert code == 11 and int(Exit.CRASHED) == 11
+    result = json.loads(out)
+    assert (result["outcome"], result["exitCode"]) == ("crashed", 11)
+    assert "RuntimeError: something broke" in result["error"]
+    assert "Traceback" in err  # for whoever has to fix it
+
+
+def test_without_pulumi_on_path_the_command_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    code, out, err = run(["--stack", "dev", "--tag", "2", "--json", "--cwd", str(ROOT)])
+    assert code == Exit.USAGE
+    assert "the pulumi CLI is not on PATH" in json.loads(out)["error"]
+    assert "Traceback" not in err
