@@ -27,11 +27,19 @@ watch_rollout() {
 
 ask_service() {
   # The stack's url: the Service's address, reached from this machine through the node (and
-  # only if it is the node's).
-  local url
+  # only if it is the node's). kube-proxy programs a change of the Service's endpoints up to a
+  # second after the pods change, and a stopping pod answers while it drains: ask until the
+  # version $1 answers, for at most 10 s.
+  local url answer=""
   url=$(pulumi stack output url)
   cluster/node.sh routes "${url#http://}"
-  echo "curl \$(pulumi stack output url)/version.txt -> $(curl -sf -m 3 "$url/version.txt")"
+  for _ in $(seq 20); do
+    answer=$(curl -sf -m 3 "$url/version.txt" || true)
+    [ "$answer" = "$1" ] && break
+    sleep 0.5
+  done
+  echo "curl \$(pulumi stack output url)/version.txt -> $answer"
+  [ "$answer" = "$1" ]
 }
 
 step "two versions of the app image (app/Dockerfile), pushed to the node's registry"
@@ -50,8 +58,7 @@ pulumi config set imageTag "$old"
 pulumi up --yes --skip-preview --refresh
 namespace=$(pulumi stack output namespace)
 kubectl -n "$namespace" get deploy,rs,pods -l app=nginx -o wide
-# kube-proxy programs the Service's endpoints within a second of the pods getting ready.
-for _ in 1 2 3 4 5 6 7 8 9 10; do ask_service 2>/dev/null && break; sleep 0.5; done
+ask_service "$old"
 
 step "ship a version: pulumi config set imageTag $new"
 pulumi config set imageTag "$new"
@@ -68,4 +75,4 @@ kill $watcher 2>/dev/null || true
 
 step "done"
 kubectl -n "$namespace" get deploy,rs,pods -l app=nginx
-ask_service
+ask_service "$new"
