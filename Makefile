@@ -13,12 +13,15 @@ TOOLBIN = $(shell tools/toolchain.sh --bin)
 # Pulumi, offline and local: no login (a file backend), no update check, no
 # plugin downloads; the provider comes from the toolchain (see `toolchain`).
 export PATH := $(TOOLBIN):$(CURDIR)/$(VENV)/bin:$(PATH)
-export PULUMI_HOME ?= $(CACHE)/pulumi-home
 export PULUMI_SKIP_UPDATE_CHECK := true
+ifneq ($(ROLLING_SYSTEM_PULUMI),1)
+export PULUMI_HOME ?= $(CACHE)/pulumi-home
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 # Plugins come from the plugin cache (the provider) and from beside the CLI
 # (the language host), never from PATH.
 export PULUMI_IGNORE_AMBIENT_PLUGINS := true
+endif
+# (ROLLING_SYSTEM_PULUMI=1: the pulumi on PATH with its own home, plugins and downloads.)
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 # kubectl's discovery cache: in our cache folder, not ~/.kube.
 export KUBECACHEDIR ?= $(CACHE)/kubectl
@@ -72,8 +75,10 @@ demo: venv toolchain cluster-up
 
 env: toolchain
 	@echo "export PATH=\"$(TOOLBIN):$(CURDIR)/$(VENV)/bin:\$$PATH\""
-	@echo "export PULUMI_HOME=\"$(PULUMI_HOME)\" PULUMI_BACKEND_URL=\"$(PULUMI_BACKEND_URL)\""
-	@echo "export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true PULUMI_IGNORE_AMBIENT_PLUGINS=true"
+	@echo "export PULUMI_BACKEND_URL=\"$(PULUMI_BACKEND_URL)\" PULUMI_SKIP_UPDATE_CHECK=true"
+ifneq ($(ROLLING_SYSTEM_PULUMI),1)
+	@echo "export PULUMI_HOME=\"$(PULUMI_HOME)\" PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true PULUMI_IGNORE_AMBIENT_PLUGINS=true"
+endif
 	@echo "export PULUMI_CONFIG_PASSPHRASE=rolling-local  # the local stack's passphrase only"
 	@echo "export KUBECONFIG=\"$$(cluster/cluster.sh kubeconfig)\" KUBECACHEDIR=\"$(KUBECACHEDIR)\""
 
@@ -126,14 +131,17 @@ scan: venv toolchain checkov
 	    -f $$(find $(SCAN_DIR)/$$target -name '*.yaml') || exit 1; \
 	done
 
-# The end-to-end tier gets a cluster of its own, started and stopped here.
+# The end-to-end tier gets a cluster of its own, started and stopped here; the tests that
+# need more clusters name them after it ($(E2E_CLUSTER)-life, ...). E2E_CLUSTER=name to run
+# beside another checkout's tier.
+E2E_CLUSTER ?= rolling-e2e
 test-e2e: venv toolchain
-	@ROLLING_CLUSTER=rolling-e2e cluster/cluster.sh up
-	@ROLLING_CLUSTER=rolling-e2e $(PY) -m tests.e2e.images || { ROLLING_CLUSTER=rolling-e2e cluster/cluster.sh down; exit 1; }
+	@ROLLING_CLUSTER=$(E2E_CLUSTER) cluster/cluster.sh up
+	@ROLLING_CLUSTER=$(E2E_CLUSTER) $(PY) -m tests.e2e.images || { ROLLING_CLUSTER=$(E2E_CLUSTER) cluster/cluster.sh down; exit 1; }
 	@status=0; \
-	ROLLING_CLUSTER=rolling-e2e KUBECONFIG=$$(ROLLING_CLUSTER=rolling-e2e cluster/cluster.sh kubeconfig) \
+	ROLLING_CLUSTER=$(E2E_CLUSTER) KUBECONFIG=$$(ROLLING_CLUSTER=$(E2E_CLUSTER) cluster/cluster.sh kubeconfig) \
 	  $(PY) -m pytest tests/e2e -n 2 --durations=10 $(E2E_ARGS) || status=$$?; \
-	ROLLING_CLUSTER=rolling-e2e cluster/cluster.sh down; \
+	ROLLING_CLUSTER=$(E2E_CLUSTER) cluster/cluster.sh down; \
 	exit $$status
 
 # Benchmarks on a cluster of their own whose pods get ready 5 s after creation: kwok's fake

@@ -35,15 +35,38 @@ clusterdir=${KWOK_WORKDIR:-$cache/kwok}/clusters/$name
 # shellcheck disable=SC1091  # KEY=VALUE lines
 . "$here/network.env"
 
-slot() {
-  local var="SLOT_${name//-/_}"
-  if [ -n "${!var:-}" ]; then
-    echo "${!var}"
-  else
-    echo $((3 + $(cksum <<<"$name" | cut -d' ' -f1) % (SLOTS_MAX - 2)))
-  fi
+# A node holds its slot (its addresses, below) for as long as its state lives: the slot
+# network.env names for its cluster when that one is free, else the lowest free one. Slots are
+# claimed machine-wide, so any clusters (other checkouts' and caches' included) run side by side:
+# a claim is a file in $claims naming the state folder that holds it, free again once that
+# folder is gone. `up` and `env` claim; the other commands use the slot the state records.
+claims=/run/rolling-slots
+claim_slot() {
+  mkdir -p "$claims" "$state"
+  (
+    flock 9
+    local var="SLOT_${name//-/_}" c holder
+    for c in ${!var:-} $(seq 0 "$SLOTS_MAX"); do
+      holder=$(cat "$claims/$c" 2>/dev/null) || holder=""
+      [ -n "$holder" ] && [ "$holder" != "$state" ] && [ -d "$holder" ] && continue
+      # A link of that slot without a claim: a node that some other way still runs.
+      [ "$holder" != "$state" ] && ip link show "rolling$c" >/dev/null 2>&1 && continue
+      echo "$state" >"$claims/$c"
+      echo "$c" >"$state/slot"
+      echo "$c"
+      return 0
+    done
+    echo "node: all $((SLOTS_MAX + 1)) slots are held ($(cat "$claims"/[0-9]* | paste -sd' ')); stop a cluster first" >&2
+    return 1
+  ) 9>"$claims/.lock"
 }
-s=$(slot)
+if [ -f "$state/slot" ]; then
+  s=$(cat "$state/slot")
+elif [ "${1:-}" = up ] || [ "${1:-}" = env ]; then
+  s=$(claim_slot)
+else
+  s=""  # no node: nothing at any address
+fi
 host_addr=$NET_PREFIX.255.$((4 * s + 1))
 node_addr=$NET_PREFIX.255.$((4 * s + 2))
 pod_cidr=$NET_PREFIX.$((32 * s)).0/20
@@ -325,7 +348,7 @@ up() {
     echo "node: $node_name of $name already running" >&2
     return 0
   fi
-  down >/dev/null 2>&1 || true
+  down keep-slot >/dev/null 2>&1 || true
   "$here/node-packages.sh" >&2
   write_configs "$bin" "$apiport"
   net_up
@@ -345,7 +368,7 @@ up() {
 }
 
 down() {
-  local pid d
+  local pid d keep=${1:-}
   # The supervisor stops its daemons in order (kubelet before containerd); then the cgroup tree ends
   # whatever is left: pods, shims, the relay.
   if pid_alive inside; then
@@ -358,15 +381,20 @@ down() {
   for d in $(cgroup_dirs); do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
-  ip route del "$pod_cidr" 2>/dev/null || true
-  ip route del "$service_cidr" 2>/dev/null || true
-  ip link del "$veth_host" 2>/dev/null || true
+  if [ -n "$s" ]; then
+    ip route del "$pod_cidr" 2>/dev/null || true
+    ip route del "$service_cidr" 2>/dev/null || true
+    ip link del "$veth_host" 2>/dev/null || true
+    [ -z "$keep" ] && [ "$(cat "$claims/$s" 2>/dev/null)" = "$state" ] && rm -f "$claims/$s"
+  fi
   ip netns del "$netns" 2>/dev/null || true
   if [ -d "$state/logs" ]; then
     rm -rf "$last_logs"
     mv "$state/logs" "$last_logs"
   fi
   rm -rf "$state"
+  # `up` starts from nothing but keeps the slot `env` gave the control plane.
+  if [ -n "$keep" ] && [ -n "$s" ]; then mkdir -p "$state" && echo "$s" >"$state/slot"; fi
   echo "node: $node_name of $name down; its logs: $last_logs" >&2
 }
 

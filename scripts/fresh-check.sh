@@ -2,7 +2,8 @@
 # The fresh-machine check: the README's two commands as a new user runs them.
 # Clones this repository's HEAD (committed work only) into a temporary folder,
 # points XDG_CACHE_HOME at an empty folder there, strips this checkout's tools
-# and settings from the environment, and runs `make demo` then `make test`.
+# and settings from the environment, and runs `make demo` then `make test`, on
+# clusters named rolling-fresh and rolling-fresh-e2e (its own clusters).
 # Prints each toolchain piece's cold build time, the disk peak and the totals,
 # and writes them to report.md in that folder.
 #
@@ -28,13 +29,17 @@ report=$work/report.md
 mkdir -p "$cache"
 
 sampler=""
+# Cluster names of its own: a demo or a test run of this checkout goes on beside it.
+demo_cluster=rolling-fresh
+e2e_cluster=rolling-fresh-e2e
 # shellcheck disable=SC2329  # run by the EXIT trap below
 cleanup() {
   [ -z "$sampler" ] || kill "$sampler" 2>/dev/null || true
   # A cluster the commands left running in the clone is stopped before its folder goes.
   if [ -d "$clone" ]; then
-    (cd "$clone" && XDG_CACHE_HOME=$cache make -s cluster-down >/dev/null 2>&1) || true
-    (cd "$clone" && XDG_CACHE_HOME=$cache ROLLING_CLUSTER=rolling-e2e make -s cluster-down >/dev/null 2>&1) || true
+    for c in "$demo_cluster" "$e2e_cluster"; do
+      (cd "$clone" && XDG_CACHE_HOME=$cache ROLLING_CLUSTER=$c make -s cluster-down >/dev/null 2>&1) || true
+    done
   fi
   if [ "$keep" = 1 ]; then
     echo "fresh-check: kept $work" >&2
@@ -72,7 +77,8 @@ declare -A took
 for cmd in demo test; do
   echo "fresh-check: make $cmd ..." >&2
   start=$SECONDS
-  if ! (cd "$clone" && fresh make "$cmd") 2>&1 | tee "$work/make-$cmd.log"; then
+  if ! (cd "$clone" && fresh ROLLING_CLUSTER="$demo_cluster" make "$cmd" E2E_CLUSTER="$e2e_cluster") 2>&1 |
+    tee "$work/make-$cmd.log"; then
     status=1
   fi
   took[$cmd]=$((SECONDS - start))

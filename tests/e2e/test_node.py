@@ -173,7 +173,7 @@ def machine_state(cluster: str) -> dict[str, object]:
 
 
 def test_cluster_down_leaves_the_machine_as_it_found_it() -> None:
-    cluster = "rolling-clean"
+    cluster = f"{os.environ['ROLLING_CLUSTER']}-clean"  # beside the tier's own cluster, never a user's
     env = {**os.environ, "ROLLING_CLUSTER": cluster, "ROLLING_NODE": "real"}
     script = str(ROOT / "cluster" / "cluster.sh")
     subprocess.run([script, "down"], env=env, capture_output=True, check=False)
@@ -204,7 +204,7 @@ def test_a_dead_daemon_stops_the_node_and_the_demo_survives_the_cluster_made_aga
     # As a user lives it: `make demo`; a daemon of the node dies (here the kubelet, killed); `make
     # cluster-status` says which and fails; `make cluster-up` makes the cluster again; `make demo` again
     # works, though the local stack's state still lists the objects of the cluster that is gone.
-    cluster = "rolling-life"
+    cluster = f"{os.environ['ROLLING_CLUSTER']}-life"
     env = {
         **os.environ,
         "ROLLING_CLUSTER": cluster,
