@@ -189,7 +189,15 @@ case ${1:-} in
   *) echo "usage: $0 [--bin|--check|--piece NAME|--module-dir PIECE MODULE]" >&2; exit 2 ;;
 esac
 
-command -v go >/dev/null || { echo "toolchain: the go command is needed (Go 1.26 or newer)" >&2; exit 1; }
+# The newest `go` line of the pieces' go.mod files is the least Go that builds them all; with
+# GOTOOLCHAIN=local (below) an older go refuses rather than downloading a newer one.
+go_needed=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$here"/*/go.mod | sort -V | tail -1)
+command -v go >/dev/null || { echo "toolchain: the go command is needed (Go $go_needed or newer)" >&2; exit 1; }
+go_have=$(GOTOOLCHAIN=local go env GOVERSION | sed 's/^go//')
+if [ "$(printf '%s\n%s\n' "$go_needed" "$go_have" | sort -V | head -1)" != "$go_needed" ]; then
+  echo "toolchain: Go $go_have is on PATH ($(command -v go)); the pinned modules need Go $go_needed or newer" >&2
+  exit 1
+fi
 command -v python3 >/dev/null || { echo "toolchain: python3 is needed (it writes the provider's embedded schema)" >&2; exit 1; }
 mkdir -p "$cache/pieces"
 # Go's caches of our own, so the user's are left alone and ours can be trimmed:

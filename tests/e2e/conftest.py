@@ -14,7 +14,8 @@ from tests.e2e.harness import LocalStack, local_stack
 
 def pytest_configure(config: pytest.Config) -> None:
     missing = [name for name in ("pulumi", "kubectl") if shutil.which(name) is None]
-    if missing or not os.environ.get("KUBECONFIG") or not os.environ.get("PULUMI_HOME"):
+    own_home = os.environ.get("ROLLING_SYSTEM_PULUMI") != "1"  # else the pulumi on PATH, its home its own
+    if missing or not os.environ.get("KUBECONFIG") or (own_home and not os.environ.get("PULUMI_HOME")):
         raise pytest.UsageError(
             "the end-to-end tier runs through `make test-e2e` (or `make test`), which builds the toolchain, "
             f"starts a cluster and sets PATH, KUBECONFIG and PULUMI_HOME; missing: {missing or 'environment'}"

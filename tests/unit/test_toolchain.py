@@ -44,7 +44,11 @@ def test_module_not_pinned_by_the_piece_is_refused_by_name(tmp_path: Path) -> No
 FAKE_GO = """#!/usr/bin/env bash
 # A stand-in for go: answers what the recipe asks before building, records any build.
 case "$1 $2" in
-  "env GOVERSION") echo go1.26.0; echo linux; echo amd64 ;;
+  "env GOVERSION")
+    shift
+    for v in "$@"; do
+      case $v in GOVERSION) echo "${FAKE_GOVERSION:-go1.26.8}" ;; GOOS) echo linux ;; GOARCH) echo amd64 ;; esac
+    done ;;
   "mod download") [ "$FAKE_DOWNLOAD" = ok ] || { echo "proxy unreachable" >&2; exit 1; } ;;
   "list -m") echo "" ;;
   "clean -cache") ;;
@@ -78,3 +82,21 @@ def test_failed_module_lookup_stops_the_provider_recipe_before_any_build(
     assert "schema.json" not in result.stderr
     assert not calls.exists(), calls.read_text()
     assert not list((tmp_path / "cache/rolling/toolchain/pieces").glob("kubernetes-provider-*/.done"))
+
+
+def test_a_go_older_than_the_pins_need_is_refused_before_any_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "go").write_text(FAKE_GO)
+    (fake / "go").chmod(stat.S_IRWXU)
+    calls = tmp_path / "calls"
+    # 1.26.6, as the README and docs/toolchain.md say: the newest `go` line of tools/*/go.mod.
+    monkeypatch.setenv("FAKE_GOVERSION", "go1.26.5")
+    monkeypatch.setenv("FAKE_DOWNLOAD", "ok")
+    monkeypatch.setenv("FAKE_CALLS", str(calls))
+    result = run(["--piece", "pause"], tmp_path / "cache", path=f"{fake}:/usr/bin:/bin")
+    assert result.returncode == 1
+    assert f"toolchain: Go 1.26.5 is on PATH ({fake}/go); the pinned modules need Go 1.26.6 or newer" in result.stderr
+    assert not calls.exists(), calls.read_text()
