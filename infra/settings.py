@@ -2,8 +2,9 @@
 
 Each key is one field of ``Settings`` (read by every target) or ``EksSettings`` (read by ``eks`` only),
 declared with ``setting(...)``: its parser, default, description and the text the docs show. The
-defaults, the validation, the ``Pulumi.yaml`` schema and the README's table all come from those
-declarations (``python -m infra.settings`` rewrites the last two; a unit test holds them equal).
+defaults, the validation, the ``Pulumi.yaml`` schema and the tables in docs/configuration.md and the
+README all come from those declarations (``python -m infra.settings`` rewrites them; a unit test holds
+them equal).
 """
 
 from __future__ import annotations
@@ -1085,13 +1086,18 @@ _RULES: tuple[Rule, ...] = (
 )
 
 
-# The documents made from the declarations.
+# The documents made from the declarations: the whole table in docs/configuration.md, the keys a
+# newcomer sets first in the README.
 TABLE_BEGIN = "<!-- settings table: made by `python -m infra.settings` from infra/settings.py -->"
 TABLE_END = "<!-- end of settings table -->"
+TABLE_DOC = "docs/configuration.md"
+EXCERPT_KEYS = ("target", "imageTag", "replicas", "maxSurge", "maxUnavailable", "drainSeconds", "deployRoleArn")
 
 
-def readme_table() -> str:
-    rows = ["| key | default | accepted |", "|---|---|---|", *(d.table_row() for d in declarations())]
+def readme_table(keys: tuple[str, ...] | None = None) -> str:
+    """The settings table between its markers: every key, or only ``keys`` in declaration order."""
+    chosen = [d for d in declarations() if keys is None or d.key in keys]
+    rows = ["| key | default | accepted |", "|---|---|---|", *(d.table_row() for d in chosen)]
     return "\n".join([TABLE_BEGIN, *rows, TABLE_END])
 
 
@@ -1119,19 +1125,21 @@ def _yaml_string(value: str) -> str:
 
 
 def write_documents(root: str) -> None:
-    """Rewrite the schema in Pulumi.yaml and the table in README.md from the declarations."""
+    """Rewrite the schema in Pulumi.yaml and the tables in docs/configuration.md and README.md from
+    the declarations."""
     project = os.path.join(root, "Pulumi.yaml")
     with open(project, encoding="utf-8") as f:
         text = f.read()
     head = text[: text.index("\nconfig:\n") + 1] if "\nconfig:\n" in text else text
     with open(project, "w", encoding="utf-8") as f:
         f.write(head + schema_yaml())
-    readme = os.path.join(root, "README.md")
-    with open(readme, encoding="utf-8") as f:
-        text = f.read()
-    start, end = text.index(TABLE_BEGIN), text.index(TABLE_END) + len(TABLE_END)
-    with open(readme, "w", encoding="utf-8") as f:
-        f.write(text[:start] + readme_table() + text[end:])
+    for name, table in ((TABLE_DOC, readme_table()), ("README.md", readme_table(EXCERPT_KEYS))):
+        path = os.path.join(root, name)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        start, end = text.index(TABLE_BEGIN), text.index(TABLE_END) + len(TABLE_END)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text[:start] + table + text[end:])
 
 
 if __name__ == "__main__":

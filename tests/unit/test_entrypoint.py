@@ -71,11 +71,18 @@ def test_schema_is_the_declarations() -> None:
     assert text[text.index("\nconfig:\n") + 1 :] == settings.schema_yaml()
 
 
-def test_readme_table_is_the_declarations() -> None:
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index(settings.TABLE_BEGIN)
-    end = readme.index(settings.TABLE_END) + len(settings.TABLE_END)
-    assert readme[start:end] == settings.readme_table(), "run `python -m infra.settings` to regenerate it"
+def table_in(document: str) -> str:
+    text = (ROOT / document).read_text()
+    return text[text.index(settings.TABLE_BEGIN) : text.index(settings.TABLE_END) + len(settings.TABLE_END)]
+
+
+def test_the_configuration_tables_are_the_declarations() -> None:
+    regenerate = "run `python -m infra.settings` to regenerate it"
+    assert table_in("docs/configuration.md") == settings.readme_table(), regenerate
+    assert table_in("README.md") == settings.readme_table(settings.EXCERPT_KEYS), regenerate
+    # The whole table has every key; the README's excerpt the few it names, each a real key.
+    assert table_in("docs/configuration.md").count("\n| `") == len(settings.declarations())
+    assert table_in("README.md").count("\n| `") == len(settings.EXCERPT_KEYS)
 
 
 # A valid value other than its default for every key but target and kubeconfig.
