@@ -220,8 +220,8 @@ def _deployment_spec(args: WebAppArgs) -> k8s.apps.v1.DeploymentSpecArgs:
         volume_mounts=[k8s.core.v1.VolumeMountArgs(name=key, mount_path=path) for key, path in SCRATCH.items()],
         # Kubernetes removes a stopping pod from the Service's endpoints at the moment it signals
         # the container: the sleep keeps the server up until every proxy and load balancer has
-        # stopped sending it requests; then the image's stop signal (SIGQUIT for nginx) lets it
-        # finish the ones it has.
+        # stopped sending it requests; then the image's stop signal (SIGQUIT for nginx: the app's
+        # Dockerfile declares it) lets it finish the ones it has.
         lifecycle=k8s.core.v1.LifecycleArgs(
             pre_stop=k8s.core.v1.LifecycleHandlerArgs(
                 sleep=k8s.core.v1.SleepActionArgs(seconds=args.drain_seconds),

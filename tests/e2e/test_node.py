@@ -253,3 +253,17 @@ def test_a_dead_daemon_stops_the_node_and_the_demo_survives_the_cluster_made_aga
     assert down.returncode == 0, down.stderr
     # What the node logged is kept after it is removed (a start that fails cleans up after itself too).
     assert "kubelet" in (Path(node.env(cluster)["NODE_LAST_LOGS"]) / "kubelet.log").read_text()
+
+
+def test_the_app_image_stops_nginx_gracefully() -> None:
+    # The pod spec sets no stop signal (the runtime sends the image's): the app image itself declares
+    # nginx's graceful one, whatever its base.
+    ref = f"docker://{image('1.14.2')}"
+    inspect = subprocess.run(
+        [str(ROOT / "cluster" / "node.sh"), "exec", "skopeo", "inspect", "--config", "--tls-verify=false", ref],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(inspect.stdout)["config"]["StopSignal"] == "SIGQUIT"
