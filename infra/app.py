@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 
 from infra import images, strategy
 from infra.identity import CONTAINER, DEPLOYMENT, LABELS, SERVICE
+from infra.rollout_wait import SKIP_AWAIT
 
 # The Service's port; the container's is a setting (8080 for the unprivileged app image).
 SERVICE_PORT = 80
@@ -42,7 +43,6 @@ class WebAppArgs:
     rollout: strategy.RollingUpdate
     min_ready_seconds: int
     progress_deadline_seconds: int
-    await_timeout_seconds: int
     cpu: str
     memory: str
     # Seconds a stopping pod keeps serving after it leaves the Service's endpoints (0: none),
@@ -126,9 +126,10 @@ class WebApp(pulumi.ComponentResource):
                 namespace=namespace,
                 labels=LABELS,
                 annotations={
-                    # Bounds how long `up` waits for the rollout, so a stuck one fails
-                    # soon after its progress deadline instead of after ten minutes.
-                    "pulumi.com/timeoutSeconds": str(args.await_timeout_seconds),
+                    # The provider applies the Deployment and returns; the program waits for the
+                    # rollout itself (infra/rollout_wait.py: complete as kubectl judges it, or failed
+                    # within seconds, with the cause).
+                    **SKIP_AWAIT,
                     # The program owns this Deployment: an out-of-band `kubectl set image`
                     # is drift that the next `up` overwrites, not a field conflict.
                     "pulumi.com/patchForce": "true",
@@ -174,6 +175,7 @@ class WebApp(pulumi.ComponentResource):
         )
 
         self.namespace = pulumi.Output.from_input(namespace)
+        self.deployment = deployment
         self.image = deployment.spec.apply(_running_image)
         self.deployment_name = deployment.metadata.name
         self.service_name = service.metadata.name

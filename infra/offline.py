@@ -75,6 +75,13 @@ class Recorder(pulumi.runtime.Mocks):
     ignored: dict[str, list[str]] = field(default_factory=dict)
     # The filters the program asked availability zones with.
     zone_filters: list[Any] = field(default_factory=list)
+    # The rollout waits the program asked for after applying the Deployment (infra/rollout_wait.py).
+    waits: list[dict[str, Any]] = field(default_factory=list)
+
+    def settle(self, namespace: str, image: str, kubeconfig: str | None, **how: Any) -> str:
+        """Stands in for the wait on a cluster: records what was asked, finds the rollout complete."""
+        self.waits.append({"namespace": namespace, "image": image, "kubeconfig": kubeconfig} | how)
+        return "complete (mocked)"
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
         secrets = {k for k, v in args.inputs.items() if isinstance(v, dict) and SECRET_SIG in v}
@@ -159,9 +166,13 @@ def fresh_runtime(config: Mapping[str, object], stack: str = "unit") -> Iterator
     pulumi.runtime.set_all_config({(k if ":" in k else f"rolling:{k}"): str(v) for k, v in config.items()})
     runtime_settings.reset_options()
     pulumi.runtime.set_mocks(mocks, project="rolling", stack=stack, preview=False, monitor=_Monitor(mocks))
+    from infra import rollout_wait
+
+    rollout_wait.settle_with = mocks.settle
     try:
         yield mocks
     finally:
+        rollout_wait.settle_with = rollout_wait.settle
         runtime_settings.reset_options()
         pulumi.runtime.set_all_config({})
         loop.close()

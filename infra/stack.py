@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import app, eks_versions, images
+from infra import app, eks_versions, images, rollout_wait
 from infra.settings import EksSettings, Settings
 
 
@@ -22,7 +22,9 @@ def build(settings: Settings) -> dict[str, object]:
         # Imported here like the eks modules, so each target loads only what it uses.
         from infra import local
 
-        web = workload(settings, local.provider(settings.local.kubeconfig if settings.local else None))
+        kubeconfig = settings.local.kubeconfig if settings.local else None
+        web = workload(settings, local.provider(kubeconfig))
+        wait_for_rollout(settings, web, kubeconfig)
         _app_outputs(settings, web, outputs)
         # The Service's address, which this machine routes to the local node.
         outputs["url"] = web.cluster_ip.apply(lambda ip: f"http://{ip}")
@@ -45,7 +47,6 @@ def workload(
             rollout=settings.rollout,
             min_ready_seconds=settings.min_ready_seconds,
             progress_deadline_seconds=settings.progress_deadline_seconds,
-            await_timeout_seconds=settings.await_timeout_seconds,
             cpu=settings.cpu,
             memory=settings.memory,
             drain_seconds=settings.drain_seconds,
@@ -57,6 +58,18 @@ def workload(
         ),
         pulumi.ResourceOptions(providers=[provider], depends_on=list(depends_on)),
         before_pods=before_pods,
+    )
+
+
+def wait_for_rollout(settings: Settings, web: app.WebApp, kubeconfig: pulumi.Input[str] | None) -> None:
+    """`up` returns once the app's rollout is complete, or fails with its cause (infra/rollout_wait.py)."""
+    rollout_wait.wait_for_rollout(
+        web.deployment,
+        web.namespace,
+        web.image,
+        kubeconfig,
+        timeout=settings.await_timeout_seconds,
+        fargate=settings.eks is not None,
     )
 
 
@@ -195,6 +208,7 @@ def _build_eks(settings: Settings, eks: EksSettings, outputs: dict[str, object])
         return [made[0]]
 
     web = workload(settings, provider, namespace_labels(settings), depends_on=[controller], before_pods=alb_first)
+    wait_for_rollout(settings, web, fargate_cluster.kubeconfig)
     url = made[0].url
     _app_outputs(settings, web, outputs)
     outputs["clusterName"] = fargate_cluster.cluster_name

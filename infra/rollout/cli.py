@@ -10,14 +10,15 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import TextIO
 
-from infra import images, kube_access
+from infra import images
 from infra.identity import DEPLOYMENT_TYPE
 from infra.rollout import stackfile
+from infra.rollout.cluster import Cluster, ClusterReader, LiveView, live_cluster
 from infra.rollout.engine import Engine, EngineError, EngineMissingError, StackBusyError, StackEngine
 from infra.rollout.exits import Exit
 from infra.rollout.review import RolloutSummary, describe, unexpected_steps
@@ -29,30 +30,6 @@ TAG_KEY = f"{NAMESPACE}:imageTag"
 
 class IncompleteRolloutError(Exception):
     """The engine's update succeeded, but the rollout did not complete (or cannot) after it."""
-
-
-class LiveView(AbstractContextManager["LiveView"], Protocol):
-    """The rollout's progress while the engine updates (printed as it goes), and the wait after it."""
-
-    def wait_complete(self, timeout: float) -> str | None: ...
-
-
-class Cluster(Protocol):
-    """The cluster a stack runs on, as the command reads it (watch.LiveCluster; fakes in tests)."""
-
-    def health(self, namespace: str, name: str) -> Health: ...
-    def progress(self, namespace: str, say: Callable[[str], None], verdict: Verdict | None = None) -> LiveView: ...
-
-
-# A kubeconfig (a path or the file's text; None: the ambient one) to the cluster it names.
-ClusterReader = Callable[[str | None], Cluster]
-
-
-def live_cluster(kubeconfig: str | None) -> Cluster:
-    """The cluster through the Kubernetes API (imported here: the library is slow to import)."""
-    from infra.rollout import watch
-
-    return watch.LiveCluster(kube_access.api_client(kubeconfig))
 
 
 def summary(err: Exception) -> str:

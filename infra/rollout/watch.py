@@ -85,13 +85,11 @@ class Progress:
 
     def wait_complete(self, timeout: float) -> str | None:
         """Wait until the rollout is complete (status.Health.complete); None once it is, or why it is not.
-        The Kubernetes provider's wait trusts the Deployment's Progressing condition, and right after a
-        template change that can still name the previous ReplicaSet as available: its wait then ends once
-        the first new pods are ready, while the controller is still replacing the rest. Usually the first
-        look finds the rollout complete."""
+        After the rollout command's update (whose program waits for the same) the first look finds it
+        complete; the program's own wait starts right after the Deployment is applied."""
 
         def behind(state: Health) -> None:
-            self.say(f"{self._stamp()} the update returned before the rollout completed ({state}); waiting for it")
+            self.say(f"{self._stamp()} waiting for the rollout to complete: {state.waiting_for} ({state})")
 
         return wait_complete(
             lambda: health(self.apps.api_client, self.namespace), timeout, verdict=self.verdict, behind=behind

@@ -142,7 +142,8 @@ def test_a_deploy_waits_for_another_update_and_a_preview_does_not_block_it(
     ci_stack: LocalStack, tmp_path: Path
 ) -> None:
     # Another update holds the stack's lock when the deploy starts: the file backend's lock, as the engine
-    # writes it (pkg/backend/diy/lock.go), released 20 s later.
+    # writes it (pkg/backend/diy/lock.go), released 45 s later (the deploy's own preview comes first, and
+    # takes a while on a busy machine).
     # The image first, so the deploy reaches its update while the lock is still held.
     subprocess.run(
         [str(ROOT / "cluster" / "images.sh"), "push", image("fedcba9"), "fedcba9", revision("fedcba9")],
@@ -154,7 +155,7 @@ def test_a_deploy_waits_for_another_update_and_a_preview_does_not_block_it(
     locks.mkdir(parents=True, exist_ok=True)
     lock = locks / "e2e-holder.json"
     lock.write_text(json.dumps({"pid": 1, "username": "ci", "hostname": "runner", "timestamp": "2026-01-01T00:00:00Z"}))
-    release = threading.Timer(20, lock.unlink)
+    release = threading.Timer(45, lock.unlink)
     release.start()
     try:
         # A pull request's preview meanwhile: a preview takes no lock on this backend, so it runs, and

@@ -50,11 +50,20 @@ def test_rolling_update_strategy_from_settings(target: str) -> None:
     assert spec["revisionHistoryLimit"] == 5
 
 
-def test_progress_deadline_bounds_the_wait(target: str) -> None:
-    deployment = run(target, progressDeadlineSeconds=45).mocks.one(DEPLOYMENT).inputs
+def test_up_waits_for_the_rollout_itself_bounded_by_the_progress_deadline(target: str) -> None:
+    result = run(target, imageTag="1.16.1", progressDeadlineSeconds=45)
+    deployment = result.mocks.one(DEPLOYMENT).inputs
     assert deployment["spec"]["progressDeadlineSeconds"] == 45
+    # The provider's own wait is off (it trusts a condition that can be the last rollout's); the program
+    # waits once the Deployment is applied, for the image it applied, the deadline and a margin at most.
+    assert deployment["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+    assert "pulumi.com/timeoutSeconds" not in deployment["metadata"]["annotations"]
+    (wait,) = result.mocks.waits
     margin = {"eks": 30, "local": 10}[target]
-    assert deployment["metadata"]["annotations"]["pulumi.com/timeoutSeconds"] == str(45 + margin)
+    assert wait["timeout"] == 45 + margin
+    assert wait["fargate"] is (target == "eks")
+    assert wait["namespace"] == "rolling"
+    assert wait["image"].endswith(":1.16.1")
 
 
 def test_program_owns_the_deployment(target: str) -> None:

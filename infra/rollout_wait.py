@@ -1,0 +1,138 @@
+"""`pulumi up` returns when the rollout is complete, and fails within seconds of a definitive failure.
+
+The Kubernetes provider's own wait for a Deployment ends when its Progressing condition says
+`NewReplicaSetAvailable`, and right after a template change that condition can still be the previous
+rollout's: `up` then returned with old pods still running. It also waits out the whole progress
+deadline for a release that can never get ready. So the Deployment carries `pulumi.com/skipAwait`
+(the provider applies it and returns: pulumi-kubernetes pkg/await/await.go, newLegacyReadyCondition;
+the annotation since pull request #417) and the program waits itself, once the provider has applied
+it, with the one definition of "complete" and of "definitive failure" (infra/rollout/status.py) that
+the rollout command, the benchmarks and the tests use. A failure ends the update with the cause as the
+engine's error; the old pods keep serving (maxUnavailable holds) and the state records what the
+cluster was told, so the next `up` with the old tag restores it. It works with any provider build:
+the annotation is the official provider's.
+
+Previews never wait. An `up` that changes nothing still reads the cluster once: it succeeds only if
+the Deployment is there and complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+
+from infra.identity import DEPLOYMENT
+from infra.rollout.status import Verdict
+
+if TYPE_CHECKING:
+    from infra.rollout.cluster import ClusterReader
+
+# The annotation that turns the provider's own wait off for the Deployment.
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+
+
+class RolloutFailed(pulumi.RunError):
+    """The rollout did not complete; the engine prints the message alone, as the update's error."""
+
+
+def wait_for_rollout(
+    deployment: pulumi.Resource,
+    namespace: pulumi.Input[str],
+    image: pulumi.Input[str],
+    kubeconfig: pulumi.Input[str] | None,
+    *,
+    timeout: int,
+    fargate: bool,
+) -> pulumi.Output[str] | None:
+    """After ``deployment`` is applied, wait for its rollout (``timeout`` seconds at most); the Output
+    fails the update with the cause if it does not complete. None in a preview."""
+    if pulumi.runtime.is_dry_run():
+        return None
+    loop = asyncio.get_event_loop()
+
+    def say(message: str) -> None:
+        # The engine's log is written from the program's event loop, not the waiting thread.
+        loop.call_soon_threadsafe(lambda: pulumi.log.info(message, resource=deployment))
+
+    async def wait(values: list[Any]) -> str:
+        ns, running, config = values
+        how = settle_with
+        return await asyncio.to_thread(
+            lambda: how(ns, running, config or None, timeout=timeout, fargate=fargate, say=say)
+        )
+
+    # The Deployment's own output orders the wait after the provider applied it.
+    applied = pulumi.Output.from_input(deployment.id)  # type: ignore[attr-defined]
+    return pulumi.Output.all(namespace, image, kubeconfig or "", applied).apply(lambda v: wait(v[:3]))
+
+
+def settle(
+    namespace: str,
+    image: str,
+    kubeconfig: str | None,
+    *,
+    timeout: float,
+    fargate: bool,
+    say: Callable[[str], None],
+    reader: ClusterReader | None = None,
+) -> str:
+    """Wait until the app's Deployment in ``namespace`` is complete on ``image``; its summary, or
+    RolloutFailed naming why not: a definitive failure, the deadline, an absent Deployment, or a
+    cluster that cannot be read. ``reader`` makes the cluster from the kubeconfig (the Kubernetes API)."""
+    from infra.rollout.cluster import live_cluster  # a preview never loads the Kubernetes client
+
+    where = f"{namespace}/{DEPLOYMENT}"
+    try:
+        cluster = (reader or live_cluster)(kubeconfig)
+        first = cluster.health(namespace, DEPLOYMENT)
+    except Exception as err:
+        raise RolloutFailed(_unread(err, where)) from None
+    if first.image != image:
+        # The provider applied the image (the spec says it at once) or, with nothing to apply, left what
+        # something else set: drift, which only an update that reads the cluster first puts back.
+        raise RolloutFailed(
+            f"Deployment {where} runs {first.image}, but the stack says {image}: changed outside Pulumi (a "
+            f"`kubectl set image`?); `pulumi up --refresh` puts {image} back"
+        )
+    if first.complete:
+        return f"complete: {first}"
+    verdict = Verdict(image=image, fargate=fargate, act=lambda: None)
+    try:
+        with cluster.progress(namespace, say, verdict=verdict) as view:
+            reason = view.wait_complete(timeout)
+        state = cluster.health(namespace, DEPLOYMENT)
+    except Exception as err:
+        raise RolloutFailed(f"lost sight of the rollout: {_unread(err, where)}") from None
+    if reason is not None:
+        raise RolloutFailed(
+            f"the rollout of Deployment {where} to {image} failed: {reason}. The old pods keep serving; set "
+            "the previous imageTag and run `pulumi up` to go back (the `rollout` command does so by itself)"
+        )
+    if state.image != image:
+        raise RolloutFailed(f"Deployment {where} was changed to {state.image} during its rollout to {image}")
+    return f"complete: {state}"
+
+
+def _unread(err: Exception, where: str) -> str:
+    """Why the Deployment could not be read: the cluster does not have it, said no, or was not reached."""
+    status = getattr(err, "status", None)  # the Kubernetes client's ApiException
+    if status == 404:
+        return (
+            f"Deployment {where} is not in the cluster, though the stack's state lists it (was the cluster made "
+            "again?): run `pulumi up --refresh` to create it again"
+        )
+    if isinstance(status, int):
+        return f"cannot read Deployment {where}: the cluster said {status} {getattr(err, 'reason', '')}"
+    return f"cannot reach the cluster to read Deployment {where}: {_short(err)}"
+
+
+def _short(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return f"{err.__class__.__name__}: {text[0] if text else ''}"[:300]
+
+
+# What waits: the cluster itself, or (under infra/offline.py's mocks, where there is none) a recorder.
+settle_with: Callable[..., str] = settle

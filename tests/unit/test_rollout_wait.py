@@ -1,0 +1,131 @@
+"""The program's own wait for its rollout (infra/rollout_wait.py), over clusters that answer as recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from infra.identity import DEPLOYMENT
+from infra.rollout.status import Health, Verdict
+from infra.rollout_wait import RolloutFailed, settle
+
+OLD = "localhost:5000/rolling-app:1.14.2"
+NEW = "localhost:5000/rolling-app:1.16.1"
+
+
+def state(image: str, updated: int, available: int, total: int, current: bool = True) -> Health:
+    return Health(image, 3, available, updated, available, current, total)
+
+
+class View:
+    """A live view whose wait reads the recorded states in turn, or ends on a verdict found on the way."""
+
+    def __init__(self, cluster: Recorded, verdict: Verdict | None) -> None:
+        self.cluster, self.verdict = cluster, verdict
+
+    def __enter__(self) -> View:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def wait_complete(self, timeout: float) -> str | None:
+        while self.cluster.states:
+            current = self.cluster.read()
+            if current.complete:
+                return None
+            if self.cluster.verdict_after is not None and len(self.cluster.states) <= self.cluster.verdict_after:
+                assert self.verdict is not None
+                self.verdict.decide("pod p: container nginx keeps exiting (2 restarts)")
+                return self.verdict.reason
+        return f"the rollout did not complete within {timeout:.0f}s"
+
+
+class Recorded:
+    """A cluster whose Deployment goes through ``states`` (the last one stays), or that fails to answer."""
+
+    def __init__(self, *states: Health, error: Exception | None = None, verdict_after: int | None = None) -> None:
+        self.states = list(states)
+        self.error = error
+        self.verdict_after = verdict_after
+        self.reads = 0
+        self.views: list[View] = []
+
+    def read(self) -> Health:
+        self.reads += 1
+        return self.states.pop(0) if len(self.states) > 1 else self.states[0]
+
+    def health(self, namespace: str, name: str) -> Health:
+        assert (namespace, name) == ("rolling", DEPLOYMENT)
+        if self.error is not None:
+            raise self.error
+        return self.read()
+
+    def progress(self, namespace: str, say: Any, verdict: Verdict | None = None) -> View:
+        self.views.append(View(self, verdict))
+        return self.views[-1]
+
+
+def wait(cluster: Recorded, image: str = NEW) -> str:
+    return settle("rolling", image, None, timeout=60, fargate=False, say=lambda _: None, reader=lambda _: cluster)
+
+
+def test_an_up_that_changed_nothing_reads_once_and_succeeds_only_on_a_complete_deployment() -> None:
+    cluster = Recorded(state(OLD, 3, 3, 3))
+    assert wait(cluster, OLD).startswith("complete")
+    assert cluster.reads == 1 and cluster.views == []
+
+
+def test_waits_through_the_stale_condition_sequence_until_no_old_pod_is_left() -> None:
+    # What the provider's own wait took for done: the new pods ready, two old ones still running.
+    cluster = Recorded(
+        state(NEW, 0, 0, 3, current=False),
+        state(NEW, 3, 3, 5),
+        state(NEW, 3, 3, 4),
+        state(NEW, 3, 3, 3),
+    )
+    assert wait(cluster) == f"complete: {state(NEW, 3, 3, 3)}"
+    assert len(cluster.views) == 1
+
+
+def test_a_definitive_failure_fails_up_with_its_cause() -> None:
+    cluster = Recorded(state(NEW, 1, 0, 4), state(NEW, 1, 0, 4), state(NEW, 1, 0, 4), verdict_after=2)
+    with pytest.raises(RolloutFailed) as failed:
+        wait(cluster)
+    message = str(failed.value)
+    assert f"the rollout of Deployment rolling/{DEPLOYMENT} to {NEW} failed" in message
+    assert "keeps exiting (2 restarts)" in message
+    assert "The old pods keep serving" in message
+
+
+def test_an_absent_deployment_is_a_failure_that_names_the_repair() -> None:
+    with pytest.raises(RolloutFailed) as failed:
+        wait(Recorded(error=ApiException(status=404, reason="Not Found")))
+    assert "is not in the cluster" in str(failed.value)
+    assert "pulumi up --refresh" in str(failed.value)
+
+
+def test_a_cluster_that_says_no_differs_from_one_not_reached() -> None:
+    with pytest.raises(RolloutFailed) as refused:
+        wait(Recorded(error=ApiException(status=403, reason="Forbidden")))
+    assert str(refused.value) == f"cannot read Deployment rolling/{DEPLOYMENT}: the cluster said 403 Forbidden"
+    with pytest.raises(RolloutFailed) as unreached:
+        wait(Recorded(error=ConnectionRefusedError(111, "Connection refused")))
+    assert str(unreached.value).startswith(f"cannot reach the cluster to read Deployment rolling/{DEPLOYMENT}: ")
+    assert "Connection refused" in str(unreached.value)
+
+
+def test_another_image_is_drift_said_at_once_or_a_change_during_the_rollout() -> None:
+    # `kubectl set image` after the last `up`: the stack says NEW, nothing to apply, the cluster runs OLD.
+    drifted = Recorded(state(OLD, 3, 3, 3))
+    with pytest.raises(RolloutFailed) as failed:
+        wait(drifted)
+    assert f"runs {OLD}, but the stack says {NEW}" in str(failed.value)
+    assert f"`pulumi up --refresh` puts {NEW} back" in str(failed.value)
+    assert drifted.views == []
+    changed = Recorded(state(NEW, 0, 0, 3, current=False), state(OLD, 3, 3, 3))
+    with pytest.raises(RolloutFailed) as failed:
+        wait(changed)
+    assert f"was changed to {OLD} during its rollout to {NEW}" in str(failed.value)
