@@ -73,6 +73,7 @@ up() {
     fill "$here/kwokctl.yaml" "BIN=$bin" "KUBE_VERSION=$kube_version"
     if [ "$mode" = real ]; then
       local node_env
+      "$here/node.sh" claim >/dev/null
       node_env=$("$here/node.sh" env)
       # shellcheck disable=SC2086  # KEY=VALUE words
       fill "$here/kwokctl-realnode.yaml" $node_env "PKI=$clusterdir/pki" "FLEX=$clusterdir/flex-volumes"

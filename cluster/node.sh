@@ -17,6 +17,7 @@
 #   cluster/node.sh up          start the node (the control plane must be up)
 #   cluster/node.sh down        stop it and remove everything it made
 #   cluster/node.sh status      processes, node condition, registry; fails when the node is not whole
+#   cluster/node.sh claim       take a slot for the node (its addresses) and print it
 #   cluster/node.sh env [KEY]   the node's addresses, as shell assignments (or KEY's value alone)
 #   cluster/node.sh routes IP   succeed if IP is in the node's Service or pod range (traffic to it
 #                               goes into the node); otherwise say so and fail
@@ -39,7 +40,9 @@ clusterdir=${KWOK_WORKDIR:-$cache/kwok}/clusters/$name
 # network.env names for its cluster when that one is free, else the lowest free one. Slots are
 # claimed machine-wide, so any clusters (other checkouts' and caches' included) run side by side:
 # a claim is a file in $claims naming the state folder that holds it, free again once that
-# folder is gone. `up` and `env` claim; the other commands use the slot the state records.
+# folder is gone. `claim` (cluster.sh, before it configures the control plane with `env`) and `up`
+# claim; the other commands use the slot the state records, and `env` of a node without one names no
+# addresses.
 claims=/run/rolling-slots
 claim_slot() {
   mkdir -p "$claims" "$state"
@@ -62,15 +65,19 @@ claim_slot() {
 }
 if [ -f "$state/slot" ]; then
   s=$(cat "$state/slot")
-elif [ "${1:-}" = up ] || [ "${1:-}" = env ]; then
+elif [ "${1:-}" = up ] || [ "${1:-}" = claim ]; then
   s=$(claim_slot)
 else
   s=""  # no node: nothing at any address
 fi
-host_addr=$NET_PREFIX.255.$((4 * s + 1))
-node_addr=$NET_PREFIX.255.$((4 * s + 2))
-pod_cidr=$NET_PREFIX.$((32 * s)).0/20
-service_cidr=$NET_PREFIX.$((32 * s + 16)).0/20
+if [ -n "$s" ]; then
+  host_addr=$NET_PREFIX.255.$((4 * s + 1))
+  node_addr=$NET_PREFIX.255.$((4 * s + 2))
+  pod_cidr=$NET_PREFIX.$((32 * s)).0/20
+  service_cidr=$NET_PREFIX.$((32 * s + 16)).0/20
+else
+  host_addr="" node_addr="" pod_cidr="" service_cidr=""
+fi
 netns=rolling-$name
 veth_host=rolling$s
 veth_node=rolling$s-n
@@ -420,6 +427,7 @@ status() {
 # Whether traffic to address $1 goes into the node: it is in the node's Service or pod range.
 routes() {
   local ip=$1
+  [ -n "$s" ] || { echo "node: $node_name of $name is not up: it has no ranges" >&2; return 1; }
   if python3 - "$ip" "$service_cidr" "$pod_cidr" <<'PY'; then return 0; fi
 import ipaddress, sys
 ip = ipaddress.ip_address(sys.argv[1])
@@ -430,8 +438,11 @@ PY
 }
 
 node_env() {
-  local all="NODE_NETNS=$netns NODE_ADDR=$node_addr HOST_ADDR=$host_addr POD_CIDR=$pod_cidr SERVICE_CIDR=$service_cidr
-NODE_STATE=$state NODE_NAME=$node_name NODE_CGROUP=$cgroup_root NODE_VETH=$veth_host NODE_LAST_LOGS=$last_logs"
+  local all="NODE_NETNS=$netns NODE_STATE=$state NODE_NAME=$node_name NODE_CGROUP=$cgroup_root NODE_LAST_LOGS=$last_logs"
+  if [ -n "$s" ]; then
+    all="NODE_ADDR=$node_addr HOST_ADDR=$host_addr POD_CIDR=$pod_cidr SERVICE_CIDR=$service_cidr NODE_VETH=$veth_host
+$all"
+  fi
   if [ -z "${1:-}" ]; then
     echo "$all"
   else
@@ -444,6 +455,7 @@ case ${1:-} in
   down) down ;;
   status) status ;;
   env) node_env "${2:-}" ;;
+  claim) echo "$s" ;;
   routes) routes "${2:?routes needs an address}" ;;
   exec) shift; in_node "$@" ;;
   _inside) join_node_cgroup "$$"; inside ;;
