@@ -57,6 +57,15 @@ esac
 """
 
 
+def fake_go(tmp_path: Path) -> tuple[Path, Path]:
+    """A folder holding the stand-in go, and the file it records builds in."""
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "go").write_text(FAKE_GO)
+    (fake / "go").chmod(stat.S_IRWXU)
+    return fake, tmp_path / "calls"
+
+
 @pytest.mark.parametrize(
     ("download", "says"),
     [
@@ -67,11 +76,7 @@ esac
 def test_failed_module_lookup_stops_the_provider_recipe_before_any_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, download: str, says: str
 ) -> None:
-    fake = tmp_path / "fakebin"
-    fake.mkdir()
-    (fake / "go").write_text(FAKE_GO)
-    (fake / "go").chmod(stat.S_IRWXU)
-    calls = tmp_path / "calls"
+    fake, calls = fake_go(tmp_path)
     monkeypatch.setenv("FAKE_DOWNLOAD", download)
     monkeypatch.setenv("FAKE_CALLS", str(calls))
     result = run(["--piece", "kubernetes-provider"], tmp_path / "cache", path=f"{fake}:/usr/bin:/bin")
@@ -87,11 +92,7 @@ def test_failed_module_lookup_stops_the_provider_recipe_before_any_build(
 def test_a_go_older_than_the_pins_need_is_refused_before_any_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake = tmp_path / "fakebin"
-    fake.mkdir()
-    (fake / "go").write_text(FAKE_GO)
-    (fake / "go").chmod(stat.S_IRWXU)
-    calls = tmp_path / "calls"
+    fake, calls = fake_go(tmp_path)
     # 1.26.6, as the README and docs/toolchain.md say: the newest `go` line of tools/*/go.mod.
     monkeypatch.setenv("FAKE_GOVERSION", "go1.26.5")
     monkeypatch.setenv("FAKE_DOWNLOAD", "ok")
