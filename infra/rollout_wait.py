@@ -39,7 +39,7 @@ class RolloutFailed(pulumi.RunError):
 
 
 def wait_for_rollout(
-    deployment: pulumi.Resource,
+    deployment: pulumi.CustomResource,
     namespace: pulumi.Input[str],
     image: pulumi.Input[str],
     kubeconfig: pulumi.Input[str] | None,
@@ -64,9 +64,9 @@ def wait_for_rollout(
             lambda: how(ns, running, config or None, timeout=timeout, fargate=fargate, say=say)
         )
 
-    # The Deployment's own output orders the wait after the provider applied it.
-    applied = pulumi.Output.from_input(deployment.id)  # type: ignore[attr-defined]
-    return pulumi.Output.all(namespace, image, kubeconfig or "", applied).apply(lambda v: wait(v[:3]))
+    # The Deployment's id orders the wait after the provider applied it. Nothing need hold the Output:
+    # the SDK awaits every Output before the program ends, so its failure fails the update.
+    return pulumi.Output.all(namespace, image, kubeconfig or "", deployment.id).apply(lambda v: wait(v[:3]))
 
 
 def settle(
