@@ -82,14 +82,19 @@ def settle(
     """Wait until the app's Deployment in ``namespace`` is complete on ``image``; its summary, or
     RolloutFailed naming why not: a definitive failure, the deadline, an absent Deployment, or a
     cluster that cannot be read. ``reader`` makes the cluster from the kubeconfig (the Kubernetes API)."""
-    from infra.rollout.cluster import live_cluster  # a preview never loads the Kubernetes client
+    from infra.rollout.cluster import live_cluster, short, unread  # a preview never loads the Kubernetes client
 
     where = f"{namespace}/{DEPLOYMENT}"
     try:
         cluster = (reader or live_cluster)(kubeconfig)
+    except Exception as err:
+        raise RolloutFailed(
+            f"cannot read the cluster's kubeconfig to wait for Deployment {where}: {short(err)}"
+        ) from None
+    try:
         first = cluster.health(namespace, DEPLOYMENT)
     except Exception as err:
-        raise RolloutFailed(_unread(err, where)) from None
+        raise RolloutFailed(unread(err, where, cluster.name)[1]) from None
     if first.image != image:
         # The provider applied the image (the spec says it at once) or, with nothing to apply, left what
         # something else set: drift, which only an update that reads the cluster first puts back.
@@ -105,7 +110,7 @@ def settle(
             reason = view.wait_complete(timeout)
         state = cluster.health(namespace, DEPLOYMENT)
     except Exception as err:
-        raise RolloutFailed(f"lost sight of the rollout: {_unread(err, where)}") from None
+        raise RolloutFailed(f"lost sight of the rollout: {unread(err, where, cluster.name)[1]}") from None
     if reason is not None:
         raise RolloutFailed(
             f"the rollout of Deployment {where} to {image} failed: {reason}. The old pods keep serving; set "
@@ -114,24 +119,6 @@ def settle(
     if state.image != image:
         raise RolloutFailed(f"Deployment {where} was changed to {state.image} during its rollout to {image}")
     return f"complete: {state}"
-
-
-def _unread(err: Exception, where: str) -> str:
-    """Why the Deployment could not be read: the cluster does not have it, said no, or was not reached."""
-    status = getattr(err, "status", None)  # the Kubernetes client's ApiException
-    if status == 404:
-        return (
-            f"Deployment {where} is not in the cluster, though the stack's state lists it (was the cluster made "
-            "again?): run `pulumi up --refresh` to create it again"
-        )
-    if isinstance(status, int):
-        return f"cannot read Deployment {where}: the cluster said {status} {getattr(err, 'reason', '')}"
-    return f"cannot reach the cluster to read Deployment {where}: {_short(err)}"
-
-
-def _short(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return f"{err.__class__.__name__}: {text[0] if text else ''}"[:300]
 
 
 # What waits: the cluster itself, or (under infra/offline.py's mocks, where there is none) a recorder.

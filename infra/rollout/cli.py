@@ -13,12 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from infra import images
 from infra.identity import DEPLOYMENT_TYPE
 from infra.rollout import stackfile
-from infra.rollout.cluster import Cluster, ClusterReader, LiveView, live_cluster
+from infra.rollout.cluster import Cluster, ClusterReader, LiveView, live_cluster, short, unread
 from infra.rollout.engine import Engine, EngineError, EngineMissingError, StackBusyError, StackEngine
 from infra.rollout.exits import Exit
 from infra.rollout.review import RolloutSummary, describe, unexpected_steps
@@ -30,6 +30,10 @@ TAG_KEY = f"{NAMESPACE}:imageTag"
 
 class IncompleteRolloutError(Exception):
     """The engine's update succeeded, but the rollout did not complete (or cannot) after it."""
+
+
+class UnconfirmedError(Exception):
+    """The engine's update succeeded, but the cluster could not be read after it to confirm the rollout."""
 
 
 def summary(err: Exception) -> str:
@@ -118,6 +122,7 @@ class RolloutRun:
         self.configured: dict[str, str] = {}
         self.engine: StackEngine = engine or Engine(Path(args.cwd).resolve(), args.stack)
         self.cluster_reader = cluster_reader
+        self._outputs: dict[str, Any] | None = None
 
     def say(self, line: str) -> None:
         print(line, file=self.err, flush=True)
@@ -148,16 +153,45 @@ class RolloutRun:
 
         values = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(f"{NAMESPACE}:")}
         self.configured = values
+        versions = self.versions(values)
+        if isinstance(versions, Exit):
+            return versions
+        return self.ship(project, *versions)
+
+    def versions(self, values: dict[str, str]) -> tuple[Settings, Settings] | Exit:
+        """The version that runs and the one to ship, from what the cluster runs where it can be read;
+        or how the command ends here (bad settings, a cluster that cannot be read, nothing to do)."""
+        with self.result.timed("outputs"):
+            self.outputs  # noqa: B018 (read once, here, so that its time is counted)
         try:
-            old = Settings.from_values(self.running_values(values))
             new = Settings.from_values({**values, "imageTag": self.args.tag})
+            old = Settings.from_values(self.running_values(values))
         except (SettingsError, images.ImageError) as err:
             return self.finish(Exit.USAGE, "refused", str(err))
+        live: Health | None = None
+        if self.outputs.get("deploymentName"):
+            with self.result.timed("look"):
+                looked = self.look(new)
+            if isinstance(looked, Exit):
+                return looked
+            live = looked
+            if live.image != old.image:
+                old = self.drifted(values, live)
         self.result.old_image, self.result.new_image = old.image, new.image
         if old.image == new.image:
+            if live is not None and not live.complete:
+                return self.finish(
+                    Exit.FAILED,
+                    "incomplete",
+                    f"{self.args.stack} already names {new.image}, but its rollout is not complete ({live}): "
+                    "ship another tag, or run `pulumi up` to wait for this one",
+                )
             self.say(f"rollout: {self.args.stack} already runs {old.image}; nothing to do")
             return self.finish(Exit.OK, "unchanged")
+        return old, new
 
+    def ship(self, project: Path, old: Settings, new: Settings) -> Exit:
+        """Preview, confirm, update; roll back to ``old`` if the rollout of ``new`` fails."""
         with tempfile.TemporaryDirectory(prefix="rollout-") as scratch, ThreadPoolExecutor(1) as background:
             # The live view's client (the Kubernetes library is slow to import) is made while the preview runs.
             watching = background.submit(self.watch_rollout, new)
@@ -190,24 +224,68 @@ class RolloutRun:
                 return self.command_failed(err, "up")
             except (EngineError, IncompleteRolloutError) as err:
                 return self.recover(old, new, self.failure_reason() or summary(err))
+            except UnconfirmedError as err:
+                return self.finish(Exit.UNCONFIRMED, "unconfirmed", str(err))
         self.say(f"rollout: {self.args.stack} runs {new.image} on all {new.replicas} replicas")
         return self.finish(Exit.OK, "succeeded")
 
-    def running_values(self, values: dict[str, str]) -> dict[str, str]:
-        """The settings of what runs now. With an image named in the config, that one; with none (the app
-        keeps what the last deploy shipped), the stack's `image` output, or the bootstrap image of a stack
-        never deployed, named explicitly so that a rollback restores exactly it."""
-        if values.get("imageTag") or values.get("imageDigest"):
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """The stack's outputs before the update (its Deployment's name and namespace, its kubeconfig, the
+        image it runs), read once; none for a stack never deployed."""
+        if self._outputs is None:
+            try:
+                self._outputs = self.engine.outputs()
+            except EngineError:
+                self._outputs = {}
+        return self._outputs
+
+    def running_values(self, values: dict[str, str], running: str = "") -> dict[str, str]:
+        """The settings of what runs now: ``running`` when the cluster said it; else with an image named in
+        the config, that one; with none (the app keeps what the last deploy shipped), the stack's `image`
+        output, or the bootstrap image of a stack never deployed, named explicitly so that a rollback
+        restores exactly it."""
+        if not running and (values.get("imageTag") or values.get("imageDigest")):
             return values
-        try:
-            running = str(self.engine.outputs().get("image") or "")
-        except EngineError:
-            running = ""
-        if not running:
-            running = Settings.from_values(values).image
+        running = running or str(self.outputs.get("image") or "") or Settings.from_values(values).image
         repository, tag, digest = images.parse(running)
         named = {"imageRepository": repository, "imageTag": tag or "", "imageDigest": digest or ""}
-        return {**values, **{k: v for k, v in named.items() if v}}
+        return {**{k: v for k, v in values.items() if k not in named}, **{k: v for k, v in named.items() if v}}
+
+    def look(self, settings: Settings) -> Health | Exit:
+        """The stack's Deployment as the cluster has it, read before anything is previewed: what runs, not
+        what a file says. A cluster that cannot be read, or that has no such Deployment, stops the command
+        here, in a line, with nothing changed."""
+        namespace = str(self.outputs.get("namespace") or settings.namespace)
+        name = str(self.outputs["deploymentName"])
+        try:
+            cluster = self.cluster(settings)
+        except Exception as err:
+            return self.finish(
+                Exit.UNREADABLE,
+                "unreadable",
+                f"cannot read the kubeconfig of stack {self.args.stack}'s cluster: {short(err)}; nothing was changed",
+            )
+        try:
+            return cluster.health(namespace, name)
+        except Exception as err:
+            absent, why = unread(err, f"{namespace}/{name}", cluster.name)
+        if absent:
+            return self.finish(Exit.DRIFTED, "drifted", f"{why}; nothing was changed")
+        return self.finish(Exit.UNREADABLE, "unreadable", f"{why}; nothing was changed")
+
+    def drifted(self, values: dict[str, str], live: Health) -> Settings:
+        """The cluster runs another image than the stack's state says (a `kubectl set image`): read the
+        Deployment back into the state, so that the preview and the update start from what runs, and make
+        what runs the version a rollback returns to."""
+        stated = self.outputs.get("image") or Settings.from_values(values).image
+        self.say(
+            f"rollout: the cluster runs {live.image}, but stack {self.args.stack}'s state says {stated} (changed "
+            "outside Pulumi); reading the Deployment back first"
+        )
+        with self.result.timed("refresh"):
+            self.refresh_deployment()
+        return Settings.from_values(self.running_values(values, live.image))
 
     def preview_config(self, project: Path, scratch: Path) -> Path:
         """A copy of the stack's config file with the new tag, for the preview (`--config` would save it),
@@ -239,15 +317,22 @@ class RolloutRun:
         then make sure the rollout is complete, not only the engine's wait (raises IncompleteRolloutError)."""
         with ExitStack() as scope:
             if progress is not None:
-                scope.enter_context(progress)
+                try:
+                    scope.enter_context(progress)
+                except Exception as err:  # a watcher must never stop the rollout it reports on
+                    self.say(f"rollout: no live progress ({short(err)})")
+                    progress = None
             self.engine.up(image_config(settings, self.configured), plan)
             if progress is None:
-                return  # the cluster cannot be read from here: the engine's word stands
+                # The program's own wait (infra/rollout_wait.py) saw the rollout complete before `up` returned.
+                return
             try:
                 problem = progress.wait_complete(settings.await_timeout_seconds)
-            except Exception as err:  # a watcher must never break the rollout it reports on
-                self.say(f"rollout: could not confirm that the rollout completed ({err.__class__.__name__}: {err})")
-                return
+            except Exception as err:
+                raise UnconfirmedError(
+                    f"the update succeeded, but the cluster could not be read after it to confirm the rollout: "
+                    f"{short(err)}"
+                ) from None
             if problem is not None:
                 raise IncompleteRolloutError(problem)
 
@@ -261,7 +346,7 @@ class RolloutRun:
     def cluster_kubeconfig(self, settings: Settings) -> str | None:
         """The cluster's kubeconfig: the stack's own output on eks, the configured or ambient one locally."""
         if settings.target == "eks":
-            return str(self.engine.outputs()["kubeconfig"])
+            return str(self.outputs["kubeconfig"])
         return settings.local.kubeconfig if settings.local else None
 
     def watch_rollout(self, settings: Settings) -> LiveView | None:
@@ -298,12 +383,14 @@ class RolloutRun:
                     # cluster runs the new one. Read the Deployment back first, so the rollback sees it.
                     self.refresh_deployment()
                 self.up(old, self.progress(old))
+            state = self.health(old)
         except (EngineError, IncompleteRolloutError) as err:
             return self.finish(
                 Exit.ROLLBACK_FAILED, "rollback failed", f"{error}; the rollback failed too: {summary(err)}"
             )
+        except UnconfirmedError as err:
+            return self.finish(Exit.UNCONFIRMED, "rollback unconfirmed", f"{error}; the rollback: {err}")
         self.result.rolled_back = True
-        state = self.health(old)
         if not state.complete or state.image != old.image:
             return self.finish(
                 Exit.ROLLBACK_FAILED,
@@ -323,8 +410,21 @@ class RolloutRun:
             self.engine.refresh(urns)
 
     def health(self, settings: Settings) -> Health:
-        name = str(self.engine.outputs()["deploymentName"])
-        return self.cluster(settings).health(settings.namespace, name)
+        """The Deployment after an update that succeeded (UnconfirmedError when it cannot be read)."""
+        namespace = str(self.outputs.get("namespace") or settings.namespace)
+        name = str(self.outputs["deploymentName"])
+        try:
+            cluster = self.cluster(settings)
+        except Exception as err:
+            raise UnconfirmedError(
+                f"the update succeeded, but the kubeconfig could not be read: {short(err)}"
+            ) from None
+        try:
+            return cluster.health(namespace, name)
+        except Exception as err:
+            raise UnconfirmedError(
+                f"the update succeeded, but {unread(err, f'{namespace}/{name}', cluster.name)[1]}"
+            ) from None
 
     def command_failed(self, err: EngineError, what: str) -> Exit:
         if isinstance(err, StackBusyError):

@@ -3,6 +3,7 @@ Deployment's state and a live view of its rollout (watch.LiveCluster; fakes in t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Protocol
@@ -18,7 +19,10 @@ class LiveView(AbstractContextManager["LiveView"], Protocol):
 
 
 class Cluster(Protocol):
-    """The cluster a stack runs on, as the command reads it (watch.LiveCluster; fakes in tests)."""
+    """The cluster a stack runs on, as the command reads it (watch.LiveCluster; fakes in tests); ``name``
+    says which, for people (its API server's address)."""
+
+    name: str
 
     def health(self, namespace: str, name: str) -> Health: ...
     def progress(self, namespace: str, say: Callable[[str], None], verdict: Verdict | None = None) -> LiveView: ...
@@ -33,3 +37,33 @@ def live_cluster(kubeconfig: str | None) -> Cluster:
     from infra.rollout import watch
 
     return watch.LiveCluster(kube_access.api_client(kubeconfig))
+
+
+def unread(err: Exception, where: str, cluster: str) -> tuple[bool, str]:
+    """Why the Deployment ``where`` could not be read from ``cluster``, in a line, and whether it is absent.
+    Absent: the cluster answered that it has no such Deployment (the stack's state lists one: drift).
+    Otherwise the cluster could not be read: it refused the credentials (401, 403), or was not reached."""
+    status = getattr(err, "status", None)  # the Kubernetes client's ApiException
+    if status == 404:
+        return True, (
+            f"Deployment {where} is not in the cluster at {cluster}, though the stack's state lists it (was the "
+            "cluster made again?): `pulumi up --refresh` creates it again"
+        )
+    if isinstance(status, int) and status:
+        said = f"{status} {getattr(err, 'reason', '') or ''}".strip()
+        return False, f"the cluster at {cluster} refused to let Deployment {where} be read: {said} (credentials?)"
+    return False, f"cannot reach the cluster at {cluster} to read Deployment {where}: {short(err)}"
+
+
+# The operating system's words inside a connection error: "[Errno 111] Connection refused".
+_ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")]+")
+
+
+def short(err: Exception) -> str:
+    """An error in one line: the system's reason when a connection failed, else its first line."""
+    text = str(err)
+    found = _ERRNO.search(text)
+    if found:
+        return found.group(0).strip()
+    lines = text.strip().splitlines()
+    return f"{err.__class__.__name__}: {lines[0] if lines else ''}"[:300]

@@ -21,3 +21,10 @@ class Exit(enum.IntEnum):
     # The command itself broke (a bug, or its environment): the message and traceback say what; an
     # update it had started may still hold the stack (run `pulumi cancel` if it stays locked).
     CRASHED = 11
+    # The cluster could not be read (not reached, or it refused the credentials): before the update,
+    # nothing changed; after it, whether the new version runs is not confirmed (never a success).
+    UNREADABLE = 12
+    UNCONFIRMED = 13
+    # The stack's state lists a Deployment the cluster does not have (a cluster made again): nothing
+    # changed; `pulumi up --refresh` creates it again.
+    DRIFTED = 14

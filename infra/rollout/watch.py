@@ -13,6 +13,11 @@ from kubernetes import client
 from infra.identity import SELECTOR
 from infra.rollout.status import Health, Verdict, definitive_failure, wait_complete
 
+# How long one read of the Deployment may take: seconds to connect, seconds to answer. Without it a
+# cluster that drops packets (a private endpoint seen from outside its network) holds the command for
+# the system's whole TCP timeout.
+READ_TIMEOUT = (5, 30)
+
 # Event reasons worth a line: why pods do not start or get ready.
 EXPLAINING = frozenset({"Failed", "BackOff", "FailedScheduling", "FailedCreate", "Unhealthy", "FailedMount"})
 
@@ -22,9 +27,9 @@ def health(api: client.ApiClient, namespace: str, name: str | None = None) -> He
     apps = client.AppsV1Api(api)
     deployment: Any
     if name is not None:
-        deployment = apps.read_namespaced_deployment(name, namespace)
+        deployment = apps.read_namespaced_deployment(name, namespace, _request_timeout=READ_TIMEOUT)
     else:
-        found = apps.list_namespaced_deployment(namespace, label_selector=SELECTOR).items
+        found = apps.list_namespaced_deployment(namespace, label_selector=SELECTOR, _request_timeout=READ_TIMEOUT).items
         if len(found) != 1:
             raise LookupError(f"{len(found)} Deployments labelled {SELECTOR} in namespace {namespace}, not 1")
         deployment = found[0]
@@ -36,6 +41,7 @@ class LiveCluster:
 
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
+        self.name = str(api.configuration.host)
 
     def health(self, namespace: str, name: str) -> Health:
         return health(self.api, namespace, name)

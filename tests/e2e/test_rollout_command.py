@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -176,3 +177,80 @@ def test_an_update_that_breaks_its_plan_is_said_in_a_line_or_two(deployed: Local
     assert DEPLOYMENT in said
     assert f"the container image was {image('1.15.0')} in the preview, {image('1.16.1')} now" in said
     assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}, "nothing was applied"
+
+
+def test_an_image_set_outside_pulumi_is_read_back_and_replaced(deployed: LocalStack) -> None:
+    # `kubectl set image` after the last update: the state and config still say 1.14.2. Asked for 1.14.2,
+    # the command compares with what runs (not the state: its preview would be empty), reads the
+    # Deployment back and ships 1.14.2; the stack's preview is empty afterwards.
+    subprocess.run(
+        ["kubectl", "-n", deployed.namespace, "set", "image", f"deployment/{DEPLOYMENT}", f"nginx={image('1.15.0')}"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        ["kubectl", "-n", deployed.namespace, "rollout", "status", f"deployment/{DEPLOYMENT}", "--timeout=60s"],
+        check=True,
+        capture_output=True,
+    )
+    code, result, err = rollout(deployed, "--tag", "1.14.2", "--yes")
+    assert (code, result["outcome"]) == (Exit.OK, "succeeded"), err
+    assert f"the cluster runs {image('1.15.0')}, but stack {deployed.stack.name}'s state says" in err
+    assert (result["oldImage"], result["newImage"]) == (image("1.15.0"), image("1.14.2"))
+    assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}
+    assert deployed.preview().change_summary == {"same": 8}
+
+
+def test_a_deployment_the_cluster_lost_is_never_success(deployed: LocalStack) -> None:
+    # The cluster made again, in small: the state lists the Deployment, the cluster has none. Neither
+    # "unchanged" (the stack's own tag) nor a rollout (another tag) may say it runs.
+    subprocess.run(
+        ["kubectl", "-n", deployed.namespace, "delete", "deployment", DEPLOYMENT, "--wait=true"],
+        check=True,
+        capture_output=True,
+    )
+    for wanted in ("1.14.2", "1.16.1"):
+        code, result, err = rollout(deployed, "--tag", wanted, "--yes")
+        assert (code, result["outcome"]) == (Exit.DRIFTED, "drifted"), err
+        assert "is not in the cluster" in result["error"] and "pulumi up --refresh" in result["error"]
+        assert "Traceback" not in err
+    assert tag(deployed) == "1.14.2"
+    # The repair the command names.
+    deployed.up(refresh=True)
+    assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}
+
+
+def unreadable_kubeconfig(tmp_path: Path, how: str) -> Path:
+    """The test cluster's kubeconfig made unreadable: its server's port closed, or its credentials wrong."""
+    document = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
+    if how == "unreachable":
+        with socket.socket() as probe:  # a loopback port nothing listens on once closed
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        for entry in document["clusters"]:
+            entry["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    else:
+        for entry in document["users"]:
+            entry["user"] = {"token": "not-a-token"}
+    path = tmp_path / f"{how}.kubeconfig"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.mark.parametrize(("how", "said"), [("unreachable", "Connection refused"), ("refused", "(credentials?)")])
+def test_a_cluster_that_cannot_be_read_stops_the_command_before_the_update(
+    deployed: LocalStack, tmp_path: Path, how: str, said: str
+) -> None:
+    updates = len(deployed.stack.history())
+    deployed.set(kubeconfig=unreadable_kubeconfig(tmp_path, how))
+    try:
+        code, result, err = rollout(deployed, "--tag", "1.16.1", "--yes")
+    finally:
+        deployed.stack.remove_config("rolling:kubeconfig")
+    assert (code, result["outcome"]) == (Exit.UNREADABLE, "unreadable"), err
+    # One line, naming the cluster and why; no plan shown, no update, no traceback.
+    assert err.count("\n") == 1 and err.startswith("rollout: "), err
+    assert "the cluster at https://127.0.0.1:" in err and said in err and "nothing was changed" in err
+    assert len(deployed.stack.history()) == updates
+    assert tag(deployed) == "1.14.2"
+    assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import pytest
 import yaml
+from kubernetes.client.exceptions import ApiException
 
 from infra.identity import DEPLOYMENT, DEPLOYMENT_TYPE
 from infra.images import CONTAINER_IMAGE_PATH as IMAGE
@@ -105,8 +106,12 @@ class FakeEngine:
     def resources(self) -> list[dict[str, Any]]:
         return [{"type": DEPLOYMENT_TYPE, "urn": f"urn::{DEPLOYMENT}"}]
 
+    @property
+    def image(self) -> str:
+        return f"nginxinc/nginx-unprivileged:{self.tag}"
+
     def outputs(self) -> dict[str, Any]:
-        return {"deploymentName": DEPLOYMENT}
+        return {"deploymentName": DEPLOYMENT, "image": self.image}
 
     def interrupt(self) -> None:
         self.interrupts += 1
@@ -131,10 +136,22 @@ class FakeView:
 
 
 class FakeCluster:
-    """A cluster whose Deployment is ``state``; each live view waits as ``problems`` say, in turn."""
+    """A cluster whose Deployment is ``state``, or runs what ``engine`` last shipped on 3 replicas, complete;
+    each live view waits as ``problems`` say, in turn; ``error`` is what reading the Deployment raises."""
 
-    def __init__(self, state: Health | None = None, problems: list[str | None] | None = None) -> None:
-        self.state = state or Health("nginxinc/nginx-unprivileged:1.14.2", 3, 3, 3, 3, True, 3)
+    name = "https://127.0.0.1:6443"
+
+    def __init__(
+        self,
+        state: Health | None = None,
+        problems: list[str | None] | None = None,
+        *,
+        engine: Any = None,
+        error: Exception | None = None,
+    ) -> None:
+        self.state = state
+        self.engine = engine
+        self.error = error
         self.problems = list(problems or [])
         self.views: list[FakeView] = []
         self.kubeconfigs: list[str | None] = []
@@ -145,7 +162,12 @@ class FakeCluster:
 
     def health(self, namespace: str, name: str) -> Health:
         assert name == DEPLOYMENT
-        return self.state
+        if self.error is not None:
+            raise self.error
+        if self.state is not None:
+            return self.state
+        image = self.engine.image if self.engine is not None else "nginxinc/nginx-unprivileged:1.14.2"
+        return Health(image, 3, 3, 3, 3, True, 3)
 
     def progress(self, namespace: str, say: Any, verdict: Verdict | None = None) -> FakeView:
         self.views.append(FakeView(self.problems.pop(0) if self.problems else None))
@@ -160,13 +182,16 @@ def rollout(
     cluster: FakeCluster | None = None,
 ) -> cli.RolloutRun:
     args = cli.parse_args(["--stack", "dev", "--tag", tag, *extra])
-    cluster = cluster or FakeCluster()
+    engine = engine or FakeEngine()
+    cluster = cluster or FakeCluster(engine=engine)
+    if cluster.engine is None and cluster.state is None:
+        cluster.engine = engine
     return cli.RolloutRun(
         args,
         io.StringIO(),
         io.StringIO(),
         stdin or io.StringIO(),
-        engine=engine or FakeEngine(),
+        engine=engine,
         cluster_reader=cluster.read,
     )
 
@@ -244,7 +269,7 @@ def test_run_rolls_back_a_rollout_that_does_not_complete_after_the_update() -> N
     assert engine.ups == ["1.16.1", "1.14.2"]
     assert command.result.error == "the rollout did not complete within 70s"
     assert [len(view.waited) for view in cluster.views] == [1, 1], "the rollback is waited for too"
-    assert set(command.result.durations) == {"config", "preview", "up", "rollback"}
+    assert set(command.result.durations) == {"config", "outputs", "look", "preview", "up", "rollback"}
 
 
 def test_a_definitive_failure_interrupts_the_engine_once_and_the_rollback_refreshes_first() -> None:
@@ -329,6 +354,10 @@ class KeepingEngine(FakeEngine):
     def config(self) -> dict[str, str]:
         return {"rolling:target": "local", **{f"rolling:{k}": v for k, v in self.configured.items()}}
 
+    @property
+    def image(self) -> str:
+        return self.running if not self.ups else f"{self.running.rsplit(':', 1)[0]}:{self.tag}"
+
     def outputs(self) -> dict[str, Any]:
         return {"image": self.running, "deploymentName": DEPLOYMENT} if self.running else {}
 
@@ -406,3 +435,109 @@ def test_without_pulumi_on_path_the_command_says_so(monkeypatch: pytest.MonkeyPa
     assert code == Exit.USAGE
     assert "the pulumi CLI is not on PATH" in json.loads(out)["error"]
     assert "Traceback" not in err
+
+
+# What runs, read before anything is previewed.
+def looked(cluster: FakeCluster, tag: str = "1.16.1", engine: FakeEngine | None = None) -> cli.RolloutRun:
+    command = rollout("--yes", "--cwd", str(ROOT), tag=tag, engine=engine or FakeEngine(), cluster=cluster)
+    command.run()
+    return command
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (
+            ConnectionRefusedError(111, "Connection refused"),
+            f"cannot reach the cluster at {FakeCluster.name} to read Deployment rolling/{DEPLOYMENT}: "
+            "[Errno 111] Connection refused; nothing was changed",
+        ),
+        (
+            ApiException(status=401, reason="Unauthorized"),
+            f"the cluster at {FakeCluster.name} refused to let Deployment rolling/{DEPLOYMENT} be read: "
+            "401 Unauthorized (credentials?); nothing was changed",
+        ),
+    ],
+)
+def test_a_cluster_that_cannot_be_read_stops_the_command_before_the_preview(error: Exception, said: str) -> None:
+    engine = FakeEngine()
+    command = looked(FakeCluster(error=error), engine=engine)
+    assert (command.result.exit, command.result.outcome) == (Exit.UNREADABLE, "unreadable")
+    assert command.result.error == said
+    assert engine.previewed == [] and engine.ups == [] and engine.refreshed == []
+    assert command.err.getvalue() == f"rollout: {said}\n"  # type: ignore[attr-defined]
+
+
+def test_a_kubeconfig_that_cannot_be_read_stops_the_command_too() -> None:
+    engine = FakeEngine()
+    command = rollout("--yes", "--cwd", str(ROOT), engine=engine)
+
+    def reader(_: str | None) -> FakeCluster:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    command.cluster_reader = reader
+    assert command.run() == Exit.UNREADABLE
+    assert "cannot read the kubeconfig of stack dev's cluster: [Errno 2] No such file or directory" in str(
+        command.result.error
+    )
+    assert engine.previewed == [] and engine.ups == []
+
+
+def test_a_deployment_the_cluster_does_not_have_is_drift_never_success() -> None:
+    # The cluster was made again: the state lists the Deployment, the cluster has none.
+    engine = FakeEngine()
+    command = looked(FakeCluster(error=ApiException(status=404, reason="Not Found")), tag="1.14.2", engine=engine)
+    assert (command.result.exit, command.result.outcome) == (Exit.DRIFTED, "drifted")
+    assert "is not in the cluster" in str(command.result.error)
+    assert "`pulumi up --refresh` creates it again; nothing was changed" in str(command.result.error)
+    assert engine.previewed == [] and engine.ups == []
+
+
+def test_unchanged_only_when_the_cluster_runs_the_image_on_every_replica() -> None:
+    engine = FakeEngine()
+    command = looked(FakeCluster(engine=engine), tag="1.14.2", engine=engine)
+    assert (command.result.exit, command.result.outcome) == (Exit.OK, "unchanged")
+    assert engine.previewed == []
+
+    half = Health("nginxinc/nginx-unprivileged:1.14.2", 3, 1, 3, 1, True, 5)
+    command = looked(FakeCluster(half), tag="1.14.2")
+    assert (command.result.exit, command.result.outcome) == (Exit.FAILED, "incomplete")
+    assert "its rollout is not complete (nginxinc/nginx-unprivileged:1.14.2: 1/3 ready" in str(command.result.error)
+
+
+def test_an_image_set_outside_pulumi_is_read_back_then_replaced() -> None:
+    # `kubectl set image` ran 1.13.0; the stack's state and config say 1.14.2. Asked for 1.14.2, the command
+    # reads the Deployment back (so the preview has something to do) and ships it; 1.13.0 is what a
+    # rollback would return to, since it is what served.
+    engine = FakeEngine()
+    cluster = FakeCluster(Health("nginxinc/nginx-unprivileged:1.13.0", 3, 3, 3, 3, True, 3))
+    command = looked(cluster, tag="1.14.2", engine=engine)
+    assert engine.refreshed == [[f"urn::{DEPLOYMENT}"]]
+    assert [tag for tag, _ in engine.previewed] == ["1.14.2"] and engine.ups == ["1.14.2"]
+    assert command.result.old_image == "nginxinc/nginx-unprivileged:1.13.0"
+    assert "the cluster runs nginxinc/nginx-unprivileged:1.13.0, but stack dev's state says" in command.err.getvalue()  # type: ignore[attr-defined]
+
+
+def test_a_stack_never_deployed_is_not_looked_for() -> None:
+    engine = KeepingEngine("", {"imageRepository": ECR})
+    cluster = FakeCluster(error=AssertionError("no Deployment to look for"))
+    command = looked(cluster, tag="def5678", engine=engine)
+    assert command.result.exit == Exit.OK, "its Deployment is not read: there is none yet"
+
+
+class UnreadableView(FakeView):
+    def wait_complete(self, timeout: float) -> str | None:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+
+def test_a_cluster_lost_after_the_update_is_unconfirmed_never_success() -> None:
+    engine = FakeEngine()
+    command = rollout("--yes", "--cwd", str(ROOT), engine=engine)
+    cluster = cast(FakeCluster, command.cluster_reader(None))
+    cluster.progress = lambda *_, **__: UnreadableView()  # type: ignore[method-assign]
+    assert command.run() == Exit.UNCONFIRMED
+    assert command.result.outcome == "unconfirmed"
+    assert engine.ups == ["1.16.1"], "nothing is rolled back on a rollout not known to have failed"
+    assert "could not be read after it to confirm the rollout: [Errno 111] Connection refused" in str(
+        command.result.error
+    )

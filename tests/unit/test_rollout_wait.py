@@ -8,6 +8,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from infra.identity import DEPLOYMENT
+from infra.rollout.cluster import short
 from infra.rollout.status import Health, Verdict
 from infra.rollout_wait import RolloutFailed, settle
 
@@ -45,6 +46,8 @@ class View:
 
 class Recorded:
     """A cluster whose Deployment goes through ``states`` (the last one stays), or that fails to answer."""
+
+    name = "https://127.0.0.1:6443"
 
     def __init__(self, *states: Health, error: Exception | None = None, verdict_after: int | None = None) -> None:
         self.states = list(states)
@@ -110,11 +113,26 @@ def test_an_absent_deployment_is_a_failure_that_names_the_repair() -> None:
 def test_a_cluster_that_says_no_differs_from_one_not_reached() -> None:
     with pytest.raises(RolloutFailed) as refused:
         wait(Recorded(error=ApiException(status=403, reason="Forbidden")))
-    assert str(refused.value) == f"cannot read Deployment rolling/{DEPLOYMENT}: the cluster said 403 Forbidden"
+    assert str(refused.value) == (
+        f"the cluster at {Recorded.name} refused to let Deployment rolling/{DEPLOYMENT} be read: "
+        "403 Forbidden (credentials?)"
+    )
     with pytest.raises(RolloutFailed) as unreached:
         wait(Recorded(error=ConnectionRefusedError(111, "Connection refused")))
-    assert str(unreached.value).startswith(f"cannot reach the cluster to read Deployment rolling/{DEPLOYMENT}: ")
-    assert "Connection refused" in str(unreached.value)
+    assert str(unreached.value) == (
+        f"cannot reach the cluster at {Recorded.name} to read Deployment rolling/{DEPLOYMENT}: "
+        "[Errno 111] Connection refused"
+    )
+
+
+def test_a_bad_kubeconfig_is_said_as_such() -> None:
+    def reader(_: str | None) -> Recorded:
+        raise ValueError("the kubeconfig text is not a kubeconfig document")
+
+    with pytest.raises(RolloutFailed) as failed:
+        settle("rolling", NEW, "x\ny", timeout=60, fargate=False, say=lambda _: None, reader=reader)
+    assert "cannot read the cluster's kubeconfig" in str(failed.value)
+    assert "not a kubeconfig document" in str(failed.value)
 
 
 def test_another_image_is_drift_said_at_once_or_a_change_during_the_rollout() -> None:
@@ -129,3 +147,13 @@ def test_another_image_is_drift_said_at_once_or_a_change_during_the_rollout() ->
     with pytest.raises(RolloutFailed) as failed:
         wait(changed)
     assert f"was changed to {OLD} during its rollout to {NEW}" in str(failed.value)
+
+
+def test_a_connection_error_is_said_by_the_systems_reason() -> None:
+    # What the Kubernetes client raises when nothing listens: urllib3's retries, wrapping the reason.
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    inner = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")  # type: ignore[arg-type]
+    err = MaxRetryError(None, "/apis/apps/v1/namespaces/rolling/deployments/x", inner)  # type: ignore[arg-type]
+    assert short(err) == "[Errno 111] Connection refused"
+    assert short(ValueError("first line\nsecond")) == "ValueError: first line"
