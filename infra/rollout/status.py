@@ -127,6 +127,30 @@ def definitive_failure(pods: list[Any], events: list[Any], image: str, fargate: 
     return None
 
 
+def pending_cause(pods: list[Any], events: list[Any], image: str) -> str | None:
+    """Why a pod that runs ``image`` is not ready yet, as the cluster last said it (a pod not scheduled
+    and why, a container waiting and why, a failing probe), or None when no pod says: the cause a
+    deadline failure names, since the deadline's own message says only that time ran out."""
+    names = set()
+    for pod in pods:
+        if image not in [c.image for c in pod.spec.containers]:
+            continue
+        name = pod.metadata.name
+        names.add(name)
+        for condition in pod.status.conditions or []:
+            if condition.type == "PodScheduled" and condition.status == "False":
+                return f"pod {name} is not scheduled: {condition.reason}: {condition.message}"
+        for status in pod.status.container_statuses or []:
+            waiting = status.state.waiting if status.state else None
+            if waiting is not None and waiting.reason and waiting.reason != "ContainerCreating":
+                detail = f"{waiting.reason}: {waiting.message}" if waiting.message else waiting.reason
+                return f"pod {name}: container {status.name} waits: {detail}"
+    probes = [e for e in events if e.involved_object.name in names and e.reason == "Unhealthy"]
+    if probes:
+        return f"pod {probes[-1].involved_object.name}: {probes[-1].message}"
+    return None
+
+
 def _not_found(message: str) -> bool:
     return any(marker in message.lower() for marker in NOT_FOUND)
 
@@ -156,11 +180,13 @@ def wait_complete(
     *,
     verdict: Verdict | None = None,
     behind: Callable[[Health], None] | None = None,
+    explain: Callable[[], str | None] | None = None,
     poll: float = 0.5,
 ) -> str | None:
     """Wait until the Deployment ``read`` returns is complete; None once it is, or why it will not be:
-    a ``verdict``, the controller's deadline, or ``timeout`` seconds passing. ``behind`` hears the first
-    state that is not complete yet (the caller says it is waiting)."""
+    a ``verdict``, the controller's deadline, or ``timeout`` seconds passing (``explain`` adds why the
+    new pods are not ready, as the cluster says it). ``behind`` hears the first state that is not
+    complete yet (the caller says it is waiting)."""
     end = time.monotonic() + timeout
     told = False
     while True:
@@ -172,8 +198,10 @@ def wait_complete(
             told = True
         if verdict is not None and verdict.reason is not None:
             return verdict.reason
-        if state.failed is not None:
-            return state.failed
-        if time.monotonic() >= end:
-            return f"the rollout did not complete within {timeout:.0f}s: {state}"
+        failed = state.failed
+        if failed is None and time.monotonic() >= end:
+            failed = f"the rollout did not complete within {timeout:.0f}s: {state}"
+        if failed is not None:
+            cause = explain() if explain is not None else None
+            return f"{failed}; {cause}" if cause else failed
         time.sleep(poll)

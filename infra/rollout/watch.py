@@ -11,7 +11,7 @@ from typing import Any
 from kubernetes import client
 
 from infra.identity import SELECTOR
-from infra.rollout.status import Health, Verdict, definitive_failure, wait_complete
+from infra.rollout.status import Health, Verdict, definitive_failure, pending_cause, wait_complete
 
 # How long one read of the Deployment may take: seconds to connect, seconds to answer. Without it a
 # cluster that drops packets (a private endpoint seen from outside its network) holds the command for
@@ -97,8 +97,21 @@ class Progress:
         def behind(state: Health) -> None:
             self.say(f"{self._stamp()} waiting for the rollout to complete: {state.waiting_for} ({state})")
 
+        def explain() -> str | None:
+            try:
+                deployment = health(self.apps.api_client, self.namespace)
+                pods = self.core.list_namespaced_pod(self.namespace, label_selector=SELECTOR).items
+                events = self.core.list_namespaced_event(self.namespace).items
+            except Exception:  # the failure is said anyway; its cause only when the cluster gives it
+                return None
+            return pending_cause(pods, sorted(events, key=_when), deployment.image)
+
         return wait_complete(
-            lambda: health(self.apps.api_client, self.namespace), timeout, verdict=self.verdict, behind=behind
+            lambda: health(self.apps.api_client, self.namespace),
+            timeout,
+            verdict=self.verdict,
+            behind=behind,
+            explain=explain,
         )
 
     def _run(self) -> None:
@@ -147,3 +160,9 @@ class Progress:
                 f"{event.reason}: {event.message}"
             )
         return list(events)
+
+
+def _when(event: Any) -> float:
+    """When an event last happened, for ordering (its count's last time, else its creation)."""
+    stamp = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
+    return stamp.timestamp() if stamp is not None else 0.0

@@ -257,6 +257,22 @@ def test_failed_rollout_fails_up_with_its_cause_within_seconds_and_keeps_old_pod
         assert ready_pods_by_image(stack) == {image("1.14.2"): 3}
 
 
+def test_pods_that_do_not_fit_the_node_fail_up_naming_why(tmp_path: Path) -> None:
+    # More CPU than the node has: the new pod sits Pending. A cluster that may get room is not a verdict,
+    # so `up` fails at the deadline, and the error says what the scheduler said, not only that time ran out.
+    with local_stack(tmp_path, imageTag="1.14.2", progressDeadlineSeconds=10) as stack:
+        stack.up()
+        stack.set(imageTag="1.16.1", cpu="16")  # the node has 2
+        with pytest.raises(auto.CommandError) as caught:
+            stack.up()
+        message = str(caught.value)
+        assert "progress deadline" in message and "Insufficient cpu" in message, message
+        assert ready_pods_by_image(stack) == {image("1.14.2"): 3}
+        stack.set(imageTag="1.14.2", cpu="100m")
+        stack.up()
+        assert ready_pods_by_image(stack) == {image("1.14.2"): 3}
+
+
 def test_drift_is_reported_and_repaired(deployed: LocalStack) -> None:
     subprocess.run(
         ["kubectl", "-n", deployed.namespace, "set", "image", f"deployment/{DEPLOYMENT}", f"nginx={image('1.15.0')}"],

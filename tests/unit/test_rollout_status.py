@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from infra.rollout.status import Health, Verdict, definitive_failure, wait_complete
+from infra.rollout.status import Health, Verdict, definitive_failure, pending_cause, wait_complete
 
 NEW, OLD = "registry/app:2", "registry/app:1"
 
@@ -189,3 +189,41 @@ def test_waiting_ends_on_a_verdict_the_deadline_or_the_timeout() -> None:
     deadline = Health(NEW, 3, 1, 1, 1, True, 3, deadline_exceeded=True)
     said = wait_complete(lambda: deadline, timeout=5, poll=0.01)
     assert said is not None and "exceeded its progress deadline" in said
+
+
+def test_a_deadline_names_why_the_new_pods_are_not_ready() -> None:
+    # Pods that do not fit the node sit Pending: the deadline's own message says only that time ran out.
+    pending = pod()
+    pending.status.conditions = [
+        client.V1PodCondition(
+            type="PodScheduled",
+            status="False",
+            reason="Unschedulable",
+            message="0/1 nodes are available: 1 Insufficient cpu.",
+        )
+    ]
+    cause = pending_cause([pod(image=OLD), pending], [], NEW)
+    assert cause == "pod app-new-1 is not scheduled: Unschedulable: 0/1 nodes are available: 1 Insufficient cpu."
+    deadline = Health(NEW, 3, 1, 1, 1, True, 3, deadline_exceeded=True)
+    said = wait_complete(lambda: deadline, timeout=5, poll=0.01, explain=lambda: cause)
+    assert said is not None and said.endswith(f"; {cause}") and "exceeded its progress deadline" in said
+    said = wait_complete(lambda: health_of(3, 3, 2, 5), timeout=0, poll=0.01, explain=lambda: cause)
+    assert said is not None and "did not complete within 0s" in said and "Insufficient cpu" in said
+
+
+@pytest.mark.parametrize(
+    ("pods", "events", "says"),
+    [
+        ([pod(waiting=("ImagePullBackOff", "Back-off pulling"))], [], "waits: ImagePullBackOff: Back-off pulling"),
+        (
+            [pod()],
+            [event("app-new-1", "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503")],
+            "Readiness probe failed",
+        ),
+        ([pod(waiting=("ContainerCreating", ""))], [], None),  # nothing to say yet
+        ([pod(image=OLD, waiting=("ImagePullBackOff", "x"))], [], None),  # not the new image's pod
+    ],
+)
+def test_the_cause_of_a_pending_rollout(pods: list[Any], events: list[Any], says: str | None) -> None:
+    cause = pending_cause(pods, events, NEW)
+    assert (cause is None) if says is None else (cause is not None and says in cause)
