@@ -25,6 +25,7 @@ from typing import Any
 from bench import phases
 from infra import offline, strategy
 from infra.identity import CONTAINER, DEPLOYMENT, DEPLOYMENT_REF
+from infra.settings import Settings
 from rigs.project import copy_project
 from rigs.timeline import RolloutWatch
 
@@ -150,6 +151,40 @@ def kubectl_diff(manifest: Path, tag: str) -> None:
         raise RuntimeError(done.stderr)
 
 
+# Replicas of the scale runs. The bench cluster's fake nodes (ROLLING_NODES in the Makefile) must hold
+# the largest with its surge: 100 + 25 pods at 250m is 31.25 CPUs, more than three 8-CPU nodes have (the
+# rest sat Pending, and the resize stalled at the scheduler), so it runs five.
+SCALE = (3, 30, 100)
+# A tag kwok's stages fail to pull (cluster/stages.yaml): the registry says it has no such image.
+BROKEN_SUFFIX = "-broken"
+
+
+def failing_up(stack: Stack, runs: int) -> dict[str, Any]:
+    """Plain `pulumi up` to a tag the registry does not have: seconds until it fails with the cause, where
+    it used to wait out the progress deadline and a margin. The stack goes back to a good tag after each."""
+    seconds = []
+    for _ in range(min(runs, 3)):
+        stack.configure(imageTag=next_tag() + BROKEN_SUFFIX)
+        start = time.perf_counter()
+        try:
+            stack.up()
+        except RuntimeError as err:
+            seconds.append(time.perf_counter() - start)
+            if "the registry has no" not in str(err):
+                raise RuntimeError(f"`pulumi up` failed without naming the missing image:\n{err}") from None
+        else:
+            raise RuntimeError("`pulumi up` succeeded with a tag the registry does not have")
+        stack.configure(imageTag=next_tag())
+        stack.up()
+    settings = Settings.from_values({"target": "local"})
+    return {
+        "pulumi_up_s": summary(seconds),
+        "pull_fails_after_s": int(os.environ["ROLLING_POD_READY_MS"]) / 1000,
+        "deadline_s": settings.progress_deadline_seconds,
+        "deadline_and_margin_s": settings.await_timeout_seconds,
+    }
+
+
 def floor_seconds(steps: int, delays: dict[str, float]) -> float:
     """What the controllers cannot beat: each step waits for a new pod to be created and get ready.
 
@@ -263,6 +298,22 @@ def stretch_table(title: str, logged: dict[str, Any]) -> list[str]:
     return lines
 
 
+def failure_lines(failure: dict[str, Any] | None) -> list[str]:
+    if not failure:
+        return []
+    up = failure["pulumi_up_s"]
+    return [
+        "## A release that cannot start: plain `pulumi up` to its error",
+        "",
+        f"A tag the registry does not have (the fake nodes' pull fails {failure.get('pull_fails_after_s', 5.0)} s "
+        f"after the pod is created): `pulumi up` failed naming the missing image after {up['median']} s "
+        f"(median of {up['runs']}; min {up['min']}, max {up['max']}). Before the program waited for its own "
+        f"rollout it waited out the progress deadline and its margin, {failure['deadline_and_margin_s']} s "
+        f"(71.6 s measured); `kubectl rollout status` fails at the deadline, {failure['deadline_s']} s.",
+        "",
+    ]
+
+
 def markdown(report: dict[str, Any]) -> str:
     deploy = report["deploy"]
     lines = [
@@ -324,6 +375,7 @@ def markdown(report: dict[str, Any]) -> str:
             else []
         ),
         "",
+        *failure_lines(report.get("failure")),
         "## Scale (maxSurge 25 %, one run each)",
         "",
         "| replicas | kubectl s | pulumi up s | pulumi - kubectl s | kubectl's own s | pulumi up's own s | floor s |",
@@ -484,9 +536,11 @@ def main() -> int:
             stack.configure(imageTag=next_tag())
             report["preview"]["logged"] = phases.logged(stack.pulumi, None, "preview", "--stack", stack.name)
 
+            report["failure"] = failing_up(stack, args.runs)
+
             scale = []
             surge = {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}
-            for replicas in (3, 10, 30):
+            for replicas in SCALE:
                 progress(f"scale: a tag change at {replicas} replicas, kubectl and pulumi up")
                 # Resize both first (untimed), then time one tag change on each.
                 stack.configure(replicas=replicas, maxSurge="25%", imageTag=next_tag())
