@@ -7,7 +7,8 @@
 #                                         Debian root filesystem (debootstrap), cached by its inputs
 #   cluster/images.sh app VERSION [KIND]  localhost:5000/rolling-app:VERSION, built by buildah from
 #                                         app/Dockerfile itself on that base; KIND makes a broken one:
-#                                         never-ready (the server never answers), crash (exits at start)
+#                                         never-ready (the server never answers), crash (exits at start);
+#                                         unlimited serves, ignoring the stack's keep-alive limits
 #   cluster/images.sh base-ref            print the base image's reference
 #   cluster/images.sh revision REF        print the revision label of REF in the node's registry
 #                                         (empty when it has none); exit 3 when REF is not there
@@ -147,9 +148,16 @@ app() {
       printf 'FROM app\nCMD ["sh", "-c", "trap \\"exit 0\\" TERM QUIT INT; sleep 3600 & wait"]\n' >>"$context/Dockerfile" ;;
     crash)
       printf 'FROM app\nCMD ["sh", "-c", "echo broken build >&2; exit 1"]\n' >>"$context/Dockerfile" ;;
-    *) echo "images: unknown kind '$kind'; use never-ready or crash" >&2; exit 2 ;;
+    unlimited)
+      # Serves like the app, but ignores the stack's keep-alive limits, as an image with its own
+      # nginx configuration (the stock one) does: the proof that the limits matter.
+      sed -i '/keepalive\.d/d' "$context/nginx.conf" ;;
+    *) echo "images: unknown kind '$kind'; use never-ready, crash or unlimited" >&2; exit 2 ;;
   esac
-  [ -z "$kind" ] || sed -i '0,/^FROM /s//FROM /; 0,/^FROM \(.*\)$/s//FROM \1 AS app/' "$context/Dockerfile"
+  case $kind in
+    # A second stage on the app's image: name the first one.
+    never-ready | crash) sed -i '0,/^FROM \(.*\)$/s//FROM \1 AS app/' "$context/Dockerfile" ;;
+  esac
   local label=()
   [ -z "${REVISION:-}" ] || label=(--label "org.opencontainers.image.revision=$REVISION")
   node buildah "${storage[@]}" bud --quiet --isolation chroot --layers --tls-verify=false \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -9,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import images, strategy
-from infra.identity import CONTAINER, DEPLOYMENT, LABELS, SERVICE
+from infra.identity import APP, CONTAINER, DEPLOYMENT, LABELS, SERVICE
 from infra.rollout_wait import SKIP_AWAIT
 
 # The Service's port; the container's is a setting (8080 for the unprivileged app image).
@@ -32,6 +33,19 @@ DIGEST_SKIP = (
 )
 # Writable paths nginx needs under a read-only root filesystem.
 SCRATCH = {"cache": "/var/cache/nginx", "run": "/var/run", "tmp": "/tmp"}
+# Where the app's server block (app/default.conf) reads its keep-alive limits from: the program's
+# ConfigMap, mounted read-only. An image that does not read it (the bootstrap image) ignores it.
+KEEPALIVE_DIR = "/etc/nginx/keepalive.d"
+KEEPALIVE_FILE = "keepalive.conf"
+
+
+def keepalive_conf(idle_seconds: int, connection_max_seconds: int) -> str:
+    """The nginx directives of the keep-alive limits: an idle connection closes after ``idle_seconds`` (the
+    Keep-Alive header tells clients a second less, so those that honour it close first), and the first
+    response after ``connection_max_seconds`` says `Connection: close` and ends the connection cleanly
+    (nginx's keepalive_time, since 1.19.10: https://nginx.org/en/docs/http/ngx_http_core_module.html#keepalive_time)."""
+    hint = idle_seconds - 1 if idle_seconds > 1 else idle_seconds
+    return f"keepalive_timeout {idle_seconds}s {hint}s;\nkeepalive_time {connection_max_seconds}s;\n"
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,9 @@ class WebAppArgs:
     # and the grace period that covers the drain and nginx's graceful stop.
     drain_seconds: int
     termination_grace_period_seconds: int
+    # Keep-alive limits of the app's server (settings: keepAliveSeconds, connectionMaxSeconds).
+    keep_alive_seconds: int
+    connection_max_seconds: int
     # The port the image serves on, and whether it must start as root (the stock nginx image).
     container_port: int
     needs_root: bool
@@ -115,6 +132,20 @@ class WebApp(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        # The keep-alive limits, named by their content: a change makes a new ConfigMap, which changes
+        # the pod template, so the pods restart with it (nginx reads its configuration at start).
+        conf = keepalive_conf(args.keep_alive_seconds, args.connection_max_seconds)
+        keepalive = k8s.core.v1.ConfigMap(
+            f"{name}-keepalive",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=f"{APP}-keepalive-{hashlib.sha256(conf.encode()).hexdigest()[:10]}",
+                namespace=namespace,
+                labels=LABELS,
+            ),
+            data={KEEPALIVE_FILE: conf},
+            immutable=True,
+            opts=child,
+        )
         # What must exist before the first pods do (on eks, the ALB Ingress: the load balancer controller
         # injects readiness gates only into pods created after it has bound the Service's target group).
         # A dependency orders creation only: a new tag still changes the Deployment alone.
@@ -136,7 +167,7 @@ class WebApp(pulumi.ComponentResource):
                     **({} if args.pinned_by_digest else {"checkov.io/skip1": DIGEST_SKIP}),
                 },
             ),
-            spec=_deployment_spec(args),
+            spec=_deployment_spec(args, keepalive.metadata.name),
             # With no image named, `up` keeps the one the Deployment runs: the engine diffs with the
             # image from the stack's state in place of the program's (Pulumi's ignoreChanges), so
             # git never rolls the app back to what the stack file last said.
@@ -195,7 +226,7 @@ def _running_image(spec: k8s.apps.v1.outputs.DeploymentSpec) -> str:
     return str(pod.containers[0].image)
 
 
-def _deployment_spec(args: WebAppArgs) -> k8s.apps.v1.DeploymentSpecArgs:
+def _deployment_spec(args: WebAppArgs, keepalive: pulumi.Input[str]) -> k8s.apps.v1.DeploymentSpecArgs:
     """The Deployment's spec. The pod template depends on nothing but args, so a new tag
     changes the image alone: no timestamps, no random values."""
     probe = k8s.core.v1.HTTPGetActionArgs(path=PROBE_PATH, port="http")
@@ -219,7 +250,10 @@ def _deployment_spec(args: WebAppArgs) -> k8s.apps.v1.DeploymentSpecArgs:
             # only the four capabilities the stock nginx image uses.
             capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"], add=ROOT_CAPABILITIES if args.needs_root else None),
         ),
-        volume_mounts=[k8s.core.v1.VolumeMountArgs(name=key, mount_path=path) for key, path in SCRATCH.items()],
+        volume_mounts=[
+            *(k8s.core.v1.VolumeMountArgs(name=key, mount_path=path) for key, path in SCRATCH.items()),
+            k8s.core.v1.VolumeMountArgs(name="keepalive", mount_path=KEEPALIVE_DIR, read_only=True),
+        ],
         # Kubernetes removes a stopping pod from the Service's endpoints at the moment it signals
         # the container: the sleep keeps the server up until every proxy and load balancer has
         # stopped sending it requests; then the image's stop signal (SIGQUIT for nginx: the app's
@@ -253,8 +287,13 @@ def _deployment_spec(args: WebAppArgs) -> k8s.apps.v1.DeploymentSpecArgs:
                 termination_grace_period_seconds=args.termination_grace_period_seconds,
                 security_context=_pod_security(args.needs_root),
                 volumes=[
-                    k8s.core.v1.VolumeArgs(name=key, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())
-                    for key in SCRATCH
+                    *(
+                        k8s.core.v1.VolumeArgs(name=key, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())
+                        for key in SCRATCH
+                    ),
+                    k8s.core.v1.VolumeArgs(
+                        name="keepalive", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=keepalive)
+                    ),
                 ],
             ),
         ),

@@ -39,6 +39,23 @@ STOP_SECONDS = 15
 # How long an ALB takes to stop sending new requests to a target once it starts deregistering it:
 # a stopping pod's drain covers this and the deregistration delay.
 ALB_PROPAGATION_SECONDS = 5
+# Keep-alive limits the app's server applies (app/default.conf reads them from a ConfigMap the program
+# mounts). keepAliveSeconds: how long an idle connection stays open. On EKS the ALB's connections to the
+# pods must stay open longer than the ALB's own idle timeout, or the ALB reuses one the pod has just
+# closed and answers 502 ("configure the idle timeout of your application to be larger than the idle
+# timeout configured for the load balancer":
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/application/application-load-balancers.html#connection-idle-timeout).
+KEEPALIVE_DEFAULTS = {"eks": 75, "local": 2}
+# The ALB's idle timeout (the load balancer attribute idle_timeout.timeout_seconds; AWS's default, which
+# the program does not change).
+ALB_IDLE_TIMEOUT_SECONDS = 60
+# connectionMaxSeconds: how long one connection may carry requests; the response after that says
+# `Connection: close` and the server closes it, the one clean way to end an HTTP/1.1 connection. Short
+# enough locally that every connection to a stopping pod ends that way during its drain.
+CONNECTION_MAX_DEFAULTS = {"eks": 20, "local": 2}
+# How long kube-proxy takes to stop sending new connections to a pod that left the endpoints (the local
+# node's; measured within about a second): a connection to a stopping pod can start until then.
+SERVICE_PROPAGATION_SECONDS = 1
 # What a new stack runs until its first deploy when no imageTag is set: the base app/Dockerfile builds on.
 BOOTSTRAP_IMAGE = "nginxinc/nginx-unprivileged:1.30.6-alpine"
 # The first minor version whose kubelet runs a preStop `sleep` by default (beta in 1.30, GA in 1.34).
@@ -737,6 +754,29 @@ class Settings:
         accepted="0 to 3600; less than `terminationGracePeriodSeconds`",
         shown_default=f"`-1` ({_per_target(DRAIN_DEFAULTS)})",
     )
+    keep_alive_seconds: int = setting(
+        _int_between(-1, 3600),
+        default=-1,
+        unset=True,
+        description="Seconds the app's server keeps an idle keep-alive connection open (nginx's keepalive_timeout; "
+        f"its Keep-Alive header says one less). -1 picks {_per_target(KEEPALIVE_DEFAULTS)}: on eks longer than "
+        f"the ALB's idle timeout ({ALB_IDLE_TIMEOUT_SECONDS} s), as AWS advises, so the ALB never reuses a "
+        "connection the pod closed; locally short enough to end in the drain.",
+        accepted=f"1 to 3600; on eks more than {ALB_IDLE_TIMEOUT_SECONDS}; locally, with `connectionMaxSeconds`, "
+        f"at most `drainSeconds` - {SERVICE_PROPAGATION_SECONDS}",
+        shown_default=f"`-1` ({_per_target(KEEPALIVE_DEFAULTS)})",
+    )
+    connection_max_seconds: int = setting(
+        _int_between(-1, 3600),
+        default=-1,
+        unset=True,
+        description="Seconds one connection may carry requests (nginx's keepalive_time): the response after that "
+        "says `Connection: close` and the server closes the connection cleanly, so every connection to a "
+        "stopping pod ends during its drain and a client that does not retry loses nothing. "
+        f"-1 picks {_per_target(CONNECTION_MAX_DEFAULTS)}.",
+        accepted=f"1 to 3600; locally, with `keepAliveSeconds`, at most `drainSeconds` - {SERVICE_PROPAGATION_SECONDS}",
+        shown_default=f"`-1` ({_per_target(CONNECTION_MAX_DEFAULTS)})",
+    )
     termination_grace_period_seconds: int = setting(
         _int_between(1, 3600),
         default=0,
@@ -918,6 +958,16 @@ def _derive(parsed: dict[str, Any], target: str) -> None:
         parsed["progress_deadline_seconds"] = PROGRESS_DEADLINE_DEFAULTS[target]
     if "drain_seconds" in parsed and parsed["drain_seconds"] is None:
         parsed["drain_seconds"] = DRAIN_DEFAULTS[target]
+    for key, defaults in (
+        ("keep_alive_seconds", KEEPALIVE_DEFAULTS),
+        ("connection_max_seconds", CONNECTION_MAX_DEFAULTS),
+    ):
+        if key in parsed and parsed[key] in (None, -1):
+            parsed[key] = defaults[target]
+            drain = parsed.get("drain_seconds")
+            if target == "local" and drain:
+                # Unset, both fit a shorter drain than the default: each half of what it leaves.
+                parsed[key] = max(1, min(parsed[key], (drain - SERVICE_PROPAGATION_SECONDS) // 2))
     if parsed.get("drain_seconds") is not None and parsed.get("termination_grace_period_seconds", 0) is None:
         parsed["termination_grace_period_seconds"] = parsed["drain_seconds"] + STOP_SECONDS
     if target != "eks":
@@ -1071,7 +1121,46 @@ def _sleep_action_available(parsed: dict[str, Any], target: str | None) -> str |
     return None
 
 
+def _keepalive_positive(parsed: dict[str, Any], target: str | None) -> str | None:
+    for key, name in (("keep_alive_seconds", "keepAliveSeconds"), ("connection_max_seconds", "connectionMaxSeconds")):
+        if parsed.get(key) == 0:
+            return f"{NAMESPACE}:{name} 0 is not accepted: 1 to 3600 seconds, or -1 for the target's default"
+    return None
+
+
+def _keepalive_outlasts_alb(parsed: dict[str, Any], target: str | None) -> str | None:
+    idle = parsed.get("keep_alive_seconds")
+    if target != "eks" or not idle or idle > ALB_IDLE_TIMEOUT_SECONDS:
+        return None
+    return (
+        f"{NAMESPACE}:keepAliveSeconds {idle} is not longer than the ALB's idle timeout "
+        f"({ALB_IDLE_TIMEOUT_SECONDS} s): the ALB would reuse connections the pods have closed and answer 502; "
+        f"use {ALB_IDLE_TIMEOUT_SECONDS + 15} or more (AWS advises the target's timeout be the longer)"
+    )
+
+
+def _keepalive_ends_in_drain(parsed: dict[str, Any], target: str | None) -> str | None:
+    # Locally clients reach the pods through the Service: a connection can start until kube-proxy drops
+    # the stopping pod, then serves requests until connectionMaxSeconds (the response closes it) and
+    # idles until keepAliveSeconds. Both within the drain, none is open when the server stops. (On eks
+    # the clients' connections are the ALB's, which stops using a target once it deregisters it.)
+    drain, idle, most = (parsed.get(k) for k in ("drain_seconds", "keep_alive_seconds", "connection_max_seconds"))
+    if target != "local" or not drain or not idle or not most:
+        return None
+    if idle + most <= drain - SERVICE_PROPAGATION_SECONDS:
+        return None
+    return (
+        f"{NAMESPACE}:keepAliveSeconds {idle} plus connectionMaxSeconds {most} must be at most drainSeconds {drain} "
+        f"- {SERVICE_PROPAGATION_SECONDS}: a stopping pod would still hold keep-alive connections when its server "
+        f"stops, and a client that sends on one then gets no answer; shorten them, or use drainSeconds "
+        f"{idle + most + SERVICE_PROPAGATION_SECONDS} or more"
+    )
+
+
 _RULES: tuple[Rule, ...] = (
+    _keepalive_positive,
+    _keepalive_outlasts_alb,
+    _keepalive_ends_in_drain,
     _rollout_possible,
     _deadline_after_min_ready,
     _fargate_size,

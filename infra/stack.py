@@ -51,6 +51,8 @@ def workload(
             memory=settings.memory,
             drain_seconds=settings.drain_seconds,
             termination_grace_period_seconds=settings.termination_grace_period_seconds,
+            keep_alive_seconds=settings.keep_alive_seconds,
+            connection_max_seconds=settings.connection_max_seconds,
             container_port=settings.container_port,
             needs_root=settings.image_needs_root,
             namespace_labels=dict(namespace_labels or {}),

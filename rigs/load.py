@@ -1,20 +1,26 @@
-"""Traffic through a rollout: vegeta at a fixed rate, every response recorded, and the checks that judge it.
+"""Traffic through a rollout: two clients at a fixed rate, every response recorded, and the checks that judge it.
 
 `Load` runs `vegeta attack` (bounded by rate and duration, so it stops by itself) against one URL and
 records each response: when it was sent, its status, its latency, its error and the version the page
-named. `problems` says what went wrong in a recording; it is plain Python, tested on recorded samples.
+named. `PlainLoad` does the same with a client that never re-sends a request, as most HTTP/1.1
+clients do not (vegeta re-sends on a reused connection that turns out closed). `problems` says what went
+wrong in a recording; it is plain Python, tested on recorded samples.
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import signal
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True)
@@ -160,3 +166,83 @@ class Load:
                 self._attack.kill()
             self._encode.wait(timeout=30)
         self.responses = parse(self.out.read_text().splitlines())
+
+
+class PlainLoad:
+    """A client that does not retry, at ``rate`` requests a second for at most ``duration_s``, in threads.
+
+    What many HTTP/1.1 clients do (Python's http.client, Node's http.Agent, many SDKs): ``keepalive``
+    True sends over ``connections`` persistent connections, each reused until the server closes it
+    (`Connection: close`) or a request on it fails; False opens a new connection for every request. A
+    request that fails is recorded as failed and never sent again, unlike vegeta's client, which re-sends
+    an idempotent request when a reused connection turns out closed and so hides exactly the failure
+    such clients meet. Leaving the block stops it; so does the duration running out.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        rate: int,
+        duration_s: int,
+        out: Path,
+        *,
+        keepalive: bool,
+        timeout_s: float = 5.0,
+        connections: int = 5,
+    ) -> None:
+        self.url, self.rate, self.duration_s, self.out = url, rate, duration_s, out
+        self.keepalive, self.timeout_s, self.connections = keepalive, timeout_s, connections
+        self.responses: list[Response] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> PlainLoad:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        start = time.time()
+        for worker in range(self.connections):
+            thread = threading.Thread(target=self._work, args=(worker, start), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.timeout_s + 5)
+        self.responses.sort(key=lambda r: r.t)
+        with self.out.open("w") as sink:
+            sink.writelines(json.dumps(r.__dict__) + "\n" for r in self.responses)
+
+    def _work(self, worker: int, start: float) -> None:
+        parts = urlsplit(self.url)
+        host, port, path = parts.hostname or "", parts.port or 80, parts.path or "/"
+        interval = self.connections / self.rate
+        # The workers take turns: together they send at ``rate``, evenly spread.
+        due = start + worker * interval / self.connections
+        end = start + self.duration_s
+        connection: http.client.HTTPConnection | None = None
+        while not self._stop.is_set() and due < end:
+            self._stop.wait(max(0.0, due - time.time()))
+            if self._stop.is_set():
+                break
+            due += interval
+            if connection is None or not self.keepalive:
+                connection = http.client.HTTPConnection(host, port, timeout=self.timeout_s)
+            sent = time.time()
+            try:
+                connection.request("GET", path)
+                answer = connection.getresponse()
+                body = answer.read().decode(errors="replace").strip()
+                result = Response(sent, answer.status, time.time() - sent, "", body)
+            except (OSError, http.client.HTTPException) as failed:
+                # Not sent again: the caller sees the failure, and the next request opens a new connection.
+                result = Response(sent, 0, time.time() - sent, f"{failed.__class__.__name__}: {failed}", "")
+                connection.close()
+                connection = None
+            if connection is not None and not self.keepalive:
+                connection.close()
+            with self._lock:
+                self.responses.append(result)
+        if connection is not None:
+            connection.close()

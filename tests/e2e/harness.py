@@ -134,3 +134,9 @@ def ready_to_serve(stack: LocalStack, version: str = "1.14.2") -> str:
 def traffic(url: str, name: str, *, keepalive: bool) -> load.Load:
     """vegeta at LOAD_RATE against ``url``; its responses go to tests/artifacts/traffic-NAME.jsonl."""
     return load.Load(url, LOAD_RATE, LOAD_DURATION_S, ARTIFACTS / f"traffic-{name}.jsonl", keepalive=keepalive)
+
+
+def plain_traffic(url: str, name: str, *, keepalive: bool) -> load.PlainLoad:
+    """A client that never re-sends a request, at LOAD_RATE against ``url`` (beside vegeta, which does):
+    its responses go to tests/artifacts/plain-NAME.jsonl."""
+    return load.PlainLoad(url, LOAD_RATE, LOAD_DURATION_S, ARTIFACTS / f"plain-{name}.jsonl", keepalive=keepalive)

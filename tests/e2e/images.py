@@ -15,7 +15,9 @@ VERSIONS = ("1.14.2", "1.15.0", "1.16.1")
 # Real failures: a server that never answers its probe, and one that exits at start.
 NEVER_READY = "1.16.1-never-ready"
 CRASHING = "1.16.1-crash"
-BROKEN = {NEVER_READY: "never-ready", CRASHING: "crash"}
+# Serves, but ignores the stack's keep-alive limits (as an image with its own nginx configuration does).
+UNLIMITED = "1.14.2-unlimited"
+BROKEN = {NEVER_READY: "never-ready", CRASHING: "crash", UNLIMITED: "unlimited"}
 # Never built: pulling it fails (ErrImagePull, then ImagePullBackOff).
 MISSING = "1.16.1-missing"
 

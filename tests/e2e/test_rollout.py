@@ -139,7 +139,7 @@ def test_every_plain_up_returns_with_the_rollout_complete(tmp_path: Path) -> Non
     # left from the last rollout). Many rollouts in a row, with a core kept busy beside them (the
     # controller's status writes then lag, as they did under load in CI): at every return of a plain
     # `up`, the Deployment is complete as `kubectl rollout status` judges it.
-    with local_stack(tmp_path, imageTag="1.14.2", replicas=2, maxSurge=2, minReadySeconds=0, drainSeconds=1) as stack:
+    with local_stack(tmp_path, imageTag="1.14.2", replicas=2, maxSurge=2, minReadySeconds=0, drainSeconds=3) as stack:
         stack.up()
         busy = subprocess.Popen(  # bounded: it stops by itself after 10 minutes
             ["python3", "-c", "import time\nend = time.time() + 600\nwhile time.time() < end: pass"]

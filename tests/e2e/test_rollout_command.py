@@ -20,7 +20,7 @@ from infra.rollout import watch
 from infra.rollout.engine import Engine, EngineError
 from infra.rollout.exits import Exit
 from rigs import load
-from tests.e2e.harness import LocalStack, api_client, ready_to_serve, traffic
+from tests.e2e.harness import LocalStack, api_client, plain_traffic, ready_to_serve, traffic
 from tests.e2e.images import CRASHING, MISSING, image
 from tests.e2e.test_rollout import ready_pods_by_image
 
@@ -61,11 +61,12 @@ def test_missing_image_rolls_back_automatically(deployed: LocalStack) -> None:
     # The default progress deadline (60 s here): the registry's "not found" ends the wait at once.
     url = ready_to_serve(deployed)
     # Under load, with keep-alive connections: the failure and the rollback fail no request.
-    with traffic(url, "rollback", keepalive=True) as sent:
+    with traffic(url, "rollback", keepalive=True) as sent, plain_traffic(url, "rollback", keepalive=True) as plain:
         code, result, err = rollout(deployed, "--tag", MISSING, "--yes")
         ended = time.time()
     assert code == Exit.ROLLED_BACK, err
     assert load.problems(sent.responses, {"1.14.2"}) == []
+    assert load.problems(plain.responses, {"1.14.2"}) == []
     assert result["rolledBack"] is True
     assert "nginx-deployment" in result["error"]
     # The pod events that explain the delay, as the node reported them.

@@ -167,8 +167,9 @@ def test_every_kubernetes_resource_uses_the_explicit_provider(target: str) -> No
     mocks = run(target, namespace="web").mocks
     (provider,) = mocks.of_type("pulumi:providers:kubernetes")
     kubernetes = [r for r in mocks.resources if r.type.startswith("kubernetes:")]
-    # The app's five; on eks the controller's Helm release and the Ingress too.
-    assert len(kubernetes) == {"local": 5, "eks": 7}[target]
+    # The app's six (namespace, keep-alive ConfigMap, Deployment, Service, PodDisruptionBudget,
+    # NetworkPolicy); on eks the controller's Helm release and the Ingress too.
+    assert len(kubernetes) == {"local": 6, "eks": 8}[target]
     for resource in kubernetes:
         assert resource.provider is not None
         assert (
@@ -253,3 +254,30 @@ def test_a_new_stack_starts_the_base_the_app_image_builds_on() -> None:
 
     dockerfile = (Path(__file__).resolve().parents[2] / "app" / "Dockerfile").read_text()
     assert f"ARG BASE={BOOTSTRAP_IMAGE}\n" in dockerfile
+
+
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+
+
+@pytest.mark.parametrize(("target", "idle", "most"), [("eks", 75, 20), ("local", 2, 2)])
+def test_the_server_gets_its_keepalive_limits_by_default(target: str, idle: int, most: int) -> None:
+    mocks = run(target).mocks
+    keepalive = mocks.one(CONFIG_MAP).inputs
+    assert keepalive["data"] == {"keepalive.conf": f"keepalive_timeout {idle}s {idle - 1}s;\nkeepalive_time {most}s;\n"}
+    assert keepalive["immutable"] is True
+    pod = mocks.one(DEPLOYMENT).inputs["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "keepalive")
+    assert volume["configMap"]["name"] == keepalive["metadata"]["name"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "keepalive")
+    assert mount == {"name": "keepalive", "mountPath": "/etc/nginx/keepalive.d", "readOnly": True}
+
+
+def test_new_keepalive_limits_are_a_new_config_map_and_restart_the_pods() -> None:
+    # nginx reads its configuration at start: the pods must be replaced to apply new limits, so the
+    # ConfigMap's name (which the pod template names) changes with its content; the same limits, the same name.
+    def name(**values: object) -> str:
+        return str(run("local", **values).mocks.one(CONFIG_MAP).inputs["metadata"]["name"])
+
+    assert name() == name(imageTag="1.16.1")
+    assert name() != name(keepAliveSeconds=1)
+    assert name().startswith("nginx-keepalive-")

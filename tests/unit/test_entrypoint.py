@@ -123,6 +123,8 @@ NON_DEFAULT = {
     "imageTag": "1.16.1",
     "bootstrapImage": "localhost:5000/rolling-app:1.14.2",
     "drainSeconds": "12",
+    "keepAliveSeconds": "90",
+    "connectionMaxSeconds": "6",
     "terminationGracePeriodSeconds": "40",
     "containerPort": "80",
     "imageNeedsRoot": "true",

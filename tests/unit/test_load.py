@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import http.server
+import threading
+import time
 from pathlib import Path
 
 from rigs import load
@@ -59,3 +62,51 @@ def test_a_rollout_without_a_drain_is_caught() -> None:
     assert failed and len(found) == failed
     assert all("connection refused" in line for line in found)
     assert load.summary(responses)["failed"] == failed
+
+
+class _Server(http.server.BaseHTTPRequestHandler):
+    """Answers "1.0" over HTTP/1.1 keep-alive; every third request on a connection ends it: with
+    `Connection: close` on the answer (clean), or, when ``abrupt``, by closing it without an answer (what a
+    server that stops with idle keep-alive connections open does to the request sent at that moment)."""
+
+    protocol_version = "HTTP/1.1"
+    abrupt = False
+
+    def do_GET(self) -> None:
+        self.served = getattr(self, "served", 0) + 1
+        if self.served % 3 == 0 and self.abrupt:
+            self.close_connection = True
+            return
+        body = b"1.0\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        if self.served % 3 == 0:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _plain_load(tmp_path: Path, abrupt: bool, keepalive: bool) -> list[load.Response]:
+    handler = type("Handler", (_Server,), {"abrupt": abrupt})
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/version.txt"
+        with load.PlainLoad(url, 60, 1, tmp_path / "plain.jsonl", keepalive=keepalive, connections=3) as sent:
+            time.sleep(1.2)
+        server.shutdown()
+    return sent.responses
+
+
+def test_the_plain_client_ends_connections_the_clean_way_and_never_resends(tmp_path: Path) -> None:
+    clean = _plain_load(tmp_path, abrupt=False, keepalive=True)
+    assert 50 <= len(clean) <= 61 and load.problems(clean, {"1.0"}) == []
+    # A connection closed without an answer fails the request sent on it, which is not sent again.
+    abrupt = _plain_load(tmp_path, abrupt=True, keepalive=True)
+    failed = [r for r in abrupt if r.failed]
+    assert len(failed) >= 10 and all(r.status == 0 and "RemoteDisconnected" in r.error for r in failed), failed[:3]
+    assert 50 <= len(abrupt) <= 61, "a failed request is recorded once, never re-sent"
+    # A new connection for each request never meets a closed one.
+    assert load.problems(_plain_load(tmp_path, abrupt=True, keepalive=False), {"1.0"}) == []

@@ -335,3 +335,39 @@ def test_derived_values_do_not_depend_on_the_order_of_the_rules(monkeypatch: pyt
     assert sorted(first.value.problems) == sorted(second.value.problems)
     assert forward.eks is not None and forward.eks.fargate_namespaces == ("web", "kube-system")
     assert forward.termination_grace_period_seconds == 55  # drainSeconds + 15
+
+
+def test_keepalive_defaults_per_target_fit_the_drain_and_the_alb() -> None:
+    local, eks = Settings.from_values({"target": "local"}), Settings.from_values({"target": "eks"})
+    assert (local.keep_alive_seconds, local.connection_max_seconds, local.drain_seconds) == (2, 2, 5)
+    assert (eks.keep_alive_seconds, eks.connection_max_seconds) == (75, 20)
+    # Unset, they shrink to fit a shorter local drain.
+    short = Settings.from_values({"target": "local", "drainSeconds": "3"})
+    assert (short.keep_alive_seconds, short.connection_max_seconds) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        (
+            {"target": "local", "keepAliveSeconds": "3"},
+            "rolling:keepAliveSeconds 3 plus connectionMaxSeconds 2 must be at most drainSeconds 5 - 1",
+        ),
+        ({"target": "local", "drainSeconds": "2"}, "use drainSeconds 3 or more"),
+        ({"target": "eks", "keepAliveSeconds": "60"}, "rolling:keepAliveSeconds 60 is not longer than the ALB's idle"),
+        ({"target": "local", "connectionMaxSeconds": "0"}, "rolling:connectionMaxSeconds 0 is not accepted"),
+    ],
+)
+def test_keepalive_limits_that_contradict_the_drain_or_the_alb_are_refused(values: dict[str, str], says: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_values(values)
+    assert says in str(refused.value)
+
+
+def test_keepalive_limits_that_fit_are_taken() -> None:
+    fits = Settings.from_values(
+        {"target": "local", "drainSeconds": "30", "keepAliveSeconds": "20", "connectionMaxSeconds": "9"}
+    )
+    assert (fits.keep_alive_seconds, fits.connection_max_seconds) == (20, 9)
+    # On eks the clients' connections are the ALB's, which stops using a pod once it deregisters it.
+    assert Settings.from_values({"target": "eks", "keepAliveSeconds": "120"}).keep_alive_seconds == 120
