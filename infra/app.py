@@ -31,8 +31,17 @@ DIGEST_SKIP = (
     "CKV_K8S_43=the tag is pinned (latest refused) and ECR tags are immutable; "
     "the deploy workflow can pin a digest with rolling:imageDigest"
 )
-# Writable paths nginx needs under a read-only root filesystem.
+# Writable paths nginx needs under a read-only root filesystem, each with the most it may hold: nginx
+# writes request bodies too large for memory and its pid file there, nothing else. Over its limit the
+# kubelet evicts the pod, rather than let it fill the node's (or Fargate's 20 GiB) disk.
 SCRATCH = {"cache": "/var/cache/nginx", "run": "/var/run", "tmp": "/tmp"}
+SCRATCH_LIMITS = {"cache": "64Mi", "run": "1Mi", "tmp": "64Mi"}
+# What the container asks of the pod's ephemeral storage (its logs go to the container's output, which
+# the kubelet counts too), and the most it may use: the scratch volumes and a margin for logs. On
+# Fargate every pod has 20 GiB included, and storage is added only for requests beyond it ("sum of all
+# requests + 10% + 5 GiB": https://aws.amazon.com/blogs/containers/amazon-eks-fargate-adds-support-for-larger-ephemeral-volumes/),
+# so these cost nothing there.
+EPHEMERAL_STORAGE = {"request": "64Mi", "limit": "256Mi"}
 # Where the app's server block (app/default.conf) reads its keep-alive limits from: the program's
 # ConfigMap, mounted read-only. An image that does not read it (the bootstrap image) ignores it.
 KEEPALIVE_DIR = "/etc/nginx/keepalive.d"
@@ -231,6 +240,7 @@ def _deployment_spec(args: WebAppArgs, keepalive: pulumi.Input[str]) -> k8s.apps
     changes the image alone: no timestamps, no random values."""
     probe = k8s.core.v1.HTTPGetActionArgs(path=PROBE_PATH, port="http")
     resources = {"cpu": args.cpu, "memory": args.memory}
+    storage = EPHEMERAL_STORAGE
     container = k8s.core.v1.ContainerArgs(
         name=CONTAINER,
         image=args.image,
@@ -238,11 +248,19 @@ def _deployment_spec(args: WebAppArgs, keepalive: pulumi.Input[str]) -> k8s.apps
         # so a pod never runs an image its credentials could no longer pull.
         image_pull_policy="Always",
         ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=args.container_port, protocol="TCP")],
+        # Readiness: can this pod serve now? A pod that answers slowly (2 s) three times in a row leaves
+        # the Service's endpoints until it answers again: load moves to the others, nothing restarts.
         readiness_probe=k8s.core.v1.ProbeArgs(http_get=probe, period_seconds=5, timeout_seconds=2, failure_threshold=3),
+        # Liveness: is the server stuck for good? Only a server that has not answered within 10 s for a
+        # whole minute is restarted: a busy pod is the readiness probe's business, and restarting busy pods
+        # under load takes capacity away when it is needed most.
         liveness_probe=k8s.core.v1.ProbeArgs(
-            http_get=probe, initial_delay_seconds=10, period_seconds=10, timeout_seconds=2, failure_threshold=3
+            http_get=probe, initial_delay_seconds=10, period_seconds=10, timeout_seconds=10, failure_threshold=6
         ),
-        resources=k8s.core.v1.ResourceRequirementsArgs(requests=resources, limits=resources),
+        resources=k8s.core.v1.ResourceRequirementsArgs(
+            requests={**resources, "ephemeral-storage": storage["request"]},
+            limits={**resources, "ephemeral-storage": storage["limit"]},
+        ),
         security_context=k8s.core.v1.SecurityContextArgs(
             allow_privilege_escalation=False,
             read_only_root_filesystem=True,
@@ -288,7 +306,9 @@ def _deployment_spec(args: WebAppArgs, keepalive: pulumi.Input[str]) -> k8s.apps
                 security_context=_pod_security(args.needs_root),
                 volumes=[
                     *(
-                        k8s.core.v1.VolumeArgs(name=key, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())
+                        k8s.core.v1.VolumeArgs(
+                            name=key, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=SCRATCH_LIMITS[key])
+                        )
                         for key in SCRATCH
                     ),
                     k8s.core.v1.VolumeArgs(

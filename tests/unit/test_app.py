@@ -78,7 +78,17 @@ def test_probes_resources_and_security(target: str) -> None:
     assert container["imagePullPolicy"] == "Always"
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/", "port": "http"}
-    assert container["resources"]["requests"] == container["resources"]["limits"] == {"cpu": "500m", "memory": "1Gi"}
+    # Readiness sheds a slow pod from the endpoints within 15 s; liveness restarts only a server that has
+    # not answered within 10 s for a minute, never a busy one that readiness already took out.
+    ready, live = container["readinessProbe"], container["livenessProbe"]
+    assert ready["periodSeconds"] * ready["failureThreshold"] == 15 and ready["timeoutSeconds"] == 2
+    assert live["periodSeconds"] * live["failureThreshold"] == 60 and live["timeoutSeconds"] == 10
+    resources = container["resources"]
+    assert {k: resources["requests"][k] for k in ("cpu", "memory")} == {"cpu": "500m", "memory": "1Gi"}
+    assert {k: resources["limits"][k] for k in ("cpu", "memory")} == {"cpu": "500m", "memory": "1Gi"}
+    assert (resources["requests"]["ephemeral-storage"], resources["limits"]["ephemeral-storage"]) == ("64Mi", "256Mi")
+    limits = {v["name"]: v["emptyDir"]["sizeLimit"] for v in pod["volumes"] if "emptyDir" in v}
+    assert limits == {"cache": "64Mi", "run": "1Mi", "tmp": "64Mi"}
     security = container["securityContext"]
     assert security["allowPrivilegeEscalation"] is False
     assert security["readOnlyRootFilesystem"] is True
