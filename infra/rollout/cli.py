@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -451,6 +452,9 @@ def main(
     runner: Callable[[RolloutRun], Exit] = RolloutRun.run,
 ) -> int:
     args = parse_args(argv)
+    # The Kubernetes client's HTTP library says each retry of a failed connection as a warning; the
+    # command says what failed once, in its own words.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     rollout = RolloutRun(args, out, err, stdin)
     try:
         code = runner(rollout)
