@@ -5,7 +5,9 @@
 3. kubectl on this program's Deployment (`kubectl set image` on the same spec).
 
 vegeta sends RATE requests a second, a new connection each (the way a rollout without a drain loses
-requests here), from before the rollout until after it. Writes bench/results/traffic.{json,md} and
+requests here), and beside it a keep-alive client that never re-sends a request (the way one without the
+keep-alive limits does), from before the rollout until after it. Before them, steady-state keep-alive
+traffic with the limits and from an image that ignores them: what the limits cost. Writes bench/results/traffic.{json,md} and
 bench/results/traffic.png. Needs a cluster with a real node (KUBECONFIG, ROLLING_CLUSTER).
 """
 
@@ -26,6 +28,9 @@ from rigs.timeline import DeploymentPhases, RolloutWatch
 
 RATE = 60
 OLD, NEW = "1.0.0", "1.1.0"
+# The app as an image that ignores the stack's keep-alive limits (cluster/images.sh's unlimited kind).
+UNLIMITED = "1.0.0-unlimited"
+STEADY: list[dict[str, Any]] = []
 REPOSITORY = "localhost:5000/rolling-app"
 BEFORE_S, AFTER_S = 3.0, 8.0
 # The real node's own figures, next to their budgets.
@@ -74,7 +79,12 @@ def measure(name: str, namespace: str, roll: Any) -> dict[str, Any]:
     url = service_url(namespace)
     wait_routed(url, OLD)
     out = RESULTS / "raw" / f"traffic-{name}.jsonl"
-    with load.Load(url, RATE, 180, out, keepalive=False) as sent:
+    plain_out = RESULTS / "raw" / f"plain-{name}.jsonl"
+    # Beside vegeta (a new connection each), a keep-alive client that never re-sends a request.
+    with (
+        load.Load(url, RATE, 180, out, keepalive=False) as sent,
+        load.PlainLoad(url, RATE, 180, plain_out, keepalive=True) as plain,
+    ):
         time.sleep(BEFORE_S)
         with DeploymentPhases(namespace, DEPLOYMENT) as watched:
             start = time.time()
@@ -95,6 +105,8 @@ def measure(name: str, namespace: str, roll: Any) -> dict[str, Any]:
         "during": load.summary(during),
         "failed": sum(r.failed for r in responses),
         "requests": len(responses),
+        "plain_failed": sum(r.failed for r in plain.responses),
+        "plain_requests": len(plain.responses),
         "start": start,
         "responses": [(round(r.t - start, 3), r.version if not r.failed else "failed") for r in responses],
         "ready": [{"t": s.t, "ready_by_revision": s.ready_by_revision} for s in watcher.samples],
@@ -130,6 +142,25 @@ def seed_way(workdir: Path) -> dict[str, Any]:
         kubectl("delete", "namespace", ns, "--wait=false")
 
 
+STEADY_RATE, STEADY_S = 300, 15
+
+
+def steady(namespace: str, version: str) -> dict[str, Any]:
+    """No rollout: keep-alive traffic at STEADY_RATE with vegeta and at RATE with the plain client, side by
+    side, for STEADY_S: what the keep-alive limits cost when nothing changes (connections reopened)."""
+    url = service_url(namespace)
+    wait_routed(url, version)
+    raw = RESULTS / "raw"
+    with (
+        load.Load(url, STEADY_RATE, STEADY_S, raw / f"steady-{version}.jsonl", keepalive=True) as sent,
+        load.PlainLoad(url, RATE, STEADY_S, raw / f"steady-plain-{version}.jsonl", keepalive=True) as plain,
+    ):
+        time.sleep(STEADY_S + 1)
+    fast, slow = load.summary(sent.responses), load.summary(plain.responses)
+    answered = sum(not r.failed for r in sent.responses)
+    return {"version": version, "vegeta": fast, "plain": slow, "answered_per_s": round(answered / STEADY_S, 1)}
+
+
 def program_ways(workdir: Path) -> list[dict[str, Any]]:
     stack = Stack(workdir, "traffic", "bench-traffic")
     stack.configure(
@@ -138,6 +169,13 @@ def program_ways(workdir: Path) -> list[dict[str, Any]]:
     stack.up()
     results = []
     try:
+        # Steady state with the keep-alive limits, and from an image that ignores them.
+        STEADY.append(steady("bench-traffic", OLD))
+        stack.configure(imageTag=UNLIMITED)
+        stack.up()
+        STEADY.append(steady("bench-traffic", UNLIMITED))
+        stack.configure(imageTag=OLD)
+        stack.up()
         stack.configure(imageTag=NEW)
         results.append(measure("this program: pulumi up", "bench-traffic", stack.up))
         # kubectl on the same Deployment spec: back to the old version first, then the same change.
@@ -190,18 +228,41 @@ def markdown(results: list[dict[str, Any]]) -> str:
         f"# Traffic through a rollout ({RATE} requests/s, a new connection each; 3 replicas, "
         "maxSurge 1, maxUnavailable 0)",
         "",
-        "| way | failed requests | p50 / p99 before (ms) | p50 / p99 during (ms) | rollout complete | "
-        "tool's own time |",
-        "|---|---|---|---|---|---|",
+        "| way | failed requests | keep-alive client that does not retry: failed | p50 / p99 before (ms) | "
+        "p50 / p99 during (ms) | rollout complete | tool's own time |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         b, d = r["before"], r["during"]
         own = r.get("own_s")
         own_text = f"{own['before'] + own['after']:.2f} s" if own else ""
         lines.append(
-            f"| {r['name']} | {r['failed']} of {r['requests']} | {b['p50_ms']} / {b['p99_ms']} | "
+            f"| {r['name']} | {r['failed']} of {r['requests']} | {r.get('plain_failed')} of "
+            f"{r.get('plain_requests')} | {b['p50_ms']} / {b['p99_ms']} | "
             f"{d['p50_ms']} / {d['p99_ms']} | {r['complete_s']} s | {own_text} |"
         )
+    lines += [
+        "",
+        "Beside vegeta (a new connection for each request), a keep-alive client that never re-sends a request "
+        f"(`rigs.load.PlainLoad`: five persistent connections, {RATE} requests/s in all) ran through the same "
+        "rollout.",
+    ]
+    if STEADY:
+        lines += [
+            "",
+            f"## Steady state, keep-alive, no rollout ({STEADY_S} s; vegeta at {STEADY_RATE}/s and the plain "
+            f"client at {RATE}/s side by side)",
+            "",
+            "| image | answered/s (vegeta) | vegeta p50 / p99 (ms) | failed | plain client p50 / p99 (ms) | failed |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in STEADY:
+            v, c = row["vegeta"], row["plain"]
+            label = "with the keep-alive limits" if row["version"] == OLD else "ignoring them (nginx's defaults)"
+            lines.append(
+                f"| {row['version']} ({label}) | {row['answered_per_s']} | {v['p50_ms']} / {v['p99_ms']} | "
+                f"{v['failed']} | {c['p50_ms']} / {c['p99_ms']} | {c['failed']} |"
+            )
     lines += [
         "",
         "Rollout complete: the command's whole time; one run each, so the readiness probe's 5 s period "
@@ -234,6 +295,7 @@ def main() -> int:
     progress(f"building the app image {OLD} and {NEW}")
     for version in (OLD, NEW):
         run([str(ROOT / "cluster" / "images.sh"), "app", version])
+    run([str(ROOT / "cluster" / "images.sh"), "app", UNLIMITED, "unlimited"])
     NODE["base_image_s"] = base_image_seconds()
     with tempfile.TemporaryDirectory(prefix="rolling-traffic-") as tmp:
         workdir = Path(tmp)
@@ -242,7 +304,9 @@ def main() -> int:
     plot(results, RESULTS / "traffic.png")
     (RESULTS / "traffic.md").write_text(markdown(results))
     slim = [{k: v for k, v in r.items() if k not in ("responses", "ready")} for r in results]
-    (RESULTS / "traffic.json").write_text(json.dumps({"rate": RATE, "node": NODE, "results": slim}, indent=1))
+    (RESULTS / "traffic.json").write_text(
+        json.dumps({"rate": RATE, "node": NODE, "results": slim, "steady": STEADY}, indent=1)
+    )
     print((RESULTS / "traffic.md").read_text())
     return 0
 
