@@ -7,8 +7,9 @@
 vegeta sends RATE requests a second, a new connection each (the way a rollout without a drain loses
 requests here), and beside it a keep-alive client that never re-sends a request (the way one without the
 keep-alive limits does), from before the rollout until after it. Before them, steady-state keep-alive
-traffic with the limits and from an image that ignores them: what the limits cost. Writes bench/results/traffic.{json,md} and
-bench/results/traffic.png. Needs a cluster with a real node (KUBECONFIG, ROLLING_CLUSTER).
+traffic with the limits and from an image that ignores them: what the limits cost. Writes
+bench/results/traffic.{json,md} and bench/results/traffic.png. Needs a cluster with a real node
+(KUBECONFIG, ROLLING_CLUSTER).
 """
 
 from __future__ import annotations
