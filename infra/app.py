@@ -42,7 +42,9 @@ SCRATCH_LIMITS = {"cache": "64Mi", "run": "1Mi", "tmp": "64Mi"}
 # requests + 10% + 5 GiB": https://aws.amazon.com/blogs/containers/amazon-eks-fargate-adds-support-for-larger-ephemeral-volumes/),
 # so these cost nothing there.
 EPHEMERAL_STORAGE = {"request": "64Mi", "limit": "256Mi"}
-# Where the app's server block (app/default.conf) reads its keep-alive limits from: the program's
+# The well-known node label of a node's zone (Fargate nodes carry it too).
+ZONE_LABEL = "topology.kubernetes.io/zone"
+# Where the app's server (app/nginx.conf) reads its keep-alive limits from: the program's
 # ConfigMap, mounted read-only. An image that does not read it (the bootstrap image) ignores it.
 KEEPALIVE_DIR = "/etc/nginx/keepalive.d"
 KEEPALIVE_FILE = "keepalive.conf"
@@ -302,6 +304,21 @@ def _deployment_spec(args: WebAppArgs, keepalive: pulumi.Input[str]) -> k8s.apps
             spec=k8s.core.v1.PodSpecArgs(
                 containers=[container],
                 automount_service_account_token=False,
+                # Across zones where the scheduler can: a preference (ScheduleAnyway), never a pod left
+                # Pending, counted per revision (pod-template-hash) so a rollout's new pods spread too.
+                # On EKS, Fargate's own scheduler places each pod in one of the profile's private subnets
+                # (one per zone here); AWS documents that affinity rules do not apply there and is silent
+                # on spread constraints, so this costs nothing there and holds where the default
+                # scheduler places the pods (docs/rollouts.md).
+                topology_spread_constraints=[
+                    k8s.core.v1.TopologySpreadConstraintArgs(
+                        max_skew=1,
+                        topology_key=ZONE_LABEL,
+                        when_unsatisfiable="ScheduleAnyway",
+                        label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=LABELS),
+                        match_label_keys=["pod-template-hash"],
+                    )
+                ],
                 termination_grace_period_seconds=args.termination_grace_period_seconds,
                 security_context=_pod_security(args.needs_root),
                 volumes=[

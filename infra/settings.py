@@ -39,7 +39,7 @@ STOP_SECONDS = 15
 # How long an ALB takes to stop sending new requests to a target once it starts deregistering it:
 # a stopping pod's drain covers this and the deregistration delay.
 ALB_PROPAGATION_SECONDS = 5
-# Keep-alive limits the app's server applies (app/default.conf reads them from a ConfigMap the program
+# Keep-alive limits the app's server applies (app/nginx.conf reads them from a ConfigMap the program
 # mounts). keepAliveSeconds: how long an idle connection stays open. On EKS the ALB's connections to the
 # pods must stay open longer than the ALB's own idle timeout, or the ALB reuses one the pod has just
 # closed and answers 502 ("configure the idle timeout of your application to be larger than the idle

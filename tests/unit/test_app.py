@@ -291,3 +291,16 @@ def test_new_keepalive_limits_are_a_new_config_map_and_restart_the_pods() -> Non
     assert name() == name(imageTag="1.16.1")
     assert name() != name(keepAliveSeconds=1)
     assert name().startswith("nginx-keepalive-")
+
+
+def test_pods_prefer_to_spread_across_zones_never_waiting_for_it(target: str) -> None:
+    pod = run(target).mocks.one(DEPLOYMENT).inputs["spec"]["template"]["spec"]
+    assert pod["topologySpreadConstraints"] == [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {"app": "nginx"}},
+            "matchLabelKeys": ["pod-template-hash"],
+        }
+    ]
