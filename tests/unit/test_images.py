@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import string
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -73,3 +74,13 @@ def test_parse_without_tag_and_with_registry_port() -> None:
     assert images.parse("nginx:1.16.1@sha256:" + "0" * 64) == ("nginx", "1.16.1", "sha256:" + "0" * 64)
     with pytest.raises(images.ImageError, match="is not a repository reference"):
         images.parse("Nginx:1.16.1")
+
+
+def test_the_app_build_context_holds_every_file_its_dockerfile_copies() -> None:
+    # app/.dockerignore admits files one by one: a file the Dockerfile copies but the list leaves out
+    # breaks every build of the app (the deploy workflow's and the local node's) at that COPY.
+    app = Path(__file__).resolve().parents[2] / "app"
+    admitted = {line[1:] for line in (app / ".dockerignore").read_text().split() if line.startswith("!")}
+    copied = {m for line in (app / "Dockerfile").read_text().splitlines() for m in re.findall(r"^COPY (\S+)", line)}
+    assert copied and copied <= admitted, copied - admitted
+    assert all((app / name).is_file() for name in copied)
