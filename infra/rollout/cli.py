@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -144,6 +146,10 @@ class RolloutRun:
         project = Path(self.args.cwd).resolve()
         if not (project / "Pulumi.yaml").is_file():
             return self.finish(Exit.USAGE, "refused", f"--cwd {project} holds no Pulumi.yaml")
+        # What the look before the preview needs is read while the config is: the stack's outputs, and
+        # the Kubernetes client (the library takes a good part of a second to import).
+        early = threading.Thread(target=self._read_early, daemon=True)
+        early.start()
         try:
             with self.result.timed("config"):
                 config = self.engine.config()
@@ -154,6 +160,8 @@ class RolloutRun:
 
         values = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(f"{NAMESPACE}:")}
         self.configured = values
+        with self.result.timed("outputs"):
+            early.join()
         versions = self.versions(values)
         if isinstance(versions, Exit):
             return versions
@@ -162,8 +170,6 @@ class RolloutRun:
     def versions(self, values: dict[str, str]) -> tuple[Settings, Settings] | Exit:
         """The version that runs and the one to ship, from what the cluster runs where it can be read;
         or how the command ends here (bad settings, a cluster that cannot be read, nothing to do)."""
-        with self.result.timed("outputs"):
-            self.outputs  # noqa: B018 (read once, here, so that its time is counted)
         try:
             new = Settings.from_values({**values, "imageTag": self.args.tag})
             old = Settings.from_values(self.running_values(values))
@@ -229,6 +235,11 @@ class RolloutRun:
                 return self.finish(Exit.UNCONFIRMED, "unconfirmed", str(err))
         self.say(f"rollout: {self.args.stack} runs {new.image} on all {new.replicas} replicas")
         return self.finish(Exit.OK, "succeeded")
+
+    def _read_early(self) -> None:
+        self.outputs  # noqa: B018 (read once, here)
+        with contextlib.suppress(ImportError):  # said where it is used
+            import infra.rollout.watch  # noqa: F401 (the live cluster's module, imported ahead of its use)
 
     @property
     def outputs(self) -> dict[str, Any]:
