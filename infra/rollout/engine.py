@@ -154,16 +154,20 @@ class Engine:
         command = ["--non-interactive", *args, "--stack", self.stack]
         pipe = subprocess.PIPE
         env = {**os.environ, **self.env}
-        try:
-            started = subprocess.Popen(
-                ["pulumi", *command], cwd=self.project, env=env, stdout=pipe, stderr=pipe, text=True
-            )
-        except FileNotFoundError:
-            said = 'error: the pulumi CLI is not on PATH: install it, or run `eval "$(make -s env)"` in this checkout'
-            raise EngineMissingError(command, 127, "", said) from None
+        # Started and recorded under the lock: an interrupt that comes while the command starts waits for
+        # it and reaches it, rather than finding nothing running and being lost.
+        with self._lock:
+            try:
+                started = subprocess.Popen(
+                    ["pulumi", *command], cwd=self.project, env=env, stdout=pipe, stderr=pipe, text=True
+                )
+            except FileNotFoundError:
+                said = (
+                    'error: the pulumi CLI is not on PATH: install it, or run `eval "$(make -s env)"` in this checkout'
+                )
+                raise EngineMissingError(command, 127, "", said) from None
+            self._running = started
         with started as process:
-            with self._lock:
-                self._running = process
             try:
                 stdout, stderr = process.communicate()
             except KeyboardInterrupt:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -205,3 +207,44 @@ def test_interrupt_sends_one_ctrl_c_to_the_running_command_only(
     assert not worker.is_alive() and time.monotonic() - start < 5, "the command ended on the interrupt"
     assert (tmp_path / "signals").read_text() == "interrupted\n"
     assert len(failed) == 1 and failed[0].code == 255
+
+
+def test_an_interrupt_while_the_command_starts_reaches_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The engine's process runs (and can be seen running) a moment before `Popen` returns to the caller;
+    # an interrupt in that moment must wait for it, not find nothing running and be lost. A slow return
+    # makes the moment long enough to hit every time.
+    script = tmp_path / "bin" / "pulumi"
+    script.parent.mkdir()
+    script.write_text(
+        f"#!/bin/sh\ntrap 'exit 255' INT\necho started > {tmp_path}/started\n"
+        "i=0\nwhile [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\nexit 0\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{script.parent}:{os.environ['PATH']}")
+
+    class SlowToReturn(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            while not (tmp_path / "started").exists():
+                time.sleep(0.01)
+            time.sleep(0.3)
+
+    monkeypatch.setattr(subprocess, "Popen", SlowToReturn)  # the module the engine calls it through
+    engine = Engine(tmp_path, "dev")
+    failed: list[EngineError] = []
+
+    def update() -> None:
+        try:
+            engine.up({"rolling:imageTag": "1.16.1"})
+        except EngineError as err:
+            failed.append(err)
+
+    worker = threading.Thread(target=update)
+    start = time.monotonic()
+    worker.start()
+    while not (tmp_path / "started").exists() and time.monotonic() - start < 5:
+        time.sleep(0.01)
+    engine.interrupt()
+    worker.join(timeout=15)
+    assert len(failed) == 1 and failed[0].code == 255, "the interrupt reached the command"
+    assert time.monotonic() - start < 5
