@@ -183,7 +183,11 @@ class RolloutRun:
                 return looked
             live = looked
             if live.image != old.image:
-                old = self.drifted(values, live)
+                # What runs is the old version (the config may name a tag never shipped); an image the
+                # stack's state does not know was set outside Pulumi and is read back first.
+                if self.outputs.get("image") and live.image != self.outputs["image"]:
+                    self.drifted(live)
+                old = Settings.from_values(self.running_values(values, live.image))
         self.result.old_image, self.result.new_image = old.image, new.image
         if old.image == new.image:
             if live is not None and not live.complete:
@@ -286,18 +290,15 @@ class RolloutRun:
             return self.finish(Exit.DRIFTED, "drifted", f"{why}; nothing was changed")
         return self.finish(Exit.UNREADABLE, "unreadable", f"{why}; nothing was changed")
 
-    def drifted(self, values: dict[str, str], live: Health) -> Settings:
+    def drifted(self, live: Health) -> None:
         """The cluster runs another image than the stack's state says (a `kubectl set image`): read the
-        Deployment back into the state, so that the preview and the update start from what runs, and make
-        what runs the version a rollback returns to."""
-        stated = self.outputs.get("image") or Settings.from_values(values).image
+        Deployment back into the state, so that the preview and the update start from what runs."""
         self.say(
-            f"rollout: the cluster runs {live.image}, but stack {self.args.stack}'s state says {stated} (changed "
-            "outside Pulumi); reading the Deployment back first"
+            f"rollout: the cluster runs {live.image}, but stack {self.args.stack}'s state says "
+            f"{self.outputs['image']} (changed outside Pulumi); reading the Deployment back first"
         )
         with self.result.timed("refresh"):
             self.refresh_deployment()
-        return Settings.from_values(self.running_values(values, live.image))
 
     def preview_config(self, project: Path, scratch: Path) -> Path:
         """A copy of the stack's config file with the new tag, for the preview (`--config` would save it),

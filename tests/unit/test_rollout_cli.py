@@ -541,3 +541,19 @@ def test_a_cluster_lost_after_the_update_is_unconfirmed_never_success() -> None:
     assert "could not be read after it to confirm the rollout: [Errno 111] Connection refused" in str(
         command.result.error
     )
+
+
+class ConfigAheadEngine(FakeEngine):
+    """A stack whose config names a tag never shipped (`pulumi config set` without `up`)."""
+
+    def config(self) -> dict[str, str]:
+        return {"rolling:target": "local", "rolling:imageTag": "1.15.0"}
+
+
+def test_a_tag_in_the_config_never_shipped_is_not_what_runs_nor_drift() -> None:
+    engine = ConfigAheadEngine()
+    command = looked(FakeCluster(Health("nginxinc/nginx-unprivileged:1.14.2", 3, 3, 3, 3, True, 3)), engine=engine)
+    assert command.result.exit == Exit.OK
+    assert command.result.old_image == "nginxinc/nginx-unprivileged:1.14.2", "a rollback returns to what served"
+    assert engine.refreshed == [], "the state already says what runs"
+    assert "changed outside Pulumi" not in command.err.getvalue()  # type: ignore[attr-defined]
