@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -175,18 +176,32 @@ def test_a_plan_violation_is_said_in_a_line_or_two() -> None:
     assert "the container image was r/app:12345e7 in the preview, r/app:1.2345e+11 now" in said
 
 
+def stand_in_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `pulumi` on PATH that says it started, runs 10 s, and on SIGINT records it and exits 255, as the
+    engine does after cancelling an update. In Python, not sh: like the engine (Go's signal.Notify) it
+    takes SIGINT even when started with SIGINT ignored (a job in the background of a script, under
+    nohup), where a shell's `trap` cannot."""
+    script = tmp_path / "bin" / "pulumi"
+    script.parent.mkdir()
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import signal, sys, time\n"
+        "def stop(*_):\n"
+        f"    open({str(tmp_path / 'signals')!r}, 'a').write('interrupted\\n')\n"
+        "    sys.exit(255)\n"
+        "signal.signal(signal.SIGINT, stop)\n"
+        f"open({str(tmp_path / 'started')!r}, 'w').write('started')\n"
+        "time.sleep(10)\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{script.parent}:{os.environ['PATH']}")
+
+
 def test_interrupt_sends_one_ctrl_c_to_the_running_command_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A `pulumi` that records SIGINT and exits as the engine does after cancelling an update.
-    script = tmp_path / "bin" / "pulumi"
-    script.parent.mkdir()
-    script.write_text(
-        f"#!/bin/sh\ntrap 'echo interrupted >> {tmp_path}/signals; exit 255' INT\n"
-        f"echo started > {tmp_path}/started\ni=0\nwhile [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\nexit 0\n"
-    )
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{script.parent}:{os.environ['PATH']}")
+    stand_in_engine(tmp_path, monkeypatch)
     engine = Engine(tmp_path, "dev")
     engine.interrupt()  # nothing runs: nothing to interrupt, no error
     failed: list[EngineError] = []
@@ -213,14 +228,7 @@ def test_an_interrupt_while_the_command_starts_reaches_it(tmp_path: Path, monkey
     # The engine's process runs (and can be seen running) a moment before `Popen` returns to the caller;
     # an interrupt in that moment must wait for it, not find nothing running and be lost. A slow return
     # makes the moment long enough to hit every time.
-    script = tmp_path / "bin" / "pulumi"
-    script.parent.mkdir()
-    script.write_text(
-        f"#!/bin/sh\ntrap 'exit 255' INT\necho started > {tmp_path}/started\n"
-        "i=0\nwhile [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\nexit 0\n"
-    )
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{script.parent}:{os.environ['PATH']}")
+    stand_in_engine(tmp_path, monkeypatch)
 
     class SlowToReturn(subprocess.Popen):  # type: ignore[type-arg]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
