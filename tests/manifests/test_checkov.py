@@ -18,9 +18,9 @@ from infra.render import render
 
 # The only skip the defaults carry, and why (infra/app.py DIGEST_SKIP).
 JUSTIFIED = {"CKV_K8S_43"}
-FILES = {"namespace", "deployment", "service", "poddisruptionbudget", "networkpolicy"}
+FILES = {"namespace", "configmap", "deployment", "service", "poddisruptionbudget", "networkpolicy"}
 # What checkov has rules for among them (the Deployment's pod template is checked as a Pod too).
-CHECKED = {"Deployment", "Pod", "Service"}
+CHECKED = {"ConfigMap", "Deployment", "Pod", "Service"}
 # On eks, the ALB's Ingress too.
 EXTRA = {"local": (set(), set()), "eks": ({"ingress"}, {"Ingress"})}
 
