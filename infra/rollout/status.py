@@ -95,12 +95,10 @@ RESTARTS_TO_GIVE_UP = 2
 
 def definitive_failure(pods: list[Any], events: list[Any], image: str, fargate: bool) -> str | None:
     """Why the pods that run ``image`` can never become ready, or None while they still might."""
-    names = set()
-    for pod in pods:
-        if image not in [c.image for c in pod.spec.containers]:
-            continue
+    running = _running(pods, image)
+    names = {pod.metadata.name for pod in running}
+    for pod in running:
         name = pod.metadata.name
-        names.add(name)
         for condition in pod.status.conditions or []:
             if fargate and (condition.type, condition.status, condition.reason) == (
                 "PodScheduled",
@@ -131,12 +129,10 @@ def pending_cause(pods: list[Any], events: list[Any], image: str) -> str | None:
     """Why a pod that runs ``image`` is not ready yet, as the cluster last said it (a pod not scheduled
     and why, a container waiting and why, a failing probe), or None when no pod says: the cause a
     deadline failure names, since the deadline's own message says only that time ran out."""
-    names = set()
-    for pod in pods:
-        if image not in [c.image for c in pod.spec.containers]:
-            continue
+    running = _running(pods, image)
+    names = {pod.metadata.name for pod in running}
+    for pod in running:
         name = pod.metadata.name
-        names.add(name)
         for condition in pod.status.conditions or []:
             if condition.type == "PodScheduled" and condition.status == "False":
                 return f"pod {name} is not scheduled: {condition.reason}: {condition.message}"
@@ -149,6 +145,11 @@ def pending_cause(pods: list[Any], events: list[Any], image: str) -> str | None:
     if probes:
         return f"pod {probes[-1].involved_object.name}: {probes[-1].message}"
     return None
+
+
+def _running(pods: list[Any], image: str) -> list[Any]:
+    """The pods with a container that runs ``image``."""
+    return [pod for pod in pods if image in [c.image for c in pod.spec.containers]]
 
 
 def _not_found(message: str) -> bool:
