@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client
 
 from infra import images, strategy
-from infra.identity import DEPLOYMENT, SELECTOR
+from infra.identity import CONTAINER, DEPLOYMENT, DEPLOYMENT_REF, SELECTOR
 from infra.rollout import status, watch
 from infra.rollout.engine import Engine, preview_steps
 from rigs import load
@@ -273,17 +273,17 @@ def test_pods_that_do_not_fit_the_node_fail_up_naming_why(tmp_path: Path) -> Non
         assert ready_pods_by_image(stack) == {image("1.14.2"): 3}
 
 
+def set_image_outside_pulumi(stack: LocalStack, reference: str) -> None:
+    """`kubectl set image` on the stack's Deployment, as a user would, and its rollout to the end."""
+    for args in (
+        ["set", "image", DEPLOYMENT_REF, f"{CONTAINER}={reference}"],
+        ["rollout", "status", DEPLOYMENT_REF, "--timeout=60s"],
+    ):
+        subprocess.run(["kubectl", "-n", stack.namespace, *args], check=True, capture_output=True)
+
+
 def test_drift_is_reported_and_repaired(deployed: LocalStack) -> None:
-    subprocess.run(
-        ["kubectl", "-n", deployed.namespace, "set", "image", f"deployment/{DEPLOYMENT}", f"nginx={image('1.15.0')}"],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        ["kubectl", "-n", deployed.namespace, "rollout", "status", f"deployment/{DEPLOYMENT}", "--timeout=60s"],
-        check=True,
-        capture_output=True,
-    )
+    set_image_outside_pulumi(deployed, image("1.15.0"))
     # What users type. A plain `up` compares the config with the stack's state, not with the cluster, and
     # has nothing to apply; the program's own wait reads the cluster and fails it, naming the drift and
     # the repair (docs/rollouts.md), rather than claim the stack's image runs.

@@ -22,7 +22,7 @@ from infra.rollout.exits import Exit
 from rigs import load
 from tests.e2e.harness import LocalStack, api_client, plain_traffic, ready_to_serve, traffic
 from tests.e2e.images import CRASHING, MISSING, image
-from tests.e2e.test_rollout import ready_pods_by_image
+from tests.e2e.test_rollout import ready_pods_by_image, set_image_outside_pulumi
 
 
 def rollout(stack: LocalStack, *args: str, stdin: str | None = None) -> tuple[int, dict[str, Any], str]:
@@ -184,16 +184,7 @@ def test_an_image_set_outside_pulumi_is_read_back_and_replaced(deployed: LocalSt
     # `kubectl set image` after the last update: the state and config still say 1.14.2. Asked for 1.14.2,
     # the command compares with what runs (not the state: its preview would be empty), reads the
     # Deployment back and ships 1.14.2; the stack's preview is empty afterwards.
-    subprocess.run(
-        ["kubectl", "-n", deployed.namespace, "set", "image", f"deployment/{DEPLOYMENT}", f"nginx={image('1.15.0')}"],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        ["kubectl", "-n", deployed.namespace, "rollout", "status", f"deployment/{DEPLOYMENT}", "--timeout=60s"],
-        check=True,
-        capture_output=True,
-    )
+    set_image_outside_pulumi(deployed, image("1.15.0"))
     code, result, err = rollout(deployed, "--tag", "1.14.2", "--yes")
     assert (code, result["outcome"]) == (Exit.OK, "succeeded"), err
     assert f"the cluster runs {image('1.15.0')}, but stack {deployed.stack.name}'s state says" in err
