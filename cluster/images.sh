@@ -8,7 +8,9 @@
 #   cluster/images.sh app VERSION [KIND]  localhost:5000/rolling-app:VERSION, built by buildah from
 #                                         app/Dockerfile itself on that base; KIND makes a broken one:
 #                                         never-ready (the server never answers), crash (exits at start);
-#                                         unlimited serves, ignoring the stack's keep-alive limits
+#                                         unlimited serves, ignoring the stack's keep-alive limits;
+#                                         errors and slow pass their probes, but answer users 500, or
+#                                         slowly (about 2 s a page)
 #   cluster/images.sh base-ref            print the base image's reference
 #   cluster/images.sh revision REF        print the revision label of REF in the node's registry
 #                                         (empty when it has none); exit 3 when REF is not there
@@ -152,7 +154,19 @@ app() {
       # Serves like the app, but ignores the stack's keep-alive limits, as an image with its own
       # nginx configuration (the stock one) does: the proof that the limits matter.
       sed -i '/keepalive\.d/d' "$context/nginx.conf" ;;
-    *) echo "images: unknown kind '$kind'; use never-ready, crash or unlimited" >&2; exit 2 ;;
+    errors)
+      # Ready (the kubelet's probes get the page) while every user gets a server error: an app whose
+      # health check passes and whose real work fails, as behind a shallow health check. ($… is nginx's.)
+      # shellcheck disable=SC2016
+      sed -i 's|^\( *\)index index.html;|&\n\1if ($http_user_agent !~ "^kube-probe/") { return 500; }|' "$context/nginx.conf" ;;
+    slow)
+      # Ready (the probes are answered at full speed) while every user's response trickles out at 150
+      # bytes a second: about 2 s for the page and its headers.
+      # shellcheck disable=SC2016
+      sed -i 's|^http {|&\n    map $http_user_agent $app_rate { "~^kube-probe/" 0; default 150; }|' "$context/nginx.conf"
+      # shellcheck disable=SC2016
+      sed -i 's|^\( *\)index index.html;|&\n\1limit_rate $app_rate;|' "$context/nginx.conf" ;;
+    *) echo "images: unknown kind '$kind'; use never-ready, crash, unlimited, errors or slow" >&2; exit 2 ;;
   esac
   case $kind in
     # A second stage on the app's image: name the first one.
@@ -192,6 +206,6 @@ case ${1:-} in
   base) base ;;
   base-ref) base_ref ;;
   app) app "${2:?app needs a VERSION}" "${3:-}" ;;
-  *) echo "usage: $0 pause|base|base-ref|revision REF|push REF VERSION REV|app VERSION [never-ready|crash]" >&2
+  *) echo "usage: $0 pause|base|base-ref|revision REF|push REF VERSION REV|app VERSION [never-ready|crash|unlimited|errors|slow]" >&2
      exit 2 ;;
 esac

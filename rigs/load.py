@@ -22,6 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
+from infra.rollout.prober import VERSION_HEADER
+
 
 @dataclass(frozen=True)
 class Response:
@@ -234,7 +236,10 @@ class PlainLoad:
                 connection.request("GET", path)
                 answer = connection.getresponse()
                 body = answer.read().decode(errors="replace").strip()
-                result = Response(sent, answer.status, time.time() - sent, "", body)
+                # The version that answered: the app names it on every response, errors too (the page
+                # alone names it only when it is served).
+                version = answer.getheader(VERSION_HEADER) or body
+                result = Response(sent, answer.status, time.time() - sent, "", version)
             except (OSError, http.client.HTTPException) as failed:
                 # Not sent again: the caller sees the failure, and the next request opens a new connection.
                 result = Response(sent, 0, time.time() - sent, f"{failed.__class__.__name__}: {failed}", "")

@@ -17,7 +17,10 @@ NEVER_READY = "1.16.1-never-ready"
 CRASHING = "1.16.1-crash"
 # Serves, but ignores the stack's keep-alive limits (as an image with its own nginx configuration does).
 UNLIMITED = "1.14.2-unlimited"
-BROKEN = {NEVER_READY: "never-ready", CRASHING: "crash", UNLIMITED: "unlimited"}
+# Ready (their probes pass) while users get a server error, or a slow page (about 2 s).
+ERRORS = "1.16.1-errors"
+SLOW = "1.16.1-slow"
+BROKEN = {NEVER_READY: "never-ready", CRASHING: "crash", UNLIMITED: "unlimited", ERRORS: "errors", SLOW: "slow"}
 # Never built: pulling it fails (ErrImagePull, then ImagePullBackOff).
 MISSING = "1.16.1-missing"
 
