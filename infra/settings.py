@@ -56,6 +56,10 @@ CONNECTION_MAX_DEFAULTS = {"eks": 20, "local": 2}
 # How long kube-proxy takes to stop sending new connections to a pod that left the endpoints (the local
 # node's; measured within about a second): a connection to a stopping pod can start until then.
 SERVICE_PROPAGATION_SECONDS = 1
+# bakeSeconds, when unset: how long the rollout command goes on analysing a release after its rollout
+# completes, before it calls it shipped. On EKS a release meets real traffic through the ALB and its
+# faults can take a minute to show; locally the prober alone sends traffic.
+BAKE_DEFAULTS = {"eks": 60, "local": 5}
 # What a new stack runs until its first deploy when no imageTag is set: the base app/Dockerfile builds on.
 BOOTSTRAP_IMAGE = "nginxinc/nginx-unprivileged:1.30.6-alpine"
 # The first minor version whose kubelet runs a preStop `sleep` by default (beta in 1.30, GA in 1.34).
@@ -278,6 +282,18 @@ def _unavailable(value: str) -> strategy.IntOrPercent:
     if isinstance(parsed, str) and int(parsed[:-1]) > 100:
         raise ValueError(f"'{value}' is over 100%")
     return parsed
+
+
+def _ratio(value: str) -> float:
+    """A share of requests: a percentage such as 2% or 0.5%, or a decimal from 0 to 1 such as 0.02."""
+    text = value.strip()
+    try:
+        ratio = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ValueError(f"'{value}' is not a share; use a percentage such as 2% or a decimal such as 0.02") from None
+    if not 0 <= ratio <= 1:
+        raise ValueError(f"'{value}' is out of range; use 0% to 100% (0 to 1)")
+    return ratio
 
 
 _LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -821,6 +837,53 @@ class Settings:
         "on eks, with Fargate's 256Mi overhead, it must fit a size offered with the cpu.",
         accepted="`Mi` or `Gi`; on eks, with `cpu`, a pair Fargate can run",
     )
+    # What the rollout command's analysis holds a release to (infra/rollout/analysis.py). The program
+    # does not read these; the command reads them from the same config, checked with the rest.
+    analysis: bool = setting(
+        _bool,
+        default=True,
+        description="Whether the rollout command measures what the new version serves (a prober sending "
+        "analysisRate requests a second to the stack's url) during the rollout and bakeSeconds after it, and "
+        "rolls back a release that breaks maxErrorRatio or maxP99Ms. The url must be reachable from where "
+        "the command runs; false ships on readiness alone.",
+        accepted="`true` or `false`",
+    )
+    analysis_rate: int = setting(
+        _int_between(1, 50),
+        default=10,
+        description="Requests a second the analysis's prober sends to the stack's url, each on a new connection.",
+        accepted="1 to 50",
+    )
+    max_error_ratio: float = setting(
+        _ratio,
+        default="2%",
+        description="The most of the new version's responses that may be errors (5xx, or no response once the "
+        "new version serves alone) before the release is rolled back.",
+        accepted="a percentage such as `2%`, or a decimal from 0 to 1 such as `0.02`",
+    )
+    max_p99_ms: int = setting(
+        _int_between(1, 60000),
+        default=1000,
+        description="The slowest the new version's 99th-percentile response (whole response, at the prober) may "
+        "be before the release is rolled back, in milliseconds.",
+        accepted="1 to 60000",
+    )
+    min_requests: int = setting(
+        _int_between(1, 100000),
+        default=50,
+        description="Responses of the new version the analysis needs before it judges: with fewer it reports "
+        "not enough evidence and never rolls back.",
+        accepted="1 to 100000",
+    )
+    bake_seconds: int = setting(
+        _int_between(-1, 3600),
+        default=-1,
+        unset=True,
+        description="Seconds the analysis goes on after the rollout completes before the release counts as "
+        f"shipped. -1 picks {_per_target(BAKE_DEFAULTS)}; 0 ends the analysis with the rollout.",
+        accepted="0 to 3600",
+        shown_default=f"`-1` ({_per_target(BAKE_DEFAULTS)})",
+    )
     # The keys one target alone reads; None on the other target.
     local: LocalSettings | None = None
     eks: EksSettings | None = None
@@ -968,6 +1031,8 @@ def _derive(parsed: dict[str, Any], target: str) -> None:
             if target == "local" and drain:
                 # Unset, both fit a shorter drain than the default: each half of what it leaves.
                 parsed[key] = max(1, min(parsed[key], (drain - SERVICE_PROPAGATION_SECONDS) // 2))
+    if parsed.get("bake_seconds", 0) in (None, -1):
+        parsed["bake_seconds"] = BAKE_DEFAULTS[target]
     if parsed.get("drain_seconds") is not None and parsed.get("termination_grace_period_seconds", 0) is None:
         parsed["termination_grace_period_seconds"] = parsed["drain_seconds"] + STOP_SECONDS
     if target != "eks":

@@ -21,9 +21,12 @@ from typing import Any, TextIO
 from infra import images
 from infra.identity import DEPLOYMENT_TYPE
 from infra.rollout import stackfile
+from infra.rollout.analysis import Judgement, Thresholds
 from infra.rollout.cluster import Cluster, ClusterReader, LiveView, live_cluster, short, unread
 from infra.rollout.engine import Engine, EngineError, EngineMissingError, StackBusyError, StackEngine
 from infra.rollout.exits import Exit
+from infra.rollout.gate import Gate
+from infra.rollout.prober import Prober, gateway_to
 from infra.rollout.review import RolloutSummary, describe, unexpected_steps
 from infra.rollout.status import Health, Verdict
 from infra.settings import NAMESPACE, Settings, SettingsError
@@ -37,6 +40,19 @@ class IncompleteRolloutError(Exception):
 
 class UnconfirmedError(Exception):
     """The engine's update succeeded, but the cluster could not be read after it to confirm the rollout."""
+
+
+class BreachError(Exception):
+    """The analysis found the new version serving errors, or slowly, after its rollout completed (the bake)."""
+
+
+# Before the update, the analysis's prober must get this many answers from the stack's url within this
+# long (it runs while the preview does), or the command stops: an analysis that cannot reach the url
+# would judge nothing, or blame the network on the release.
+REACH_ANSWERS = 3
+REACH_WITHIN_S = 10.0
+# How long the prober may run past the rollout's own limit and the bake, at most.
+PROBE_MARGIN_S = 60
 
 
 def summary(err: Exception) -> str:
@@ -57,6 +73,8 @@ class Result:
     durations: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     restored: str | None = None
+    # The analysis's last verdict on the new version (its evidence), when it ran.
+    analysis: dict[str, object] | None = None
 
     def as_json(self) -> str:
         return json.dumps(
@@ -70,6 +88,7 @@ class Result:
                 "durations": {k: round(v, 1) for k, v in self.durations.items()},
                 "error": self.error,
                 "restored": self.restored,
+                "analysis": self.analysis,
             }
         )
 
@@ -126,6 +145,7 @@ class RolloutRun:
         self.engine: StackEngine = engine or Engine(Path(args.cwd).resolve(), args.stack)
         self.cluster_reader = cluster_reader
         self._outputs: dict[str, Any] | None = None
+        self.gate: Gate | None = None
 
     def say(self, line: str) -> None:
         print(line, file=self.err, flush=True)
@@ -203,9 +223,12 @@ class RolloutRun:
 
     def ship(self, project: Path, old: Settings, new: Settings) -> Exit:
         """Preview, confirm, update; roll back to ``old`` if the rollout of ``new`` fails."""
-        with tempfile.TemporaryDirectory(prefix="rollout-") as scratch, ThreadPoolExecutor(1) as background:
-            # The live view's client (the Kubernetes library is slow to import) is made while the preview runs.
+        with tempfile.TemporaryDirectory(prefix="rollout-") as scratch, ThreadPoolExecutor(2) as background:
+            # The live view's client (the Kubernetes library is slow to import) is made while the preview
+            # runs, and the analysis makes sure it reaches the stack's url.
             watching = background.submit(self.watch_rollout, new)
+            url = self.analysis_url(new)
+            reaching = background.submit(self.reach, url, new) if url else None
             # Preview with the new tag from a copy of the stack's config: nothing is written yet. The
             # update plan it saves holds the update to what was previewed and confirmed.
             plan = Path(scratch, "plan.json")
@@ -223,22 +246,98 @@ class RolloutRun:
                     f"{describe(unexpected)}\nreview it with `pulumi preview --diff`, then pass --allow-infra-changes",
                 )
 
+            unreached = reaching.result() if reaching is not None else None
+            if unreached is not None:
+                return self.finish(Exit.NOT_PROBED, "refused", unreached)
+
             self.say(RolloutSummary(self.args.stack, old.image, new.image, new).render())
             if not self.confirmed():
                 return self.result.exit
 
             try:
-                with self.result.timed("up"):
-                    self.up(new, watching.result(), plan)
+                with ExitStack() as analysing:
+                    if url:
+                        self.gate = analysing.enter_context(self.analyse(url, new))
+                    with self.result.timed("up"):
+                        self.up(new, watching.result(), plan)
+                    if self.gate is not None:
+                        with self.result.timed("bake"):
+                            self.bake(self.gate, new)
             except StackBusyError as err:
                 self.restore_tag()
                 return self.command_failed(err, "up")
-            except (EngineError, IncompleteRolloutError) as err:
+            except (EngineError, IncompleteRolloutError, BreachError) as err:
                 return self.recover(old, new, self.failure_reason() or summary(err))
             except UnconfirmedError as err:
                 return self.finish(Exit.UNCONFIRMED, "unconfirmed", str(err))
         self.say(f"rollout: {self.args.stack} runs {new.image} on all {new.replicas} replicas")
         return self.finish(Exit.OK, "succeeded")
+
+    def analysis_url(self, settings: Settings) -> str | None:
+        """The url the analysis probes, or None (said) when there is no analysis for this release."""
+        if not settings.analysis:
+            return None
+        url = str(self.outputs.get("url") or "")
+        if not url:
+            self.say(f"rollout: no analysis: stack {self.args.stack} has no url output yet (its first deploy)")
+            return None
+        if not settings.image_tag:
+            self.say("rollout: no analysis: the release names no tag, which the app's X-App-Version header would say")
+            return None
+        return url
+
+    def reach(self, url: str, settings: Settings) -> str | None:
+        """Whether the prober gets answers from ``url`` here: None when it does, else why not (said whole).
+        On the local target the url is a cluster address that only a node on this machine's own links
+        serves; one routed through a gateway is not probed at all (it would leave the machine)."""
+        gateway = gateway_to(url) if settings.target == "local" else None
+        if gateway is not None:
+            return (
+                f"the analysis will not send requests to stack {self.args.stack}'s url {url}: on the local target "
+                f"it must be served on this machine's own links, and it is routed through {gateway}; nothing "
+                "was changed. Set rolling:analysis false to ship on readiness alone"
+            )
+        with Prober(url, REACH_ANSWERS * 2, most_s=REACH_WITHIN_S) as prober:
+            answered = prober.wait_answers(REACH_ANSWERS, REACH_WITHIN_S)
+            tried = prober.samples()
+        if len(answered) >= REACH_ANSWERS:
+            return None
+        errors = sorted({s.error for s in tried if s.error})
+        return (
+            f"the analysis cannot reach stack {self.args.stack}'s url {url} from here "
+            f"({len(answered)} of {len(tried)} requests answered in {REACH_WITHIN_S:.0f}s"
+            f"{': ' + errors[0] if errors else ''}); nothing was changed. Run where the url is reachable, "
+            "or set rolling:analysis false to ship on readiness alone"
+        )
+
+    def analyse(self, url: str, settings: Settings) -> Gate:
+        """The analysis of ``settings``'s release, from the update's start to the bake's end."""
+        most = settings.await_timeout_seconds + settings.bake_seconds + PROBE_MARGIN_S
+        thresholds = Thresholds(settings.max_error_ratio, settings.max_p99_ms, settings.min_requests)
+        return Gate(
+            Prober(url, settings.analysis_rate, most_s=most),
+            str(settings.image_tag),
+            thresholds,
+            say=self.say,
+            on_breach=self.breached,
+        )
+
+    def breached(self, reason: str) -> None:
+        """The analysis found the new version failing its users during the rollout: stop it as for a
+        definitive failure (the engine's update is interrupted, then rolled back)."""
+        if self.verdict is not None:
+            self.verdict.decide(reason)
+        else:
+            self.engine.interrupt()
+
+    def bake(self, gate: Gate, settings: Settings) -> None:
+        """The new version serves alone: go on judging it for bakeSeconds (BreachError on a breach)."""
+        gate.alone()
+        verdict = gate.bake(settings.bake_seconds)
+        self.result.analysis = verdict.as_json()
+        if verdict.breached:
+            raise BreachError(f"the analysis found {verdict.line()}")
+        self.say(f"analysis: {verdict.line()}")
 
     def _read_early(self) -> None:
         self.outputs  # noqa: B018 (read once, here)
@@ -372,6 +471,9 @@ class RolloutRun:
     def failure_reason(self) -> str | None:
         return None if self.verdict is None else self.verdict.reason
 
+    def breach(self) -> Judgement | None:
+        return None if self.gate is None else self.gate.breach
+
     def cluster(self, settings: Settings) -> Cluster:
         return self.cluster_reader(self.cluster_kubeconfig(settings))
 
@@ -384,6 +486,9 @@ class RolloutRun:
             return None
 
     def recover(self, old: Settings, new: Settings, error: str) -> Exit:
+        breach = self.breach()
+        if breach is not None:
+            self.result.analysis = breach.as_json()
         self.say(f"rollout: {new.image} failed: {error}")
         if self.args.no_rollback:
             self.say("rollout: --no-rollback: leaving it as it failed; the old pods that were serving still serve")
@@ -415,6 +520,8 @@ class RolloutRun:
             # From the moment the failure was known to the old version serving on every replica.
             self.result.durations["failureToRestored"] = time.monotonic() - self.verdict.at
         self.say(f"rollout: restored {state}")
+        if breach is not None:
+            return self.finish(Exit.ABORTED, "aborted", error)
         return self.finish(Exit.ROLLED_BACK, "rolled back", error)
 
     def refresh_deployment(self) -> None:

@@ -28,3 +28,9 @@ class Exit(enum.IntEnum):
     # The stack's state lists a Deployment the cluster does not have (a cluster made again): nothing
     # changed; `pulumi up --refresh` creates it again.
     DRIFTED = 14
+    # The analysis found the new version serving errors, or slowly, during the rollout or its bake: it was
+    # rolled back, and the old version serves (the evidence is in --json's `analysis`).
+    ABORTED = 15
+    # The analysis could not reach the stack's url from here before the update: nothing changed; run
+    # where the url is reachable, or set rolling:analysis false to ship on readiness alone.
+    NOT_PROBED = 16

@@ -3,10 +3,14 @@ cluster are fakes passed in (tests/unit/test_rollout_engine.py and test_rollout_
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,7 +26,7 @@ from infra.rollout.exits import Exit
 from infra.rollout.review import Step
 from infra.rollout.status import Health, Verdict
 from infra.settings import Settings
-from tests.unit import test_stackfile
+from tests.unit import test_rollout_analysis, test_stackfile
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -304,6 +308,7 @@ def test_json_result_shape() -> None:
         "durations": {"preview": 1.2, "up": 10.0},
         "error": None,
         "restored": None,
+        "analysis": None,
     }
 
 
@@ -557,3 +562,91 @@ def test_a_tag_in_the_config_never_shipped_is_not_what_runs_nor_drift() -> None:
     assert command.result.old_image == "nginxinc/nginx-unprivileged:1.14.2", "a rollback returns to what served"
     assert engine.refreshed == [], "the state already says what runs"
     assert "changed outside Pulumi" not in command.err.getvalue()  # type: ignore[attr-defined]
+
+
+class ServedEngine(FakeEngine):
+    """A stack whose url answers as the version it last shipped does: ``statuses`` by tag (200 otherwise),
+    with the analysis settings ``analysis`` adds to its config."""
+
+    def __init__(self, url: str, statuses: dict[str, int], **analysis: str) -> None:
+        super().__init__()
+        self.url, self.statuses = url, statuses
+        self.analysis = {"bakeSeconds": "1", "minRequests": "10", "analysisRate": "40", **analysis}
+
+    def config(self) -> dict[str, str]:
+        return {**super().config(), **{f"rolling:{k}": v for k, v in self.analysis.items()}}
+
+    def outputs(self) -> dict[str, Any]:
+        return {**super().outputs(), "url": self.url}
+
+
+@contextmanager
+def served(statuses: dict[str, int], **analysis: str) -> Iterator[ServedEngine]:
+    """A ServedEngine and its app on loopback."""
+    engine: ServedEngine | None = None
+
+    class Live(test_rollout_analysis.App):
+        def do_GET(self) -> None:  # noqa: N802 (the library's name)
+            assert engine is not None
+            self.version, self.status = engine.tag, engine.statuses.get(engine.tag, 200)
+            super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Live)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        engine = ServedEngine(f"http://127.0.0.1:{server.server_address[1]}/", statuses, **analysis)
+        yield engine
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_release_that_serves_errors_after_its_rollout_is_aborted_and_rolled_back() -> None:
+    with served({"1.16.1": 500}) as engine:
+        command = rollout("--yes", "--cwd", str(ROOT), engine=engine)
+        assert command.run() == Exit.ABORTED
+    assert engine.ups == ["1.16.1", "1.14.2"], "rolled back through a second update"
+    assert command.result.outcome == "aborted" and command.result.rolled_back
+    assert command.result.error is not None and command.result.error.startswith("the analysis found 1.16.1:")
+    evidence = command.result.analysis
+    assert evidence is not None and evidence["state"] == "breach"
+    assert evidence["version"] == "1.16.1" and cast(int, evidence["errors"]) >= 10
+    assert cast(dict[str, Any], evidence["responses"])["1.16.1"].keys() == {"500"}
+    assert "bake" in command.result.durations and "failureToRestored" in command.result.durations
+
+
+def test_a_healthy_release_passes_its_bake_and_says_so() -> None:
+    with served({"1.14.2": 500}) as engine:  # the old version's errors are not the new one's
+        command = rollout("--yes", "--cwd", str(ROOT), engine=engine)
+        assert command.run() == Exit.OK
+    assert engine.ups == ["1.16.1"]
+    evidence = command.result.analysis
+    assert evidence is not None and evidence["state"] == "pass" and evidence["errors"] == 0
+    assert "analysis: 1.16.1:" in command.err.getvalue()  # type: ignore[attr-defined]
+
+
+def test_too_few_responses_are_not_enough_evidence_and_the_release_ships() -> None:
+    with served({"1.16.1": 500}, analysisRate="2", minRequests="50") as engine:
+        command = rollout("--yes", "--cwd", str(ROOT), engine=engine)
+        assert command.run() == Exit.OK
+    assert engine.ups == ["1.16.1"]
+    evidence = command.result.analysis
+    assert evidence is not None and evidence["state"] == "insufficient"
+    assert "not enough evidence" in str(evidence["reason"])
+
+
+def test_a_url_the_analysis_cannot_reach_stops_the_command_before_the_update() -> None:
+    with served({}) as engine:
+        pass  # its app has stopped
+    command = rollout("--yes", "--cwd", str(ROOT), engine=engine)
+    assert command.run() == Exit.NOT_PROBED
+    assert engine.ups == [] and engine.commands == []
+    assert "cannot reach stack dev's url" in (command.result.error or "")
+    assert "rolling:analysis false" in (command.result.error or "")
+
+
+def test_analysis_off_ships_on_readiness_alone() -> None:
+    with served({"1.16.1": 500}, analysis="false") as engine:
+        command = rollout("--yes", "--cwd", str(ROOT), engine=engine)
+        assert command.run() == Exit.OK
+    assert command.result.analysis is None and "bake" not in command.result.durations

@@ -371,3 +371,31 @@ def test_keepalive_limits_that_fit_are_taken() -> None:
     assert (fits.keep_alive_seconds, fits.connection_max_seconds) == (20, 9)
     # On eks the clients' connections are the ALB's, which stops using a pod once it deregisters it.
     assert Settings.from_values({"target": "eks", "keepAliveSeconds": "120"}).keep_alive_seconds == 120
+
+
+def test_analysis_defaults_per_target() -> None:
+    local, eks = Settings.from_values({"target": "local"}), Settings.from_values({"target": "eks"})
+    assert (local.analysis, local.analysis_rate, local.min_requests, local.max_p99_ms) == (True, 10, 50, 1000)
+    assert local.max_error_ratio == pytest.approx(0.02)
+    assert (local.bake_seconds, eks.bake_seconds) == (5, 60)
+    assert Settings.from_values({"target": "eks", "bakeSeconds": "0"}).bake_seconds == 0
+
+
+@pytest.mark.parametrize(("text", "ratio"), [("2%", 0.02), ("0.5%", 0.005), ("0.02", 0.02), ("0", 0.0), ("100%", 1.0)])
+def test_max_error_ratio_takes_a_percentage_or_a_decimal(text: str, ratio: float) -> None:
+    assert Settings.from_values({"target": "local", "maxErrorRatio": text}).max_error_ratio == pytest.approx(ratio)
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"maxErrorRatio": "2"}, "rolling:maxErrorRatio '2' is out of range; use 0% to 100% (0 to 1)"),
+        ({"maxErrorRatio": "two"}, "rolling:maxErrorRatio 'two' is not a share; use a percentage such as 2%"),
+        ({"analysisRate": "0"}, "rolling:analysisRate 0 is out of range; use 1 to 50"),
+        ({"minRequests": "0"}, "rolling:minRequests 0 is out of range"),
+        ({"bakeSeconds": "-2"}, "rolling:bakeSeconds -2 is out of range"),
+        ({"analysis": "yes"}, "rolling:analysis 'yes' is not accepted; use true or false"),
+    ],
+)
+def test_analysis_settings_out_of_range_are_refused(values: dict[str, str], says: str) -> None:
+    assert says in refused({**BASE, **values})

@@ -1,0 +1,103 @@
+"""The analysis as the rollout command runs it: the prober through a release, judged as it goes.
+
+While the rollout runs, a breach of the thresholds is acted on at once (``on_breach``: the command
+interrupts the engine's update, as for a definitive failure); after it completes, the bake goes on
+judging for its seconds. Every few seconds the live view hears how the new version is doing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+from infra.rollout.analysis import Judgement, Sample, Thresholds, judge
+from infra.rollout.prober import Prober
+
+# How often the judgement is made, and how often the live view hears it.
+JUDGE_EVERY_S = 0.5
+SAY_EVERY_S = 5.0
+
+
+class Gate:
+    """Judge ``version``'s responses from ``prober`` against ``thresholds`` from the block's start to its end."""
+
+    def __init__(
+        self,
+        prober: Prober,
+        version: str,
+        thresholds: Thresholds,
+        *,
+        say: Callable[[str], None],
+        on_breach: Callable[[str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.prober, self.version, self.thresholds = prober, version, thresholds
+        self.say, self.on_breach, self.clock = say, on_breach, clock
+        self.breach: Judgement | None = None
+        self._alone_since: float | None = None
+        self._started = 0.0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Gate:
+        self._started = self.clock()
+        self.prober.__enter__()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=JUDGE_EVERY_S * 4)
+        self.prober.__exit__(kind, err, tb)
+
+    def alone(self) -> None:
+        """The new version now serves alone (its rollout is complete): a request without a response from
+        here on is its failure."""
+        self._alone_since = self.clock()
+
+    def judgement(self) -> Judgement:
+        """The verdict on everything recorded so far."""
+        return judge(self.samples(), self.version, self.thresholds, alone_since=self._alone_since)
+
+    def samples(self) -> list[Sample]:
+        return self.prober.samples(since=self._started)
+
+    def bake(self, seconds: float) -> Judgement:
+        """Go on judging for ``seconds`` after the rollout; the verdict at the end, or the breach at once."""
+        end = self.clock() + seconds
+        if seconds > 0:
+            self.say(f"analysis: baking {self.version} for {seconds:.0f}s")
+        while self.breach is None and self.clock() < end:
+            self._stop.wait(min(JUDGE_EVERY_S, max(0.0, end - self.clock())))
+        if self.breach is not None:
+            return self.breach
+        verdict = self.judgement()
+        if verdict.breached:
+            self._breached(verdict)
+        return self.breach or verdict
+
+    def _breached(self, verdict: Judgement) -> bool:
+        """Record the first breach and act on it; False when one was recorded already."""
+        with self._lock:
+            if self.breach is not None:
+                return False
+            self.breach = verdict
+        self.say(f"analysis: {verdict.line()}")
+        self.on_breach(f"the analysis found {verdict.line()}")
+        return True
+
+    def _watch(self) -> None:
+        said = self.clock()
+        while not self._stop.wait(JUDGE_EVERY_S):
+            verdict = self.judgement()
+            if verdict.breached:
+                self._breached(verdict)
+                return
+            if self.clock() - said >= SAY_EVERY_S:
+                said = self.clock()
+                self.say(f"analysis: {verdict.line()}")

@@ -1,0 +1,221 @@
+"""The analysis: the verdict on recorded responses (thresholds, the evidence guard, per-version
+attribution), the prober against a server on loopback, and the gate that acts on a breach."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from infra.rollout.analysis import Sample, State, Thresholds, judge, p99_ms
+from infra.rollout.gate import Gate
+from infra.rollout.prober import VERSION_HEADER, Prober, gateway_to
+
+THRESHOLDS = Thresholds(max_error_ratio=0.02, max_p99_ms=1000, min_requests=50)
+
+
+def answers(
+    version: str | None, count: int, *, status: int = 200, latency_s: float = 0.005, t0: float = 0.0
+) -> list[Sample]:
+    return [Sample(t0 + i * 0.1, status, latency_s, version) for i in range(count)]
+
+
+def test_below_min_requests_is_not_enough_evidence_even_when_all_failed() -> None:
+    verdict = judge(answers("1.1", 49, status=500), "1.1", THRESHOLDS)
+    assert verdict.state is State.INSUFFICIENT
+    assert verdict.requests == 49 and verdict.errors == 49
+    assert "not enough evidence" in verdict.reason
+
+
+def test_error_ratio_above_the_threshold_is_a_breach_and_at_it_is_not() -> None:
+    at = answers("1.1", 98) + answers("1.1", 2, status=503, t0=20)
+    assert judge(at, "1.1", THRESHOLDS).state is State.PASS  # 2 of 100: exactly 2 %
+    over = at + answers("1.1", 1, status=500, t0=30)
+    verdict = judge(over, "1.1", THRESHOLDS)
+    assert verdict.state is State.BREACH
+    assert "maxErrorRatio 0.02" in verdict.reason
+
+
+def test_only_5xx_count_as_errors() -> None:
+    fine = answers("1.1", 60, status=404)
+    assert judge(fine, "1.1", THRESHOLDS).state is State.PASS
+
+
+def test_slow_responses_breach_on_p99() -> None:
+    samples = answers("1.1", 90) + answers("1.1", 10, latency_s=2.1, t0=20)
+    verdict = judge(samples, "1.1", THRESHOLDS)
+    assert verdict.state is State.BREACH
+    assert verdict.p99_ms == pytest.approx(2100)
+    assert "maxP99Ms 1000" in verdict.reason
+
+
+def test_one_slow_response_in_a_hundred_is_within_p99() -> None:
+    samples = answers("1.1", 99) + answers("1.1", 1, latency_s=3.0, t0=20)
+    assert judge(samples, "1.1", THRESHOLDS).state is State.PASS
+
+
+def test_the_old_versions_errors_are_not_blamed_on_the_new_one() -> None:
+    samples = answers("1.0", 200, status=500) + answers("1.1", 60, t0=5) + answers(None, 30, status=502, t0=9)
+    verdict = judge(samples, "1.1", THRESHOLDS)
+    assert verdict.state is State.PASS
+    assert verdict.requests == 60 and verdict.errors == 0
+    assert verdict.counts == {"1.0": {500: 200}, "1.1": {200: 60}, "-": {502: 30}}
+
+
+def test_no_response_counts_against_the_release_only_once_it_serves_alone() -> None:
+    new = answers("1.1", 60)
+    dropped = [Sample(t, 0, 5.0, None, "TimeoutError: timed out") for t in (1.0, 2.0, 11.0, 12.0)]
+    samples = sorted(new + dropped, key=lambda s: s.t)
+    assert judge(samples, "1.1", THRESHOLDS).state is State.PASS  # during the rollout: anyone's
+    verdict = judge(samples, "1.1", THRESHOLDS, alone_since=10.0)
+    assert verdict.state is State.BREACH  # 2 of 62 after the new version serves alone
+    assert verdict.requests == 62 and verdict.errors == 2
+    assert verdict.p99_ms == pytest.approx(5)  # the latency of responses only
+
+
+def test_p99_by_nearest_rank() -> None:
+    assert p99_ms([]) is None
+    assert p99_ms([0.001]) == pytest.approx(1)
+    assert p99_ms([i / 1000 for i in range(1, 101)]) == pytest.approx(99)
+    assert p99_ms([i / 1000 for i in range(1, 201)]) == pytest.approx(198)
+
+
+def test_the_evidence_is_said_for_json() -> None:
+    verdict = judge(answers("1.0", 3) + answers("1.1", 2, status=500, t0=1), "1.1", THRESHOLDS)
+    assert verdict.as_json() == {
+        "state": "insufficient",
+        "version": "1.1",
+        "requests": 2,
+        "errors": 2,
+        "p99Ms": 5.0,
+        "reason": "not enough evidence yet (2 of the 50 responses minRequests asks for)",
+        "windowSeconds": 1.1,
+        "responses": {"1.0": {"200": 3}, "1.1": {"500": 2}},
+    }
+
+
+class App(http.server.BaseHTTPRequestHandler):
+    """The app as the prober sees it: the version in a header, ``status`` after ``delay_s``."""
+
+    version = "1.1"
+    status = 200
+    delay_s = 0.0
+
+    def do_GET(self) -> None:
+        time.sleep(self.delay_s)
+        body = b"rolling"
+        self.send_response(self.status)
+        self.send_header(VERSION_HEADER, self.version)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def app(**attrs: Any) -> Iterator[str]:
+    handler = type("Handler", (App,), attrs)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_prober_records_each_answer_with_its_version_on_a_new_connection() -> None:
+    with app(version="1.16.1", status=503) as url, Prober(url, 20, most_s=5) as prober:
+        answered = prober.wait_answers(5, 5)
+    assert len(answered) >= 5
+    assert {(s.version, s.status) for s in answered} == {("1.16.1", 503)}
+    assert all(0 <= s.latency_s < 1 for s in answered)
+
+
+def test_the_prober_records_a_refused_connection_as_no_response() -> None:
+    with app() as url:
+        pass  # the port is closed again
+    with Prober(url, 20, most_s=5) as prober:
+        assert prober.wait_answers(1, 0.5) == []
+        tried = prober.samples()
+    assert tried and all(s.status == 0 and s.bad and "Connection" in s.error for s in tried)
+
+
+def test_the_prober_stops_by_itself_at_its_limit() -> None:
+    with app() as url, Prober(url, 20, most_s=0.5) as prober:
+        time.sleep(1.0)
+        count = len(prober.samples())
+        time.sleep(0.5)
+        assert len(prober.samples()) == count
+    assert 5 <= count <= 12
+
+
+def test_the_prober_refuses_what_is_not_an_http_url() -> None:
+    with pytest.raises(ValueError, match="an http:// or https:// URL"):
+        Prober("10.0.0.1", 1, most_s=1)
+
+
+def gate(url: str, breaches: list[str], **thresholds: Any) -> Gate:
+    said: list[str] = []
+    limits = Thresholds(**{"max_error_ratio": 0.02, "max_p99_ms": 1000, "min_requests": 10, **thresholds})
+    return Gate(Prober(url, 40, most_s=10), "1.1", limits, say=said.append, on_breach=breaches.append)
+
+
+def test_the_gate_acts_once_on_a_breach_during_the_rollout() -> None:
+    breaches: list[str] = []
+    with app(status=500) as url, gate(url, breaches) as watching:
+        wait(lambda: watching.breach is not None, 5)
+        time.sleep(1.0)
+    assert len(breaches) == 1
+    assert breaches[0].startswith("the analysis found 1.1:") and "maxErrorRatio" in breaches[0]
+    assert watching.breach is not None and watching.breach.errors >= 10
+
+
+def test_the_gate_passes_a_healthy_bake_and_ends_a_bad_one_at_once() -> None:
+    breaches: list[str] = []
+    with app() as url, gate(url, breaches) as watching:
+        watching.alone()
+        verdict = watching.bake(1.0)
+    assert verdict.state is State.PASS and breaches == []
+
+    with app(delay_s=0.05) as url, gate(url, breaches, max_p99_ms=20) as watching:
+        start = time.monotonic()
+        verdict = watching.bake(30)
+        took = time.monotonic() - start
+    assert verdict.state is State.BREACH and "maxP99Ms 20" in verdict.reason
+    assert took < 5
+    assert len(breaches) == 1
+
+
+def wait(predicate: Callable[[], bool], timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_url_routed_through_a_gateway_is_told_apart_from_one_on_this_machines_links() -> None:
+    asked: list[str] = []
+
+    def route(answer: str) -> Callable[[str], str | None]:
+        def get(address: str) -> str | None:
+            asked.append(address)
+            return answer
+
+        return get
+
+    off = '[{"dst":"10.0.0.136","gateway":"192.0.2.1","dev":"eth0","prefsrc":"192.0.2.2","flags":[]}]'
+    on = '[{"dst":"10.96.0.10","dev":"rolling3","prefsrc":"10.200.3.1","flags":[]}]'
+    assert gateway_to("http://10.0.0.136", route(off)) == "192.0.2.1"
+    assert gateway_to("http://10.96.0.10/", route(on)) is None
+    assert gateway_to("http://localhost:8080/", route(on)) is None
+    assert asked == ["10.0.0.136", "10.96.0.10", asked[2]] and asked[2] in ("127.0.0.1", "::1")
+    assert gateway_to("http://127.0.0.1/") is None  # this machine's own routes: loopback stays here
