@@ -10,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import images, strategy
-from infra.identity import APP, CONTAINER, DEPLOYMENT, LABELS, SERVICE
+from infra.identity import APP, CANARY_DEPLOYMENT, CANARY_LABELS, CONTAINER, DEPLOYMENT, LABELS, SERVICE
 from infra.rollout_wait import SKIP_AWAIT
 
 # The Service's port; the container's is a setting (8080 for the unprivileged app image).
@@ -84,6 +84,10 @@ class WebAppArgs:
     namespace_labels: Mapping[str, str] = field(default_factory=dict)
     # No image named in settings: the Deployment keeps the image it runs (``image`` only starts a new one).
     keep_running_image: bool = False
+    # A canary: ``canary_replicas`` pods of ``canary_image`` beside the Deployment's (the rollout
+    # command's `--canary`); None when there is none.
+    canary_image: str | None = None
+    canary_replicas: int = 1
 
     @property
     def pinned_by_digest(self) -> bool:
@@ -100,6 +104,8 @@ class WebApp(pulumi.ComponentResource):
     service_name: pulumi.Output[str]
     # The Service's cluster address: on the local node, this machine reaches it directly.
     cluster_ip: pulumi.Output[str]
+    # The canary Deployment, when the settings ask for one.
+    canary: k8s.apps.v1.Deployment | None
 
     def __init__(
         self,
@@ -190,6 +196,32 @@ class WebApp(pulumi.ComponentResource):
                 ),
             ),
         )
+        # The canary: the same pod as the Deployment's but for its image and one label, so it is
+        # judged on what the new version does, not on a different setup. Created and removed by
+        # updates of their own (the rollout command's canary steps); the provider waits for it to be
+        # ready, and the rollout command's live view ends that wait on a definitive failure.
+        self.canary = None
+        if args.canary_image is not None:
+            self.canary = k8s.apps.v1.Deployment(
+                f"{name}-canary",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=CANARY_DEPLOYMENT,
+                    namespace=namespace,
+                    labels=CANARY_LABELS,
+                    annotations={
+                        "pulumi.com/patchForce": "true",
+                        **({} if "@" in args.canary_image else {"checkov.io/skip1": DIGEST_SKIP}),
+                    },
+                ),
+                spec=_deployment_spec(
+                    args,
+                    keepalive.metadata.name,
+                    image=args.canary_image,
+                    replicas=args.canary_replicas,
+                    labels=CANARY_LABELS,
+                ),
+                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=gates)),
+            )
         # Only the serving port takes connections (where the cluster enforces NetworkPolicy: Fargate
         # and the local node do not). Egress is the app's own business and stays open.
         k8s.networking.v1.NetworkPolicy(
@@ -237,15 +269,23 @@ def _running_image(spec: k8s.apps.v1.outputs.DeploymentSpec) -> str:
     return str(pod.containers[0].image)
 
 
-def _deployment_spec(args: WebAppArgs, keepalive: pulumi.Input[str]) -> k8s.apps.v1.DeploymentSpecArgs:
-    """The Deployment's spec. The pod template depends on nothing but args, so a new tag
-    changes the image alone: no timestamps, no random values."""
+def _deployment_spec(
+    args: WebAppArgs,
+    keepalive: pulumi.Input[str],
+    *,
+    image: str | None = None,
+    replicas: int | None = None,
+    labels: Mapping[str, str] = LABELS,
+) -> k8s.apps.v1.DeploymentSpecArgs:
+    """The Deployment's spec (the canary's with its ``image``, ``replicas`` and ``labels``). The pod
+    template depends on nothing but args, so a new tag changes the image alone: no timestamps, no
+    random values."""
     probe = k8s.core.v1.HTTPGetActionArgs(path=PROBE_PATH, port="http")
     resources = {"cpu": args.cpu, "memory": args.memory}
     storage = EPHEMERAL_STORAGE
     container = k8s.core.v1.ContainerArgs(
         name=CONTAINER,
-        image=args.image,
+        image=image or args.image,
         # Fargate pulls every pod's image anyway; Always makes the local node check the registry too,
         # so a pod never runs an image its credentials could no longer pull.
         image_pull_policy="Always",
@@ -287,8 +327,8 @@ def _deployment_spec(args: WebAppArgs, keepalive: pulumi.Input[str]) -> k8s.apps
         else None,
     )
     return k8s.apps.v1.DeploymentSpecArgs(
-        replicas=args.rollout.replicas,
-        selector=k8s.meta.v1.LabelSelectorArgs(match_labels=LABELS),
+        replicas=args.rollout.replicas if replicas is None else replicas,
+        selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(labels)),
         strategy=k8s.apps.v1.DeploymentStrategyArgs(
             type="RollingUpdate",
             rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
@@ -300,7 +340,7 @@ def _deployment_spec(args: WebAppArgs, keepalive: pulumi.Input[str]) -> k8s.apps
         progress_deadline_seconds=args.progress_deadline_seconds,
         revision_history_limit=REVISION_HISTORY,
         template=k8s.core.v1.PodTemplateSpecArgs(
-            metadata=k8s.meta.v1.ObjectMetaArgs(labels=LABELS),
+            metadata=k8s.meta.v1.ObjectMetaArgs(labels=dict(labels)),
             spec=k8s.core.v1.PodSpecArgs(
                 containers=[container],
                 automount_service_account_token=False,

@@ -8,6 +8,13 @@ APP = "nginx"
 LABELS = {"app": APP}
 SELECTOR = ",".join(f"{key}={value}" for key, value in LABELS.items())
 DEPLOYMENT = f"{APP}-deployment"
+# The canary: a few pods of a new version beside the Deployment's, behind the same Service (its pods carry
+# LABELS too, so the Service routes to them), told apart by one more label. The Deployment's selector
+# matches them as well; Kubernetes leaves them alone since they are another controller's (each
+# ReplicaSet selects by its own pod-template-hash), and every reader of "the Deployment's pods" here
+# goes through its ReplicaSets or its status.
+CANARY_DEPLOYMENT = f"{APP}-canary"
+CANARY_LABELS = {**LABELS, "track": "canary"}
 CONTAINER = APP
 SERVICE = APP
 # `kubectl set image deployment/DEPLOYMENT CONTAINER=...`

@@ -60,6 +60,8 @@ SERVICE_PROPAGATION_SECONDS = 1
 # completes, before it calls it shipped. On EKS a release meets real traffic through the ALB and its
 # faults can take a minute to show; locally the prober alone sends traffic.
 BAKE_DEFAULTS = {"eks": 60, "local": 5}
+# canarySeconds, when unset: how long the rollout command analyses a canary before it rolls the rest.
+CANARY_DEFAULTS = {"eks": 120, "local": 15}
 # What a new stack runs until its first deploy when no imageTag is set: the base app/Dockerfile builds on.
 BOOTSTRAP_IMAGE = "nginxinc/nginx-unprivileged:1.30.6-alpine"
 # The first minor version whose kubelet runs a preStop `sleep` by default (beta in 1.30, GA in 1.34).
@@ -884,6 +886,30 @@ class Settings:
         accepted="0 to 3600",
         shown_default=f"`-1` ({_per_target(BAKE_DEFAULTS)})",
     )
+    canary_tag: str | None = setting(
+        images.check_tag,
+        default="",
+        unset=True,
+        description="The tag a canary runs: canaryReplicas pods of it beside the Deployment's, behind the same "
+        "Service. The rollout command's `--canary` sets it and removes it (promote or abort); unset, no canary.",
+        accepted="a Docker tag, as imageTag",
+        shown_default="unset: no canary",
+    )
+    canary_replicas: int = setting(
+        _int_between(1, 100),
+        default=1,
+        description="Pods of the canary (the rollout command's `--canary N` sets it).",
+        accepted="1 to 100",
+    )
+    canary_seconds: int = setting(
+        _int_between(-1, 3600),
+        default=-1,
+        unset=True,
+        description="Seconds the rollout command analyses a canary before it rolls the rest of the replicas. "
+        f"-1 picks {_per_target(CANARY_DEFAULTS)}.",
+        accepted="0 to 3600",
+        shown_default=f"`-1` ({_per_target(CANARY_DEFAULTS)})",
+    )
     # The keys one target alone reads; None on the other target.
     local: LocalSettings | None = None
     eks: EksSettings | None = None
@@ -899,6 +925,11 @@ class Settings:
         if self.keeps_running_image:
             return self.bootstrap_image
         return images.reference(self.image_repository, self.image_tag or "", self.image_digest)
+
+    @property
+    def canary_image(self) -> str | None:
+        """The canary's image (the Deployment's repository at canaryTag), or None when there is none."""
+        return None if self.canary_tag is None else images.reference(self.image_repository, self.canary_tag, None)
 
     @property
     def rollout(self) -> strategy.RollingUpdate:
@@ -1033,6 +1064,8 @@ def _derive(parsed: dict[str, Any], target: str) -> None:
                 parsed[key] = max(1, min(parsed[key], (drain - SERVICE_PROPAGATION_SECONDS) // 2))
     if parsed.get("bake_seconds", 0) in (None, -1):
         parsed["bake_seconds"] = BAKE_DEFAULTS[target]
+    if parsed.get("canary_seconds", 0) in (None, -1):
+        parsed["canary_seconds"] = CANARY_DEFAULTS[target]
     if parsed.get("drain_seconds") is not None and parsed.get("termination_grace_period_seconds", 0) is None:
         parsed["termination_grace_period_seconds"] = parsed["drain_seconds"] + STOP_SECONDS
     if target != "eks":

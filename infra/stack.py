@@ -57,6 +57,8 @@ def workload(
             needs_root=settings.image_needs_root,
             namespace_labels=dict(namespace_labels or {}),
             keep_running_image=settings.keeps_running_image,
+            canary_image=settings.canary_image,
+            canary_replicas=settings.canary_replicas,
         ),
         pulumi.ResourceOptions(providers=[provider], depends_on=list(depends_on)),
         before_pods=before_pods,
@@ -114,6 +116,9 @@ def _app_outputs(settings: Settings, web: app.WebApp, outputs: dict[str, object]
         deploymentName=web.deployment_name,
         serviceName=web.service_name,
     )
+    if web.canary is not None:
+        # The canary beside it (the rollout command's --canary), while there is one.
+        outputs["canaryImage"] = settings.canary_image
 
 
 def _preflight(eks: EksSettings) -> None:

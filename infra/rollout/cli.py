@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
@@ -12,7 +13,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +28,13 @@ from infra.rollout.engine import Engine, EngineError, EngineMissingError, StackB
 from infra.rollout.exits import Exit
 from infra.rollout.gate import Gate
 from infra.rollout.prober import Prober, gateway_to
-from infra.rollout.review import RolloutSummary, describe, unexpected_steps
+from infra.rollout.review import CanarySummary, RolloutSummary, describe, unexpected_steps
 from infra.rollout.status import Health, Verdict
 from infra.settings import NAMESPACE, Settings, SettingsError
 
 TAG_KEY = f"{NAMESPACE}:imageTag"
+CANARY_TAG_KEY = f"{NAMESPACE}:canaryTag"
+CANARY_REPLICAS_KEY = f"{NAMESPACE}:canaryReplicas"
 
 
 class IncompleteRolloutError(Exception):
@@ -102,13 +105,36 @@ class Result:
             self.durations[name] = time.monotonic() - start
 
 
+ACTIONS = ("promote", "abort")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """`rollout --stack S --tag T [--canary N [--pause]]`, or `rollout promote|abort --stack S` to go on
+    from a paused canary."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    action = given.pop(0) if given and given[0] in ACTIONS else "ship"
+    shipping = action == "ship"
     parser = argparse.ArgumentParser(
-        prog="rollout",
-        description="Ship an image tag to a stack: preview, confirm, roll out, roll back if it fails.",
+        prog="rollout" if shipping else f"rollout {action}",
+        description={
+            "ship": "Ship an image tag to a stack: preview, confirm, roll out, roll back if it fails.",
+            "promote": "Roll the rest of a stack's replicas to its canary's tag, and remove the canary.",
+            "abort": "Remove a stack's canary; the Deployment's own pods stay as they are.",
+        }[action],
+        epilog=None
+        if not shipping
+        else "rollout promote --stack S / rollout abort --stack S go on from a paused canary",
     )
     parser.add_argument("--stack", required=True, help="the stack to roll, such as dev or local")
-    parser.add_argument("--tag", required=True, help="the image tag to ship, such as 1.16.1")
+    if shipping:
+        parser.add_argument("--tag", required=True, help="the image tag to ship, such as 1.16.1")
+        parser.add_argument(
+            "--canary",
+            type=_canary_pods,
+            metavar="N",
+            help="first run N pods of the tag beside the old ones and analyse them for canarySeconds",
+        )
+        parser.add_argument("--pause", action="store_true", help="with --canary: stop once the canary passes")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation (for CI)")
     parser.add_argument("--no-rollback", action="store_true", help="leave a failed rollout as it failed")
     parser.add_argument(
@@ -117,8 +143,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="go on when the preview changes more than the Deployment",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON result on stdout")
+    parser.add_argument(
+        "--record",
+        metavar="FILE",
+        help="write every response the analysis recorded to FILE, one JSON object a line (its evidence)",
+    )
     parser.add_argument("--cwd", default=".", help="the Pulumi project folder (default: the current one)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(given)
+    args.action = action
+    if not shipping:
+        args.tag, args.canary, args.pause = "", None, False
+    elif args.pause and not args.canary:
+        parser.error("--pause stops after a canary: pass --canary N too")
+    return args
+
+
+def _canary_pods(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 100:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of pods from 1 to 100")
+    return count
 
 
 class RolloutRun:
@@ -156,13 +203,17 @@ class RolloutRun:
         self.result.error = error
         if error:
             self.say(f"rollout: {error}")
+        if self.args.record and self.gate is not None:
+            with open(self.args.record, "w", encoding="utf-8") as record:
+                record.writelines(json.dumps(dataclasses.asdict(s)) + "\n" for s in self.gate.samples())
         return exit_code
 
     def run(self) -> Exit:
-        try:
-            images.check_tag(self.args.tag)
-        except images.ImageError as err:
-            return self.finish(Exit.USAGE, "refused", f"--tag {err}")
+        if self.args.action == "ship":
+            try:
+                images.check_tag(self.args.tag)
+            except images.ImageError as err:
+                return self.finish(Exit.USAGE, "refused", f"--tag {err}")
         project = Path(self.args.cwd).resolve()
         if not (project / "Pulumi.yaml").is_file():
             return self.finish(Exit.USAGE, "refused", f"--cwd {project} holds no Pulumi.yaml")
@@ -182,6 +233,19 @@ class RolloutRun:
         self.configured = values
         with self.result.timed("outputs"):
             early.join()
+        if self.args.action != "ship":
+            canary = values.get("canaryTag")
+            if not canary:
+                return self.finish(
+                    Exit.USAGE,
+                    "refused",
+                    f"stack {self.args.stack} has no canary to {self.args.action} (rolling:canaryTag is not set); "
+                    f"start one with `rollout --stack {self.args.stack} --tag TAG --canary 1 --pause`. "
+                    "Nothing was changed",
+                )
+            if self.args.action == "abort":
+                return self.abort(project, values)
+            self.args.tag = canary
         versions = self.versions(values)
         if isinstance(versions, Exit):
             return versions
@@ -222,49 +286,31 @@ class RolloutRun:
         return old, new
 
     def ship(self, project: Path, old: Settings, new: Settings) -> Exit:
-        """Preview, confirm, update; roll back to ``old`` if the rollout of ``new`` fails."""
+        """Preview, confirm, update; roll back to ``old`` if the rollout of ``new`` fails. A canary of
+        ``new`` (``--canary``) runs and passes its analysis first."""
+        if self.args.canary:
+            stopped = self.canary(project, new)
+            if stopped is not None:
+                return stopped
+        # Promoting a canary removes it in the same update that rolls the rest.
+        config = {**image_config(new, self.configured), **self.canary_removed()}
         with tempfile.TemporaryDirectory(prefix="rollout-") as scratch, ThreadPoolExecutor(2) as background:
-            # The live view's client (the Kubernetes library is slow to import) is made while the preview
-            # runs, and the analysis makes sure it reaches the stack's url.
-            watching = background.submit(self.watch_rollout, new)
-            url = self.analysis_url(new)
-            reaching = background.submit(self.reach, url, new) if url else None
-            # Preview with the new tag from a copy of the stack's config: nothing is written yet. The
-            # update plan it saves holds the update to what was previewed and confirmed.
-            plan = Path(scratch, "plan.json")
-            try:
-                with self.result.timed("preview"):
-                    steps = self.engine.preview(self.preview_config(project, Path(scratch)), plan)
-            except EngineError as err:
-                return self.command_failed(err, "preview")
-            unexpected = unexpected_steps(steps)
-            if unexpected and not self.args.allow_infra_changes:
-                return self.finish(
-                    Exit.INFRA_CHANGES,
-                    "refused",
-                    "the preview changes more than the Deployment's image; nothing was changed:\n"
-                    f"{describe(unexpected)}\nreview it with `pulumi preview --diff`, then pass --allow-infra-changes",
-                )
-
-            unreached = reaching.result() if reaching is not None else None
-            if unreached is not None:
-                return self.finish(Exit.NOT_PROBED, "refused", unreached)
-
-            self.say(RolloutSummary(self.args.stack, old.image, new.image, new).render())
-            if not self.confirmed():
-                return self.result.exit
-
+            summary_text = RolloutSummary(self.args.stack, old.image, new.image, new).render()
+            ready = self.prepare(project, Path(scratch), background, new, config=config, plan_text=summary_text)
+            if isinstance(ready, Exit):
+                return ready
+            watching, url, plan = ready
             try:
                 with ExitStack() as analysing:
                     if url:
                         self.gate = analysing.enter_context(self.analyse(url, new))
                     with self.result.timed("up"):
-                        self.up(new, watching.result(), plan)
+                        self.up(new, watching.result(), plan, config)
                     if self.gate is not None:
                         with self.result.timed("bake"):
                             self.bake(self.gate, new)
             except StackBusyError as err:
-                self.restore_tag()
+                self.restore_config(config)
                 return self.command_failed(err, "up")
             except (EngineError, IncompleteRolloutError, BreachError) as err:
                 return self.recover(old, new, self.failure_reason() or summary(err))
@@ -272,6 +318,158 @@ class RolloutRun:
                 return self.finish(Exit.UNCONFIRMED, "unconfirmed", str(err))
         self.say(f"rollout: {self.args.stack} runs {new.image} on all {new.replicas} replicas")
         return self.finish(Exit.OK, "succeeded")
+
+    def prepare(
+        self,
+        project: Path,
+        scratch: Path,
+        background: ThreadPoolExecutor,
+        new: Settings,
+        *,
+        config: dict[str, str],
+        plan_text: str,
+        canary: bool = False,
+    ) -> tuple[Future[LiveView | None], str | None, Path] | Exit:
+        """Everything before an update: preview ``config`` (nothing written), refuse steps beyond the
+        Deployment's image (the canary's own, for ``canary``), make sure the analysis reaches the url,
+        show the plan and confirm. The live view being made, the url to analyse, and the saved update
+        plan; or how the command ends here, with nothing changed."""
+        # The live view's client (the Kubernetes library is slow to import) is made while the preview
+        # runs, and the analysis makes sure it reaches the stack's url.
+        watching = background.submit(self.watch_rollout, new)
+        url = self.analysis_url(new)
+        reaching = background.submit(self.reach, url, new) if url else None
+        # Preview from a copy of the stack's config: nothing is written yet. The update plan it saves
+        # holds the update to what was previewed and confirmed.
+        plan = scratch / "plan.json"
+        try:
+            with self.result.timed("preview"):
+                steps = self.engine.preview(self.preview_config(project, scratch, config), plan)
+        except EngineError as err:
+            return self.command_failed(err, "preview")
+        unexpected = unexpected_steps(steps, canary=canary or bool(self.canary_removed()))
+        if unexpected and not self.args.allow_infra_changes:
+            return self.finish(
+                Exit.INFRA_CHANGES,
+                "refused",
+                "the preview changes more than the Deployment's image; nothing was changed:\n"
+                f"{describe(unexpected)}\nreview it with `pulumi preview --diff`, then pass --allow-infra-changes",
+            )
+        unreached = reaching.result() if reaching is not None else None
+        if unreached is not None:
+            return self.finish(Exit.NOT_PROBED, "refused", unreached)
+        self.say(plan_text)
+        if not self.confirmed():
+            return self.result.exit
+        return watching, url, plan
+
+    def canary(self, project: Path, new: Settings) -> Exit | None:
+        """Run ``--canary`` pods of ``new`` beside the old ones and analyse them for canarySeconds: None when
+        they pass (the rest rolls next), else how the command ends (removed on a failure, or paused)."""
+        replicas = int(self.args.canary)
+        config = {CANARY_TAG_KEY: str(new.image_tag), CANARY_REPLICAS_KEY: str(replicas)}
+        canary = Settings.from_values(
+            {**self.configured, "canaryTag": str(new.image_tag), "canaryReplicas": str(replicas)}
+        )
+        if not new.analysis or self.analysis_url(new) is None:
+            return self.finish(
+                Exit.USAGE,
+                "refused",
+                "a canary is judged by the analysis, which this stack cannot run (rolling:analysis is false, or "
+                "the stack has no url yet); ship without --canary. Nothing was changed",
+            )
+        with tempfile.TemporaryDirectory(prefix="rollout-") as scratch, ThreadPoolExecutor(2) as background:
+            plan_text = CanarySummary(self.args.stack, canary, new.canary_seconds).render()
+            ready = self.prepare(
+                project, Path(scratch), background, new, config=config, plan_text=plan_text, canary=True
+            )
+            if isinstance(ready, Exit):
+                return ready
+            watching, url, plan = ready
+            assert url is not None
+            try:
+                with ExitStack() as analysing:
+                    self.gate = analysing.enter_context(self.analyse(url, new))
+                    with self.result.timed("canary"):
+                        self.up(new, watching.result(), plan, config)
+                    with self.result.timed("canaryAnalysis"):
+                        verdict = self.gate.bake(new.canary_seconds)
+                    self.result.analysis = verdict.as_json()
+                    if verdict.breached:
+                        raise BreachError(f"the analysis found {verdict.line()}")
+            except StackBusyError as err:
+                self.restore_config(config)
+                return self.command_failed(err, "up")
+            except (EngineError, IncompleteRolloutError, BreachError) as err:
+                return self.remove_canary(new, self.failure_reason() or summary(err))
+            except UnconfirmedError as err:
+                return self.finish(Exit.UNCONFIRMED, "unconfirmed", str(err))
+        self.say(f"analysis: the canary passed: {verdict.line()}")
+        self.configured = {**self.configured, "canaryTag": str(new.image_tag), "canaryReplicas": str(replicas)}
+        self.gate = None
+        if self.args.pause:
+            self.say(
+                f"rollout: paused with {replicas} canary pod(s) of {new.image}: `rollout promote --stack "
+                f"{self.args.stack}` rolls the rest, `rollout abort --stack {self.args.stack}` removes the canary"
+            )
+            return self.finish(Exit.OK, "paused")
+        return None
+
+    def canary_removed(self) -> dict[str, str]:
+        """The config that removes the stack's canary, when it has one."""
+        return {CANARY_TAG_KEY: ""} if self.configured.get("canaryTag") else {}
+
+    def remove_canary(self, new: Settings, error: str) -> Exit:
+        """The canary failed: remove it (the Deployment's own pods were never touched)."""
+        breach = self.breach()
+        if breach is not None:
+            self.result.analysis = breach.as_json()
+        self.say(f"rollout: the canary of {new.image} failed: {error}")
+        self.say("rollout: removing the canary; the Deployment's pods were not changed")
+        try:
+            with self.result.timed("rollback"):
+                if self.failure_reason() is not None:
+                    self.refresh_deployment()
+                self.engine.up({CANARY_TAG_KEY: ""})
+        except EngineError as err:
+            return self.finish(
+                Exit.ROLLBACK_FAILED,
+                "rollback failed",
+                f"{error}; removing the canary failed too: {summary(err)}; "
+                f"run `rollout abort --stack {self.args.stack}`",
+            )
+        self.result.rolled_back = True
+        if self.verdict is not None and self.verdict.at is not None:
+            self.result.durations["failureToRestored"] = time.monotonic() - self.verdict.at
+        return self.finish(
+            Exit.ABORTED if breach is not None else Exit.ROLLED_BACK, "aborted" if breach else "rolled back", error
+        )
+
+    def abort(self, project: Path, values: dict[str, str]) -> Exit:
+        """`rollout abort`: remove the stack's canary through the same preview, plan and confirmation."""
+        config = {CANARY_TAG_KEY: ""}
+        # Removing a canary serves nothing new: there is nothing to analyse.
+        settings = Settings.from_values({**values, "analysis": "false"})
+        with tempfile.TemporaryDirectory(prefix="rollout-") as scratch, ThreadPoolExecutor(2) as background:
+            plan_text = (
+                f"Remove the canary of stack {self.args.stack}: {settings.canary_replicas} pod(s) of "
+                f"{settings.canary_image}; the Deployment's pods stay as they are"
+            )
+            ready = self.prepare(
+                project, Path(scratch), background, settings, config=config, plan_text=plan_text, canary=True
+            )
+            if isinstance(ready, Exit):
+                return ready
+            _, _, plan = ready
+            try:
+                with self.result.timed("up"):
+                    self.engine.up(config, plan)
+            except EngineError as err:
+                if not isinstance(err, StackBusyError):
+                    self.restore_config(config)
+                return self.command_failed(err, "up")
+        self.say(f"rollout: removed the canary of stack {self.args.stack}; the Deployment's pods were not changed")
+        return self.finish(Exit.OK, "canary removed")
 
     def analysis_url(self, settings: Settings) -> str | None:
         """The url the analysis probes, or None (said) when there is no analysis for this release."""
@@ -399,12 +597,12 @@ class RolloutRun:
         with self.result.timed("refresh"):
             self.refresh_deployment()
 
-    def preview_config(self, project: Path, scratch: Path) -> Path:
-        """A copy of the stack's config file with the new tag, for the preview (`--config` would save it),
-        written so that the engine reads the tag as the update will (a string, whatever its shape)."""
+    def preview_config(self, project: Path, scratch: Path, config: dict[str, str]) -> Path:
+        """A copy of the stack's config file with ``config`` set, for the preview (`--config` would save it),
+        written so that the engine reads each value as the update will (a string, whatever its shape)."""
         document = stackfile.read(project / f"Pulumi.{self.args.stack}.yaml")
         path = scratch / "config.yaml"
-        path.write_text(stackfile.dumps(stackfile.with_config(document, {TAG_KEY: self.args.tag})))
+        path.write_text(stackfile.dumps(stackfile.with_config(document, config)))
         return path
 
     def confirmed(self) -> bool:
@@ -424,9 +622,16 @@ class RolloutRun:
         self.finish(Exit.NOT_CONFIRMED, "not confirmed", "declined; nothing was changed")
         return False
 
-    def up(self, settings: Settings, progress: LiveView | None, plan: Path | None = None) -> None:
-        """Write the settings' tag to the stack's config and update, with the live view when there is one;
-        then make sure the rollout is complete, not only the engine's wait (raises IncompleteRolloutError)."""
+    def up(
+        self,
+        settings: Settings,
+        progress: LiveView | None,
+        plan: Path | None = None,
+        config: dict[str, str] | None = None,
+    ) -> None:
+        """Write ``config`` (by default, what runs the settings' image) to the stack's config and update, with
+        the live view when there is one; then make sure the Deployment's rollout is complete, not only the
+        engine's wait (raises IncompleteRolloutError)."""
         with ExitStack() as scope:
             if progress is not None:
                 try:
@@ -434,7 +639,7 @@ class RolloutRun:
                 except Exception as err:  # a watcher must never stop the rollout it reports on
                     self.say(f"rollout: no live progress ({short(err)})")
                     progress = None
-            self.engine.up(image_config(settings, self.configured), plan)
+            self.engine.up(config if config is not None else image_config(settings, self.configured), plan)
             if progress is None:
                 # The program's own wait (infra/rollout_wait.py) saw the rollout complete before `up` returned.
                 return
@@ -448,12 +653,14 @@ class RolloutRun:
             if problem is not None:
                 raise IncompleteRolloutError(problem)
 
-    def restore_tag(self) -> None:
-        """Put the stack's image config back as it was (`up --config` wrote the new tag before it failed)."""
-        if self.configured.get("imageTag"):
-            self.engine.run("config", "set", TAG_KEY, self.configured["imageTag"], "--plaintext")
-        else:
-            self.engine.run("config", "rm", TAG_KEY)
+    def restore_config(self, config: dict[str, str]) -> None:
+        """Put the keys of ``config`` back as the command found them (`up --config` wrote them before it failed)."""
+        for key in config:
+            before = self.configured.get(key.split(":", 1)[1])
+            if before:
+                self.engine.run("config", "set", key, before, "--plaintext")
+            else:
+                self.engine.run("config", "rm", key)
 
     def cluster_kubeconfig(self, settings: Settings) -> str | None:
         """The cluster's kubeconfig: the stack's own output on eks, the configured or ambient one locally."""

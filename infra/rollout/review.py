@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from infra import images
-from infra.identity import DEPLOYMENT_TYPE
+from infra.identity import CANARY_DEPLOYMENT, DEPLOYMENT_TYPE
 from infra.settings import Settings
 
 # Steps that change nothing.
@@ -41,11 +41,21 @@ class Step:
             and set(self.changes) <= {images.CONTAINER_IMAGE_PATH}
         )
 
+    @property
+    def canary(self) -> bool:
+        """A step on the canary Deployment: creating it, removing it, or changing its image."""
+        return (
+            self.type == DEPLOYMENT_TYPE
+            and self.name == CANARY_DEPLOYMENT
+            and (self.op in ("create", "delete") or self.image_only)
+        )
 
-def unexpected_steps(steps: Iterable[Step]) -> list[Step]:
-    """Every step other than a change of the Deployment's container image (or no change at all): a
-    Deployment update that also changes its replicas or its strategy is an infrastructure change too."""
-    return [step for step in steps if step.op not in QUIET_OPS and not step.image_only]
+
+def unexpected_steps(steps: Iterable[Step], *, canary: bool = False) -> list[Step]:
+    """Every step other than a change of the Deployment's container image (or no change at all), and,
+    with ``canary``, of the canary's own: a Deployment update that also changes its replicas or its
+    strategy is an infrastructure change too."""
+    return [step for step in steps if step.op not in QUIET_OPS and not step.image_only and not (canary and step.canary)]
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,30 @@ class RolloutSummary:
                 f"  pod size     {self.settings.pod_size} on Fargate ({self.settings.cpu} / {self.settings.memory})"
             )
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class CanarySummary:
+    """A canary as a person reads it before saying yes."""
+
+    stack: str
+    settings: Settings
+    seconds: int
+
+    def render(self) -> str:
+        s = self.settings
+        return "\n".join(
+            [
+                f"Canary plan for stack {self.stack}",
+                f"  canary       {s.canary_replicas} pod(s) of {s.canary_image} beside the {s.replicas} of {s.image}, "
+                "behind the same Service",
+                f"  analysis     {s.analysis_rate} requests a second to the stack's url for {self.seconds}s: at most "
+                f"{s.max_error_ratio:.1%} errors and p99 {s.max_p99_ms} ms, judged on {s.min_requests} responses "
+                "or more",
+                "  then         the rest of the replicas roll to it and the canary goes (or, with --pause, wait for "
+                "`rollout promote` / `rollout abort`); on a breach the canary goes and nothing else changes",
+            ]
+        )
 
 
 def describe(steps: Iterable[Step]) -> str:

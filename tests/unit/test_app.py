@@ -304,3 +304,33 @@ def test_pods_prefer_to_spread_across_zones_never_waiting_for_it(target: str) ->
             "matchLabelKeys": ["pod-template-hash"],
         }
     ]
+
+
+def test_no_canary_unless_the_settings_name_one(target: str) -> None:
+    result = run(target)
+    assert [r.inputs["metadata"]["name"] for r in result.mocks.of_type(DEPLOYMENT)] == ["nginx-deployment"]
+    assert "canaryImage" not in result.outputs
+
+
+def test_a_canary_is_the_same_pod_but_for_its_image_and_track_label(target: str) -> None:
+    result = run(target, canaryTag="1.16.1", canaryReplicas=2)
+    deployments = {r.inputs["metadata"]["name"]: r.inputs for r in result.mocks.of_type(DEPLOYMENT)}
+    main, canary = deployments["nginx-deployment"], deployments["nginx-canary"]
+    canary_labels = {"app": "nginx", "track": "canary"}
+    assert canary["metadata"]["labels"] == canary_labels
+    assert canary["spec"]["selector"] == {"matchLabels": canary_labels}
+    assert canary["spec"]["template"]["metadata"]["labels"] == canary_labels
+    assert canary["spec"]["replicas"] == 2
+    (container,) = canary["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "nginxinc/nginx-unprivileged:1.16.1"
+    # The main Deployment is untouched: its image, replicas and pods are as without a canary.
+    assert main == run(target).mocks.one(DEPLOYMENT).inputs
+    # Everything else of the pod is the main Deployment's: what is judged is the new version alone.
+    main_pod = main["spec"]["template"]["spec"]
+    canary_pod = canary["spec"]["template"]["spec"]
+    assert {**canary_pod, "containers": None} == {**main_pod, "containers": None}
+    assert {**container, "image": None} == {**main_pod["containers"][0], "image": None}
+    # The Service routes to both: its selector is the labels both carry.
+    service = result.mocks.one(SERVICE).inputs
+    assert service["spec"]["selector"].items() <= canary_labels.items()
+    assert result.outputs["canaryImage"] == "nginxinc/nginx-unprivileged:1.16.1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import io
+import itertools
 import json
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from infra.identity import DEPLOYMENT, DEPLOYMENT_TYPE
+from infra.identity import CANARY_DEPLOYMENT, DEPLOYMENT, DEPLOYMENT_TYPE
 from infra.images import CONTAINER_IMAGE_PATH as IMAGE
 from infra.rollout import cli
 from infra.rollout.engine import EngineError, StackBusyError
@@ -69,6 +70,7 @@ class FakeEngine:
 
     def __init__(self, failing: set[str] = frozenset(), tag: str = "1.14.2") -> None:  # type: ignore[assignment]
         self.tag = tag
+        self.canary: str | None = None
         self.failing = failing
         self.ups: list[str] = []
         self.up_configs: list[dict[str, str]] = []
@@ -84,24 +86,42 @@ class FakeEngine:
         return ""
 
     def config(self) -> dict[str, str]:
-        return {"rolling:target": "local", "rolling:imageTag": self.tag}
+        return {
+            "rolling:target": "local",
+            "rolling:imageTag": self.tag,
+            **({"rolling:canaryTag": self.canary} if self.canary else {}),
+        }
 
     def preview(self, config_file: Path, plan: Path) -> list[Step]:
         text = config_file.read_text()
         self.preview_texts.append(text)
-        previewed = cast(dict[str, Any], yaml.safe_load(text))["config"]["rolling:imageTag"]
+        config = cast(dict[str, Any], yaml.safe_load(text))["config"]
+        previewed = config.get("rolling:imageTag", "")
         self.previewed.append((previewed, plan))
         plan.write_text("{}")
-        urn = f"urn:pulumi:dev::rolling::x${DEPLOYMENT_TYPE}::{DEPLOYMENT}"
-        return [Step("update", DEPLOYMENT_TYPE, urn, (IMAGE,))]
+        steps = []
+        if previewed != self.tag:
+            urn = f"urn:pulumi:dev::rolling::x${DEPLOYMENT_TYPE}::{DEPLOYMENT}"
+            steps.append(Step("update", DEPLOYMENT_TYPE, urn, (IMAGE,)))
+        canary = config.get("rolling:canaryTag") or None
+        if canary != self.canary:
+            op = "delete" if canary is None else "create" if self.canary is None else "update"
+            urn = f"urn:pulumi:dev::rolling::x${DEPLOYMENT_TYPE}::{CANARY_DEPLOYMENT}"
+            steps.append(Step(op, DEPLOYMENT_TYPE, urn, (IMAGE,) if op == "update" else None))
+        return steps
 
     def up(self, config: dict[str, str], plan: Path | None = None) -> None:
         assert plan is None or plan.is_file(), "the plan is there while the update runs"
         self.plans.append(plan)
         self.up_configs.append(config)
-        self.tag = config["rolling:imageTag"]
-        self.ups.append(self.tag)
-        if self.tag in self.failing:
+        if "rolling:canaryTag" in config:
+            self.canary = config["rolling:canaryTag"] or None
+        if "rolling:imageTag" in config:
+            self.tag = config["rolling:imageTag"]
+            self.ups.append(self.tag)
+        else:
+            self.ups.append(f"canary:{self.canary or '-'}")
+        if self.tag in self.failing or (self.canary is not None and self.canary in self.failing):
             raise EngineError(["up"], 255, "", f"error: rollout of {self.tag} failed")
 
     def refresh(self, urns: Any) -> None:
@@ -571,7 +591,13 @@ class ServedEngine(FakeEngine):
     def __init__(self, url: str, statuses: dict[str, int], **analysis: str) -> None:
         super().__init__()
         self.url, self.statuses = url, statuses
-        self.analysis = {"bakeSeconds": "1", "minRequests": "10", "analysisRate": "40", **analysis}
+        self.analysis = {
+            "bakeSeconds": "1",
+            "canarySeconds": "2",
+            "minRequests": "10",
+            "analysisRate": "40",
+            **analysis,
+        }
 
     def config(self) -> dict[str, str]:
         return {**super().config(), **{f"rolling:{k}": v for k, v in self.analysis.items()}}
@@ -585,10 +611,14 @@ def served(statuses: dict[str, int], **analysis: str) -> Iterator[ServedEngine]:
     """A ServedEngine and its app on loopback."""
     engine: ServedEngine | None = None
 
+    answered = itertools.count()
+
     class Live(test_rollout_analysis.App):
         def do_GET(self) -> None:  # noqa: N802 (the library's name)
             assert engine is not None
-            self.version, self.status = engine.tag, engine.statuses.get(engine.tag, 200)
+            # A canary answers one request in four, as one pod beside three would.
+            version = engine.canary if engine.canary and next(answered) % 4 == 0 else engine.tag
+            self.version, self.status = version, engine.statuses.get(version, 200)
             super().do_GET()
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Live)
@@ -601,10 +631,13 @@ def served(statuses: dict[str, int], **analysis: str) -> Iterator[ServedEngine]:
         server.server_close()
 
 
-def test_a_release_that_serves_errors_after_its_rollout_is_aborted_and_rolled_back() -> None:
+def test_a_release_that_serves_errors_after_its_rollout_is_aborted_and_rolled_back(tmp_path: Path) -> None:
+    record = tmp_path / "analysis.jsonl"
     with served({"1.16.1": 500}) as engine:
-        command = rollout("--yes", "--cwd", str(ROOT), engine=engine)
+        command = rollout("--yes", "--cwd", str(ROOT), "--record", str(record), engine=engine)
         assert command.run() == Exit.ABORTED
+    recorded = [json.loads(line) for line in record.read_text().splitlines()]
+    assert {(r["version"], r["status"]) for r in recorded} >= {("1.14.2", 200), ("1.16.1", 500)}
     assert engine.ups == ["1.16.1", "1.14.2"], "rolled back through a second update"
     assert command.result.outcome == "aborted" and command.result.rolled_back
     assert command.result.error is not None and command.result.error.startswith("the analysis found 1.16.1:")
@@ -650,3 +683,81 @@ def test_analysis_off_ships_on_readiness_alone() -> None:
         command = rollout("--yes", "--cwd", str(ROOT), engine=engine)
         assert command.run() == Exit.OK
     assert command.result.analysis is None and "bake" not in command.result.durations
+
+
+def test_a_canary_that_passes_is_promoted_in_the_same_run() -> None:
+    with served({}) as engine:
+        command = rollout("--yes", "--canary", "1", "--cwd", str(ROOT), engine=engine)
+        assert command.run() == Exit.OK
+    assert engine.ups == ["canary:1.16.1", "1.16.1"], "the canary first, then the rest"
+    assert engine.up_configs[0] == {"rolling:canaryTag": "1.16.1", "rolling:canaryReplicas": "1"}
+    assert engine.up_configs[1] == {"rolling:imageTag": "1.16.1", "rolling:canaryTag": ""}, "the canary goes"
+    assert engine.canary is None and engine.tag == "1.16.1"
+    assert {"canary", "canaryAnalysis", "up", "bake"} <= set(command.result.durations)
+    assert "Canary plan for stack dev" in command.err.getvalue()  # type: ignore[attr-defined]
+
+
+def test_a_bad_canary_is_removed_and_the_deployment_never_touched() -> None:
+    with served({"1.16.1": 500}) as engine:
+        command = rollout("--yes", "--canary", "1", "--cwd", str(ROOT), engine=engine)
+        assert command.run() == Exit.ABORTED
+    assert engine.ups == ["canary:1.16.1", "canary:-"]
+    assert engine.tag == "1.14.2" and engine.canary is None
+    evidence = command.result.analysis
+    assert evidence is not None and evidence["state"] == "breach" and evidence["version"] == "1.16.1"
+    # The old version's answers in the window were all good, and are not the canary's.
+    responses = cast(dict[str, Any], evidence["responses"])
+    assert responses["1.14.2"].keys() == {"200"} and responses["1.16.1"].keys() == {"500"}
+
+
+def test_pause_then_promote_from_another_run() -> None:
+    with served({}) as engine:
+        first = rollout("--yes", "--canary", "1", "--pause", "--cwd", str(ROOT), engine=engine)
+        assert first.run() == Exit.OK and first.result.outcome == "paused"
+        assert engine.ups == ["canary:1.16.1"] and engine.canary == "1.16.1"
+        assert "rollout promote --stack dev" in first.err.getvalue()  # type: ignore[attr-defined]
+        later = action("promote", engine)
+        assert later.run() == Exit.OK
+    assert engine.ups == ["canary:1.16.1", "1.16.1"]
+    assert engine.canary is None and engine.tag == "1.16.1"
+
+
+def test_pause_then_abort_from_another_run() -> None:
+    with served({}) as engine:
+        assert rollout("--yes", "--canary", "2", "--pause", "--cwd", str(ROOT), engine=engine).run() == Exit.OK
+        assert engine.up_configs[0]["rolling:canaryReplicas"] == "2"
+        later = action("abort", engine)
+        assert later.run() == Exit.OK and later.result.outcome == "canary removed"
+    assert engine.ups == ["canary:1.16.1", "canary:-"]
+    assert engine.canary is None and engine.tag == "1.14.2"
+
+
+@pytest.mark.parametrize("verb", ["promote", "abort"])
+def test_promote_or_abort_without_a_canary_changes_nothing(verb: str) -> None:
+    engine = FakeEngine()
+    command = action(verb, engine)
+    assert command.run() == Exit.USAGE
+    assert engine.ups == []
+    assert f"stack dev has no canary to {verb}" in (command.result.error or "")
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--stack", "dev", "--tag", "1.0", "--pause"], "--pause stops after a canary"),
+        (["--stack", "dev", "--tag", "1.0", "--canary", "0"], "'0' is not a number of pods from 1 to 100"),
+        (["promote", "--stack", "dev", "--tag", "1.0"], "unrecognized arguments: --tag 1.0"),
+    ],
+)
+def test_canary_arguments_are_checked(argv: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.parse_args(argv)
+    assert caught.value.code == 2
+    assert says in capsys.readouterr().err
+
+
+def action(verb: str, engine: Any) -> cli.RolloutRun:
+    """`rollout promote|abort --stack dev --yes` on ``engine``."""
+    args = cli.parse_args([verb, "--stack", "dev", "--yes", "--cwd", str(ROOT)])
+    cluster = FakeCluster(engine=engine)
+    return cli.RolloutRun(args, io.StringIO(), io.StringIO(), io.StringIO(), engine=engine, cluster_reader=cluster.read)

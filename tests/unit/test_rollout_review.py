@@ -45,3 +45,24 @@ def test_summary_rendering() -> None:
     assert "0.25 vCPU / 0.5 GB on Fargate" in text
     local = Settings.from_values({"target": "local", "imageTag": "1.16.1"})
     assert "Fargate" not in RolloutSummary("local", "a", "b", local).render()
+
+
+def test_canary_steps_are_expected_only_in_a_canary_step() -> None:
+    canary = f"urn:pulumi:dev::rolling::rolling:index:WebApp${DEPLOYMENT_TYPE}::nginx-canary"
+    main = f"urn:pulumi:dev::rolling::rolling:index:WebApp${DEPLOYMENT_TYPE}::nginx-deployment"
+    steps = [
+        Step("create", DEPLOYMENT_TYPE, canary),
+        Step("delete", DEPLOYMENT_TYPE, canary),
+        Step("update", DEPLOYMENT_TYPE, canary, (IMAGE,)),
+        Step("update", DEPLOYMENT_TYPE, main, (IMAGE,)),
+    ]
+    assert unexpected_steps(steps, canary=True) == []
+    # A canary's image changing is an image change like the Deployment's; creating or removing it is not.
+    assert unexpected_steps(steps) == steps[:2]
+    # Anything else of the canary, or the main Deployment created or deleted, is not a canary step.
+    others = [
+        Step("update", DEPLOYMENT_TYPE, canary, ("spec.replicas",)),
+        Step("delete", DEPLOYMENT_TYPE, main),
+        Step("create", "kubernetes:core/v1:Service", canary.replace(DEPLOYMENT_TYPE, "kubernetes:core/v1:Service")),
+    ]
+    assert unexpected_steps(others, canary=True) == others

@@ -399,3 +399,12 @@ def test_max_error_ratio_takes_a_percentage_or_a_decimal(text: str, ratio: float
 )
 def test_analysis_settings_out_of_range_are_refused(values: dict[str, str], says: str) -> None:
     assert says in refused({**BASE, **values})
+
+
+def test_canary_settings() -> None:
+    none = Settings.from_values({"target": "local", "imageTag": "1.14.2"})
+    assert (none.canary_tag, none.canary_image, none.canary_replicas) == (None, None, 1)
+    assert (none.canary_seconds, Settings.from_values({"target": "eks"}).canary_seconds) == (15, 120)
+    one = Settings.from_values({"target": "local", "imageTag": "1.14.2", "canaryTag": "1.16.1", "canaryReplicas": "2"})
+    assert one.canary_image == "nginxinc/nginx-unprivileged:1.16.1" and one.canary_replicas == 2
+    assert "rolling:canaryTag 'latest' is not allowed" in refused({**BASE, "canaryTag": "latest"})
