@@ -10,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import images, strategy
-from infra.identity import APP, CANARY_DEPLOYMENT, CANARY_LABELS, CONTAINER, DEPLOYMENT, LABELS, SERVICE
+from infra.identity import ANALYSIS_ANNOTATION, APP, CANARY_DEPLOYMENT, CANARY_LABELS, CONTAINER, DEPLOYMENT, LABELS, SERVICE
 from infra.rollout_wait import SKIP_AWAIT
 
 # The Service's port; the container's is a setting (8080 for the unprivileged app image).
@@ -88,6 +88,8 @@ class WebAppArgs:
     # command's `--canary`); None when there is none.
     canary_image: str | None = None
     canary_replicas: int = 1
+    # Whether the rollout command analyses releases (said on the Deployment for the policy pack).
+    analysis: bool = True
 
     @property
     def pinned_by_digest(self) -> bool:
@@ -181,6 +183,7 @@ class WebApp(pulumi.ComponentResource):
                     # The program owns this Deployment: an out-of-band `kubectl set image`
                     # is drift that the next `up` overwrites, not a field conflict.
                     "pulumi.com/patchForce": "true",
+                    ANALYSIS_ANNOTATION: str(args.analysis).lower(),
                     **({} if args.pinned_by_digest else {"checkov.io/skip1": DIGEST_SKIP}),
                 },
             ),

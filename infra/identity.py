@@ -19,5 +19,8 @@ CONTAINER = APP
 SERVICE = APP
 # `kubectl set image deployment/DEPLOYMENT CONTAINER=...`
 DEPLOYMENT_REF = f"deployment/{DEPLOYMENT}"
+# Whether the rollout command analyses this Deployment's releases (the setting rolling:analysis, "true" or
+# "false"), on the Deployment itself where the policy pack and `kubectl describe` see it.
+ANALYSIS_ANNOTATION = "rolling/analysis"
 # The engine's type token of a Deployment.
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"

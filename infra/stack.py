@@ -59,6 +59,7 @@ def workload(
             keep_running_image=settings.keeps_running_image,
             canary_image=settings.canary_image,
             canary_replicas=settings.canary_replicas,
+            analysis=settings.analysis,
         ),
         pulumi.ResourceOptions(providers=[provider], depends_on=list(depends_on)),
         before_pods=before_pods,

@@ -33,14 +33,17 @@ def resource_policy(
 
 
 def stack_policy(
-    name: str, description: str, rule: Callable[[list[rules.Resource]], list[str]]
+    name: str,
+    description: str,
+    rule: Callable[[list[rules.Resource]], list[str]],
+    level: EnforcementLevel | None = None,
 ) -> StackValidationPolicy:
     def validate(args: StackValidationArgs, report: Report) -> None:
         resources = [rules.Resource(r.resource_type, r.name, r.props) for r in args.resources]
         for message in rule(resources):
             report(message, None)
 
-    return StackValidationPolicy(name=name, description=description, validate=validate)
+    return StackValidationPolicy(name=name, description=description, validate=validate, enforcement_level=level)
 
 
 def fargate_sizes(resources: list[rules.Resource]) -> list[str]:
@@ -92,6 +95,14 @@ POLICIES: list[Any] = [
     ),
     stack_policy(
         "eks-cluster", "The EKS cluster pins its version, logs its control plane and has a Fargate profile.", eks
+    ),
+    # A warning: shipping on readiness alone is a choice (rolling:analysis false, say for an internal ALB
+    # the deploying runner cannot reach), named on every preview.
+    stack_policy(
+        "rollout-analysis",
+        "On EKS, the rollout command analyses what each release serves and rolls back one that fails its users.",
+        rules.analysed_on_eks,
+        EnforcementLevel.ADVISORY,
     ),
 ]
 

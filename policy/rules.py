@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra import fargate, images, strategy
-from infra.identity import DEPLOYMENT_TYPE
+from infra.identity import ANALYSIS_ANNOTATION, DEPLOYMENT_TYPE
 
 DEPLOYMENT = DEPLOYMENT_TYPE
 WORKLOADS = {DEPLOYMENT, "kubernetes:apps/v1:StatefulSet", "kubernetes:apps/v1:DaemonSet"}
@@ -287,6 +287,23 @@ def alb_ingresses(resources: Sequence[Resource]) -> list[str]:
                 f"Ingress '{name}': namespace '{namespace}' lacks the label {READINESS_GATE_LABEL}: enabled, so a "
                 "new pod counts as ready before the ALB sends it traffic and a rollout can remove the old pods "
                 "before the new ones are in service"
+            )
+    return found
+
+
+def analysed_on_eks(resources: Sequence[Resource]) -> list[str]:
+    """On EKS, releases are analysed: a Deployment whose releases ship on readiness alone is named (the
+    program says so with the rolling/analysis annotation)."""
+    if not on_fargate(resources):
+        return []
+    found = []
+    for r in resources:
+        annotations = (r.props.get("metadata") or {}).get("annotations") or {}
+        if r.type == DEPLOYMENT and annotations.get(ANALYSIS_ANNOTATION) == "false":
+            found.append(
+                f"Deployment '{_name(r.props, r.name)}' ships releases without analysis: one whose pods get ready "
+                "but answer errors or slowly goes to every replica and stays; set rolling:analysis true "
+                "(docs/rollouts.md, the analysis)"
             )
     return found
 

@@ -1,15 +1,23 @@
 """The analysis on the real node: a release whose pods get Ready but serve errors, or slowly, is aborted and
-rolled back while the old version keeps serving; a healthy release at a low request rate is not."""
+rolled back while the old version keeps serving; a healthy release at a low request rate is not. The
+canary: aborted during its analysis, paused and promoted or aborted from another process."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+from kubernetes import client
+
+from infra.identity import CANARY_DEPLOYMENT
 from infra.rollout.exits import Exit
 from rigs import load
-from tests.e2e.harness import ARTIFACTS, LocalStack, plain_traffic, ready_to_serve
+from tests.e2e.harness import ARTIFACTS, LocalStack, api_client, plain_traffic, ready_to_serve, wait_for
 from tests.e2e.images import ERRORS, SLOW, image
 from tests.e2e.test_rollout import ready_pods_by_image
 from tests.e2e.test_rollout_command import rollout, tag
@@ -83,3 +91,75 @@ def test_a_healthy_release_at_a_low_rate_is_not_aborted(deployed: LocalStack) ->
     assert evidence["state"] == "insufficient" and evidence["errors"] == 0, evidence
     assert "not enough evidence" in err
     assert ready_pods_by_image(deployed) == {image("1.16.1"): 3}
+
+
+def pods_of(stack: LocalStack, reference: str) -> int:
+    """Pods of ``reference`` that exist, ready or not, not being deleted."""
+    pods = client.CoreV1Api(api_client()).list_namespaced_pod(stack.namespace).items
+    return sum(p.spec.containers[0].image == reference and p.metadata.deletion_timestamp is None for p in pods)
+
+
+def no_canary(stack: LocalStack) -> bool:
+    names = [d.metadata.name for d in client.AppsV1Api(api_client()).list_namespaced_deployment(stack.namespace).items]
+    return CANARY_DEPLOYMENT not in names
+
+
+def test_a_bad_canary_is_aborted_during_the_canary_and_the_deployment_is_never_touched(deployed: LocalStack) -> None:
+    deployed.set(**QUICK, canarySeconds=20)
+    generation = deployed.deployment().metadata.generation
+    url = ready_to_serve(deployed)
+    with plain_traffic(url, "canary-errors", keepalive=False) as users:
+        code, result, err = rollout(deployed, "--tag", ERRORS, "--canary", "1", "--yes")
+    assert code == Exit.ABORTED, err
+    assert "Canary plan for stack" in err
+    evidence = result["analysis"]
+    assert evidence["state"] == "breach" and evidence["version"] == ERRORS, evidence
+    assert set(evidence["responses"]["1.14.2"]) == {"200"}, evidence
+    # Afterwards no pod of the new version exists and the Deployment was never changed.
+    wait_for(lambda: pods_of(deployed, image(ERRORS)) == 0 and no_canary(deployed), 30, "the canary to go")
+    assert deployed.deployment().metadata.generation == generation
+    assert_restored(deployed)
+    # Users met the canary's errors only, a share of one pod in four, and no request went unanswered.
+    failed = [r for r in users.responses if r.failed]
+    assert {(r.status, r.version) for r in failed} <= {(500, ERRORS)}
+    assert len(failed) < len(users.responses) / 4, (len(failed), len(users.responses))
+
+
+def test_pause_then_promote_from_another_process(deployed: LocalStack) -> None:
+    deployed.set(**QUICK, canarySeconds=3)
+    code, result, err = rollout(deployed, "--tag", "1.16.1", "--canary", "1", "--pause", "--yes")
+    assert code == Exit.OK and result["outcome"] == "paused", err
+    assert ready_pods_by_image(deployed) == {image("1.14.2"): 3, image("1.16.1"): 1}
+    assert deployed.preview().change_summary == {"same": 10}, "the state holds the canary too"
+    code, result, err = rollout(deployed, "promote", "--yes")
+    assert code == Exit.OK, err
+    assert result["newImage"] == image("1.16.1") and result["analysis"]["state"] == "pass", result
+    wait_for(lambda: no_canary(deployed) and pods_of(deployed, image("1.14.2")) == 0, 30, "the canary to go")
+    assert ready_pods_by_image(deployed) == {image("1.16.1"): 3}
+    assert tag(deployed) == "1.16.1"
+    assert deployed.preview().change_summary == {"same": 9}
+
+
+def test_interrupted_during_the_canary_analysis_then_aborted_from_another_process(deployed: LocalStack) -> None:
+    deployed.set(**QUICK, canarySeconds=120)
+    command = [sys.executable, "-m", "infra.rollout", "--stack", deployed.stack.name, "--json"]
+    with subprocess.Popen(
+        [*command, "--tag", "1.16.1", "--canary", "1", "--yes"],
+        cwd=deployed.workdir,
+        env={**os.environ, **deployed.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as running:
+        wait_for(lambda: ready_pods_by_image(deployed).get(image("1.16.1")) == 1, 60, "the canary to be ready")
+        time.sleep(3)  # into the analysis
+        running.send_signal(signal.SIGINT)
+        out, err = running.communicate(timeout=60)
+    assert running.returncode == Exit.FAILED, err
+    assert json.loads(out)["outcome"] == "interrupted"
+    # What the interrupted command left is a canary the state knows of, which the next command ends.
+    assert deployed.preview().change_summary == {"same": 10}
+    code, result, err = rollout(deployed, "abort", "--yes")
+    assert code == Exit.OK and result["outcome"] == "canary removed", err
+    wait_for(lambda: no_canary(deployed) and pods_of(deployed, image("1.16.1")) == 0, 30, "the canary to go")
+    assert_restored(deployed)

@@ -19,7 +19,7 @@ def program_resources(target: str, **extra: object) -> list[rules.Resource]:
 def all_violations(resources: list[rules.Resource]) -> list[str]:
     fargate = rules.on_fargate(resources)
     found = rules.disruption_budgets(resources) + rules.drains_before_stopping(resources)
-    found += rules.alb_ingresses(resources)
+    found += rules.alb_ingresses(resources) + rules.analysed_on_eks(resources)
     for r in resources:
         found += rules.pinned_images(r) + rules.readiness_probes(r) + rules.keeps_serving(r)
         found += rules.requests_equal_limits(r, fargate) + rules.eks_cluster(r) + rules.least_privilege(r)
@@ -213,3 +213,10 @@ def test_an_alb_on_fargate_targets_pods_through_readiness_gates(change: str, say
     assert rules.alb_ingresses(program_resources("eks")) == []
     (message,) = rules.alb_ingresses(_eks_with(change))
     assert message.startswith("Ingress 'nginx'") and says in message
+
+
+def test_releases_without_analysis_are_named_on_eks_only() -> None:
+    assert rules.analysed_on_eks(program_resources("local", analysis="false")) == []
+    (message,) = rules.analysed_on_eks(program_resources("eks", analysis="false"))
+    assert message.startswith("Deployment 'nginx-deployment' ships releases without analysis")
+    assert "set rolling:analysis true" in message
