@@ -10,7 +10,16 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import images, strategy
-from infra.identity import ANALYSIS_ANNOTATION, APP, CANARY_DEPLOYMENT, CANARY_LABELS, CONTAINER, DEPLOYMENT, LABELS, SERVICE
+from infra.identity import (
+    ANALYSIS_ANNOTATION,
+    APP,
+    CANARY_DEPLOYMENT,
+    CANARY_LABELS,
+    CONTAINER,
+    DEPLOYMENT,
+    LABELS,
+    SERVICE,
+)
 from infra.rollout_wait import SKIP_AWAIT
 
 # The Service's port; the container's is a setting (8080 for the unprivileged app image).

@@ -74,10 +74,22 @@ class ScriptRegistry:
             raise RuntimeError(f"could not build and push {reference}: {done.stderr.strip()}")
 
 
-def run_rollout(project: Path, stack: str, tag: str) -> tuple[int, dict[str, Any]]:
-    """The rollout command, as a user would run it: its exit code and its JSON result."""
+def run_rollout(project: Path, stack: str, tag: str, canary: int) -> tuple[int, dict[str, Any]]:
+    """The rollout command, as a user would run it (``canary`` pods first, when not 0): its exit code and
+    its JSON result."""
     done = subprocess.run(
-        [sys.executable, "-m", "infra.rollout", "--stack", stack, "--tag", tag, "--yes", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "infra.rollout",
+            "--stack",
+            stack,
+            "--tag",
+            tag,
+            "--yes",
+            "--json",
+            *(("--canary", str(canary)) if canary else ()),
+        ],
         cwd=project,
         capture_output=True,
         text=True,
@@ -120,9 +132,30 @@ class Report:
     def markdown(self, exit_code: Exit) -> str:
         title = f"## Deploy of {self.tag} to {self.stack}: {exit_code.name.lower().replace('_', ' ')}"
         body = [title, "", *(f"- {line}" for line in self.lines)]
+        analysis = (self.rollout or {}).get("analysis")
+        if analysis:
+            body += ["", *analysis_markdown(analysis)]
         if self.rollout is not None:
             body += ["", "```json", json.dumps(self.rollout, indent=2), "```"]
         return "\n".join(body) + "\n"
+
+
+def analysis_markdown(analysis: dict[str, Any]) -> list[str]:
+    """The analysis's verdict for the summary: the verdict, then the responses by version and status."""
+    p99 = analysis.get("p99Ms")
+    lines = [
+        f"### Analysis: {analysis.get('state')}",
+        "",
+        f"{analysis.get('version')}: {analysis.get('requests')} responses, {analysis.get('errors')} errors, "
+        f"p99 {'-' if p99 is None else f'{p99} ms'} over {analysis.get('windowSeconds')} s: {analysis.get('reason')}",
+        "",
+        "| version | status | responses |",
+        "|---|---|---|",
+    ]
+    for version, statuses in (analysis.get("responses") or {}).items():
+        for status, count in statuses.items():
+            lines.append(f"| {version} | {'no response' if status == '0' else status} | {count} |")
+    return lines
 
 
 @dataclass
@@ -136,8 +169,10 @@ class Deploy:
     url_timeout: int
     lock_wait: int
     engine: Engine
+    # Canary pods the rollout runs first (0: none); none where the stack turned the analysis off.
+    canary: int = 0
     registry_for: Callable[[str], Registry] = registry_for
-    rollout: Callable[[Path, str, str], tuple[int, dict[str, Any]]] = run_rollout
+    rollout: Callable[[Path, str, str, int], tuple[int, dict[str, Any]]] = run_rollout
     wait_served: Callable[[str, str, int], tuple[bool, str]] = wait_served
     sleep: Callable[[float], None] = time.sleep
     report: Report = field(init=False)
@@ -182,6 +217,9 @@ class Deploy:
             return exit_code
         if config.get(f"{NAMESPACE}:imageRepository") != repository:
             self.engine.run("config", "set", f"{NAMESPACE}:imageRepository", repository)
+        if self.canary and config.get(f"{NAMESPACE}:analysis", "true").lower() == "false":
+            self.report.add("no canary: the stack ships on readiness alone (rolling:analysis false)")
+            self.canary = 0
         exit_code = self.ship()
         if exit_code != Exit.OK:
             return exit_code
@@ -209,7 +247,7 @@ class Deploy:
     def ship(self) -> Exit:
         deadline = time.monotonic() + self.lock_wait
         while True:
-            code, result = self.rollout(self.project, self.stack, self.tag)
+            code, result = self.rollout(self.project, self.stack, self.tag, self.canary)
             if code != Exit.BUSY or time.monotonic() >= deadline:
                 break
             self.report.add("another update holds the stack's lock (a preview, or another deploy): waiting")
@@ -247,6 +285,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cwd", default=".", help="the Pulumi project folder (default: the current one)")
     parser.add_argument("--url-timeout", type=int, default=300, help="seconds the url has to serve the tag")
     parser.add_argument("--lock-wait", type=int, default=600, help="seconds to wait for another update's lock")
+    parser.add_argument(
+        "--canary", type=int, default=0, metavar="N", help="run N canary pods first and analyse them (rollout --canary)"
+    )
     parser.add_argument("--summary", help="append the summary (Markdown) here (default: $GITHUB_STEP_SUMMARY)")
     return parser.parse_args(argv)
 
@@ -262,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         url_timeout=args.url_timeout,
         lock_wait=args.lock_wait,
         engine=Engine(project, args.stack),
+        canary=args.canary,
     )
     try:
         code = deploy.run()

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import sys
 import tempfile
 import threading
@@ -379,7 +380,8 @@ class RolloutRun:
                 "the stack has no url yet); ship without --canary. Nothing was changed",
             )
         with tempfile.TemporaryDirectory(prefix="rollout-") as scratch, ThreadPoolExecutor(2) as background:
-            plan_text = CanarySummary(self.args.stack, canary, new.canary_seconds).render()
+            seconds = canary_window(canary)
+            plan_text = CanarySummary(self.args.stack, canary, seconds).render()
             ready = self.prepare(
                 project, Path(scratch), background, new, config=config, plan_text=plan_text, canary=True
             )
@@ -393,7 +395,7 @@ class RolloutRun:
                     with self.result.timed("canary"):
                         self.up(new, watching.result(), plan, config)
                     with self.result.timed("canaryAnalysis"):
-                        verdict = self.gate.bake(new.canary_seconds)
+                        verdict = self.gate.bake(seconds)
                     self.result.analysis = verdict.as_json()
                     if verdict.breached:
                         raise BreachError(f"the analysis found {verdict.line()}")
@@ -757,6 +759,15 @@ class RolloutRun:
         if isinstance(err, StackBusyError):
             return self.finish(Exit.BUSY, "busy", f"another update holds stack {self.args.stack}; nothing was changed")
         return self.finish(Exit.FAILED, "failed", f"{what} failed: {err.summary}")
+
+
+def canary_window(settings: Settings) -> int:
+    """How long a canary is analysed: canarySeconds, or longer when the prober's share of requests that
+    reach the canary (its pods among all: the Service spreads connections evenly) could not bring
+    minRequests responses in that time, with half as many again to spare."""
+    share = settings.canary_replicas / (settings.canary_replicas + settings.replicas)
+    needed = math.ceil(1.5 * settings.min_requests / (settings.analysis_rate * share))
+    return max(settings.canary_seconds, needed)
 
 
 def image_config(settings: Settings, configured: dict[str, str]) -> dict[str, str]:

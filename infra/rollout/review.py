@@ -101,7 +101,14 @@ class CanarySummary:
                 f"Canary plan for stack {self.stack}",
                 f"  canary       {s.canary_replicas} pod(s) of {s.canary_image} beside the {s.replicas} of {s.image}, "
                 "behind the same Service",
-                f"  analysis     {s.analysis_rate} requests a second to the stack's url for {self.seconds}s: at most "
+                f"  analysis     {s.analysis_rate} requests a second to the stack's url for {self.seconds}s"
+                + (
+                    ""
+                    if self.seconds == s.canary_seconds
+                    else f" (canarySeconds {s.canary_seconds}, longer to reach "
+                    f"minRequests at {s.canary_replicas} pod(s) in {s.canary_replicas + s.replicas})"
+                )
+                + ": at most "
                 f"{s.max_error_ratio:.1%} errors and p99 {s.max_p99_ms} ms, judged on {s.min_requests} responses "
                 "or more",
                 "  then         the rest of the replicas roll to it and the canary goes (or, with --pause, wait for "

@@ -10,7 +10,7 @@ from typing import Any
 
 from kubernetes import client
 
-from infra.identity import SELECTOR
+from infra.identity import DEPLOYMENT, SELECTOR
 from infra.rollout.status import Health, Verdict, definitive_failure, pending_cause, wait_complete
 
 # How long one read of the Deployment may take: seconds to connect, seconds to answer. Without it a
@@ -22,17 +22,9 @@ READ_TIMEOUT = (5, 30)
 EXPLAINING = frozenset({"Failed", "BackOff", "FailedScheduling", "FailedCreate", "Unhealthy", "FailedMount"})
 
 
-def health(api: client.ApiClient, namespace: str, name: str | None = None) -> Health:
-    """The Deployment ``name``, or the app's one in ``namespace`` (found by its label) when no name is given."""
-    apps = client.AppsV1Api(api)
-    deployment: Any
-    if name is not None:
-        deployment = apps.read_namespaced_deployment(name, namespace, _request_timeout=READ_TIMEOUT)
-    else:
-        found = apps.list_namespaced_deployment(namespace, label_selector=SELECTOR, _request_timeout=READ_TIMEOUT).items
-        if len(found) != 1:
-            raise LookupError(f"{len(found)} Deployments labelled {SELECTOR} in namespace {namespace}, not 1")
-        deployment = found[0]
+def health(api: client.ApiClient, namespace: str, name: str = DEPLOYMENT) -> Health:
+    """The Deployment ``name`` (the app's, by default: by name, since a canary carries the app's labels too)."""
+    deployment = client.AppsV1Api(api).read_namespaced_deployment(name, namespace, _request_timeout=READ_TIMEOUT)
     return Health.of(deployment)
 
 

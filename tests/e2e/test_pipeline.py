@@ -25,13 +25,14 @@ from tests.e2e.test_rollout import ready_pods_by_image
 
 
 def pipeline(stack: LocalStack, tag: str, revision: str, tmp_path: Path) -> tuple[int, str, str]:
-    """The deploy workflow's one step, as it runs it; returns the exit code, the summary and stderr."""
+    """The deploy workflow's one step, as it runs it (a canary pod first); returns the exit code, the summary
+    and stderr."""
     summary = tmp_path / f"summary-{tag}-{time.monotonic_ns()}.md"
     done = subprocess.run(
         [
             *(sys.executable, "-m", "infra.pipeline", "--stack", stack.stack.name),
             *("--tag", tag, "--revision", revision, "--url-timeout", "30", "--lock-wait", "120"),
-            *("--summary", str(summary)),
+            *("--summary", str(summary), "--canary", "1"),
         ],
         cwd=stack.workdir,
         env={**os.environ, **stack.env},
@@ -62,7 +63,8 @@ def running_image(stack: LocalStack) -> str:
 def ci_stack(tmp_path: Path) -> Iterator[LocalStack]:
     """A stack as CI drives it: its stack file names no image (the app keeps what the pipeline shipped), first
     deployed by the infrastructure step with the bootstrap image."""
-    with local_stack(tmp_path, bootstrapImage=image("1.14.2")) as stack:
+    # A short canary: these tests are about the pipeline, the analysis has tests of its own.
+    with local_stack(tmp_path, bootstrapImage=image("1.14.2"), canarySeconds=2, minRequests=10) as stack:
         stack.up()
         assert running_image(stack) == image("1.14.2")
         yield stack

@@ -128,6 +128,15 @@ NON_DEFAULT = {
     "terminationGracePeriodSeconds": "40",
     "containerPort": "80",
     "imageNeedsRoot": "true",
+    "analysis": "false",
+    "analysisRate": "5",
+    "maxErrorRatio": "0.5%",
+    "maxP99Ms": "250",
+    "minRequests": "200",
+    "bakeSeconds": "30",
+    "canaryTag": "1.16.2",
+    "canaryReplicas": "2",
+    "canarySeconds": "45",
 }
 
 

@@ -14,8 +14,9 @@ SHA = "12345e7" + "0" * 33
 
 
 class FakeEngine:
-    def __init__(self, outputs: dict[str, Any] | None) -> None:
+    def __init__(self, outputs: dict[str, Any] | None, config: dict[str, str] | None = None) -> None:
         self._outputs = outputs
+        self._config = config or {}
         self.commands: list[tuple[str, ...]] = []
 
     def outputs(self) -> dict[str, Any]:
@@ -24,7 +25,7 @@ class FakeEngine:
         return self._outputs
 
     def config(self) -> dict[str, str]:
-        return {"rolling:target": "eks", "rolling:imageRepository": "nginxinc/nginx-unprivileged"}
+        return {"rolling:target": "eks", "rolling:imageRepository": "nginxinc/nginx-unprivileged", **self._config}
 
     def run(self, *args: str) -> str:
         self.commands.append(args)
@@ -53,13 +54,15 @@ def deploy(
     rollouts: list[tuple[int, dict[str, Any]]] | None = None,
     served: bool = True,
     tag: str = "12345e7",
+    canary: int = 0,
+    config: dict[str, str] | None = None,
 ) -> tuple[pipeline.Deploy, FakeRegistry, list[str]]:
     registry = FakeRegistry(images or {})
     answers = list(rollouts or [(0, {"outcome": "succeeded"})])
     shipped: list[str] = []
 
-    def rollout(project: Path, stack: str, tag: str) -> tuple[int, dict[str, Any]]:
-        shipped.append(tag)
+    def rollout(project: Path, stack: str, tag: str, canary: int) -> tuple[int, dict[str, Any]]:
+        shipped.append(tag if not canary else f"{tag} canary {canary}")
         return answers.pop(0)
 
     run = pipeline.Deploy(
@@ -69,7 +72,8 @@ def deploy(
         project=Path("."),
         url_timeout=5,
         lock_wait=60,
-        engine=cast(Any, FakeEngine(outputs)),
+        engine=cast(Any, FakeEngine(outputs, config or {})),
+        canary=canary,
         registry_for=lambda target: registry,
         rollout=rollout,
         wait_served=lambda url, tag, timeout: (served, f"{url} serves {tag}" if served else "never served"),
@@ -150,3 +154,32 @@ def test_a_bad_tag_changes_nothing() -> None:
     run, registry, shipped = deploy(tag="latest")
     assert run.run() == Exit.USAGE
     assert registry.pushed == [] and shipped == []
+
+
+ANALYSIS = {
+    "state": "pass",
+    "version": "12345e7",
+    "requests": 120,
+    "errors": 1,
+    "p99Ms": 8.5,
+    "reason": "within maxErrorRatio and maxP99Ms",
+    "windowSeconds": 30.2,
+    "responses": {"1.0.0": {"200": 80}, "12345e7": {"200": 119, "502": 1}, "-": {"0": 2}},
+}
+
+
+def test_the_canary_is_asked_of_the_rollout_and_its_analysis_is_in_the_summary() -> None:
+    run, _, shipped = deploy(canary=1, rollouts=[(0, {"outcome": "succeeded", "analysis": ANALYSIS})])
+    assert run.run() == Exit.OK
+    assert shipped == ["12345e7 canary 1"]
+    text = run.report.markdown(Exit.OK)
+    assert "### Analysis: pass" in text
+    assert "12345e7: 120 responses, 1 errors, p99 8.5 ms over 30.2 s: within maxErrorRatio and maxP99Ms" in text
+    assert "| 12345e7 | 502 | 1 |" in text and "| - | no response | 2 |" in text
+
+
+def test_no_canary_where_the_stack_ships_on_readiness_alone() -> None:
+    run, _, shipped = deploy(canary=1, config={"rolling:analysis": "false"})
+    assert run.run() == Exit.OK
+    assert shipped == ["12345e7"]
+    assert "no canary: the stack ships on readiness alone (rolling:analysis false)" in run.report.lines

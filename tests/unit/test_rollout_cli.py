@@ -761,3 +761,17 @@ def action(verb: str, engine: Any) -> cli.RolloutRun:
     args = cli.parse_args([verb, "--stack", "dev", "--yes", "--cwd", str(ROOT)])
     cluster = FakeCluster(engine=engine)
     return cli.RolloutRun(args, io.StringIO(), io.StringIO(), io.StringIO(), engine=engine, cluster_reader=cluster.read)
+
+
+@pytest.mark.parametrize(
+    ("values", "seconds"),
+    [
+        ({"canarySeconds": "120"}, 120),  # 10 a second, 1 pod in 4: 300 responses, enough
+        ({}, 30),  # local's 15 s would bring about 37 of the 50 minRequests
+        ({"canaryReplicas": "3", "replicas": "3"}, 15),
+        ({"analysisRate": "1", "minRequests": "10"}, 60),
+    ],
+)
+def test_a_canary_is_analysed_long_enough_to_reach_min_requests(values: dict[str, str], seconds: int) -> None:
+    settings = Settings.from_values({"target": "local", "imageTag": "1.0", "canaryTag": "1.1", **values})
+    assert cli.canary_window(settings) == seconds

@@ -113,7 +113,7 @@ def test_merges_run_the_pipeline_one_at_a_time() -> None:
     runs = "\n".join(s.get("run", "") for s in job["steps"])
     # The steps are the project's own, which the end-to-end tier runs on the local target.
     pipeline_step = '.venv/bin/python -m infra.pipeline --stack dev --tag "$(git rev-parse --short=7 HEAD)"'
-    assert pipeline_step + ' --revision "$GITHUB_SHA"' in runs
+    assert pipeline_step + ' --revision "$GITHUB_SHA" --canary 1' in runs
     names = [str(s.get("uses", "")).split("@")[0] for s in job["steps"]]
     assert names.index("aws-actions/configure-aws-credentials") < names.index("aws-actions/amazon-ecr-login")
     assert "docker push" not in runs and "rollout --stack" not in runs, "no step outside the pipeline"
