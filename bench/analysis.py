@@ -1,0 +1,176 @@
+"""make bench, analysis: a release whose pods get ready but answer errors, shipped three ways on the real node.
+
+1. `rollout --canary 1`: one pod of it beside the old ones, judged, then removed;
+2. `rollout`: the analysis during the rollout and the bake, then the rollback;
+3. `rollout` with `analysis: false`: readiness alone, as before: the release ships and stays.
+
+Users' traffic beside it: RATE requests a second, a new connection each, never re-sent. For each way:
+how many bad responses users got, and the time from the first one to the old version answering every
+request again (or to the end of the window, when it never does). And what the analysis costs a good
+release: the same `rollout` of a healthy tag without analysis, with it (the bake), and with a canary.
+Writes bench/results/analysis.{json,md} and bench/results/analysis.png.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.run import RESULTS, Stack, progress
+from bench.traffic import REPOSITORY, service_url
+from rigs import load
+
+RATE = 60
+OLD, GOOD = "1.0.0", "1.1.0"
+# Ready, but every user gets a server error (cluster/images.sh's errors kind).
+BAD = "1.1.0-errors"
+# Users' traffic goes on this long after the command returns: a release that stays shows it.
+AFTER_S = 10.0
+NAMESPACE = "bench-analysis"
+
+
+def rollout(stack: Stack, *args: str) -> tuple[int, dict[str, Any], float]:
+    """The rollout command on the stack: its exit code, its JSON result and how long it took. The ways turn
+    rolling:analysis on and off, which the Deployment's rolling/analysis annotation records: an update
+    beyond the image, allowed here."""
+    start = time.monotonic()
+    command = [sys.executable, "-m", "infra.rollout", "--stack", stack.name, "--json", "--yes"]
+    done = subprocess.run(
+        [*command, "--allow-infra-changes", *args],
+        cwd=stack.project,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    took = time.monotonic() - start
+    try:
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise RuntimeError(f"rollout {' '.join(args)} printed no result: {done.stderr[-2000:]}") from None
+    return done.returncode, result, took
+
+
+def bad_release(stack: Stack, url: str, name: str, *args: str) -> dict[str, Any]:
+    """Ship BAD with users' traffic beside it; what users got, then back to OLD."""
+    progress(f"a release that answers errors: {name}")
+    out = RESULTS / "raw" / f"analysis-{name.replace(' ', '-')}.jsonl"
+    with load.PlainLoad(url, RATE, 400, out, keepalive=False) as users:
+        time.sleep(2)
+        start = time.time()
+        code, result, took = rollout(stack, "--tag", BAD, *args)
+        time.sleep(AFTER_S)
+        end = time.time()
+    bad = [r for r in users.responses if r.failed]
+    first = min((r.t for r in bad), default=None)
+    last = max((r.t for r in bad), default=None)
+    # Restored: the old version answered every request from the last bad one to the window's end.
+    restored = last is not None and last < end - AFTER_S / 2
+    row = {
+        "name": name,
+        "exit": code,
+        "outcome": result.get("outcome"),
+        "command_s": round(took, 1),
+        "bad_responses": len(bad),
+        "requests": len(users.responses),
+        "first_bad_to_restored_s": round(last - first, 1) if restored and first is not None and last else None,
+        "bad_from_old_version": sum(r.version == OLD for r in bad),
+        "analysis": result.get("analysis"),
+        "start": start,
+        "responses": [(round(r.t - start, 3), "failed" if r.failed else r.version) for r in users.responses],
+    }
+    if code == 0:  # shipped and stayed: put the old version back for the next way
+        stack.configure(analysis="false")
+        rollout(stack, "--tag", OLD)
+        stack.configure(analysis="true")
+    return row
+
+
+def costs(stack: Stack) -> list[dict[str, Any]]:
+    """A healthy release, OLD to GOOD and back, three ways: the command's time for each."""
+    rows = []
+    for name, analysis, args in (
+        ("no analysis", "false", ()),
+        ("analysis (rollout, bake)", "true", ()),
+        ("canary 1, analysis", "true", ("--canary", "1")),
+    ):
+        progress(f"a healthy release: {name}")
+        stack.configure(analysis=analysis)
+        code, result, took = rollout(stack, "--tag", GOOD, *args)
+        if code != 0:
+            raise RuntimeError(f"{name}: rollout exited {code}: {result.get('error')}")
+        rows.append({"name": name, "command_s": round(took, 1), "durations": result.get("durations")})
+        stack.configure(analysis="false")
+        rollout(stack, "--tag", OLD)
+    stack.configure(analysis="true")
+    return rows
+
+
+def measure(workdir: Path) -> dict[str, Any]:
+    stack = Stack(workdir, "analysis", NAMESPACE)
+    stack.configure(target="local", namespace=NAMESPACE, imageRepository=REPOSITORY, imageTag=OLD, minReadySeconds=1)
+    stack.up()
+    try:
+        url = service_url(NAMESPACE)
+        ways = [
+            bad_release(stack, url, "canary 1", "--canary", "1"),
+            bad_release(stack, url, "no canary"),
+        ]
+        stack.configure(analysis="false")
+        ways.append(bad_release(stack, url, "no analysis"))
+        stack.configure(analysis="true")
+        return {"rate": RATE, "ways": ways, "costs": costs(stack)}
+    finally:
+        stack.destroy()
+
+
+def plot(found: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ways = found["ways"]
+    fig, axes = plt.subplots(len(ways), 1, figsize=(10, 2.4 * len(ways)), sharex=True)
+    colours = {OLD: "tab:blue", "failed": "tab:red"}
+    for ax, way in zip(axes, ways, strict=True):
+        for version, colour in colours.items():
+            points = [t for t, v in way["responses"] if v == version]
+            ax.scatter(points, [version] * len(points), s=4, c=colour)
+        other = [(t, v) for t, v in way["responses"] if v not in colours]
+        ax.scatter([t for t, _ in other], [v for _, v in other], s=4, c="tab:green")
+        ax.set_title(f"{way['name']}: {way['bad_responses']} bad of {way['requests']}", fontsize=9)
+    axes[-1].set_xlabel("seconds since the command started")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def markdown(found: dict[str, Any]) -> str:
+    lines = [
+        f"# A release that answers errors, users at {found['rate']} requests a second (new connections)",
+        "",
+        "| way | outcome | bad responses users got | first bad to old version everywhere | command |",
+        "|---|---|---|---|---|",
+    ]
+    for w in found["ways"]:
+        restored = "never (it stays)" if w["first_bad_to_restored_s"] is None else f"{w['first_bad_to_restored_s']} s"
+        lines.append(
+            f"| {w['name']} | {w['outcome']} (exit {w['exit']}) | {w['bad_responses']} of {w['requests']} | "
+            f"{restored} | {w['command_s']} s |"
+        )
+    lines += ["", "# What it costs a healthy release", "", "| way | command |", "|---|---|"]
+    lines += [f"| {c['name']} | {c['command_s']} s |" for c in found["costs"]]
+    return "\n".join(lines) + "\n"
+
+
+def write(found: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plot(found, RESULTS / "analysis.png")
+    (RESULTS / "analysis.md").write_text(markdown(found))
+    slim = {**found, "ways": [{k: v for k, v in w.items() if k != "responses"} for w in found["ways"]]}
+    (RESULTS / "analysis.json").write_text(json.dumps(slim, indent=1))
