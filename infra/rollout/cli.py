@@ -28,7 +28,7 @@ from infra.rollout.cluster import Cluster, ClusterReader, LiveView, live_cluster
 from infra.rollout.engine import Engine, EngineError, EngineMissingError, StackBusyError, StackEngine
 from infra.rollout.exits import Exit
 from infra.rollout.gate import Gate
-from infra.rollout.prober import Prober, gateway_to
+from infra.rollout.prober import Prober, leaves_by
 from infra.rollout.review import CanarySummary, RolloutSummary, describe, unexpected_steps
 from infra.rollout.status import Health, Verdict
 from infra.settings import NAMESPACE, Settings, SettingsError
@@ -489,13 +489,13 @@ class RolloutRun:
     def reach(self, url: str, settings: Settings) -> str | None:
         """Whether the prober gets answers from ``url`` here: None when it does, else why not (said whole).
         On the local target the url is a cluster address that only a node on this machine's own links
-        serves; one routed through a gateway is not probed at all (it would leave the machine)."""
-        gateway = gateway_to(url) if settings.target == "local" else None
-        if gateway is not None:
+        serves; one the default route would carry is not probed at all (it would leave the machine)."""
+        leaves = leaves_by(url) if settings.target == "local" else None
+        if leaves is not None:
             return (
                 f"the analysis will not send requests to stack {self.args.stack}'s url {url}: on the local target "
-                f"it must be served on this machine's own links, and it is routed through {gateway}; nothing "
-                "was changed. Set rolling:analysis false to ship on readiness alone"
+                f"it must be served on this machine's own links, and it would leave by the default route "
+                f"({leaves}); nothing was changed. Set rolling:analysis false to ship on readiness alone"
             )
         with Prober(url, REACH_ANSWERS * 2, most_s=REACH_WITHIN_S) as prober:
             answered = prober.wait_answers(REACH_ANSWERS, REACH_WITHIN_S)

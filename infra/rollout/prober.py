@@ -30,10 +30,10 @@ TIMEOUT_S = 5.0
 MOST_WORKERS = 64
 
 
-def gateway_to(url: str, route: Callable[[str], str | None] | None = None) -> str | None:
-    """The gateway requests to ``url`` would leave this machine by, or None when they stay on its own links
-    (loopback, or a network it is connected to, such as a local cluster's node). ``route`` returns the
-    `ip -j route get` answer for an address (None where `ip` is absent: then nothing can be told)."""
+def leaves_by(url: str, ip: Callable[..., str | None] | None = None) -> str | None:
+    """How requests to ``url`` would leave this machine (its default route's gateway or interface), or None
+    when they stay on it: loopback, or a link of its own such as a local cluster's node. ``ip`` runs
+    `ip -j ARGS` and returns its output (None where `ip` is absent: then nothing can be told)."""
     host = urlsplit(url).hostname or ""
     try:
         address = str(ipaddress.ip_address(host))
@@ -42,17 +42,24 @@ def gateway_to(url: str, route: Callable[[str], str | None] | None = None) -> st
             address = str(socket.getaddrinfo(host, None)[0][4][0])
         except OSError:
             return None  # the prober will say it cannot resolve the name
-    answer = (route or _ip_route_get)(address)
-    if not answer:
+    run = ip or _ip
+    route, default = run("route", "get", address), run("route", "show", "default")
+    if not route or not default:
         return None
-    routes = json.loads(answer)
-    return str(routes[0]["gateway"]) if routes and routes[0].get("gateway") else None
+    found, defaults = json.loads(route), json.loads(default)
+    if not found or not defaults:
+        return None
+    out = found[0].get("dev")
+    for way in defaults:
+        if way.get("dev") == out:
+            return str(way.get("gateway") or out)
+    return None
 
 
-def _ip_route_get(address: str) -> str | None:
+def _ip(*args: str) -> str | None:
     if shutil.which("ip") is None:
         return None
-    done = subprocess.run(["ip", "-j", "route", "get", address], capture_output=True, text=True, check=False)
+    done = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=False)
     return done.stdout if done.returncode == 0 else None
 
 

@@ -4,17 +4,19 @@ attribution), the prober against a server on loopback, and the gate that acts on
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from infra.rollout.analysis import Sample, State, Thresholds, judge, p99_ms
 from infra.rollout.gate import Gate
-from infra.rollout.prober import VERSION_HEADER, Prober, gateway_to
+from infra.rollout.prober import VERSION_HEADER, Prober, leaves_by
 
 THRESHOLDS = Thresholds(max_error_ratio=0.02, max_p99_ms=1000, min_requests=50)
 
@@ -202,20 +204,54 @@ def wait(predicate: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.05)
 
 
-def test_a_url_routed_through_a_gateway_is_told_apart_from_one_on_this_machines_links() -> None:
-    asked: list[str] = []
+def test_a_url_the_default_route_carries_is_told_apart_from_one_on_this_machines_links() -> None:
+    # This machine's routes as `ip -j` says them: the default route by eth0, a local node's ranges through
+    # the node's end of a link of their own (a gateway too, on another interface).
+    routes = {
+        "10.0.0.136": '[{"dst":"10.0.0.136","gateway":"192.0.2.1","dev":"eth0","prefsrc":"192.0.2.2"}]',
+        "198.18.63.2": '[{"dst":"198.18.63.2","gateway":"198.18.255.6","dev":"rolling1","prefsrc":"198.18.255.5"}]',
+        "127.0.0.1": '[{"type":"local","dst":"127.0.0.1","dev":"lo","prefsrc":"127.0.0.1"}]',
+    }
+    asked: list[tuple[str, ...]] = []
 
-    def route(answer: str) -> Callable[[str], str | None]:
-        def get(address: str) -> str | None:
-            asked.append(address)
-            return answer
+    def ip(*args: str) -> str | None:
+        asked.append(args)
+        if args == ("route", "show", "default"):
+            return '[{"dst":"default","gateway":"192.0.2.1","dev":"eth0","flags":[]}]'
+        return routes.get(args[-1])
 
-        return get
+    assert leaves_by("http://10.0.0.136", ip) == "192.0.2.1"
+    assert leaves_by("http://198.18.63.2/", ip) is None
+    assert leaves_by("http://127.0.0.1:8080/", ip) is None
+    assert asked[0] == ("route", "get", "10.0.0.136")
+    assert leaves_by("http://127.0.0.1/") is None  # this machine's own routes: loopback stays here
 
-    off = '[{"dst":"10.0.0.136","gateway":"192.0.2.1","dev":"eth0","prefsrc":"192.0.2.2","flags":[]}]'
-    on = '[{"dst":"10.96.0.10","dev":"rolling3","prefsrc":"10.200.3.1","flags":[]}]'
-    assert gateway_to("http://10.0.0.136", route(off)) == "192.0.2.1"
-    assert gateway_to("http://10.96.0.10/", route(on)) is None
-    assert gateway_to("http://localhost:8080/", route(on)) is None
-    assert asked == ["10.0.0.136", "10.96.0.10", asked[2]] and asked[2] in ("127.0.0.1", "::1")
-    assert gateway_to("http://127.0.0.1/") is None  # this machine's own routes: loopback stays here
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+def recorded(name: str) -> list[Sample]:
+    """Responses the prober recorded on the real node (`rollout --record`, the end-to-end tier's analysis tests)."""
+    return [Sample(**json.loads(line)) for line in (SAMPLES / name).read_text().splitlines()]
+
+
+def test_recorded_errors_release_breaches_on_its_own_answers_alone() -> None:
+    samples = recorded("analysis-errors.jsonl")
+    versions = {s.version for s in samples}
+    assert versions == {"1.14.2", "1.16.1-errors"}
+    verdict = judge(samples, "1.16.1-errors", Thresholds(0.02, 1000, 20))
+    assert verdict.state is State.BREACH and "maxErrorRatio" in verdict.reason
+    assert verdict.counts["1.14.2"].keys() == {200}
+    # Judged as the old version, the same responses are healthy: nothing of the new one is blamed on it.
+    assert judge(samples, "1.14.2", Thresholds(0.02, 1000, 20)).state is State.PASS
+    # With too few of them, the same errors are not evidence.
+    assert judge(samples, "1.16.1-errors", Thresholds(0.02, 1000, 10_000)).state is State.INSUFFICIENT
+
+
+def test_recorded_slow_release_breaches_on_p99_not_on_errors() -> None:
+    samples = recorded("analysis-slow.jsonl")
+    verdict = judge(samples, "1.16.1-slow", Thresholds(0.02, 1000, 20))
+    assert verdict.state is State.BREACH and "maxP99Ms" in verdict.reason and verdict.errors == 0
+    assert verdict.p99_ms is not None and verdict.p99_ms > 1000
+    # A looser latency threshold passes it.
+    assert judge(samples, "1.16.1-slow", Thresholds(0.02, 10_000, 20)).state is State.PASS
