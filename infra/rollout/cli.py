@@ -107,13 +107,20 @@ class Result:
 
 
 ACTIONS = ("promote", "abort")
+# The options that take a value.
+VALUED = frozenset({"--stack", "--tag", "--canary", "--record", "--cwd"})
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """`rollout --stack S --tag T [--canary N [--pause]]`, or `rollout promote|abort --stack S` to go on
     from a paused canary."""
     given = list(sys.argv[1:] if argv is None else argv)
-    action = given.pop(0) if given and given[0] in ACTIONS else "ship"
+    action = "ship"
+    for at, word in enumerate(given):
+        # The action's word, wherever it stands (`rollout --stack dev promote` too), but not as an option's value.
+        if word in ACTIONS and (at == 0 or given[at - 1] not in VALUED):
+            action = given.pop(at)
+            break
     shipping = action == "ship"
     parser = argparse.ArgumentParser(
         prog="rollout" if shipping else f"rollout {action}",

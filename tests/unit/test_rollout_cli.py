@@ -775,3 +775,17 @@ def action(verb: str, engine: Any) -> cli.RolloutRun:
 def test_a_canary_is_analysed_long_enough_to_reach_min_requests(values: dict[str, str], seconds: int) -> None:
     settings = Settings.from_values({"target": "local", "imageTag": "1.0", "canaryTag": "1.1", **values})
     assert cli.canary_window(settings) == seconds
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["promote", "--stack", "dev"], ["--stack", "dev", "promote"], ["--json", "--stack", "dev", "promote", "--yes"]],
+)
+def test_the_action_word_may_stand_anywhere(argv: list[str]) -> None:
+    args = cli.parse_args(argv)
+    assert (args.action, args.stack, args.tag) == ("promote", "dev", "")
+
+
+def test_a_stack_named_like_an_action_is_a_stack() -> None:
+    args = cli.parse_args(["--stack", "abort", "--tag", "1.0"])
+    assert (args.action, args.stack) == ("ship", "abort")
