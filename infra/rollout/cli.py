@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from infra import images
 from infra.identity import DEPLOYMENT_TYPE
 from infra.rollout import stackfile
-from infra.rollout.analysis import Judgement, Thresholds
+from infra.rollout.analysis import Judgement, Sample, Thresholds
 from infra.rollout.cluster import Cluster, ClusterReader, LiveView, live_cluster, short, unread
 from infra.rollout.engine import Engine, EngineError, EngineMissingError, StackBusyError, StackEngine
 from infra.rollout.exits import Exit
@@ -201,6 +201,8 @@ class RolloutRun:
         self.cluster_reader = cluster_reader
         self._outputs: dict[str, Any] | None = None
         self.gate: Gate | None = None
+        # What the analysis recorded during a canary that passed (the rollout after it records its own).
+        self.canary_samples: list[Sample] = []
 
     def say(self, line: str) -> None:
         print(line, file=self.err, flush=True)
@@ -211,9 +213,10 @@ class RolloutRun:
         self.result.error = error
         if error:
             self.say(f"rollout: {error}")
-        if self.args.record and self.gate is not None:
+        samples = self.canary_samples + (self.gate.samples() if self.gate is not None else [])
+        if self.args.record and samples:
             with open(self.args.record, "w", encoding="utf-8") as record:
-                record.writelines(json.dumps(dataclasses.asdict(s)) + "\n" for s in self.gate.samples())
+                record.writelines(json.dumps(dataclasses.asdict(s)) + "\n" for s in samples)
         return exit_code
 
     def run(self) -> Exit:
@@ -415,6 +418,7 @@ class RolloutRun:
                 return self.finish(Exit.UNCONFIRMED, "unconfirmed", str(err))
         self.say(f"analysis: the canary passed: {verdict.line()}")
         self.configured = {**self.configured, "canaryTag": str(new.image_tag), "canaryReplicas": str(replicas)}
+        self.canary_samples = self.gate.samples()
         self.gate = None
         if self.args.pause:
             self.say(

@@ -685,10 +685,15 @@ def test_analysis_off_ships_on_readiness_alone() -> None:
     assert command.result.analysis is None and "bake" not in command.result.durations
 
 
-def test_a_canary_that_passes_is_promoted_in_the_same_run() -> None:
+def test_a_canary_that_passes_is_promoted_in_the_same_run(tmp_path: Path) -> None:
+    record = tmp_path / "analysis.jsonl"
     with served({}) as engine:
-        command = rollout("--yes", "--canary", "1", "--cwd", str(ROOT), engine=engine)
+        command = rollout("--yes", "--canary", "1", "--cwd", str(ROOT), "--record", str(record), engine=engine)
         assert command.run() == Exit.OK
+    # The record holds the canary's analysis too: the canary's answers among the old version's, before the rest.
+    versions = [json.loads(line)["version"] for line in record.read_text().splitlines()]
+    last_old = len(versions) - 1 - versions[::-1].index("1.14.2")
+    assert versions[:last_old].count("1.16.1") >= 5
     assert engine.ups == ["canary:1.16.1", "1.16.1"], "the canary first, then the rest"
     assert engine.up_configs[0] == {"rolling:canaryTag": "1.16.1", "rolling:canaryReplicas": "1"}
     assert engine.up_configs[1] == {"rolling:imageTag": "1.16.1", "rolling:canaryTag": ""}, "the canary goes"
