@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from infra import images
 from infra.identity import DEPLOYMENT_TYPE
 from infra.rollout import stackfile
-from infra.rollout.analysis import Judgement, Sample, Thresholds
+from infra.rollout.analysis import Judgement, Sample, State, Thresholds
 from infra.rollout.cluster import Cluster, ClusterReader, LiveView, live_cluster, short, unread
 from infra.rollout.engine import Engine, EngineError, EngineMissingError, StackBusyError, StackEngine
 from infra.rollout.exits import Exit
@@ -416,7 +416,10 @@ class RolloutRun:
                 return self.remove_canary(new, self.failure_reason() or summary(err))
             except UnconfirmedError as err:
                 return self.finish(Exit.UNCONFIRMED, "unconfirmed", str(err))
-        self.say(f"analysis: the canary passed: {verdict.line()}")
+        if verdict.state is State.INSUFFICIENT:
+            self.say(f"analysis: the canary gave {verdict.line()}; going on: the rollout and its bake are analysed too")
+        else:
+            self.say(f"analysis: the canary passed: {verdict.line()}")
         self.configured = {**self.configured, "canaryTag": str(new.image_tag), "canaryReplicas": str(replicas)}
         self.canary_samples = self.gate.samples()
         self.gate = None
