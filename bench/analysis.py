@@ -17,11 +17,11 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.run import RESULTS, Stack, progress
-from bench.traffic import REPOSITORY, service_url
 from rigs import load
 
 RATE = 60
@@ -111,12 +111,14 @@ def costs(stack: Stack) -> list[dict[str, Any]]:
     return rows
 
 
-def measure(workdir: Path) -> dict[str, Any]:
+def measure(workdir: Path, repository: str, url_of: Callable[[str], str]) -> dict[str, Any]:
+    """The three ways and the costs, on a stack of the app from ``repository``; ``url_of`` gives the
+    users' url of a namespace's Service."""
     stack = Stack(workdir, "analysis", NAMESPACE)
-    stack.configure(target="local", namespace=NAMESPACE, imageRepository=REPOSITORY, imageTag=OLD, minReadySeconds=1)
+    stack.configure(target="local", namespace=NAMESPACE, imageRepository=repository, imageTag=OLD, minReadySeconds=1)
     stack.up()
     try:
-        url = service_url(NAMESPACE)
+        url = url_of(NAMESPACE)
         ways = [
             bad_release(stack, url, "canary 1", "--canary", "1"),
             bad_release(stack, url, "no canary"),

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import analysis
 from bench.run import RESULTS, ROOT, Stack, kubectl, progress, run
 from infra.identity import CONTAINER, DEPLOYMENT, DEPLOYMENT_REF, LABELS, SERVICE
 from rigs import load, node
@@ -297,14 +298,12 @@ def main() -> int:
     for version in (OLD, NEW):
         run([str(ROOT / "cluster" / "images.sh"), "app", version])
     run([str(ROOT / "cluster" / "images.sh"), "app", UNLIMITED, "unlimited"])
-    from bench import analysis  # it reads this module's names
-
     run([str(ROOT / "cluster" / "images.sh"), "app", analysis.BAD, "errors"])
     NODE["base_image_s"] = base_image_seconds()
     with tempfile.TemporaryDirectory(prefix="rolling-traffic-") as tmp:
         workdir = Path(tmp)
         results = [*program_ways(workdir), seed_way(workdir)]
-        analysis.write(analysis.measure(workdir))
+        analysis.write(analysis.measure(workdir, REPOSITORY, service_url))
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(results, RESULTS / "traffic.png")
     (RESULTS / "traffic.md").write_text(markdown(results))
