@@ -303,15 +303,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="rolling-traffic-") as tmp:
         workdir = Path(tmp)
         results = [*program_ways(workdir), seed_way(workdir)]
-        analysis.write(analysis.measure(workdir, REPOSITORY, service_url))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(results, RESULTS / "traffic.png")
-    (RESULTS / "traffic.md").write_text(markdown(results))
-    slim = [{k: v for k, v in r.items() if k not in ("responses", "ready")} for r in results]
-    (RESULTS / "traffic.json").write_text(
-        json.dumps({"rate": RATE, "node": NODE, "results": slim, "steady": STEADY}, indent=1)
-    )
-    print((RESULTS / "traffic.md").read_text())
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        plot(results, RESULTS / "traffic.png")
+        (RESULTS / "traffic.md").write_text(markdown(results))
+        slim = [{k: v for k, v in r.items() if k not in ("responses", "ready")} for r in results]
+        (RESULTS / "traffic.json").write_text(
+            json.dumps({"rate": RATE, "node": NODE, "results": slim, "steady": STEADY}, indent=1)
+        )
+        print((RESULTS / "traffic.md").read_text())
+        # The analysis: a stack of its own, in a folder of its own.
+        (workdir / "analysis").mkdir()
+        analysis.write(analysis.measure(workdir / "analysis", REPOSITORY, service_url))
+        print((RESULTS / "analysis.md").read_text())
     return 0
 
 
