@@ -121,10 +121,18 @@ class App(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class Server(http.server.ThreadingHTTPServer):
+    """The app's server on loopback, with a listen backlog for the prober's bursts of new connections (the
+    library's 5 refuses some on a busy machine, which the analysis would rightly count as failures)."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
 @contextmanager
 def app(**attrs: Any) -> Iterator[str]:
     handler = type("Handler", (App,), attrs)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -3,7 +3,6 @@ cluster are fakes passed in (tests/unit/test_rollout_engine.py and test_rollout_
 
 from __future__ import annotations
 
-import http.server
 import io
 import itertools
 import json
@@ -621,7 +620,7 @@ def served(statuses: dict[str, int], **analysis: str) -> Iterator[ServedEngine]:
             self.version, self.status = version, engine.statuses.get(version, 200)
             super().do_GET()
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Live)
+    server = test_rollout_analysis.Server(("127.0.0.1", 0), Live)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         engine = ServedEngine(f"http://127.0.0.1:{server.server_address[1]}/", statuses, **analysis)
@@ -651,7 +650,7 @@ def test_a_release_that_serves_errors_after_its_rollout_is_aborted_and_rolled_ba
 def test_a_healthy_release_passes_its_bake_and_says_so() -> None:
     with served({"1.14.2": 500}) as engine:  # the old version's errors are not the new one's
         command = rollout("--yes", "--cwd", str(ROOT), engine=engine)
-        assert command.run() == Exit.OK
+        assert command.run() == Exit.OK, command.result.analysis
     assert engine.ups == ["1.16.1"]
     evidence = command.result.analysis
     assert evidence is not None and evidence["state"] == "pass" and evidence["errors"] == 0
