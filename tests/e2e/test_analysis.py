@@ -16,6 +16,7 @@ from kubernetes import client
 
 from infra.identity import CANARY_DEPLOYMENT
 from infra.rollout.exits import Exit
+from infra.settings import SERVICE_PROPAGATION_SECONDS
 from rigs import load
 from tests.e2e.harness import ARTIFACTS, LocalStack, api_client, plain_traffic, ready_to_serve, wait_for
 from tests.e2e.images import ERRORS, SLOW, image
@@ -49,7 +50,7 @@ def test_a_release_that_serves_errors_is_aborted_and_the_old_version_serves_thro
     with plain_traffic(url, "analysis-errors", keepalive=False) as users:
         code, result, err = rollout(deployed, "--tag", ERRORS, "--yes", "--record", str(record("errors")))
         returned = time.time()
-        time.sleep(2)
+        time.sleep(3)
     assert code == Exit.ABORTED, err
     assert result["outcome"] == "aborted" and result["rolledBack"] is True
     evidence = result["analysis"]
@@ -60,11 +61,13 @@ def test_a_release_that_serves_errors_is_aborted_and_the_old_version_serves_thro
     assert set(evidence["responses"][ERRORS]) == {"500"}, evidence
     assert "analysis: " in err  # the live view said how it went
     # What users got: every error came from the new version's pods, none from the old ones, and no
-    # request went unanswered; once the command returned, the old version alone answered.
+    # request went unanswered. Once the command returned, the old version alone answered, after the
+    # time kube-proxy takes to stop sending requests to the bad pods that were still draining.
     failed = [r for r in users.responses if r.failed]
     assert failed, "users met the bad release (the analysis needs evidence)"
     assert {(r.status, r.version) for r in failed} == {(500, ERRORS)}
-    assert load.problems([r for r in users.responses if r.t > returned], {"1.14.2"}) == []
+    settled = returned + SERVICE_PROPAGATION_SECONDS
+    assert load.problems([r for r in users.responses if r.t > settled], {"1.14.2"}) == []
     assert_restored(deployed)
     # The prober's own record says the same, request by request.
     samples = recorded(record("errors"))
