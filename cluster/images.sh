@@ -16,6 +16,9 @@
 #                                         (empty when it has none); exit 3 when REF is not there
 #   cluster/images.sh push REF VERSION REV  the app as REF (localhost:5000/rolling-app:VERSION),
 #                                         labelled with the commit REV: scripts/registry.sh's verbs
+#   cluster/images.sh digest REF          print REF's manifest digest; exit 3 when REF is not there
+#   cluster/images.sh copy SRC DST        copy SRC to DST in the node's registry, digest unchanged
+#                                         (a promotion between two stacks' repositories)
 #
 # REVISION, when set, labels an app image with the commit it was built from
 # (org.opencontainers.image.revision), as the deploy pipeline does.
@@ -182,6 +185,24 @@ app() {
   echo "$registry/rolling-app:$version"
 }
 
+digest() {
+  # The sha256 of the manifest's bytes as the registry serves them (scripts/registry.sh says why).
+  local ref=$1 out
+  if ! out=$(node skopeo inspect --tls-verify=false --raw "docker://$ref" 2>&1); then
+    case $out in
+      *"manifest unknown"*|*"not found"*|*"name unknown"*) exit 3 ;;
+    esac
+    echo "images: cannot inspect $ref: $out" >&2
+    exit 1
+  fi
+  node skopeo inspect --tls-verify=false --raw "docker://$ref" | sha256sum | awk '{print "sha256:" $1}'
+}
+
+copy() {
+  node skopeo copy --quiet --all --preserve-digests --src-tls-verify=false --dest-tls-verify=false \
+    "docker://$1" "docker://$2"
+}
+
 revision() {
   local ref=$1 out
   if ! out=$(node skopeo inspect --tls-verify=false --no-tags \
@@ -199,6 +220,8 @@ revision() {
 case ${1:-} in
   pause) pause ;;
   revision) revision "${2:?revision needs an image reference}" ;;
+  digest) digest "${2:?digest needs an image reference}" ;;
+  copy) copy "${2:?copy needs SRC DST}" "${3:?copy needs SRC DST}" ;;
   push)
     [ "${2:-}" = "$registry/rolling-app:${3:-}" ] || {
       echo "images: push makes $registry/rolling-app:VERSION only, not '${2:-}'" >&2; exit 2; }
@@ -206,6 +229,6 @@ case ${1:-} in
   base) base ;;
   base-ref) base_ref ;;
   app) app "${2:?app needs a VERSION}" "${3:-}" ;;
-  *) echo "usage: $0 pause|base|base-ref|revision REF|push REF VERSION REV|app VERSION [never-ready|crash|unlimited|errors|slow]" >&2
+  *) echo "usage: $0 pause|base|base-ref|revision REF|digest REF|copy SRC DST|push REF VERSION REV|app VERSION [never-ready|crash|unlimited|errors|slow]" >&2
      exit 2 ;;
 esac

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import images, strategy
+from infra import images, release, strategy
 from infra.identity import (
     ANALYSIS_ANNOTATION,
     APP,
@@ -99,6 +99,8 @@ class WebAppArgs:
     canary_replicas: int = 1
     # Whether the rollout command analyses releases (said on the Deployment for the policy pack).
     analysis: bool = True
+    # Why the image runs (kubernetes.io/change-cause, infra/release.py); None: not said.
+    change_cause: str | None = None
 
     @property
     def pinned_by_digest(self) -> bool:
@@ -193,6 +195,9 @@ class WebApp(pulumi.ComponentResource):
                     # is drift that the next `up` overwrites, not a field conflict.
                     "pulumi.com/patchForce": "true",
                     ANALYSIS_ANNOTATION: str(args.analysis).lower(),
+                    # The controller copies it to the ReplicaSet of each template: `kubectl rollout
+                    # history` shows it beside each revision.
+                    **({release.CHANGE_CAUSE: args.change_cause} if args.change_cause else {}),
                     **({} if args.pinned_by_digest else {"checkov.io/skip1": DIGEST_SKIP}),
                 },
             ),

@@ -22,56 +22,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from infra import images
 from infra.rollout.engine import Engine, EngineError
 from infra.rollout.exits import Exit
+from infra.rollout.registry import Registry, RegistryError, registry_for
 from infra.settings import NAMESPACE
 
 ROOT = Path(__file__).resolve().parents[1]
 REVISION_LABEL = "org.opencontainers.image.revision"
 # The workflow that applies infrastructure changes; the deploy names it when it finds some pending.
 INFRASTRUCTURE_WORKFLOW = ".github/workflows/infrastructure.yml"
-
-
-class Registry(Protocol):
-    """Where the stack pulls its images from."""
-
-    def revision(self, reference: str) -> str | None:
-        """The commit ``reference`` was built from ("" when it carries no label), or None when it is absent."""
-
-    def push(self, reference: str, version: str, revision: str) -> None:
-        """Build the app as ``reference`` from ``revision`` and push it."""
-
-
-@dataclass(frozen=True)
-class ScriptRegistry:
-    """A registry behind a script with the verbs `revision REF` (exit 3: absent) and `push REF VERSION REV`."""
-
-    script: Path
-
-    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.script), *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=1800,
-        )
-
-    def revision(self, reference: str) -> str | None:
-        done = self._run("revision", reference)
-        if done.returncode == 3:
-            return None
-        if done.returncode != 0:
-            raise RuntimeError(f"could not read {reference} from the registry: {done.stderr.strip()}")
-        return done.stdout.strip()
-
-    def push(self, reference: str, version: str, revision: str) -> None:
-        done = self._run("push", reference, version, revision)
-        if done.returncode != 0:
-            raise RuntimeError(f"could not build and push {reference}: {done.stderr.strip()}")
 
 
 def run_rollout(project: Path, stack: str, tag: str, canary: int) -> tuple[int, dict[str, Any]]:
@@ -108,12 +70,6 @@ def wait_served(url: str, tag: str, timeout: int) -> tuple[bool, str]:
     script = ROOT / "scripts" / "wait-for-version.sh"
     done = subprocess.run([str(script), url, tag, str(timeout)], capture_output=True, text=True, check=False)
     return done.returncode == 0, (done.stdout + done.stderr).strip()
-
-
-def registry_for(target: str) -> Registry:
-    if target == "local":
-        return ScriptRegistry(ROOT / "cluster" / "images.sh")
-    return ScriptRegistry(ROOT / "scripts" / "registry.sh")
 
 
 @dataclass
@@ -307,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code = deploy.run()
-    except (RuntimeError, EngineError, OSError, subprocess.SubprocessError) as err:
+    except (RegistryError, RuntimeError, EngineError, OSError, subprocess.SubprocessError) as err:
         deploy.report.add(f"failed: {err.__class__.__name__}: {err}")
         code = Exit.FAILED
     summary = args.summary or os.environ.get("GITHUB_STEP_SUMMARY")

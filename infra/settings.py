@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from infra import eks_versions, fargate, images, kube_access, strategy
+from infra import eks_versions, fargate, images, kube_access, release, strategy
 
 NAMESPACE = "rolling"
 TARGETS = ("eks", "local")
@@ -62,6 +62,9 @@ SERVICE_PROPAGATION_SECONDS = 1
 BAKE_DEFAULTS = {"eks": 60, "local": 5}
 # canarySeconds, when unset: how long the rollout command analyses a canary before it rolls the rest.
 CANARY_DEFAULTS = {"eks": 120, "local": 15}
+# soakSeconds, when unset: how long a release must have run on the stack it is promoted from before
+# `rollout promote --from` ships it here (an hour of real traffic on eks; a minute locally).
+SOAK_DEFAULTS = {"eks": 3600, "local": 60}
 # What a new stack runs until its first deploy when no imageTag is set: the base app/Dockerfile builds on.
 BOOTSTRAP_IMAGE = "nginxinc/nginx-unprivileged:1.30.6-alpine"
 # The first minor version whose kubelet runs a preStop `sleep` by default (beta in 1.30, GA in 1.34).
@@ -299,6 +302,10 @@ def _ratio(value: str) -> float:
 
 
 _LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _cause(value: str) -> str:
+    return release.check(value.strip())
 
 
 def _label(value: str) -> str:
@@ -910,6 +917,25 @@ class Settings:
         accepted="0 to 3600",
         shown_default=f"`-1` ({_per_target(CANARY_DEFAULTS)})",
     )
+    change_cause: str | None = setting(
+        _cause,
+        default="",
+        unset=True,
+        description="Why the image runs, one line: the Deployment's kubernetes.io/change-cause, which `kubectl "
+        "rollout history` shows. The rollout command sets it on every release (`ship IMAGE by WHO`); a plain "
+        "`pulumi up` that changes the image writes `up IMAGE` when it names another image.",
+        accepted=f"one line of printable text, at most {release.MAX_CAUSE} characters",
+        shown_default="unset: set by the rollout command",
+    )
+    soak_seconds: int = setting(
+        _int_between(-1, 604800),
+        default=-1,
+        unset=True,
+        description="Seconds a release must have run on the stack it is promoted from before `rollout promote "
+        f"--from` ships it to this one. -1 picks {_per_target(SOAK_DEFAULTS)}; 0 promotes at once.",
+        accepted="0 to 604800 (a week)",
+        shown_default=f"`-1` ({_per_target(SOAK_DEFAULTS)})",
+    )
     # The keys one target alone reads; None on the other target.
     local: LocalSettings | None = None
     eks: EksSettings | None = None
@@ -1062,10 +1088,13 @@ def _derive(parsed: dict[str, Any], target: str) -> None:
             if target == "local" and drain:
                 # Unset, both fit a shorter drain than the default: each half of what it leaves.
                 parsed[key] = max(1, min(parsed[key], (drain - SERVICE_PROPAGATION_SECONDS) // 2))
-    if parsed.get("bake_seconds", 0) in (None, -1):
-        parsed["bake_seconds"] = BAKE_DEFAULTS[target]
-    if parsed.get("canary_seconds", 0) in (None, -1):
-        parsed["canary_seconds"] = CANARY_DEFAULTS[target]
+    for key, per_target in (
+        ("bake_seconds", BAKE_DEFAULTS),
+        ("canary_seconds", CANARY_DEFAULTS),
+        ("soak_seconds", SOAK_DEFAULTS),
+    ):
+        if parsed.get(key, 0) in (None, -1):
+            parsed[key] = per_target[target]
     if parsed.get("drain_seconds") is not None and parsed.get("termination_grace_period_seconds", 0) is None:
         parsed["termination_grace_period_seconds"] = parsed["drain_seconds"] + STOP_SECONDS
     if target != "eks":

@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import app, eks_versions, images, rollout_wait
+from infra import app, eks_versions, images, release, rollout_wait
 from infra.settings import EksSettings, Settings
 
 
@@ -60,6 +60,7 @@ def workload(
             canary_image=settings.canary_image,
             canary_replicas=settings.canary_replicas,
             analysis=settings.analysis,
+            change_cause=release.annotation(settings.change_cause, settings.image, settings.keeps_running_image),
         ),
         pulumi.ResourceOptions(providers=[provider], depends_on=list(depends_on)),
         before_pods=before_pods,

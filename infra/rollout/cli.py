@@ -17,18 +17,20 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from infra import images
+from infra import images, release
 from infra.identity import DEPLOYMENT_TYPE
-from infra.rollout import stackfile
+from infra.rollout import history, stackfile
 from infra.rollout.analysis import Judgement, Sample, State, Thresholds
 from infra.rollout.cluster import Cluster, ClusterReader, LiveView, live_cluster, short, unread
-from infra.rollout.engine import Engine, EngineError, EngineMissingError, StackBusyError, StackEngine
+from infra.rollout.engine import CAUSE_KEY, Engine, EngineError, EngineMissingError, StackBusyError, StackEngine
 from infra.rollout.exits import Exit
 from infra.rollout.gate import Gate
 from infra.rollout.prober import Prober, leaves_by
+from infra.rollout.registry import Registry, RegistryError, registry_for
 from infra.rollout.review import CanarySummary, RolloutSummary, describe, unexpected_steps
 from infra.rollout.status import Health, Verdict
 from infra.settings import NAMESPACE, Settings, SettingsError
@@ -79,10 +81,13 @@ class Result:
     restored: str | None = None
     # The analysis's last verdict on the new version (its evidence), when it ran.
     analysis: dict[str, object] | None = None
+    # `rollout history`: the stack's releases, newest first.
+    releases: list[dict[str, Any]] | None = None
 
     def as_json(self) -> str:
         return json.dumps(
             {
+                **({"releases": self.releases} if self.releases is not None else {}),
                 "stack": self.stack,
                 "oldImage": self.old_image,
                 "newImage": self.new_image,
@@ -106,14 +111,22 @@ class Result:
             self.durations[name] = time.monotonic() - start
 
 
-ACTIONS = ("promote", "abort")
+ACTIONS = ("promote", "abort", "history", "undo")
 # The options that take a value.
-VALUED = frozenset({"--stack", "--tag", "--canary", "--record", "--cwd"})
+VALUED = frozenset({"--stack", "--tag", "--canary", "--record", "--cwd", "--to", "--from"})
+DESCRIPTIONS = {
+    "ship": "Ship an image tag to a stack: preview, confirm, roll out, roll back if it fails.",
+    "promote": "Roll the rest of a stack's replicas to its canary's tag and remove the canary (--stack S); "
+    "or ship the image another stack runs, by digest, to this one (--from A --to B).",
+    "abort": "Remove a stack's canary; the Deployment's own pods stay as they are.",
+    "history": "A stack's releases, newest first: revision, image, outcome, when, how long, who.",
+    "undo": "Ship a stack's previous release again (or revision --to N), through the same safe path.",
+}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """`rollout --stack S --tag T [--canary N [--pause]]`, or `rollout promote|abort --stack S` to go on
-    from a paused canary."""
+    """`rollout --stack S --tag T [--canary N [--pause]]`; `rollout promote|abort --stack S` to go on from a
+    paused canary; `rollout promote --from A --to B`; `rollout history --stack S`; `rollout undo --stack S`."""
     given = list(sys.argv[1:] if argv is None else argv)
     action = "ship"
     for at, word in enumerate(given):
@@ -124,16 +137,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     shipping = action == "ship"
     parser = argparse.ArgumentParser(
         prog="rollout" if shipping else f"rollout {action}",
-        description={
-            "ship": "Ship an image tag to a stack: preview, confirm, roll out, roll back if it fails.",
-            "promote": "Roll the rest of a stack's replicas to its canary's tag, and remove the canary.",
-            "abort": "Remove a stack's canary; the Deployment's own pods stay as they are.",
-        }[action],
+        description=DESCRIPTIONS[action],
         epilog=None
         if not shipping
-        else "rollout promote --stack S / rollout abort --stack S go on from a paused canary",
+        else "rollout promote|abort --stack S go on from a paused canary; rollout promote --from A --to B, "
+        "rollout history --stack S and rollout undo --stack S [--to N] work with releases",
     )
-    parser.add_argument("--stack", required=True, help="the stack to roll, such as dev or local")
+    promoting = action == "promote" and any(g == "--from" or g.startswith("--from=") for g in given)
+    if promoting:
+        parser.add_argument("--from", dest="source", required=True, help="the stack whose release to promote")
+        parser.add_argument("--to", dest="stack", required=True, help="the stack to ship it to")
+    else:
+        parser.add_argument("--stack", required=True, help="the stack to roll, such as dev or local")
     if shipping:
         parser.add_argument("--tag", required=True, help="the image tag to ship, such as 1.16.1")
         parser.add_argument(
@@ -143,27 +158,49 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             help="first run N pods of the tag beside the old ones and analyse them for canarySeconds",
         )
         parser.add_argument("--pause", action="store_true", help="with --canary: stop once the canary passes")
-    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation (for CI)")
-    parser.add_argument("--no-rollback", action="store_true", help="leave a failed rollout as it failed")
-    parser.add_argument(
-        "--allow-infra-changes",
-        action="store_true",
-        help="go on when the preview changes more than the Deployment",
-    )
+    if action == "undo":
+        parser.add_argument("--to", dest="revision", type=_revision, metavar="N", help="the revision to put back")
     parser.add_argument("--json", action="store_true", help="print one JSON result on stdout")
-    parser.add_argument(
-        "--record",
-        metavar="FILE",
-        help="write every response the analysis recorded to FILE, one JSON object a line (its evidence)",
-    )
     parser.add_argument("--cwd", default=".", help="the Pulumi project folder (default: the current one)")
+    if action != "history":
+        parser.add_argument("--yes", action="store_true", help="do not ask for confirmation (for CI)")
+        parser.add_argument("--no-rollback", action="store_true", help="leave a failed rollout as it failed")
+        parser.add_argument(
+            "--allow-infra-changes",
+            action="store_true",
+            help="go on when the preview changes more than the Deployment",
+        )
+        parser.add_argument(
+            "--record",
+            metavar="FILE",
+            help="write every response the analysis recorded to FILE, one JSON object a line (its evidence)",
+        )
     args = parser.parse_args(given)
     args.action = action
-    if not shipping:
-        args.tag, args.canary, args.pause = "", None, False
-    elif args.pause and not args.canary:
+    for name, default in (
+        ("tag", ""),
+        ("canary", None),
+        ("pause", False),
+        ("source", None),
+        ("revision", None),
+        ("yes", False),
+        ("no_rollback", False),
+        ("allow_infra_changes", False),
+        ("record", None),
+    ):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    if shipping and args.pause and not args.canary:
         parser.error("--pause stops after a canary: pass --canary N too")
+    if promoting and args.source == args.stack:
+        parser.error(f"--from and --to name the same stack ({args.stack}): promote between two stacks")
     return args
+
+
+def _revision(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a revision: a number from 1, as `rollout history` shows")
+    return int(text)
 
 
 def _canary_pods(text: str) -> int:
@@ -188,6 +225,8 @@ class RolloutRun:
         *,
         engine: StackEngine | None = None,
         cluster_reader: ClusterReader = live_cluster,
+        source_engine: StackEngine | None = None,
+        registries: Callable[[str], Registry] = registry_for,
     ) -> None:
         self.args = args
         self.out = out
@@ -199,6 +238,14 @@ class RolloutRun:
         self.configured: dict[str, str] = {}
         self.engine: StackEngine = engine or Engine(Path(args.cwd).resolve(), args.stack)
         self.cluster_reader = cluster_reader
+        self.registries = registries
+        # `promote --from`: the stack whose release is promoted.
+        self.source_engine = source_engine or (
+            Engine(Path(args.cwd).resolve(), args.source) if getattr(args, "source", None) else None
+        )
+        # What the release puts in place (beside the stack's config), and why: the release's cause.
+        self.target_values: dict[str, str] = {"imageTag": args.tag}
+        self.verb, self.note = "ship", ""
         self._outputs: dict[str, Any] | None = None
         self.gate: Gate | None = None
         # What the analysis recorded during a canary that passed (the rollout after it records its own).
@@ -244,29 +291,147 @@ class RolloutRun:
         self.configured = values
         with self.result.timed("outputs"):
             early.join()
-        if self.args.action != "ship":
-            canary = values.get("canaryTag")
-            if not canary:
-                return self.finish(
-                    Exit.USAGE,
-                    "refused",
-                    f"stack {self.args.stack} has no canary to {self.args.action} (rolling:canaryTag is not set); "
-                    f"start one with `rollout --stack {self.args.stack} --tag TAG --canary 1 --pause`. "
-                    "Nothing was changed",
-                )
-            if self.args.action == "abort":
-                return self.abort(project, values)
-            self.args.tag = canary
+        if self.args.action == "history":
+            return self.history(values)
+        stopped = self.choose(project, values)
+        if stopped is not None:
+            return stopped
         versions = self.versions(values)
         if isinstance(versions, Exit):
             return versions
         return self.ship(project, *versions)
 
+    def choose(self, project: Path, values: dict[str, str]) -> Exit | None:
+        """What this run ships, by its action (None: ``target_values`` say it), or how it ends here."""
+        if self.args.action == "undo":
+            return self.undo_target(values)
+        if self.args.source:
+            return self.promotion(values)
+        if self.args.action == "ship":
+            return None
+        canary = values.get("canaryTag")
+        if not canary:
+            return self.finish(
+                Exit.USAGE,
+                "refused",
+                f"stack {self.args.stack} has no canary to {self.args.action} (rolling:canaryTag is not set); "
+                f"start one with `rollout --stack {self.args.stack} --tag TAG --canary 1 --pause`. "
+                "Nothing was changed",
+            )
+        if self.args.action == "abort":
+            return self.abort(project, values)
+        self.args.tag = canary
+        self.target_values = {"imageTag": canary}
+        return None
+
+    def releases(self, engine: StackEngine, settings: Settings | None) -> list[history.Release]:
+        """A stack's releases from its update history, numbered from its Deployment's revisions when
+        ``settings`` (its cluster) can be read; the history alone otherwise (said)."""
+        found = history.updates(engine.history())
+        revisions: list[history.Revision] = []
+        if settings is not None and self.outputs.get("deploymentName"):
+            namespace = str(self.outputs.get("namespace") or settings.namespace)
+            try:
+                revisions = self.cluster(settings).revisions(namespace, str(self.outputs["deploymentName"]))
+            except Exception as err:
+                self.say(f"rollout: no revision numbers: the cluster could not be read ({short(err)})")
+        return history.releases(found, revisions)
+
+    def history(self, values: dict[str, str]) -> Exit:
+        """`rollout history`: the stack's releases, newest first (a table; --json: `releases`)."""
+        try:
+            settings = Settings.from_values(values)
+            rows = self.releases(self.engine, settings)
+        except SettingsError as err:
+            return self.finish(Exit.USAGE, "refused", str(err))
+        except EngineError as err:
+            return self.finish(Exit.FAILED, "failed", f"the stack's history could not be read: {err.summary}")
+        self.result.releases = [r.as_json() for r in rows]
+        if not self.args.json:
+            print(history.table(rows, datetime.now(UTC)), file=self.out)
+        return self.finish(Exit.OK, "listed")
+
+    def undo_target(self, values: dict[str, str]) -> Exit | None:
+        """`rollout undo`: the release to put back (its image becomes what this run ships), or how the command
+        ends here, with nothing changed."""
+        try:
+            rows = self.releases(self.engine, Settings.from_values(values))
+        except SettingsError as err:
+            return self.finish(Exit.USAGE, "refused", str(err))
+        except EngineError as err:
+            return self.finish(Exit.FAILED, "failed", f"the stack's history could not be read: {err.summary}")
+        chosen = history.undo_target(rows, self.args.revision)
+        if isinstance(chosen, str):
+            return self.finish(Exit.USAGE, "refused", f"stack {self.args.stack}: {chosen}; nothing was changed")
+        self.release_values(chosen.image, chosen.tag)
+        self.verb = "undo"
+        when = f"the release of {chosen.started:%F %T}Z"
+        self.note = f"to revision {chosen.revision}" if chosen.revision else f"to {when}"
+        return None
+
+    def promotion(self, values: dict[str, str]) -> Exit | None:
+        """`rollout promote --from A --to B`: A's last release, if it shipped and has soaked, by digest, in B's
+        repository (copied there when B pulls from another); or how the command ends here, nothing changed."""
+        source = str(self.args.source)
+        assert self.source_engine is not None
+
+        def refused(why: str) -> Exit:
+            why = f"not promoting {source} to {self.args.stack}: {why}; nothing was changed"
+            return self.finish(Exit.NOT_PROMOTABLE, "refused", why)
+
+        try:
+            settings = Settings.from_values(values)
+            source_values = {
+                k.split(":", 1)[1]: v for k, v in self.source_engine.config().items() if k.startswith(f"{NAMESPACE}:")
+            }
+            rows = history.releases(history.updates(self.source_engine.history()))
+        except SettingsError as err:
+            return self.finish(Exit.USAGE, "refused", str(err))
+        except EngineError as err:
+            return self.finish(Exit.USAGE, "refused", f"--from {source}: {err.summary}")
+        chosen = history.promotable(rows, settings.soak_seconds, datetime.now(UTC))
+        if isinstance(chosen, str):
+            return refused(f"stack {source}: {chosen}")
+        repository, tag, digest = images.parse(chosen.image)
+        tag = chosen.tag or tag
+        if not tag:
+            return refused(f"{chosen.image} was shipped without a tag, which the app's version header would say")
+        source_target = source_values.get("target", "eks")
+        if source_target != settings.target:
+            return refused(f"{source} runs on {source_target} and {self.args.stack} on {settings.target}")
+        destination = str(self.outputs.get("repositoryUrl") or settings.image_repository)
+        registry = self.registries(settings.target)
+        try:
+            with self.result.timed("registry"):
+                digest = digest or registry.digest(images.reference(repository, tag))
+                if digest is None:
+                    return refused(f"{images.reference(repository, tag)} is not in its registry any more")
+                if destination != repository and registry.digest(f"{destination}@{digest}") is None:
+                    self.say(f"rollout: copying {repository}@{digest} to {destination}:{tag}, digest unchanged")
+                    registry.copy(f"{repository}@{digest}", images.reference(destination, tag))
+                    if registry.digest(f"{destination}@{digest}") != digest:
+                        return refused(f"{destination}@{digest} is not there after the copy")
+        except RegistryError as err:
+            return refused(f"the image could not be put in {destination}, which {self.args.stack} pulls from: {err}")
+        self.target_values = {"imageRepository": destination, "imageTag": tag, "imageDigest": digest}
+        self.verb, self.note = "promote", f"from {source}"
+        self.say(f"rollout: promoting {repository}:{tag} ({digest}) from {source}, where it shipped {chosen.ended}")
+        return None
+
+    def release_values(self, image: str, tag: str | None) -> None:
+        """Ship ``image`` (shipped before as ``tag``) in this run."""
+        repository, named_tag, digest = images.parse(image)
+        self.target_values = {
+            "imageRepository": repository,
+            "imageTag": tag or named_tag or "",
+            "imageDigest": digest or "",
+        }
+
     def versions(self, values: dict[str, str]) -> tuple[Settings, Settings] | Exit:
         """The version that runs and the one to ship, from what the cluster runs where it can be read;
         or how the command ends here (bad settings, a cluster that cannot be read, nothing to do)."""
         try:
-            new = Settings.from_values({**values, "imageTag": self.args.tag})
+            new = Settings.from_values({**values, **self.target_values})
             old = Settings.from_values(self.running_values(values))
         except (SettingsError, images.ImageError) as err:
             return self.finish(Exit.USAGE, "refused", str(err))
@@ -304,9 +469,10 @@ class RolloutRun:
             if stopped is not None:
                 return stopped
         # Promoting a canary removes it in the same update that rolls the rest.
-        config = {**image_config(new, self.configured), **self.canary_removed()}
+        cause = release.Cause(self.verb, new.image, release.who(), self.note).text()
+        config = {**image_config(new, self.configured), **self.canary_removed(), CAUSE_KEY: cause}
         with tempfile.TemporaryDirectory(prefix="rollout-") as scratch, ThreadPoolExecutor(2) as background:
-            summary_text = RolloutSummary(self.args.stack, old.image, new.image, new).render()
+            summary_text = RolloutSummary(self.args.stack, old.image, new.image, new, cause).render()
             ready = self.prepare(project, Path(scratch), background, new, config=config, plan_text=summary_text)
             if isinstance(ready, Exit):
                 return ready
@@ -723,7 +889,9 @@ class RolloutRun:
                     # The update was cut short: the state may still hold the old template while the
                     # cluster runs the new one. Read the Deployment back first, so the rollback sees it.
                     self.refresh_deployment()
-                self.up(old, self.progress(old))
+                undone = f"{new.image} {'aborted' if breach is not None else 'rolled back'}: {error}"
+                cause = release.Cause("rollback", old.image, release.who(), undone).text()
+                self.up(old, self.progress(old), config={**image_config(old, self.configured), CAUSE_KEY: cause})
             state = self.health(old)
         except (EngineError, IncompleteRolloutError) as err:
             return self.finish(
@@ -787,11 +955,12 @@ def canary_window(settings: Settings) -> int:
 def image_config(settings: Settings, configured: dict[str, str]) -> dict[str, str]:
     """The config keys `up` writes to run ``settings.image``: the tag, and the repository and digest where
     they differ from the stack's config (a rollback to an image the config does not name)."""
-    config = {TAG_KEY: str(settings.image_tag)}
+    config = {TAG_KEY: str(settings.image_tag)} if settings.image_tag else {}
     if settings.image_repository != Settings.from_values(configured).image_repository:
         config[f"{NAMESPACE}:imageRepository"] = settings.image_repository
-    if settings.image_digest and settings.image_digest != configured.get("imageDigest"):
-        config[f"{NAMESPACE}:imageDigest"] = settings.image_digest
+    if (settings.image_digest or "") != configured.get("imageDigest", ""):
+        # A digest pins the image; an image without one must not keep the last one's.
+        config[f"{NAMESPACE}:imageDigest"] = settings.image_digest or ""
     return config
 
 

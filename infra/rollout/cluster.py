@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from infra import kube_access
+from infra.rollout.history import Revision
 from infra.rollout.status import Health, Verdict
 
 
@@ -25,6 +26,7 @@ class Cluster(Protocol):
     name: str
 
     def health(self, namespace: str, name: str) -> Health: ...
+    def revisions(self, namespace: str, name: str) -> list[Revision]: ...
     def progress(self, namespace: str, say: Callable[[str], None], verdict: Verdict | None = None) -> LiveView: ...
 
 

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 from infra.rollout.review import Step
 
+# The config key of a release's cause (infra/release.py), said as the update's message as well.
+CAUSE_KEY = "rolling:changeCause"
 # What the engine prints when another update holds the stack: a file backend's lock, Pulumi Cloud's 409.
 BUSY_MARKERS = ("the stack is currently locked by", "Another update is currently in progress")
 
@@ -137,6 +139,7 @@ class StackEngine(Protocol):
     def refresh(self, urns: Sequence[str]) -> None: ...
     def resources(self) -> list[dict[str, Any]]: ...
     def outputs(self) -> dict[str, Any]: ...
+    def history(self) -> list[dict[str, Any]]: ...
     def interrupt(self) -> None: ...
 
 
@@ -200,10 +203,13 @@ class Engine:
         return preview_steps(self.run("preview", "--json", "--config-file", str(config_file), "--save-plan", str(plan)))
 
     def up(self, config: dict[str, str], plan: Path | None = None) -> None:
-        """Write ``config`` to the stack's config and update; with ``plan``, no step beyond the plan's."""
+        """Write ``config`` to the stack's config and update; with ``plan``, no step beyond the plan's. A
+        release's cause (rolling:changeCause) is the update's message too, in `pulumi stack history`."""
         args = ["up", "--yes", "--skip-preview", "--color", "never"]
         for key, value in config.items():
             args += ["--config", f"{key}={value}"]
+        if config.get(CAUSE_KEY):
+            args += ["--message", config[CAUSE_KEY]]
         if plan is not None:
             args += ["--plan", str(plan)]
         self.run(*args)
@@ -220,3 +226,8 @@ class Engine:
 
     def outputs(self) -> dict[str, Any]:
         return dict(json.loads(self.run("stack", "output", "--json", "--show-secrets")))
+
+    def history(self) -> list[dict[str, Any]]:
+        """The stack's updates, newest first, as `pulumi stack history --json` gives them: kind, result,
+        start and end, message, environment (git, CI) and the config each ran with (secrets hidden)."""
+        return list(json.loads(self.run("stack", "history", "--json")) or [])

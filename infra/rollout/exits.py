@@ -34,3 +34,6 @@ class Exit(enum.IntEnum):
     # The analysis could not reach the stack's url from here before the update: nothing changed; run
     # where the url is reachable, or set rolling:analysis false to ship on readiness alone.
     NOT_PROBED = 16
+    # `rollout promote --from A --to B` refused: A's last release did not ship, or has not run for B's
+    # soakSeconds, or its image cannot be put in B's repository. Nothing changed.
+    NOT_PROMOTABLE = 17

@@ -11,10 +11,21 @@ from dataclasses import dataclass
 
 from infra import images
 from infra.identity import CANARY_DEPLOYMENT, DEPLOYMENT_TYPE
+from infra.release import CHANGE_CAUSE
 from infra.settings import Settings
 
 # Steps that change nothing.
 QUIET_OPS = frozenset({"same", "read", "refresh"})
+# What a release changes on the Deployment: its container image, and two annotations that follow it (why
+# it runs, and the scanner's note on an image not pinned by digest). Paths as the engine writes them
+# (PropertyPath.String in pulumi/sdk go/common/resource/properties_path.go: a key with '.' or '/' quoted).
+RELEASE_PATHS = frozenset(
+    {
+        images.CONTAINER_IMAGE_PATH,
+        f'metadata.annotations["{CHANGE_CAUSE}"]',
+        'metadata.annotations["checkov.io/skip1"]',
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -33,12 +44,13 @@ class Step:
 
     @property
     def image_only(self) -> bool:
-        """An in-place update of the Deployment that changes its container image and nothing else."""
+        """An in-place update of the Deployment that changes its container image (and the annotations that
+        follow it) and nothing else."""
         return (
             self.op == "update"
             and self.type == DEPLOYMENT_TYPE
             and self.changes is not None
-            and set(self.changes) <= {images.CONTAINER_IMAGE_PATH}
+            and set(self.changes) <= RELEASE_PATHS
         )
 
     @property
@@ -66,12 +78,15 @@ class RolloutSummary:
     old_image: str
     new_image: str
     settings: Settings
+    # Why: the cause the release writes (kubernetes.io/change-cause, the update's message).
+    cause: str = ""
 
     def render(self) -> str:
         rollout = self.settings.rollout
         lines = [
             f"Rollout plan for stack {self.stack}",
             f"  image        {self.old_image} -> {self.new_image}",
+            *([f"  release      {self.cause}"] if self.cause else []),
             f"  replicas     {rollout.replicas} in namespace {self.settings.namespace}",
             f"  strategy     maxSurge {rollout.max_surge}, maxUnavailable {rollout.max_unavailable}: "
             f"at least {rollout.min_ready} ready and at most {rollout.max_pods} pods asked for at any time",

@@ -11,6 +11,7 @@ from typing import Any
 from kubernetes import client
 
 from infra.identity import DEPLOYMENT, SELECTOR
+from infra.rollout.history import Revision, revisions
 from infra.rollout.status import Health, Verdict, definitive_failure, pending_cause, wait_complete
 
 # How long one read of the Deployment may take: seconds to connect, seconds to answer. Without it a
@@ -37,6 +38,18 @@ class LiveCluster:
 
     def health(self, namespace: str, name: str) -> Health:
         return health(self.api, namespace, name)
+
+    def revisions(self, namespace: str, name: str) -> list[Revision]:
+        """The revisions of Deployment ``name``: its own ReplicaSets (not a canary's, which carry its labels)."""
+        sets = client.AppsV1Api(self.api).list_namespaced_replica_set(
+            namespace, label_selector=SELECTOR, _request_timeout=READ_TIMEOUT
+        )
+        own = [
+            rs
+            for rs in sets.items
+            if any(o.kind == "Deployment" and o.name == name for o in rs.metadata.owner_references or [])
+        ]
+        return revisions(own)
 
     def progress(self, namespace: str, say: Callable[[str], None], verdict: Verdict | None = None) -> Progress:
         return Progress(self.api, namespace, say, verdict=verdict)

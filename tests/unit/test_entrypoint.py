@@ -135,6 +135,8 @@ NON_DEFAULT = {
     "minRequests": "200",
     "bakeSeconds": "30",
     "canaryTag": "1.16.2",
+    "changeCause": "ship nginx:1.16.2 by someone",
+    "soakSeconds": "120",
     "canaryReplicas": "2",
     "canarySeconds": "45",
 }

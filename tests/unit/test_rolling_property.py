@@ -33,11 +33,28 @@ def test_only_the_container_image_changes(target: str) -> None:
     after = inputs_by_resource({"target": target, "imageTag": "1.16.1", "namespace": "web"})
     assert before.keys() == after.keys()
     changed = {key: diff for key in before if (diff := differences(before[key], after[key]))}
+    # The image, and why it runs: the cause `kubectl rollout history` shows (a plain `up` says so).
     assert changed == {
-        ("kubernetes:apps/v1:Deployment", "nginx-deployment"): [".spec.template.spec.containers[0].image"]
+        ("kubernetes:apps/v1:Deployment", "nginx-deployment"): [
+            ".metadata.annotations.kubernetes.io/change-cause",
+            ".spec.template.spec.containers[0].image",
+        ]
     }
     deployment = after[("kubernetes:apps/v1:Deployment", "nginx-deployment")]
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "nginxinc/nginx-unprivileged:1.16.1"
+    cause = deployment["metadata"]["annotations"]["kubernetes.io/change-cause"]
+    assert cause == "up nginxinc/nginx-unprivileged:1.16.1"
+
+
+def test_a_release_cause_is_the_change_cause_only_for_its_own_image() -> None:
+    """The rollout command's cause goes on the Deployment with its image; a plain `up` that names another
+    image is said as such, so the annotation never tells of an image the template does not run."""
+    shipped = "ship nginxinc/nginx-unprivileged:1.16.1 by alice"
+    deployment = ("kubernetes:apps/v1:Deployment", "nginx-deployment")
+    same = inputs_by_resource({"target": "local", "imageTag": "1.16.1", "changeCause": shipped})[deployment]
+    assert same["metadata"]["annotations"]["kubernetes.io/change-cause"] == shipped
+    other = inputs_by_resource({"target": "local", "imageTag": "1.17.0", "changeCause": shipped})[deployment]
+    assert other["metadata"]["annotations"]["kubernetes.io/change-cause"] == "up nginxinc/nginx-unprivileged:1.17.0"
 
 
 def test_two_runs_with_the_same_config_are_identical() -> None:

@@ -18,15 +18,17 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from infra import release
 from infra.identity import CANARY_DEPLOYMENT, DEPLOYMENT, DEPLOYMENT_TYPE
 from infra.images import CONTAINER_IMAGE_PATH as IMAGE
-from infra.rollout import cli
+from infra.rollout import cli, history
 from infra.rollout.engine import EngineError, StackBusyError
 from infra.rollout.exits import Exit
+from infra.rollout.history import Revision
 from infra.rollout.review import Step
 from infra.rollout.status import Health, Verdict
 from infra.settings import Settings
-from tests.unit import test_rollout_analysis, test_stackfile
+from tests.unit import test_release_history, test_rollout_analysis, test_stackfile
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -178,6 +180,7 @@ class FakeCluster:
         self.problems = list(problems or [])
         self.views: list[FakeView] = []
         self.kubeconfigs: list[str | None] = []
+        self.revision_list: list[Revision] = []
 
     def read(self, kubeconfig: str | None) -> FakeCluster:
         self.kubeconfigs.append(kubeconfig)
@@ -191,6 +194,10 @@ class FakeCluster:
             return self.state
         image = self.engine.image if self.engine is not None else "nginxinc/nginx-unprivileged:1.14.2"
         return Health(image, 3, 3, 3, 3, True, 3)
+
+    def revisions(self, namespace: str, name: str) -> list[Revision]:
+        assert name == DEPLOYMENT
+        return list(self.revision_list)
 
     def progress(self, namespace: str, say: Any, verdict: Verdict | None = None) -> FakeView:
         self.views.append(FakeView(self.problems.pop(0) if self.problems else None))
@@ -391,7 +398,8 @@ def test_with_no_image_in_the_config_the_running_one_is_the_old_one() -> None:
     command = rollout("--yes", "--cwd", str(ROOT), tag="def5678", engine=engine)
     assert command.run() == Exit.OK
     assert (command.result.old_image, command.result.new_image) == (f"{ECR}:abc1234", f"{ECR}:def5678")
-    assert engine.up_configs == [{"rolling:imageTag": "def5678"}]
+    cause = f"ship {ECR}:def5678 by {release.who()}"
+    assert engine.up_configs == [{"rolling:imageTag": "def5678", "rolling:changeCause": cause}]
     # Asked again for what runs, it says so and changes nothing.
     again = rollout(
         "--yes", "--cwd", str(ROOT), tag="abc1234", engine=KeepingEngine(f"{ECR}:abc1234", {"imageRepository": ECR})
@@ -436,7 +444,7 @@ def test_a_busy_stack_gets_its_image_config_back(configured: dict[str, str], res
     engine = BusyEngine(f"{ECR}:abc1234", configured)
     command = rollout("--yes", "--cwd", str(ROOT), tag="def5678", engine=engine)
     assert command.run() == Exit.BUSY
-    assert engine.commands == [restored]
+    assert engine.commands == [restored, ("config", "rm", "rolling:changeCause")]
     assert engine.ups == ["def5678"], "no rollback: nothing was changed"
     assert "nothing was changed" in (command.result.error or "")
 
@@ -695,7 +703,11 @@ def test_a_canary_that_passes_is_promoted_in_the_same_run(tmp_path: Path) -> Non
     assert versions[:last_old].count("1.16.1") >= 5
     assert engine.ups == ["canary:1.16.1", "1.16.1"], "the canary first, then the rest"
     assert engine.up_configs[0] == {"rolling:canaryTag": "1.16.1", "rolling:canaryReplicas": "1"}
-    assert engine.up_configs[1] == {"rolling:imageTag": "1.16.1", "rolling:canaryTag": ""}, "the canary goes"
+    assert engine.up_configs[1] == {
+        "rolling:imageTag": "1.16.1",
+        "rolling:canaryTag": "",
+        "rolling:changeCause": f"ship nginxinc/nginx-unprivileged:1.16.1 by {release.who()}",
+    }, "the canary goes"
     assert engine.canary is None and engine.tag == "1.16.1"
     assert {"canary", "canaryAnalysis", "up", "bake"} <= set(command.result.durations)
     assert "Canary plan for stack dev" in command.err.getvalue()  # type: ignore[attr-defined]
@@ -793,3 +805,167 @@ def test_the_action_word_may_stand_anywhere(argv: list[str]) -> None:
 def test_a_stack_named_like_an_action_is_a_stack() -> None:
     args = cli.parse_args(["--stack", "abort", "--tag", "1.0"])
     assert (args.action, args.stack) == ("ship", "abort")
+
+
+# Releases: history, undo and promotion, from the stack's update history (tests/unit/test_release_history.py
+# has the same history read in detail).
+RELEASE_REPO = test_release_history.REPO
+PROD_REPO = "localhost:5000/rolling-prod"
+DIGEST = "sha256:" + "d" * 64
+
+
+class ReleasedEngine(FakeEngine):
+    """A stack of ``repository`` with an update history, running ``tag``."""
+
+    def __init__(self, entries: list[dict[str, Any]], tag: str, repository: str = RELEASE_REPO, **config: str):
+        super().__init__(tag=tag)
+        self.entries = entries
+        self.repository = repository
+        self.extra = config
+
+    def config(self) -> dict[str, str]:
+        return {
+            **super().config(),
+            "rolling:imageRepository": self.repository,
+            **{f"rolling:{k}": v for k, v in self.extra.items()},
+        }
+
+    def history(self) -> list[dict[str, Any]]:
+        return self.entries
+
+    @property
+    def image(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+class FakeRegistry:
+    def __init__(self, digests: dict[str, str]) -> None:
+        self.digests = dict(digests)
+        self.copies: list[tuple[str, str]] = []
+
+    def revision(self, reference: str) -> str | None:
+        raise AssertionError("not asked in a promotion")
+
+    def push(self, reference: str, version: str, revision: str) -> None:
+        raise AssertionError("a promotion builds nothing")
+
+    def digest(self, reference: str) -> str | None:
+        return self.digests.get(reference)
+
+    def copy(self, source: str, destination: str) -> None:
+        self.copies.append((source, destination))
+        digest = self.digests[source]
+        self.digests[destination] = digest
+        self.digests[f"{destination.rsplit(':', 1)[0]}@{digest}"] = digest
+
+
+def release_run(
+    argv: list[str], engine: Any, source: Any = None, registry: FakeRegistry | None = None
+) -> cli.RolloutRun:
+    cluster = FakeCluster(engine=engine)
+    cluster.revision_list = history.revisions(test_release_history.REPLICA_SETS)
+    return cli.RolloutRun(
+        cli.parse_args([*argv, "--cwd", str(ROOT)]),
+        io.StringIO(),
+        io.StringIO(),
+        io.StringIO(),
+        engine=engine,
+        cluster_reader=cluster.read,
+        source_engine=source,
+        registries=lambda target: registry or FakeRegistry({}),
+    )
+
+
+def test_history_lists_the_releases_newest_first() -> None:
+    command = release_run(
+        ["history", "--stack", "dev", "--json"], ReleasedEngine(test_release_history.HISTORY, "1.1.0")
+    )
+    assert command.run() == Exit.OK
+    releases = json.loads(command.result.as_json())["releases"]
+    assert [(r["revision"], r["tag"], r["outcome"]) for r in releases] == [
+        (4, "1.1.0", "restored"),
+        (3, "1.2.0", "rolled back"),
+        (2, "1.1.0", "shipped"),
+        (1, "1.0.0", "shipped"),
+    ]
+    table = release_run(["history", "--stack", "dev"], ReleasedEngine(test_release_history.HISTORY, "1.1.0"))
+    assert table.run() == Exit.OK
+    assert "restored *" in table.out.getvalue()  # type: ignore[attr-defined]
+
+
+def test_undo_ships_the_release_before_through_the_same_path() -> None:
+    engine = ReleasedEngine(test_release_history.HISTORY, "1.1.0")
+    command = release_run(["undo", "--stack", "dev", "--yes"], engine)
+    assert command.run() == Exit.OK, command.err.getvalue()  # type: ignore[attr-defined]
+    assert engine.previewed and engine.up_configs == [
+        {
+            "rolling:imageTag": "1.0.0",
+            "rolling:changeCause": f"undo {RELEASE_REPO}:1.0.0 by {release.who()}; to revision 1",
+        }
+    ]
+    assert f"release      undo {RELEASE_REPO}:1.0.0" in command.err.getvalue()  # type: ignore[attr-defined]
+
+
+def test_undo_to_a_release_that_never_served_changes_nothing() -> None:
+    engine = ReleasedEngine(test_release_history.HISTORY, "1.1.0")
+    command = release_run(["undo", "--stack", "dev", "--to", "3", "--yes"], engine)
+    assert command.run() == Exit.USAGE
+    assert "never served: it was rolled back" in (command.result.error or "")
+    assert engine.ups == [] and engine.previewed == []
+
+
+def shipped_dev() -> ReleasedEngine:
+    return ReleasedEngine(test_release_history.HISTORY[-3:], "1.1.0")
+
+
+def test_promote_copies_the_digest_dev_runs_and_ships_it() -> None:
+    prod = ReleasedEngine([], "1.0.0", PROD_REPO)
+    registry = FakeRegistry({f"{RELEASE_REPO}:1.1.0": DIGEST, f"{RELEASE_REPO}@{DIGEST}": DIGEST})
+    command = release_run(["promote", "--from", "dev", "--to", "prod", "--yes"], prod, shipped_dev(), registry)
+    assert command.run() == Exit.OK, command.err.getvalue()  # type: ignore[attr-defined]
+    assert registry.copies == [(f"{RELEASE_REPO}@{DIGEST}", f"{PROD_REPO}:1.1.0")]
+    assert prod.up_configs == [
+        {
+            "rolling:imageTag": "1.1.0",
+            "rolling:imageDigest": DIGEST,
+            "rolling:changeCause": f"promote {PROD_REPO}@{DIGEST} by {release.who()}; from dev",
+        }
+    ]
+    assert command.result.new_image == f"{PROD_REPO}@{DIGEST}"
+
+
+def test_promote_does_not_copy_what_is_there() -> None:
+    prod = ReleasedEngine([], "1.0.0", PROD_REPO)
+    registry = FakeRegistry({f"{RELEASE_REPO}:1.1.0": DIGEST, f"{PROD_REPO}@{DIGEST}": DIGEST})
+    command = release_run(["promote", "--from", "dev", "--to", "prod", "--yes"], prod, shipped_dev(), registry)
+    assert command.run() == Exit.OK
+    assert registry.copies == []
+
+
+@pytest.mark.parametrize(
+    ("source", "soak", "why"),
+    [
+        (ReleasedEngine(test_release_history.HISTORY, "1.1.0"), "0", "which was rolled back"),
+        (shipped_dev(), "604800", "has run"),
+        (ReleasedEngine([], "1.1.0"), "0", "it has no release"),
+    ],
+)
+def test_promote_refuses_what_did_not_ship_or_soak(source: ReleasedEngine, soak: str, why: str) -> None:
+    prod = ReleasedEngine([], "1.0.0", PROD_REPO, soakSeconds=soak)
+    registry = FakeRegistry({f"{RELEASE_REPO}:1.1.0": DIGEST})
+    command = release_run(["promote", "--from", "dev", "--to", "prod", "--yes", "--json"], prod, source, registry)
+    assert command.run() == Exit.NOT_PROMOTABLE
+    assert why in (command.result.error or "") and "nothing was changed" in (command.result.error or "")
+    assert prod.ups == [] and prod.previewed == [] and registry.copies == []
+
+
+def test_promote_refuses_an_image_gone_from_the_registry() -> None:
+    prod = ReleasedEngine([], "1.0.0", PROD_REPO)
+    command = release_run(["promote", "--from", "dev", "--to", "prod", "--yes"], prod, shipped_dev(), FakeRegistry({}))
+    assert command.run() == Exit.NOT_PROMOTABLE
+    assert "is not in its registry any more" in (command.result.error or "")
+
+
+def test_promote_between_one_stack_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        cli.parse_args(["promote", "--from", "dev", "--to", "dev"])

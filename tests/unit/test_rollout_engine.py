@@ -103,6 +103,15 @@ def test_engine_commands_name_the_stack_and_hold_the_update_to_the_plan(
     ]
 
 
+def test_a_release_cause_is_the_update_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    args = fake_pulumi(tmp_path, monkeypatch, "", "", 0)
+    cause = "ship localhost:5000/rolling-app:1.16.1 by alice"
+    Engine(tmp_path, "dev").up({"rolling:imageTag": "1.16.1", "rolling:changeCause": cause})
+    said = args.read_text().split("\n")
+    assert said[said.index("--message") + 1] == cause
+    assert f"rolling:changeCause={cause}" in said
+
+
 PREVIEW = {
     "steps": [
         {

@@ -16,6 +16,23 @@ D = f"u::{DEPLOYMENT}"
     ("steps", "unexpected"),
     [
         ([Step("same", "pulumi:pulumi:Stack", "u::s"), Step("update", DEPLOYMENT_TYPE, D, (IMAGE,))], []),
+        # A release says why on the Deployment, and a digest drops the scanner's note on tags: both follow the image.
+        (
+            [
+                Step(
+                    "update",
+                    DEPLOYMENT_TYPE,
+                    D,
+                    (
+                        IMAGE,
+                        'metadata.annotations["kubernetes.io/change-cause"]',
+                        'metadata.annotations["checkov.io/skip1"]',
+                    ),
+                )
+            ],
+            [],
+        ),
+        ([Step("update", DEPLOYMENT_TYPE, D, ('metadata.annotations["rolling/analysis"]', IMAGE))], [DEPLOYMENT]),
         # The Deployment changes more than its image: an infrastructure change, not a rollout.
         ([Step("update", DEPLOYMENT_TYPE, D, (IMAGE, "spec.replicas"))], [DEPLOYMENT]),
         ([Step("update", DEPLOYMENT_TYPE, D, ("spec.strategy.rollingUpdate.maxUnavailable",))], [DEPLOYMENT]),

@@ -9,6 +9,7 @@ from kubernetes.client.exceptions import ApiException
 
 from infra.identity import DEPLOYMENT
 from infra.rollout.cluster import short
+from infra.rollout.history import Revision
 from infra.rollout.status import Health, Verdict
 from infra.rollout_wait import RolloutFailed, settle
 
@@ -65,6 +66,9 @@ class Recorded:
         if self.error is not None:
             raise self.error
         return self.read()
+
+    def revisions(self, namespace: str, name: str) -> list[Revision]:
+        return []
 
     def progress(self, namespace: str, say: Any, verdict: Verdict | None = None) -> View:
         self.views.append(View(self, verdict))
