@@ -1,4 +1,5 @@
-"""deploy --stack STACK --tag TAG --revision SHA: the deploy workflow's steps, the same on every target.
+"""deploy --stack STACK --tag TAG --revision SHA: the deploy workflow's steps, the same on every target;
+`promote --from A --to B`: the promote workflow's.
 
 1. the stack must exist (its infrastructure comes first, from the infrastructure workflow);
 2. the image: pushed if its tag is absent; an earlier push of the same commit is reused (a re-run);
@@ -80,13 +81,14 @@ class Report:
     tag: str
     lines: list[str] = field(default_factory=list)
     rollout: dict[str, Any] | None = None
+    kind: str = "Deploy"
 
     def add(self, line: str) -> None:
         self.lines.append(line)
-        print(f"deploy: {line}", file=sys.stderr, flush=True)
+        print(f"{self.kind.lower()}: {line}", file=sys.stderr, flush=True)
 
     def markdown(self, exit_code: Exit) -> str:
-        title = f"## Deploy of {self.tag} to {self.stack}: {exit_code.name.lower().replace('_', ' ')}"
+        title = f"## {self.kind} of {self.tag} to {self.stack}: {exit_code.name.lower().replace('_', ' ')}"
         body = [title, "", *(f"- {line}" for line in self.lines)]
         analysis = (self.rollout or {}).get("analysis")
         if analysis:
@@ -201,13 +203,12 @@ class Deploy:
         return Exit.TAG_CONFLICT
 
     def ship(self) -> Exit:
-        deadline = time.monotonic() + self.lock_wait
-        while True:
-            code, result = self.rollout(self.project, self.stack, self.tag, self.canary)
-            if code != Exit.BUSY or time.monotonic() >= deadline:
-                break
-            self.report.add("another update holds the stack's lock (a preview, or another deploy): waiting")
-            self.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
+        code, result = until_unlocked(
+            lambda: self.rollout(self.project, self.stack, self.tag, self.canary),
+            self.lock_wait,
+            self.report,
+            self.sleep,
+        )
         self.report.rollout = result
         exit_code = Exit(code) if code in {int(e) for e in Exit} else Exit.FAILED
         if exit_code == Exit.INFRA_CHANGES:
@@ -231,6 +232,102 @@ class Deploy:
         return Exit.OK if ok else Exit.NOT_SERVED
 
 
+def until_unlocked(
+    rollout: Callable[[], tuple[int, dict[str, Any]]], lock_wait: int, report: Report, sleep: Callable[[float], None]
+) -> tuple[int, dict[str, Any]]:
+    """Run the rollout command; while another update holds the stack's lock, wait and run it again, for
+    ``lock_wait`` seconds at most."""
+    deadline = time.monotonic() + lock_wait
+    while True:
+        code, result = rollout()
+        if code != Exit.BUSY or time.monotonic() >= deadline:
+            return code, result
+        report.add("another update holds the stack's lock (a preview, or another deploy): waiting")
+        sleep(min(10.0, max(0.0, deadline - time.monotonic())))
+
+
+def run_promotion(project: Path, source: str, stack: str) -> tuple[int, dict[str, Any]]:
+    """`rollout promote --from SOURCE --to STACK`, as a user would run it: its exit code and JSON result."""
+    command = ["promote", "--from", source, "--to", stack, "--yes", "--json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.rollout", *command], cwd=project, capture_output=True, text=True, check=False
+    )
+    sys.stderr.write(done.stderr)
+    try:
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        result = {"error": (done.stdout + done.stderr).strip()[-2000:]}
+    return done.returncode, dict(result)
+
+
+@dataclass
+class Promote:
+    """The promote workflow's steps: ship the release ``source`` runs to ``stack`` (by digest, through the
+    rollout command's checks and safe path), then make sure ``stack``'s url serves it."""
+
+    source: str
+    stack: str
+    project: Path
+    url_timeout: int
+    lock_wait: int
+    engine: Engine
+    rollout: Callable[[Path, str, str], tuple[int, dict[str, Any]]] = run_promotion
+    wait_served: Callable[[str, str, int], tuple[bool, str]] = wait_served
+    sleep: Callable[[float], None] = time.sleep
+    report: Report = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.report = Report(self.stack, f"{self.source}'s release", kind="Promotion")
+
+    def run(self) -> Exit:
+        code, result = until_unlocked(
+            lambda: self.rollout(self.project, self.source, self.stack), self.lock_wait, self.report, self.sleep
+        )
+        self.report.rollout = result
+        exit_code = Exit(code) if code in {int(e) for e in Exit} else Exit.FAILED
+        if exit_code != Exit.OK:
+            self.report.add(f"rollout: {result.get('outcome')}: {result.get('error')}")
+            return exit_code
+        config, outputs = self.engine.config(), self.engine.outputs()
+        tag = config.get(f"{NAMESPACE}:imageTag", "")
+        self.report.add(
+            f"{self.stack} runs {result.get('newImage')} (tag {tag}), the image {self.source} runs, byte for byte: "
+            f"{result.get('outcome')}"
+        )
+        ok, said = self.wait_served(str(outputs.get("url", "")), tag, self.url_timeout)
+        self.report.add(said or "the url was not asked")
+        return Exit.OK if ok else Exit.NOT_SERVED
+
+
+def promote_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="promote", description="Ship the release one stack runs to another (rollout promote), check the url."
+    )
+    parser.add_argument("--from", dest="source", required=True, help="the stack whose release to promote, such as dev")
+    parser.add_argument("--to", dest="stack", required=True, help="the stack to promote it to, such as prod")
+    parser.add_argument("--cwd", default=".", help="the Pulumi project folder (default: the current one)")
+    parser.add_argument("--url-timeout", type=int, default=300, help="seconds the url has to serve the release")
+    parser.add_argument("--lock-wait", type=int, default=600, help="seconds to wait for another update's lock")
+    parser.add_argument("--summary", help="append the summary (Markdown) here (default: $GITHUB_STEP_SUMMARY)")
+    args = parser.parse_args(argv)
+    project = Path(args.cwd).resolve()
+    promote = Promote(args.source, args.stack, project, args.url_timeout, args.lock_wait, Engine(project, args.stack))
+    try:
+        code = promote.run()
+    except (RuntimeError, EngineError, OSError, subprocess.SubprocessError) as err:
+        promote.report.add(f"failed: {err.__class__.__name__}: {err}")
+        code = Exit.FAILED
+    write_summary(args.summary, promote.report.markdown(code))
+    return int(code)
+
+
+def write_summary(path: str | None, markdown: str) -> None:
+    summary = path or os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as f:
+            f.write(markdown)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="deploy", description="Build and push the app image if absent, ship it with rollout, check the url."
@@ -249,7 +346,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["promote"]:
+        return promote_main(given[1:])
+    args = parse_args(given)
     project = Path(args.cwd).resolve()
     deploy = Deploy(
         stack=args.stack,
@@ -266,10 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RegistryError, RuntimeError, EngineError, OSError, subprocess.SubprocessError) as err:
         deploy.report.add(f"failed: {err.__class__.__name__}: {err}")
         code = Exit.FAILED
-    summary = args.summary or os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as f:
-            f.write(deploy.report.markdown(code))
+    write_summary(args.summary, deploy.report.markdown(code))
     return int(code)
 
 

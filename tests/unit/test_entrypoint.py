@@ -160,7 +160,7 @@ def test_every_declared_key_reaches_its_field() -> None:
 def test_stack_files_hold_valid_config() -> None:
     from infra.settings import Settings
 
-    for stack in ("dev", "local"):
+    for stack in ("dev", "prod", "local"):
         config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
         values = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("rolling:")}
         assert all(isinstance(v, str) for v in values.values()), "quote values in stack files"

@@ -189,3 +189,55 @@ def test_no_canary_where_the_stack_ships_on_readiness_alone() -> None:
     assert run.run() == Exit.OK
     assert shipped == ["12345e7"]
     assert "no canary: the stack ships on readiness alone (rolling:analysis false)" in run.report.lines
+
+
+PROD_ECR = "123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/rolling-prod"
+DIGEST = "sha256:" + "e" * 64
+
+
+def promote(
+    rollouts: list[tuple[int, dict[str, Any]]], served: bool = True
+) -> tuple[pipeline.Promote, list[tuple[str, str]], list[tuple[str, str]]]:
+    answers = list(rollouts)
+    asked: list[tuple[str, str]] = []
+    checked: list[tuple[str, str]] = []
+
+    def rollout(project: Path, source: str, stack: str) -> tuple[int, dict[str, Any]]:
+        asked.append((source, stack))
+        return answers.pop(0)
+
+    def wait_served(url: str, tag: str, timeout: int) -> tuple[bool, str]:
+        checked.append((url, tag))
+        return served, f"{url} serves {tag}" if served else "never served"
+
+    engine = FakeEngine({**DEPLOYED, "url": "http://prod-alb"}, {"rolling:imageTag": "12345e7"})
+    run = pipeline.Promote(
+        "dev",
+        "prod",
+        Path("."),
+        5,
+        60,
+        cast(Any, engine),
+        rollout=rollout,
+        wait_served=wait_served,
+        sleep=lambda s: None,
+    )
+    return run, asked, checked
+
+
+def test_a_promotion_names_the_digest_and_checks_prods_url() -> None:
+    shipped = {"outcome": "succeeded", "newImage": f"{PROD_ECR}@{DIGEST}"}
+    run, asked, checked = promote([(Exit.BUSY, {"outcome": "busy"}), (0, shipped)])
+    assert run.run() == Exit.OK
+    assert asked == [("dev", "prod"), ("dev", "prod")], "a lock held by another update is waited for"
+    assert checked == [("http://prod-alb", "12345e7")]
+    summary = run.report.markdown(Exit.OK)
+    assert summary.startswith("## Promotion of dev's release to prod: ok")
+    assert f"prod runs {PROD_ECR}@{DIGEST} (tag 12345e7), the image dev runs, byte for byte" in summary
+
+
+def test_a_refused_promotion_passes_the_reason_and_code_through() -> None:
+    refused = {"outcome": "refused", "error": "not promoting dev to prod: stack dev: its last release ..."}
+    run, _, checked = promote([(Exit.NOT_PROMOTABLE, refused)])
+    assert run.run() == Exit.NOT_PROMOTABLE
+    assert checked == [] and "not promoting dev to prod" in run.report.lines[-1]

@@ -35,12 +35,13 @@ def step_using(job: dict[str, Any], action: str) -> dict[str, Any]:
     return dict(found)
 
 
-NAMES = ["pull-request.yml", "deploy.yml", "infrastructure.yml"]
+NAMES = ["pull-request.yml", "deploy.yml", "infrastructure.yml", "promote.yml"]
 ROOT = WORKFLOWS.parents[1]
 # The role each job assumes: the deploy role rolls the app, the preview role only reads, and the
 # infrastructure role (behind the dev-infrastructure environment's reviewers) changes the rest.
 ROLES = {
     ("deploy.yml", "deploy"): "AWS_ROLE_ARN",
+    ("promote.yml", "promote"): "AWS_ROLE_ARN",
     ("pull-request.yml", "preview"): "AWS_PREVIEW_ROLE_ARN",
     ("infrastructure.yml", "preview"): "AWS_PREVIEW_ROLE_ARN",
     ("infrastructure.yml", "apply"): "AWS_INFRA_ROLE_ARN",
@@ -69,6 +70,8 @@ def test_least_permissions_and_no_stored_keys(name: str) -> None:
             # The OIDC subject a role trusts: an environment's name when the job has one (deploy: dev;
             # infrastructure: dev-infrastructure, behind reviewers), else the event (previews).
             environment = {"AWS_ROLE_ARN": "dev", "AWS_INFRA_ROLE_ARN": "dev-infrastructure"}
+            if name == "promote.yml":  # prod's own role, the same variable in the prod environment
+                environment["AWS_ROLE_ARN"] = "prod"
             assert job.get("environment") == environment.get(ROLES[(name, job_name)])
             aws = step_using(job, "aws-actions/configure-aws-credentials")
             assert aws["with"]["role-to-assume"] == "${{ vars." + ROLES[(name, job_name)] + " }}"
@@ -117,6 +120,22 @@ def test_merges_run_the_pipeline_one_at_a_time() -> None:
     names = [str(s.get("uses", "")).split("@")[0] for s in job["steps"]]
     assert names.index("aws-actions/configure-aws-credentials") < names.index("aws-actions/amazon-ecr-login")
     assert "docker push" not in runs and "rollout --stack" not in runs, "no step outside the pipeline"
+
+
+def test_promotion_is_by_hand_behind_prods_reviewers_one_at_a_time() -> None:
+    workflow = load("promote.yml")
+    assert list(workflow["on"]) == ["workflow_dispatch"]
+    assert workflow["on"]["workflow_dispatch"]["inputs"]["from"]["default"] == "dev"
+    assert workflow["concurrency"] == {"group": "deploy-prod", "cancel-in-progress": False}
+    (job,) = workflow["jobs"].values()
+    assert job["environment"] == "prod", "the prod environment's required reviewers are the human yes"
+    runs = "\n".join(s.get("run", "") for s in job["steps"])
+    # The project's own step, which the end-to-end tier runs on the local target; the input goes through
+    # the environment, never into the script's text.
+    assert '.venv/bin/python -m infra.pipeline promote --from "$SOURCE_STACK" --to prod' in runs
+    assert job["env"]["SOURCE_STACK"] == "${{ inputs.from }}" and "${{" not in runs
+    names = [str(s.get("uses", "")).split("@")[0] for s in job["steps"]]
+    assert names.index("aws-actions/configure-aws-credentials") < names.index("aws-actions/amazon-ecr-login")
 
 
 def test_infrastructure_is_previewed_then_applied_after_review() -> None:
@@ -185,6 +204,7 @@ SUBJECTS = {
     "deploy": ["repo:OWNER/REPO:environment:dev"],
     "preview": ["repo:OWNER/REPO:pull_request", "repo:OWNER/REPO:ref:refs/heads/main"],
     "infrastructure": ["repo:OWNER/REPO:environment:dev-infrastructure"],
+    "promote": ["repo:OWNER/REPO:environment:prod"],
 }
 
 
@@ -217,4 +237,15 @@ def test_ci_roles_hold_no_more_than_a_deploy_or_a_preview_needs() -> None:
         assert "*" not in action, f"{action}: name each action"
         assert not action.startswith("iam:"), f"{action}: CI's roles change no IAM"
     assert "ecr:PutImage" in deploy
+    promote = json.loads((IAM / "promote-policy.json").read_text())["Statement"]
+    by_sid = {s["Sid"]: s for s in promote}
+    # Promotion reads dev's repository and writes prod's; it writes prod's state alone (dev's is read).
+    assert "ecr:PutImage" not in by_sid["EcrReadDevRepository"]["Action"]
+    assert by_sid["EcrCopyIntoProdRepository"]["Resource"].endswith(":repository/rolling-prod")
+    for statement in promote:
+        listed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not any("*" in a or a.startswith("iam:") for a in listed)
+        if "s3:PutObject" in listed:
+            resources = statement["Resource"]
+            assert all("/prod" in r for r in resources), resources
     assert not any(a.startswith("ecr:") or a in ("s3:PutObject", "s3:DeleteObject") for a in preview), "read only"
