@@ -66,13 +66,17 @@ class LocalStack:
 
 
 @contextmanager
-def local_stack(tmp_path: Path, **values: object) -> Iterator[LocalStack]:
-    """A new stack with a file backend in ``tmp_path``; destroyed and removed afterwards, pass or fail."""
+def local_stack(tmp_path: Path, beside: LocalStack | None = None, **values: object) -> Iterator[LocalStack]:
+    """A new stack with a file backend in ``tmp_path`` (or in ``beside``'s project and backend, as a second
+    stack of the same project: dev and prod); destroyed and removed afterwards, pass or fail."""
     name = f"e2e-{uuid.uuid4().hex[:8]}"
-    project = copy_project(tmp_path / "project")
-    backend = tmp_path / "state"
-    backend.mkdir()
-    env = offline.scratch_backend(backend, "e2e")
+    if beside is None:
+        project = copy_project(tmp_path / "project")
+        backend = tmp_path / "state"
+        backend.mkdir()
+        env = offline.scratch_backend(backend, "e2e")
+    else:
+        project, env = beside.workdir, beside.env
     stack = auto.create_stack(
         name,
         work_dir=str(project),
