@@ -85,12 +85,14 @@ def test_tag_change_previews_as_one_in_place_update(deployed: LocalStack) -> Non
     result = deployed.preview(diff=True)
     assert result.change_summary == {"same": 8, "update": 1}
     assert image("1.14.2") in result.stdout and image("1.16.1") in result.stdout
-    # The provider's field-level diff: the container image and nothing else of the Deployment.
+    # The provider's field-level diff: the container image and why it runs (the change-cause a plain `up`
+    # writes), nothing else of the Deployment.
     engine = Engine(deployed.workdir, deployed.stack.name, deployed.env)
     steps = [step for step in preview_steps(engine.run("preview", "--json")) if step.op != "same"]
     assert [(step.op, step.name, step.changes) for step in steps] == [
-        ("update", DEPLOYMENT, (images.CONTAINER_IMAGE_PATH,))
+        ("update", DEPLOYMENT, ('metadata.annotations["kubernetes.io/change-cause"]', images.CONTAINER_IMAGE_PATH))
     ]
+    assert all(step.image_only for step in steps), "the rollout command takes it for a release"
     assert deployed.deployment().metadata.resource_version == before
 
 
