@@ -381,10 +381,10 @@ class RolloutRun:
 
         try:
             settings = Settings.from_values(values)
-            source_values = {
-                k.split(":", 1)[1]: v for k, v in self.source_engine.config().items() if k.startswith(f"{NAMESPACE}:")
-            }
-            rows = history.releases(history.updates(self.source_engine.history()))
+            # The source's update history alone (no config read): its secrets, under another passphrase or
+            # key than this stack's, are neither needed nor shown.
+            updates = history.updates(self.source_engine.history())
+            rows = history.releases(updates)
         except SettingsError as err:
             return self.finish(Exit.USAGE, "refused", str(err))
         except EngineError as err:
@@ -396,7 +396,7 @@ class RolloutRun:
         tag = chosen.tag or tag
         if not tag:
             return refused(f"{chosen.image} was shipped without a tag, which the app's version header would say")
-        source_target = source_values.get("target", "eks")
+        source_target = updates[-1].target if updates else settings.target
         if source_target != settings.target:
             return refused(f"{source} runs on {source_target} and {self.args.stack} on {settings.target}")
         destination = str(self.outputs.get("repositoryUrl") or settings.image_repository)

@@ -45,6 +45,7 @@ class Update:
     tag: str | None  # the tag the config named (an image pinned by digest runs without it)
     cause: str  # rolling:changeCause as it was configured for this update ("" none)
     environment: Mapping[str, str] = field(default_factory=dict)
+    target: str = "eks"  # rolling:target
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ def updates(history: Iterable[Mapping[str, Any]]) -> list[Update]:
                 tag=values.get("imageTag") or None,
                 cause=values.get("changeCause", ""),
                 environment=dict(entry.get("environment") or {}),
+                target=values.get("target") or "eks",
             )
         )
     return sorted(found, key=lambda u: (u.started, u.version))

@@ -934,6 +934,29 @@ def test_promote_copies_the_digest_dev_runs_and_ships_it() -> None:
     assert command.result.new_image == f"{PROD_REPO}@{DIGEST}"
 
 
+class LockedEngine(ReleasedEngine):
+    """A stack whose config cannot be read here: its secrets are under another passphrase than this one's."""
+
+    def config(self) -> dict[str, str]:
+        raise EngineError(["config"], 255, "", "error: incorrect passphrase")
+
+
+def test_promote_needs_only_the_source_stacks_history_not_its_secrets() -> None:
+    prod = ReleasedEngine([], "1.0.0", PROD_REPO)
+    registry = FakeRegistry({f"{RELEASE_REPO}:1.1.0": DIGEST, f"{PROD_REPO}@{DIGEST}": DIGEST})
+    dev = LockedEngine(test_release_history.HISTORY[-3:], "1.1.0")
+    command = release_run(["promote", "--from", "dev", "--to", "prod", "--yes"], prod, dev, registry)
+    assert command.run() == Exit.OK, command.result.error
+
+
+def test_promote_refuses_between_targets() -> None:
+    prod = ReleasedEngine([], "1.0.0", PROD_REPO, target="eks", clusterName="x")
+    registry = FakeRegistry({f"{RELEASE_REPO}:1.1.0": DIGEST})
+    command = release_run(["promote", "--from", "dev", "--to", "prod", "--yes"], prod, shipped_dev(), registry)
+    assert command.run() == Exit.NOT_PROMOTABLE
+    assert "dev runs on local and prod on eks" in (command.result.error or "")
+
+
 def test_promote_does_not_copy_what_is_there() -> None:
     prod = ReleasedEngine([], "1.0.0", PROD_REPO)
     registry = FakeRegistry({f"{RELEASE_REPO}:1.1.0": DIGEST, f"{PROD_REPO}@{DIGEST}": DIGEST})
