@@ -204,11 +204,12 @@ class WebApp(pulumi.ComponentResource):
             spec=_deployment_spec(args, keepalive.metadata.name),
             # With no image named, `up` keeps the one the Deployment runs: the engine diffs with the
             # image from the stack's state in place of the program's (Pulumi's ignoreChanges), so
-            # git never rolls the app back to what the stack file last said.
+            # git never rolls the app back to what the stack file last said. Why it runs goes with it:
+            # a stack file that names no image names no cause either.
             opts=pulumi.ResourceOptions.merge(
                 child,
                 pulumi.ResourceOptions(
-                    ignore_changes=[IMAGE_PATH] if args.keep_running_image else None,
+                    ignore_changes=[IMAGE_PATH, release.CHANGE_CAUSE_PATH] if args.keep_running_image else None,
                     depends_on=gates,
                 ),
             ),

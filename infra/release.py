@@ -20,6 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 CHANGE_CAUSE = "kubernetes.io/change-cause"
+# Where it sits in the Deployment, as the engine names properties (PropertyPath.String in pulumi/sdk
+# go/common/resource/properties_path.go: a key with '.' or '/' is quoted): in a preview's detailed diff
+# and in ignoreChanges.
+CHANGE_CAUSE_PATH = f'metadata.annotations["{CHANGE_CAUSE}"]'
 # What a release did: the rollout command's four, and a plain `pulumi up` that changed the image.
 VERBS = ("ship", "promote", "undo", "rollback", "up")
 # Long enough for a workflow run's URL and a failure's first line; a cause is a line, not a log.

@@ -11,21 +11,14 @@ from dataclasses import dataclass
 
 from infra import images
 from infra.identity import CANARY_DEPLOYMENT, DEPLOYMENT_TYPE
-from infra.release import CHANGE_CAUSE
+from infra.release import CHANGE_CAUSE_PATH
 from infra.settings import Settings
 
 # Steps that change nothing.
 QUIET_OPS = frozenset({"same", "read", "refresh"})
 # What a release changes on the Deployment: its container image, and two annotations that follow it (why
-# it runs, and the scanner's note on an image not pinned by digest). Paths as the engine writes them
-# (PropertyPath.String in pulumi/sdk go/common/resource/properties_path.go: a key with '.' or '/' quoted).
-RELEASE_PATHS = frozenset(
-    {
-        images.CONTAINER_IMAGE_PATH,
-        f'metadata.annotations["{CHANGE_CAUSE}"]',
-        'metadata.annotations["checkov.io/skip1"]',
-    }
-)
+# it runs, and the scanner's note on an image not pinned by digest), as the engine names them.
+RELEASE_PATHS = frozenset({images.CONTAINER_IMAGE_PATH, CHANGE_CAUSE_PATH, 'metadata.annotations["checkov.io/skip1"]'})
 
 
 @dataclass(frozen=True)

@@ -104,9 +104,11 @@ def test_sha_tags_ship_a_rerun_changes_nothing_and_git_does_not_roll_back(ci_sta
     assert f"already exists built from {revision('deadbee')}" in summary
     assert ci_stack.deployment().metadata.generation == generation
 
-    # A person runs `pulumi up` from a clean checkout, whose stack file names no image: what the
-    # pipeline shipped keeps running (git does not roll the app back).
-    ci_stack.stack.remove_config("rolling:imageTag")
+    # A person runs `pulumi up` from a clean checkout, whose stack file names no image (nor why it runs):
+    # what the pipeline shipped keeps running (git does not roll the app back), and so does its cause.
+    cause = ci_stack.deployment().metadata.annotations["kubernetes.io/change-cause"]
+    assert cause.startswith(f"ship {image('deadbee')} by "), cause
+    ci_stack.stack.remove_all_config(["rolling:imageTag", "rolling:changeCause"])
     assert configured_tag(ci_stack) == ""
     preview = ci_stack.preview(diff=True)
     assert preview.change_summary.get(auto.OpType.UPDATE, 0) == 0, preview.stdout
@@ -114,6 +116,7 @@ def test_sha_tags_ship_a_rerun_changes_nothing_and_git_does_not_roll_back(ci_sta
     assert running_image(ci_stack) == image("deadbee")
     assert ci_stack.deployment().metadata.generation == generation
     assert ci_stack.stack.outputs()["image"].value == image("deadbee")
+    assert ci_stack.deployment().metadata.annotations["kubernetes.io/change-cause"] == cause
     # An explicit tag still rolls.
     ci_stack.set(imageTag="1.16.1")
     ci_stack.up()
