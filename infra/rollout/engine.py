@@ -74,10 +74,17 @@ def plan_violation(text: str) -> str | None:
         return None
     urn, detail = found.groups()
     name = urn.rsplit("::", 1)[-1]
-    fields = list(dict.fromkeys(_CHANGE_RE.findall(detail.split("properties changed: ", 1)[-1])))
+    changes = detail.split("properties changed: ", 1)[-1]
+    starts = list(_CHANGE_RE.finditer(changes))
+    fields = list(dict.fromkeys(m.group(1) for m in starts))
     what = f"{name}'s {', '.join(fields)}" if fields else name
     line = f"the update would change {what} otherwise than the preview you confirmed, so nothing more was applied"
-    planned, _, now = detail.partition("!=")
+    # Each property's change is its own `planned!=now`: the image is in spec's (metadata's may come first).
+    spans = {
+        m.group(1): changes[m.end() : (starts[i + 1].start() if i + 1 < len(starts) else len(changes))]
+        for i, m in enumerate(starts)
+    }
+    planned, _, now = spans.get("spec", detail).partition("!=")
     before, after = _IMAGE_RE.findall(planned)[-1:], _IMAGE_RE.findall(now)[:1]
     if before and after and before != after:
         line += f" (the container image was {before[0]} in the preview, {after[0]} now)"

@@ -185,6 +185,22 @@ def test_a_plan_violation_is_said_in_a_line_or_two() -> None:
     assert "the container image was r/app:12345e7 in the preview, r/app:1.2345e+11 now" in said
 
 
+def test_a_plan_violation_names_the_image_when_the_change_cause_differs_too() -> None:
+    # A plain `up` names why the image runs (`up IMAGE`): the annotation differs with the image, and the
+    # engine lists metadata's change before spec's.
+    spec = "{map[template:{map[spec:{map[containers:{[{map[image:{r/app:1.15.0} name:{nginx}]}]}]}]}]}"
+    meta = "{map[annotations:{map[kubernetes.io/change-cause:{up r/app:1.15.0}]}]}"
+    detail = (
+        f"~~metadata[{meta}!={meta.replace('1.15.0', '1.16.1')}], ~~spec[{spec}!={spec.replace('1.15.0', '1.16.1')}]"
+    )
+    stdout = (
+        f"error: resource urn:pulumi:dev::rolling::x::nginx-deployment violates plan: properties changed: {detail}\n"
+    )
+    said = EngineError(["up"], 255, stdout, "").summary
+    assert "nginx-deployment's metadata, spec" in said
+    assert "the container image was r/app:1.15.0 in the preview, r/app:1.16.1 now" in said
+
+
 def stand_in_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A `pulumi` on PATH that says it started, runs 10 s, and on SIGINT records it and exits 255, as the
     engine does after cancelling an update. In Python, not sh: like the engine (Go's signal.Notify) it
