@@ -37,22 +37,11 @@ REVISION_LABEL = "org.opencontainers.image.revision"
 INFRASTRUCTURE_WORKFLOW = ".github/workflows/infrastructure.yml"
 
 
-def run_rollout(project: Path, stack: str, tag: str, canary: int) -> tuple[int, dict[str, Any]]:
-    """The rollout command, as a user would run it (``canary`` pods first, when not 0): its exit code and
-    its JSON result."""
+def rollout_command(project: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    """The rollout command with ``args``, as a user would run it (`--yes --json` added): its exit code and
+    its JSON result (its stderr passed on)."""
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "infra.rollout",
-            "--stack",
-            stack,
-            "--tag",
-            tag,
-            "--yes",
-            "--json",
-            *(("--canary", str(canary)) if canary else ()),
-        ],
+        [sys.executable, "-m", "infra.rollout", *args, "--yes", "--json"],
         cwd=project,
         capture_output=True,
         text=True,
@@ -64,6 +53,11 @@ def run_rollout(project: Path, stack: str, tag: str, canary: int) -> tuple[int, 
     except (ValueError, IndexError):
         result = {"error": (done.stdout + done.stderr).strip()[-2000:]}
     return done.returncode, dict(result)
+
+
+def run_rollout(project: Path, stack: str, tag: str, canary: int) -> tuple[int, dict[str, Any]]:
+    """`rollout --stack STACK --tag TAG` (``canary`` pods first, when not 0)."""
+    return rollout_command(project, "--stack", stack, "--tag", tag, *(("--canary", str(canary)) if canary else ()))
 
 
 def wait_served(url: str, tag: str, timeout: int) -> tuple[bool, str]:
@@ -247,17 +241,8 @@ def until_unlocked(
 
 
 def run_promotion(project: Path, source: str, stack: str) -> tuple[int, dict[str, Any]]:
-    """`rollout promote --from SOURCE --to STACK`, as a user would run it: its exit code and JSON result."""
-    command = ["promote", "--from", source, "--to", stack, "--yes", "--json"]
-    done = subprocess.run(
-        [sys.executable, "-m", "infra.rollout", *command], cwd=project, capture_output=True, text=True, check=False
-    )
-    sys.stderr.write(done.stderr)
-    try:
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        result = {"error": (done.stdout + done.stderr).strip()[-2000:]}
-    return done.returncode, dict(result)
+    """`rollout promote --from SOURCE --to STACK`."""
+    return rollout_command(project, "promote", "--from", source, "--to", stack)
 
 
 @dataclass

@@ -25,17 +25,22 @@ from tests.e2e.test_rollout import ready_pods_by_image
 PROD_REPOSITORY = "localhost:5000/rolling-app-prod"
 
 
-def command(stack: LocalStack, *args: str) -> tuple[int, dict[str, Any], str]:
-    """`python -m infra.rollout ARGS --json` in the stacks' project, as CI runs it."""
-    done = subprocess.run(
-        [sys.executable, "-m", "infra.rollout", *args, "--json"],
+def python(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python ARGS` in the stacks' project, with their backend, as CI runs the project's steps."""
+    return subprocess.run(
+        [sys.executable, *args],
         cwd=stack.workdir,
         env={**os.environ, **stack.env},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
+
+
+def command(stack: LocalStack, *args: str) -> tuple[int, dict[str, Any], str]:
+    """`python -m infra.rollout ARGS --json`."""
+    done = python(stack, "-m", "infra.rollout", *args, "--json")
     return done.returncode, json.loads(done.stdout), done.stderr
 
 
@@ -137,17 +142,10 @@ def test_promote_ships_the_digest_dev_runs_and_refuses_what_did_not_ship_or_soak
         # The promote workflow's one step, as it runs it.
         prod.set(soakSeconds=0)
         summary = tmp_path / "promotion.md"
-        done = subprocess.run(
-            [
-                *(sys.executable, "-m", "infra.pipeline", "promote", "--from", dev.stack.name),
-                *("--to", prod.stack.name, "--url-timeout", "30", "--summary", str(summary)),
-            ],
-            cwd=prod.workdir,
-            env={**os.environ, **prod.env},
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
+        done = python(
+            prod,
+            *("-m", "infra.pipeline", "promote", "--from", dev.stack.name, "--to", prod.stack.name),
+            *("--url-timeout", "30", "--summary", str(summary)),
         )
         assert done.returncode == Exit.OK, done.stderr
         digest = registry_digest(image("1.15.0"))
