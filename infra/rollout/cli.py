@@ -603,6 +603,7 @@ class RolloutRun:
 
     def remove_canary(self, new: Settings, error: str) -> Exit:
         """The canary failed: remove it (the Deployment's own pods were never touched)."""
+        known = self.failure_known_at()
         breach = self.breach()
         if breach is not None:
             self.result.analysis = breach.as_json()
@@ -621,8 +622,7 @@ class RolloutRun:
                 f"run `rollout abort --stack {self.args.stack}`",
             )
         self.result.rolled_back = True
-        if self.verdict is not None and self.verdict.at is not None:
-            self.result.durations["failureToRestored"] = time.monotonic() - self.verdict.at
+        self.result.durations["failureToRestored"] = time.monotonic() - known
         return self.finish(
             Exit.ABORTED if breach is not None else Exit.ROLLED_BACK, "aborted" if breach else "rolled back", error
         )
@@ -860,6 +860,13 @@ class RolloutRun:
     def failure_reason(self) -> str | None:
         return None if self.verdict is None else self.verdict.reason
 
+    def failure_known_at(self) -> float:
+        """When the failure being recovered from was known (monotonic): when the watch decided it, or else
+        now, as the update returns failing (the program's own wait, or the engine, saw it first)."""
+        if self.verdict is not None and self.verdict.at is not None:
+            return self.verdict.at
+        return time.monotonic()
+
     def breach(self) -> Judgement | None:
         return None if self.gate is None else self.gate.breach
 
@@ -875,6 +882,7 @@ class RolloutRun:
             return None
 
     def recover(self, old: Settings, new: Settings, error: str) -> Exit:
+        known = self.failure_known_at()
         breach = self.breach()
         if breach is not None:
             self.result.analysis = breach.as_json()
@@ -907,9 +915,8 @@ class RolloutRun:
                 f"{error}; after the rollback the Deployment is not healthy: {state}",
             )
         self.result.restored = str(state)
-        if self.verdict is not None and self.verdict.at is not None:
-            # From the moment the failure was known to the old version serving on every replica.
-            self.result.durations["failureToRestored"] = time.monotonic() - self.verdict.at
+        # From the moment the failure was known to the old version serving on every replica.
+        self.result.durations["failureToRestored"] = time.monotonic() - known
         self.say(f"rollout: restored {state}")
         if breach is not None:
             return self.finish(Exit.ABORTED, "aborted", error)

@@ -299,7 +299,26 @@ def test_run_rolls_back_a_rollout_that_does_not_complete_after_the_update() -> N
     assert engine.ups == ["1.16.1", "1.14.2"]
     assert command.result.error == "the rollout did not complete within 70s"
     assert [len(view.waited) for view in cluster.views] == [1, 1], "the rollback is waited for too"
-    assert set(command.result.durations) == {"config", "outputs", "look", "preview", "up", "rollback"}
+    assert set(command.result.durations) == {
+        "config",
+        "outputs",
+        "look",
+        "preview",
+        "up",
+        "rollback",
+        "failureToRestored",
+    }
+
+
+def test_an_update_failed_by_the_program_before_the_watch_saw_it_still_times_the_restore() -> None:
+    # The program's own wait (or the engine) can find the failure first: the update fails with no verdict
+    # from the live view. The time to restore runs from when the command learned it, not nowhere.
+    engine = FakeEngine({"1.16.1"})
+    command = rollout("--yes", "--cwd", str(ROOT), engine=engine)
+    assert command.run() == Exit.ROLLED_BACK
+    assert command.verdict is not None and command.verdict.at is None, "the watch decided nothing"
+    assert engine.ups == ["1.16.1", "1.14.2"]
+    assert 0 <= command.result.durations["failureToRestored"] <= command.result.durations["rollback"] + 1
 
 
 def test_a_definitive_failure_interrupts_the_engine_once_and_the_rollback_refreshes_first() -> None:
