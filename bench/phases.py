@@ -39,7 +39,8 @@ STRETCHES = {
     "provider": "the Kubernetes provider: configure, checks and diffs, up to the Deployment's update",
     "apply": "the Deployment's update request (a dry run in a preview), until the cluster has the new template",
     "rollout": "the controllers rolling the pods (the same for every tool)",
-    "complete": "after the rollout completes: the provider's wait ends, the engine records the step",
+    "complete": "after the rollout completes: the program's wait sees it (a half-second poll), the engine "
+    "records the step",
     "steps_done": "the program's process ending after the last step",
     "program_exited": "the CLI writing the state and exiting",
 }

@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 # What each figure should reach (the speed issue's targets), printed beside it.
 TARGETS = {"pulumi_up": 1.05, "rollout": 1.15, "preview_s": 1.0}
+# The rollout command's own durations (its --json), in the order it runs them.
+ROLLOUT_PHASES = ("config", "outputs", "look", "preview", "up")
 _tags = iter(range(1, 10_000))
 
 
@@ -152,8 +154,8 @@ def kubectl_diff(manifest: Path, tag: str) -> None:
 
 
 # Replicas of the scale runs. The bench cluster's fake nodes (ROLLING_NODES in the Makefile) must hold
-# the largest with its surge: 100 + 25 pods at 250m is 31.25 CPUs, more than three 8-CPU nodes have (the
-# rest sat Pending, and the resize stalled at the scheduler), so it runs five.
+# the largest with its surge, for the program's Deployment and kubectl's copy at once: 2 x (100 + 25) pods
+# at 250m is 62.5 CPUs, so it runs eight 8-CPU nodes (on three, the resize stalled at the scheduler).
 SCALE = (3, 30, 100)
 # A tag kwok's stages fail to pull (cluster/stages.yaml): the registry says it has no such image.
 BROKEN_SUFFIX = "-broken"
@@ -314,6 +316,39 @@ def failure_lines(failure: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def scale_lines(scale: list[dict[str, Any]]) -> list[str]:
+    runs = scale[0]["runs"] if scale else 0
+    lines = [
+        f"## Scale (maxSurge 25 %, {runs} tag changes each way at each size, alternating; medians)",
+        "",
+        "| replicas | kubectl s | pulumi up s | pulumi - kubectl s | kubectl's own s | pulumi up: before s | "
+        "pulumi up: after s | pulumi up's own s | floor s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in scale:
+        kubectl_s, up_s = row["kubectl_s"]["median"], row["pulumi_up_s"]["median"]
+        before, after = row["pulumi_up_before_s"]["median"], row["pulumi_up_after_s"]["median"]
+        kubectl_own = row["kubectl_before_s"]["median"] + row["kubectl_after_s"]["median"]
+        lines.append(
+            f"| {row['replicas']} | {kubectl_s} | {up_s} | {up_s - kubectl_s:.1f} | {kubectl_own:.2f} | "
+            f"{before} | {after} | {before + after:.2f} | {row['floor_s']} |"
+        )
+    lines += [
+        "",
+        "Own time: before the Deployment's template changes plus after its rollout completes; the rollout "
+        "itself varies with the controllers. One more `pulumi up` at each size ran with the engine's log on; "
+        "its own stretches (s), by size:",
+        "",
+        "| stretch | " + " | ".join(str(row["replicas"]) for row in scale) + " |",
+        "|---|" + "---|" * len(scale),
+    ]
+    names = list(dict.fromkeys(name for row in scale for name in row["stretches"] if name != "rollout"))
+    for name in names:
+        cells = " | ".join(f"{row['stretches'].get(name, 0.0):.3f}" for row in scale)
+        lines.append(f"| {phases.STRETCHES.get(name, name)} | {cells} |")
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     deploy = report["deploy"]
     lines = [
@@ -342,10 +377,15 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             "",
             "`rollout`'s own durations (medians): "
-            + ", ".join(f"{name} {rollout_phases[name]['median']} s" for name in ("config", "preview", "up", "other"))
-            + " (config: reading the stack's config; other: Python starting, the preview's config file, the plan "
-            "printed, the live view stopped). Its preview and its up are each a whole engine run: the program, "
-            "the provider and the engine start twice.",
+            + ", ".join(
+                f"{name} {rollout_phases[name]['median']} s"
+                for name in (*ROLLOUT_PHASES, "other")
+                if name in rollout_phases
+            )
+            + " (config: reading the stack's config; outputs: the rest of reading the stack's outputs, which "
+            "starts beside the config; look: reading the Deployment from the cluster; other: Python starting, "
+            "the preview's config file, the plan printed, the live view stopped). Its preview and its up are each "
+            "a whole engine run: the program, the provider and the engine start twice.",
         ]
     if "logged_up" in deploy:
         lines += ["", *stretch_table("One `pulumi up` with the engine's log on", deploy["logged_up"])]
@@ -376,21 +416,7 @@ def markdown(report: dict[str, Any]) -> str:
         ),
         "",
         *failure_lines(report.get("failure")),
-        "## Scale (maxSurge 25 %, one run each)",
-        "",
-        "| replicas | kubectl s | pulumi up s | pulumi - kubectl s | kubectl's own s | pulumi up's own s | floor s |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in report["scale"]:
-        lines.append(
-            f"| {row['replicas']} | {row['kubectl_s']} | {row['pulumi_up_s']} | "
-            f"{row['pulumi_up_s'] - row['kubectl_s']:.1f} | {row.get('kubectl_overhead_s', '')} | "
-            f"{row.get('pulumi_up_overhead_s', '')} | {row['floor_s']} |"
-        )
-    lines += [
-        "",
-        "Own time: before the Deployment's template changes plus after its rollout completes; the rollout "
-        "itself varies with the controllers (one run each).",
+        *scale_lines(report["scale"]),
     ]
     ev = report["evaluation"]
     lines += [
@@ -438,6 +464,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--cluster-start-s", type=float, default=0.0)
+    parser.add_argument("--scale-runs", type=int, default=3, help="tag changes timed at each size, per tool")
     parser.add_argument(
         "--render-only",
         action="store_true",
@@ -506,12 +533,14 @@ def main() -> int:
                     into.update(stack.rollout(t))
 
                 record("rollout", *phases.timed_phases("bench-pulumi", ship))
-                for phase in ("config", "preview", "up"):
-                    rollout_phases.setdefault(phase, []).append(durations[phase])
+                # One after the other: the config; the rest of the stack's outputs (read beside it); the
+                # look at the cluster; the preview; the update.
+                for phase in ROLLOUT_PHASES:
+                    rollout_phases.setdefault(phase, []).append(durations.get(phase, 0.0))
                 # What the command does besides: start Python, write the preview's config, print the plan,
                 # stop the live view, exit.
                 rollout_phases.setdefault("other", []).append(
-                    durations["total"] - durations["config"] - durations["preview"] - durations["up"]
+                    durations["total"] - sum(durations.get(phase, 0.0) for phase in ROLLOUT_PHASES)
                 )
             deploy: dict[str, Any] = {k: summary(v) for k, v in samples.items()}
             deploy["split"] = {path: {k: summary(v) for k, v in parts.items()} for path, parts in split.items()}
@@ -544,8 +573,8 @@ def main() -> int:
             scale = []
             surge = {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}
             for replicas in SCALE:
-                progress(f"scale: a tag change at {replicas} replicas, kubectl and pulumi up")
-                # Resize both first (untimed), then time one tag change on each.
+                progress(f"scale: {args.scale_runs} tag changes at {replicas} replicas each, kubectl and pulumi up")
+                # Resize both first (untimed), then time tag changes on each, alternating.
                 stack.configure(replicas=replicas, maxSurge="25%", imageTag=next_tag())
                 stack.up()
                 kubectl("scale", DEPLOYMENT_REF, f"--replicas={replicas}", "-n", "bench-kubectl")
@@ -558,20 +587,32 @@ def main() -> int:
                     json.dumps({"spec": {"strategy": surge}}),
                 )
                 kubectl_deploy("bench-kubectl", next_tag())
-                tag = next_tag()
-                kubectl_seconds, kubectl_times = phases.timed_phases(
-                    "bench-kubectl", functools.partial(kubectl_deploy, "bench-kubectl", tag)
-                )
+                sized: dict[str, list[float]] = {}
+                for _ in range(args.scale_runs):
+                    kubectl_seconds, kubectl_times = phases.timed_phases(
+                        "bench-kubectl", functools.partial(kubectl_deploy, "bench-kubectl", next_tag())
+                    )
+                    stack.configure(imageTag=next_tag())
+                    pulumi_seconds, pulumi_times = phases.timed_phases("bench-pulumi", stack.up)
+                    for name, value in (
+                        ("kubectl_s", kubectl_seconds),
+                        ("kubectl_before_s", kubectl_times.before),
+                        ("kubectl_after_s", kubectl_times.after),
+                        ("pulumi_up_s", pulumi_seconds),
+                        ("pulumi_up_before_s", pulumi_times.before),
+                        ("pulumi_up_after_s", pulumi_times.after),
+                    ):
+                        sized.setdefault(name, []).append(value)
+                # One more with the engine's log on: which stretch of its own time moves with the size.
                 stack.configure(imageTag=next_tag())
-                pulumi_seconds, pulumi_times = phases.timed_phases("bench-pulumi", stack.up)
+                logged = phases.logged(stack.pulumi, "bench-pulumi", *stack.up_args())
                 steps = strategy.plan(replicas, "25%", 0).steps
                 scale.append(
                     {
                         "replicas": replicas,
-                        "kubectl_s": round(kubectl_seconds, 2),
-                        "pulumi_up_s": round(pulumi_seconds, 2),
-                        "kubectl_overhead_s": round(kubectl_times.overhead, 2),
-                        "pulumi_up_overhead_s": round(pulumi_times.overhead, 2),
+                        "runs": args.scale_runs,
+                        **{name: summary(values) for name, values in sized.items()},
+                        "stretches": logged["stretches"],
                         "floor_s": floor_seconds(steps, delays),
                     }
                 )

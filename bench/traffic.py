@@ -22,9 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import analysis
-from bench.run import RESULTS, ROOT, Stack, kubectl, progress, run
+from bench import analysis, phases
+from bench.run import RESULTS, ROOT, Stack, kubectl, progress, run, summary
+from infra import fargate, strategy
 from infra.identity import CONTAINER, DEPLOYMENT, DEPLOYMENT_REF, LABELS, SERVICE
+from infra.settings import Settings
 from rigs import load, node
 from rigs.timeline import DeploymentPhases, RolloutWatch
 
@@ -194,6 +196,94 @@ def program_ways(workdir: Path) -> list[dict[str, Any]]:
     return results
 
 
+# Scale on the real node: sizes up to the most the node holds with the rollout's surge, each timed
+# SCALE_RUNS times by `pulumi up` and by `kubectl set image` on the same Deployment, alternating.
+SCALE_SURGE, SCALE_RUNS = "25%", 2
+SCALE: list[dict[str, Any]] = []
+
+
+def most_replicas(cpu_m: int, surge: str) -> int:
+    """The most replicas whose rollout fits the node's free cpu, with its surge (requests at ``cpu_m``)."""
+    listed = json.loads(kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    allocatable = sum(fargate.parse_cpu(n["status"]["allocatable"]["cpu"]) for n in listed)
+    pods = json.loads(kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]
+    requested = sum(
+        fargate.parse_cpu(c.get("resources", {}).get("requests", {}).get("cpu", "0"))
+        for pod in pods
+        if pod["status"].get("phase") in ("Pending", "Running")
+        for c in pod["spec"]["containers"]
+    )
+    replicas = 1
+    while strategy.plan(replicas + 1, surge, 0).max_pods * cpu_m <= allocatable - requested:
+        replicas += 1
+    return replicas
+
+
+def scale_ways(workdir: Path) -> None:
+    """A tag change at 1, 3 and the most replicas the real node holds: the tools' own time by size, with
+    real pods (the speed bench's fake ones go to 100)."""
+    stack = Stack(workdir, "scale", "bench-scale")
+    stack.configure(
+        target="local", namespace="bench-scale", imageRepository=REPOSITORY, imageTag=OLD, minReadySeconds=1
+    )
+    stack.up()
+    try:
+        cpu_m = fargate.parse_cpu(str(Settings.from_values({"target": "local"}).cpu))
+        most = most_replicas(cpu_m, SCALE_SURGE)
+        running = OLD
+        for replicas in sorted({1, 3, most}):
+            progress(f"scale on the real node: {replicas} replicas, pulumi up and kubectl set image")
+            stack.configure(replicas=replicas, maxSurge=SCALE_SURGE)
+            stack.up()
+            samples: dict[str, list[float]] = {}
+            for _ in range(SCALE_RUNS):
+                running = NEW if running == OLD else OLD
+                stack.configure(imageTag=running)
+                seconds, own = phases.timed_phases("bench-scale", stack.up)
+                samples.setdefault("pulumi_up_s", []).append(seconds)
+                samples.setdefault("pulumi_up_own_s", []).append(own.overhead)
+                running = NEW if running == OLD else OLD
+
+                def roll(tag: str = running) -> None:
+                    kubectl("set", "image", DEPLOYMENT_REF, f"{CONTAINER}={REPOSITORY}:{tag}", "-n", "bench-scale")
+                    kubectl("rollout", "status", DEPLOYMENT_REF, "-n", "bench-scale", "--timeout=300s")
+
+                seconds, own = phases.timed_phases("bench-scale", roll)
+                samples.setdefault("kubectl_s", []).append(seconds)
+                samples.setdefault("kubectl_own_s", []).append(own.overhead)
+                # The state reads back what kubectl ran, so that the next `up` changes it again.
+                stack.pulumi("refresh", "--yes", "--skip-preview", "--stack", stack.name)
+            sized = {name: summary(values) for name, values in samples.items()}
+            SCALE.append({"replicas": replicas, "most": replicas == most, **sized})
+    finally:
+        stack.destroy()
+
+
+def scale_lines() -> list[str]:
+    if not SCALE:
+        return []
+    lines = [
+        f"## Scale on the real node (maxSurge {SCALE_SURGE}, {SCALE_RUNS} tag changes each way at each size, "
+        "alternating, medians)",
+        "",
+        "| replicas | kubectl set image s | pulumi up s | kubectl's own s | pulumi up's own s |",
+        "|---|---|---|---|---|",
+    ]
+    for row in SCALE:
+        label = f"{row['replicas']} (the most the node holds with the surge)" if row["most"] else row["replicas"]
+        lines.append(
+            f"| {label} | {row['kubectl_s']['median']:.1f} | {row['pulumi_up_s']['median']:.1f} | "
+            f"{row['kubectl_own_s']['median']:.2f} | {row['pulumi_up_own_s']['median']:.2f} |"
+        )
+    lines += [
+        "",
+        "The same Deployment of this program, rolled by each tool in turn (a `pulumi refresh` after kubectl's, "
+        "untimed). The rest of each time is the node's: pulls, starts, readiness probes.",
+        "",
+    ]
+    return lines
+
+
 def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -273,6 +363,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
         "",
         "![Requests by the version that answered, and ready pods](traffic.png)",
         "",
+        *scale_lines(),
         "| the real node | measured | budget |",
         "|---|---|---|",
         f"| warm `cluster-up`, node Ready | {NODE.get('cluster_up_s')} s | 20 s |",
@@ -302,13 +393,16 @@ def main() -> int:
     NODE["base_image_s"] = base_image_seconds()
     with tempfile.TemporaryDirectory(prefix="rolling-traffic-") as tmp:
         workdir = Path(tmp)
-        results = [*program_ways(workdir), seed_way(workdir)]
+        results = program_ways(workdir)
+        (workdir / "scale").mkdir()
+        scale_ways(workdir / "scale")
+        results.append(seed_way(workdir))
         RESULTS.mkdir(parents=True, exist_ok=True)
         plot(results, RESULTS / "traffic.png")
         (RESULTS / "traffic.md").write_text(markdown(results))
         slim = [{k: v for k, v in r.items() if k not in ("responses", "ready")} for r in results]
         (RESULTS / "traffic.json").write_text(
-            json.dumps({"rate": RATE, "node": NODE, "results": slim, "steady": STEADY}, indent=1)
+            json.dumps({"rate": RATE, "node": NODE, "results": slim, "steady": STEADY, "scale": SCALE}, indent=1)
         )
         print((RESULTS / "traffic.md").read_text())
         # The analysis: a stack of its own, in a folder of its own.
