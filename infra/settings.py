@@ -62,6 +62,12 @@ SERVICE_PROPAGATION_SECONDS = 1
 BAKE_DEFAULTS = {"eks": 60, "local": 5}
 # canarySeconds, when unset: how long the rollout command analyses a canary before it rolls the rest.
 CANARY_DEFAULTS = {"eks": 120, "local": 15}
+# Where the analysis's evidence comes from (analysisSource). The ALB reports its metrics a minute at a
+# time: with cloudwatch, a bake or a canary needs one whole minute of what it judges, wherever in a
+# minute it starts, and defaults to five.
+ANALYSIS_SOURCES = ("probe", "cloudwatch")
+METRICS_LEAST_WINDOW_S = 120
+METRICS_WINDOW_S = 300
 # soakSeconds, when unset: how long a release must have run on the stack it is promoted from before
 # `rollout promote --from` ships it here (an hour of real traffic on eks; a minute locally).
 SOAK_DEFAULTS = {"eks": 3600, "local": 60}
@@ -673,6 +679,17 @@ class EksSettings:
         accepted=f"0 to 3600; at most `drainSeconds` - {ALB_PROPAGATION_SECONDS}",
         targets=("eks",),
     )
+    analysis_source: str = setting(
+        _choice(ANALYSIS_SOURCES),
+        default="probe",
+        description="Where the rollout command's analysis gets its evidence: probe (requests of its own to the "
+        "stack's url, which must be reachable from where it runs) or cloudwatch (the ALB's metrics for the app's "
+        "target group, read with the AWS CLI, for a runner that cannot reach the ALB: judged a minute at a time "
+        f"against the old version's last minutes; bake and canary at least {METRICS_LEAST_WINDOW_S} s, "
+        f"{METRICS_WINDOW_S} s when unset).",
+        accepted="`probe` or `cloudwatch`",
+        targets=("eks",),
+    )
 
 
 @dataclass(frozen=True)
@@ -1088,13 +1105,14 @@ def _derive(parsed: dict[str, Any], target: str) -> None:
             if target == "local" and drain:
                 # Unset, both fit a shorter drain than the default: each half of what it leaves.
                 parsed[key] = max(1, min(parsed[key], (drain - SERVICE_PROPAGATION_SECONDS) // 2))
+    metrics = parsed.get("analysis_source") == "cloudwatch"
     for key, per_target in (
         ("bake_seconds", BAKE_DEFAULTS),
         ("canary_seconds", CANARY_DEFAULTS),
         ("soak_seconds", SOAK_DEFAULTS),
     ):
         if parsed.get(key, 0) in (None, -1):
-            parsed[key] = per_target[target]
+            parsed[key] = METRICS_WINDOW_S if metrics and key != "soak_seconds" else per_target[target]
     if parsed.get("drain_seconds") is not None and parsed.get("termination_grace_period_seconds", 0) is None:
         parsed["termination_grace_period_seconds"] = parsed["drain_seconds"] + STOP_SECONDS
     if target != "eks":
@@ -1284,6 +1302,20 @@ def _keepalive_ends_in_drain(parsed: dict[str, Any], target: str | None) -> str 
     )
 
 
+def _metrics_need_whole_minutes(parsed: dict[str, Any], target: str | None) -> str | None:
+    if parsed.get("analysis_source") != "cloudwatch" or not parsed.get("analysis", True):
+        return None
+    for key, field in (("bakeSeconds", "bake_seconds"), ("canarySeconds", "canary_seconds")):
+        seconds = parsed.get(field)
+        if seconds is not None and seconds < METRICS_LEAST_WINDOW_S:
+            return (
+                f"{NAMESPACE}:{key} {seconds} is too short for analysisSource cloudwatch: the ALB reports its "
+                f"metrics a minute at a time, and the analysis needs one whole minute of what it judges; use "
+                f"{METRICS_LEAST_WINDOW_S} or more (unset: {METRICS_WINDOW_S}), or analysisSource probe"
+            )
+    return None
+
+
 _RULES: tuple[Rule, ...] = (
     _keepalive_positive,
     _keepalive_outlasts_alb,
@@ -1299,6 +1331,7 @@ _RULES: tuple[Rule, ...] = (
     _drain_outlasts_deregistration,
     _eks_namespace_of_its_own,
     _sleep_action_available,
+    _metrics_need_whole_minutes,
 )
 
 

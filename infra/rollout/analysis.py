@@ -68,6 +68,10 @@ class Judgement:
     # response): the evidence, for people and for --json.
     counts: dict[str, dict[int, int]]
     window_s: float
+    # Where the evidence came from: the command's own prober, or the ALB's metrics (infra/rollout/cloudwatch.py),
+    # whose minutes are the evidence then.
+    source: str = "probe"
+    minutes: tuple[dict[str, object], ...] = ()
 
     @property
     def breached(self) -> bool:
@@ -87,6 +91,7 @@ class Judgement:
             "reason": self.reason,
             "windowSeconds": round(self.window_s, 1),
             "responses": {v: {str(s): n for s, n in sorted(by.items())} for v, by in sorted(self.counts.items())},
+            **({"source": self.source, "minutes": list(self.minutes)} if self.source != "probe" else {}),
         }
 
 

@@ -23,12 +23,12 @@ from typing import Any, TextIO
 
 from infra import images, release
 from infra.identity import DEPLOYMENT_TYPE
-from infra.rollout import history, stackfile
+from infra.rollout import cloudwatch, history, stackfile
 from infra.rollout.analysis import Judgement, Sample, State, Thresholds
 from infra.rollout.cluster import Cluster, ClusterReader, LiveView, live_cluster, short, unread
 from infra.rollout.engine import CAUSE_KEY, Engine, EngineError, EngineMissingError, StackBusyError, StackEngine
 from infra.rollout.exits import Exit
-from infra.rollout.gate import Gate
+from infra.rollout.gate import Gate, MetricsGate
 from infra.rollout.prober import Prober, leaves_by
 from infra.rollout.registry import Registry, RegistryError, registry_for
 from infra.rollout.review import CanarySummary, RolloutSummary, describe, unexpected_steps
@@ -227,6 +227,7 @@ class RolloutRun:
         cluster_reader: ClusterReader = live_cluster,
         source_engine: StackEngine | None = None,
         registries: Callable[[str], Registry] = registry_for,
+        metrics_runner: Callable[[str | None], cloudwatch.Run] = cloudwatch.aws_cli,
     ) -> None:
         self.args = args
         self.out = out
@@ -239,6 +240,11 @@ class RolloutRun:
         self.engine: StackEngine = engine or Engine(Path(args.cwd).resolve(), args.stack)
         self.cluster_reader = cluster_reader
         self.registries = registries
+        # analysisSource cloudwatch: how the AWS CLI is run (in the stack's aws:region), and the metrics
+        # found before the update.
+        self.metrics_runner = metrics_runner
+        self.region: str | None = None
+        self.metrics: cloudwatch.Metrics | None = None
         # `promote --from`: the stack whose release is promoted.
         self.source_engine = source_engine or (
             Engine(Path(args.cwd).resolve(), args.source) if getattr(args, "source", None) else None
@@ -289,6 +295,7 @@ class RolloutRun:
 
         values = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(f"{NAMESPACE}:")}
         self.configured = values
+        self.region = config.get("aws:region") or None
         with self.result.timed("outputs"):
             early.join()
         if self.args.action == "history":
@@ -669,7 +676,10 @@ class RolloutRun:
     def reach(self, url: str, settings: Settings) -> str | None:
         """Whether the prober gets answers from ``url`` here: None when it does, else why not (said whole).
         On the local target the url is a cluster address that only a node on this machine's own links
-        serves; one the default route would carry is not probed at all (it would leave the machine)."""
+        serves; one the default route would carry is not probed at all (it would leave the machine).
+        With analysisSource cloudwatch: whether the ALB's metrics can be read instead."""
+        if uses_metrics(settings):
+            return self.reach_metrics(url)
         leaves = leaves_by(url) if settings.target == "local" else None
         if leaves is not None:
             return (
@@ -690,10 +700,34 @@ class RolloutRun:
             "or set rolling:analysis false to ship on readiness alone"
         )
 
+    def reach_metrics(self, url: str) -> str | None:
+        """Find the ALB behind ``url`` and read its target group's last minutes (the baseline), or say why not."""
+        metrics = cloudwatch.Metrics(self.metrics_runner(self.region), url)
+        try:
+            metrics.check()
+        except cloudwatch.MetricsError as err:
+            return (
+                f"the analysis cannot read the ALB's metrics for stack {self.args.stack}'s url {url}: {err}; nothing "
+                "was changed. It needs the AWS CLI and cloudwatch:GetMetricData, elasticloadbalancing:"
+                "DescribeLoadBalancers and DescribeTargetGroups (docs/iam/deploy-policy.json), or set "
+                "rolling:analysisSource probe where the url is reachable"
+            )
+        self.metrics = metrics
+        before = metrics.before
+        self.say(
+            f"analysis: reading the ALB's metrics ({metrics.group.target_group if metrics.group else ''}); "
+            f"the old version's last {cloudwatch.BASELINE_MINUTES} minutes: {before.requests:.0f} requests, "
+            f"{before.error_ratio:.1%} errors"
+        )
+        return None
+
     def analyse(self, url: str, settings: Settings) -> Gate:
         """The analysis of ``settings``'s release, from the update's start to the bake's end."""
         most = settings.await_timeout_seconds + settings.bake_seconds + PROBE_MARGIN_S
         thresholds = Thresholds(settings.max_error_ratio, settings.max_p99_ms, settings.min_requests)
+        if uses_metrics(settings):
+            metrics = self.metrics or cloudwatch.Metrics(self.metrics_runner(self.region), url)
+            return MetricsGate(metrics, str(settings.image_tag), thresholds, say=self.say, on_breach=self.breached)
         return Gate(
             Prober(url, settings.analysis_rate, most_s=most),
             str(settings.image_tag),
@@ -957,6 +991,11 @@ def canary_window(settings: Settings) -> int:
     share = settings.canary_replicas / (settings.canary_replicas + settings.replicas)
     needed = math.ceil(1.5 * settings.min_requests / (settings.analysis_rate * share))
     return max(settings.canary_seconds, needed)
+
+
+def uses_metrics(settings: Settings) -> bool:
+    """Whether the analysis reads the ALB's metrics (analysisSource cloudwatch) rather than probing the url."""
+    return settings.eks is not None and settings.eks.analysis_source == "cloudwatch"
 
 
 def image_config(settings: Settings, configured: dict[str, str]) -> dict[str, str]:

@@ -31,8 +31,9 @@ class Exit(enum.IntEnum):
     # The analysis found the new version serving errors, or slowly, during the rollout or its bake: it was
     # rolled back, and the old version serves (the evidence is in --json's `analysis`).
     ABORTED = 15
-    # The analysis could not reach the stack's url from here before the update: nothing changed; run
-    # where the url is reachable, or set rolling:analysis false to ship on readiness alone.
+    # The analysis could not reach the stack's url from here before the update (or, with analysisSource
+    # cloudwatch, read the ALB's metrics): nothing changed; run where the url is reachable, read the
+    # metrics instead, or set rolling:analysis false to ship on readiness alone.
     NOT_PROBED = 16
     # `rollout promote --from A --to B` refused: A's last release did not ship, or has not run for B's
     # soakSeconds, or its image cannot be put in B's repository. Nothing changed.

@@ -11,21 +11,38 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import Protocol
 
 from infra.rollout.analysis import Judgement, Sample, Thresholds, judge
-from infra.rollout.prober import Prober
+from infra.rollout.cloudwatch import READ_EVERY_S, SETTLE_S, Metrics, MetricsError, judge_minutes
 
 # How often the judgement is made, and how often the live view hears it.
 JUDGE_EVERY_S = 0.5
 SAY_EVERY_S = 5.0
 
 
+class Source(Protocol):
+    """Where the evidence comes from while the gate's block runs."""
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    def samples(self, since: float = 0.0) -> list[Sample]: ...
+
+
 class Gate:
     """Judge ``version``'s responses from ``prober`` against ``thresholds`` from the block's start to its end."""
 
+    # How often the judgement is made, and how long after the bake's end its evidence is complete.
+    every_s = JUDGE_EVERY_S
+    settle_s = 0.0
+
     def __init__(
         self,
-        prober: Prober,
+        prober: Source,
         version: str,
         thresholds: Thresholds,
         *,
@@ -52,7 +69,7 @@ class Gate:
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=JUDGE_EVERY_S * 4)
+            self._thread.join(timeout=self.every_s * 4)
         self.prober.__exit__(kind, err, tb)
 
     def alone(self) -> None:
@@ -69,11 +86,12 @@ class Gate:
 
     def bake(self, seconds: float) -> Judgement:
         """Go on judging for ``seconds`` after the rollout; the verdict at the end, or the breach at once."""
-        end = self.clock() + seconds
+        end = self.clock() + seconds + (self.settle_s if seconds > 0 else 0.0)
         if seconds > 0:
-            self.say(f"analysis: baking {self.version} for {seconds:.0f}s")
+            settle = f" (and {self.settle_s:.0f}s for its last minute to be reported)" if self.settle_s else ""
+            self.say(f"analysis: baking {self.version} for {seconds:.0f}s{settle}")
         while self.breach is None and self.clock() < end:
-            self._stop.wait(min(JUDGE_EVERY_S, max(0.0, end - self.clock())))
+            self._stop.wait(min(self.every_s, max(0.0, end - self.clock())))
         if self.breach is not None:
             return self.breach
         verdict = self.judgement()
@@ -93,7 +111,7 @@ class Gate:
 
     def _watch(self) -> None:
         said = self.clock()
-        while not self._stop.wait(JUDGE_EVERY_S):
+        while not self._stop.wait(self.every_s):
             verdict = self.judgement()
             if verdict.breached:
                 self._breached(verdict)
@@ -101,3 +119,40 @@ class Gate:
             if self.clock() - said >= SAY_EVERY_S:
                 said = self.clock()
                 self.say(f"analysis: {verdict.line()}")
+
+
+class MetricsGate(Gate):
+    """The gate over the ALB's metrics (infra/rollout/cloudwatch.py): read and judged every READ_EVERY_S
+    against the old version's baseline; the bake waits SETTLE_S past its end for its last minute."""
+
+    every_s = READ_EVERY_S
+    settle_s = float(SETTLE_S)
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        version: str,
+        thresholds: Thresholds,
+        *,
+        say: Callable[[str], None],
+        on_breach: Callable[[str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(metrics, version, thresholds, say=say, on_breach=on_breach, clock=clock)
+        self.metrics = metrics
+        self._alone_at: float | None = None
+        self._said_unread = False
+
+    def alone(self) -> None:
+        super().alone()
+        self._alone_at = self.metrics.clock()
+
+    def judgement(self) -> Judgement:
+        try:
+            minutes = self.metrics.minutes()
+        except MetricsError as err:
+            if not self._said_unread:
+                self._said_unread = True
+                self.say(f"analysis: the ALB's metrics cannot be read just now ({err}); trying again")
+            minutes = []
+        return judge_minutes(minutes, self.metrics.before, self.version, self.thresholds, alone_since=self._alone_at)

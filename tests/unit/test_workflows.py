@@ -249,3 +249,35 @@ def test_ci_roles_hold_no_more_than_a_deploy_or_a_preview_needs() -> None:
             resources = statement["Resource"]
             assert all("/prod" in r for r in resources), resources
     assert not any(a.startswith("ecr:") or a in ("s3:PutObject", "s3:DeleteObject") for a in preview), "read only"
+
+
+@pytest.mark.parametrize("role", ["deploy", "promote"])
+def test_the_roles_that_ship_may_read_the_alb_metrics_the_analysis_judges_by_and_nothing_more(role: str) -> None:
+    import json
+
+    from infra.rollout import cloudwatch
+
+    statements = json.loads((IAM / f"{role}-policy.json").read_text())["Statement"]
+    (analysis,) = [s for s in statements if s["Sid"] == "AnalysisReadsTheAlbMetrics"]
+    # The calls infra/rollout/cloudwatch.py makes through the AWS CLI, each an IAM action of its own.
+    made: set[tuple[str, str]] = set()
+    arn = "arn:aws:elasticloadbalancing:us-east-1:1:"
+
+    def record(args: Any) -> Any:
+        made.add((args[0], args[1]))
+        return {
+            "LoadBalancers": [{"DNSName": "alb.example", "LoadBalancerArn": arn + "loadbalancer/app/a/1"}],
+            "TargetGroups": [{"TargetGroupArn": arn + "targetgroup/t/2"}],
+        }
+
+    metrics = cloudwatch.Metrics(record, "http://alb.example")
+    metrics.check()
+    metrics.__enter__()
+    metrics.minutes()
+    service = {"cloudwatch": "cloudwatch", "elbv2": "elasticloadbalancing"}
+    needed = {f"{service[cli]}:{''.join(part.title() for part in op.split('-'))}" for cli, op in made}
+    assert set(analysis["Action"]) == needed
+    # None of these actions takes a resource narrower than "*" (the Service Authorization Reference lists
+    # no resource type for them); each only reads.
+    assert analysis["Resource"] == "*"
+    assert all(a.split(":")[1].startswith(("Get", "Describe")) for a in analysis["Action"])
