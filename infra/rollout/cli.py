@@ -701,7 +701,10 @@ class RolloutRun:
         )
 
     def reach_metrics(self, url: str) -> str | None:
-        """Find the ALB behind ``url`` and read its target group's last minutes (the baseline), or say why not."""
+        """Find the ALB behind ``url`` and read its target group's last minutes (the baseline), or say why not.
+        After a canary this command ran, the baseline read before the canary stands (the old version alone)."""
+        if self.metrics is not None:
+            return None
         metrics = cloudwatch.Metrics(self.metrics_runner(self.region), url)
         try:
             metrics.check()

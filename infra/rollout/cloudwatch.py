@@ -291,6 +291,7 @@ class Metrics:
             self.check()
         # The minute the update starts in is shared by both versions from its start.
         self.started = minute_floor(self.clock())
+        self._minutes = []
         return self
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
