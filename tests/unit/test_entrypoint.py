@@ -120,6 +120,7 @@ NON_DEFAULT = {
     "albScheme": "internal",
     "certificateArn": "arn:aws:acm:ap-northeast-2:123456789012:certificate/12345678-90ab-cdef-1234-567890abcdef",
     "deregistrationDelaySeconds": "7",
+    "analysisSource": "cloudwatch",
     "imageTag": "1.16.1",
     "bootstrapImage": "localhost:5000/rolling-app:1.14.2",
     "drainSeconds": "12",
