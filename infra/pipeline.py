@@ -176,7 +176,7 @@ class Deploy:
         if exit_code != Exit.OK:
             return exit_code
         # A rollout changes the image, not the url: the one read before it stands.
-        return self.served(str(outputs.get("url", "")))
+        return self.served(str(outputs.get("url", ""))) if reaches_url(config) else unasked(self.report, self.tag)
 
     def publish(self, registry: Registry, reference: str) -> Exit | None:
         """Push the image unless this commit's build is there already; refuse a tag that names another build."""
@@ -224,6 +224,20 @@ class Deploy:
         ok, said = self.wait_served(url, self.tag, self.url_timeout)
         self.report.add(said or f"{url} was not asked")
         return Exit.OK if ok else Exit.NOT_SERVED
+
+
+def reaches_url(config: dict[str, str]) -> bool:
+    """Whether this runner is taken to reach the stack's url: not where its analysis reads the ALB's metrics
+    instead (rolling:analysisSource cloudwatch, chosen for a runner that cannot reach the ALB)."""
+    return config.get(f"{NAMESPACE}:analysisSource", "probe") != "cloudwatch"
+
+
+def unasked(report: Report, tag: str) -> Exit:
+    report.add(
+        f"the url was not asked for {tag}: this stack's analysis reads the ALB's metrics (rolling:analysisSource "
+        "cloudwatch) because the runner does not reach the ALB; the rollout confirmed the tag on every replica"
+    )
+    return Exit.OK
 
 
 def until_unlocked(
@@ -279,6 +293,8 @@ class Promote:
             f"{self.stack} runs {result.get('newImage')} (tag {tag}), the image {self.source} runs, byte for byte: "
             f"{result.get('outcome')}"
         )
+        if not reaches_url(config):
+            return unasked(self.report, tag)
         ok, said = self.wait_served(str(outputs.get("url", "")), tag, self.url_timeout)
         self.report.add(said or "the url was not asked")
         return Exit.OK if ok else Exit.NOT_SERVED

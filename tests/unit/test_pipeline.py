@@ -156,6 +156,16 @@ def test_the_url_must_serve_the_tag() -> None:
     assert run.report.lines[-1] == "never served"
 
 
+def test_a_runner_that_reads_the_albs_metrics_does_not_ask_the_alb_itself() -> None:
+    # analysisSource cloudwatch says this runner does not reach the ALB: asking it would fail a release
+    # the rollout confirmed and the metrics judged.
+    run, _, shipped = deploy(served=False, config={"rolling:analysisSource": "cloudwatch"})
+    assert run.run() == Exit.OK
+    assert shipped == ["12345e7"]
+    assert "the url was not asked for 12345e7" in run.report.lines[-1]
+    assert "rolling:analysisSource cloudwatch" in run.report.lines[-1]
+
+
 def test_a_bad_tag_changes_nothing() -> None:
     run, registry, shipped = deploy(tag="latest")
     assert run.run() == Exit.USAGE
@@ -196,7 +206,7 @@ DIGEST = "sha256:" + "e" * 64
 
 
 def promote(
-    rollouts: list[tuple[int, dict[str, Any]]], served: bool = True
+    rollouts: list[tuple[int, dict[str, Any]]], served: bool = True, config: dict[str, str] | None = None
 ) -> tuple[pipeline.Promote, list[tuple[str, str]], list[tuple[str, str]]]:
     answers = list(rollouts)
     asked: list[tuple[str, str]] = []
@@ -210,7 +220,7 @@ def promote(
         checked.append((url, tag))
         return served, f"{url} serves {tag}" if served else "never served"
 
-    engine = FakeEngine({**DEPLOYED, "url": "http://prod-alb"}, {"rolling:imageTag": "12345e7"})
+    engine = FakeEngine({**DEPLOYED, "url": "http://prod-alb"}, {"rolling:imageTag": "12345e7", **(config or {})})
     run = pipeline.Promote(
         "dev",
         "prod",
@@ -234,6 +244,13 @@ def test_a_promotion_names_the_digest_and_checks_prods_url() -> None:
     summary = run.report.markdown(Exit.OK)
     assert summary.startswith("## Promotion of dev's release to prod: ok")
     assert f"prod runs {PROD_ECR}@{DIGEST} (tag 12345e7), the image dev runs, byte for byte" in summary
+
+
+def test_a_promotion_to_a_stack_judged_by_the_albs_metrics_does_not_ask_its_alb() -> None:
+    shipped = {"outcome": "succeeded", "newImage": f"{PROD_ECR}@{DIGEST}"}
+    run, _, checked = promote([(0, shipped)], served=False, config={"rolling:analysisSource": "cloudwatch"})
+    assert run.run() == Exit.OK
+    assert checked == [] and "the url was not asked for 12345e7" in run.report.lines[-1]
 
 
 def test_a_refused_promotion_passes_the_reason_and_code_through() -> None:
