@@ -101,9 +101,14 @@ def analysis_markdown(analysis: dict[str, Any]) -> list[str]:
         f"{analysis.get('version')}: {analysis.get('requests')} responses, {analysis.get('errors')} errors, "
         f"p99 {'-' if p99 is None else f'{p99} ms'} over {analysis.get('windowSeconds')} s: {analysis.get('reason')}",
         "",
-        "| version | status | responses |",
-        "|---|---|---|",
     ]
+    if analysis.get("source") == "cloudwatch":
+        # The ALB's metrics: its target group's minutes, both versions in one until the rollout completed.
+        lines += ["| minute (UTC) | requests | errors | p99 ms |", "|---|---|---|---|"]
+        for minute in analysis.get("minutes") or []:
+            lines.append(f"| {minute['start']} | {minute['requests']:g} | {minute['errors']:g} | {minute['p99Ms']} |")
+        return lines
+    lines += ["| version | status | responses |", "|---|---|---|"]
     for version, statuses in (analysis.get("responses") or {}).items():
         for status, count in statuses.items():
             lines.append(f"| {version} | {'no response' if status == '0' else status} | {count} |")
