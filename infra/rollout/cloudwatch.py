@@ -162,7 +162,10 @@ def aws_cli(region: str | None) -> Run:
         if done.returncode != 0:
             lines = [line for line in done.stderr.splitlines() if line.strip()]
             raise MetricsError(f"`aws {' '.join(args[:2])}` failed: {lines[-1] if lines else done.returncode}")
-        return json.loads(done.stdout or "{}")
+        try:
+            return json.loads(done.stdout or "{}")
+        except ValueError:
+            raise MetricsError(f"`aws {' '.join(args[:2])}` printed no JSON: {done.stdout[:200]!r}") from None
 
     return run
 

@@ -69,7 +69,8 @@ class Gate:
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.every_s * 4)
+            # A judgement in flight (a CloudWatch read) is not waited for long: it acts on nothing after this.
+            self._thread.join(timeout=min(self.every_s * 4, 5.0))
         self.prober.__exit__(kind, err, tb)
 
     def alone(self) -> None:
@@ -113,6 +114,8 @@ class Gate:
         said = self.clock()
         while not self._stop.wait(self.every_s):
             verdict = self.judgement()
+            if self._stop.is_set():
+                return  # the block ended while judging: whatever follows it is not this gate's to stop
             if verdict.breached:
                 self._breached(verdict)
                 return

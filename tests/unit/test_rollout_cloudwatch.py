@@ -198,6 +198,7 @@ def test_the_aws_cli_is_run_in_the_stacks_region_and_its_error_is_said(
         f'echo "$@" >> {log}\n'
         'case "$1" in\n'
         "  elbv2) echo '{\"LoadBalancers\": []}' ;;\n"
+        "  sts) echo 'Unable to locate credentials. You can configure credentials by running aws configure.' ;;\n"
         '  *) echo "An error occurred (AccessDenied) when calling the GetMetricData operation" >&2; exit 254 ;;\n'
         "esac\n"
     )
@@ -207,6 +208,8 @@ def test_the_aws_cli_is_run_in_the_stacks_region_and_its_error_is_said(
     assert run(["elbv2", "describe-load-balancers"]) == {"LoadBalancers": []}
     with pytest.raises(MetricsError, match=r"`aws cloudwatch get-metric-data` failed: .*AccessDenied"):
         run(["cloudwatch", "get-metric-data"])
+    with pytest.raises(MetricsError, match=r"`aws sts get-caller-identity` printed no JSON: 'Unable to locate"):
+        run(["sts", "get-caller-identity"])
     assert log.read_text().splitlines()[0] == "elbv2 describe-load-balancers --output json --region eu-west-1"
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
     with pytest.raises(MetricsError, match=r"AWS CLI .* is not on PATH"):
