@@ -233,7 +233,8 @@ def scale_ways(workdir: Path) -> None:
         running = OLD
         for replicas in sorted({1, 3, most}):
             progress(f"scale on the real node: {replicas} replicas, pulumi up and kubectl set image")
-            stack.configure(replicas=replicas, maxSurge=SCALE_SURGE)
+            # The resize keeps what runs (kubectl's last tag, which the refresh read back).
+            stack.configure(replicas=replicas, maxSurge=SCALE_SURGE, imageTag=running)
             stack.up()
             samples: dict[str, list[float]] = {}
             for _ in range(SCALE_RUNS):
