@@ -131,20 +131,15 @@ class MetricsGate(Gate):
     every_s = READ_EVERY_S
     settle_s = float(SETTLE_S)
 
-    def __init__(
-        self,
-        metrics: Metrics,
-        version: str,
-        thresholds: Thresholds,
-        *,
-        say: Callable[[str], None],
-        on_breach: Callable[[str], None],
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(metrics, version, thresholds, say=say, on_breach=on_breach, clock=clock)
-        self.metrics = metrics
-        self._alone_at: float | None = None
-        self._said_unread = False
+    # Set when the new version serves alone (wall-clock, as CloudWatch's minutes are), and once the
+    # metrics could not be read and it was said.
+    _alone_at: float | None = None
+    _said_unread = False
+
+    @property
+    def metrics(self) -> Metrics:
+        assert isinstance(self.prober, Metrics), "a MetricsGate judges Metrics"
+        return self.prober
 
     def alone(self) -> None:
         super().alone()
