@@ -22,6 +22,15 @@ READ_TIMEOUT = (5, 30)
 # Event reasons worth a line: why pods do not start or get ready.
 EXPLAINING = frozenset({"Failed", "BackOff", "FailedScheduling", "FailedCreate", "Unhealthy", "FailedMount"})
 
+# The events the view reads: Warnings only, filtered by the API server. Every reason the view or the
+# failure rules (status.py) use is recorded as a Warning by its component (kubelet: a failed pull, a
+# crash loop's back-off, a failing probe, a failed mount; the scheduler's FailedScheduling; the
+# ReplicaSet controller's FailedCreate); only the kubelet's "Back-off pulling image" is Normal, and the
+# Warning "Failed" of the same pull already says why. The namespace's Normal events (a Scheduled, a
+# SuccessfulCreate, a SuccessfulDelete for every pod of every rollout, kept an hour) grow with each
+# rollout and the replica count: reading them every second is what made the wait's end grow with size.
+WARNINGS = "type=Warning"
+
 
 def health(api: client.ApiClient, namespace: str, name: str = DEPLOYMENT) -> Health:
     """The Deployment ``name`` (the app's, by default: by name, since a canary carries the app's labels too)."""
@@ -75,12 +84,13 @@ class Progress:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._seen: set[str] = set()
+        self._sets: list[Any] = []
         self._last = ""
         self._start = time.monotonic()
 
     def __enter__(self) -> Progress:
         # Events from before the rollout are not news.
-        self._seen = {e.metadata.uid for e in self.core.list_namespaced_event(self.namespace).items}
+        self._seen = {e.metadata.uid for e in self._warnings()}
         self._start = time.monotonic()
         self._thread.start()
         return self
@@ -105,8 +115,8 @@ class Progress:
         def explain() -> str | None:
             try:
                 deployment = health(self.apps.api_client, self.namespace)
-                pods = self.core.list_namespaced_pod(self.namespace, label_selector=SELECTOR).items
-                events = self.core.list_namespaced_event(self.namespace).items
+                pods = self._pods_of(deployment.image)
+                events = self._warnings()
             except Exception:  # the failure is said anyway; its cause only when the cluster gives it
                 return None
             return pending_cause(pods, sorted(events, key=_when), deployment.image)
@@ -134,7 +144,7 @@ class Progress:
     def _poll(self) -> None:
         events = self._report()
         if self.verdict is not None and self.verdict.reason is None:
-            pods = self.core.list_namespaced_pod(self.namespace, label_selector=SELECTOR).items
+            pods = self._pods_of(self.verdict.image)
             reason = definitive_failure(pods, events, self.verdict.image, self.verdict.fargate)
             if reason is not None:
                 self.say(f"{self._stamp()} {reason}: it cannot succeed; ending the wait")
@@ -143,6 +153,7 @@ class Progress:
     def _report(self) -> list[Any]:
         """Print the ReplicaSets' ready pods if they changed, and each new explaining event; return the events."""
         sets = self.apps.list_namespaced_replica_set(self.namespace, label_selector=SELECTOR).items
+        self._sets = sets
         active = sorted(
             (rs for rs in sets if (rs.spec.replicas or 0) > 0 or (rs.status.replicas or 0) > 0),
             key=lambda rs: rs.metadata.creation_timestamp,
@@ -155,7 +166,7 @@ class Progress:
         if line != self._last:
             self._last = line
             self.say(f"{self._stamp()} {line}")
-        events = self.core.list_namespaced_event(self.namespace).items
+        events = self._warnings()
         for event in events:
             if event.metadata.uid in self._seen or event.reason not in EXPLAINING:
                 continue
@@ -165,6 +176,28 @@ class Progress:
                 f"{event.reason}: {event.message}"
             )
         return list(events)
+
+    def _warnings(self) -> list[Any]:
+        return list(self.core.list_namespaced_event(self.namespace, field_selector=WARNINGS).items)
+
+    def _pods_of(self, image: str) -> list[Any]:
+        """The pods of the ReplicaSets whose template runs ``image`` (by their pod-template-hash label), as
+        the ReplicaSets were last read; none before such a ReplicaSet exists. Not every pod of the app:
+        old pods are no verdict's concern and their number grows with the replica count."""
+        if not self._sets:
+            self._sets = self.apps.list_namespaced_replica_set(self.namespace, label_selector=SELECTOR).items
+        hashes = sorted(
+            {
+                (rs.metadata.labels or {}).get("pod-template-hash", "")
+                for rs in self._sets
+                if image in [c.image for c in rs.spec.template.spec.containers]
+            }
+            - {""}
+        )
+        if not hashes:
+            return []
+        selector = f"{SELECTOR},pod-template-hash in ({','.join(hashes)})"
+        return list(self.core.list_namespaced_pod(self.namespace, label_selector=selector).items)
 
 
 def _when(event: Any) -> float:

@@ -1,0 +1,153 @@
+"""The live view that the program's wait and the rollout command share: it finds a definitive failure
+among the new image's pods and says the events that explain it, reading only those pods and the
+namespace's Warning events, so its cost does not grow with old pods or with the Normal events every
+rollout leaves behind (the API server filters; the fake below filters as it does)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from kubernetes import client
+
+from infra.identity import LABELS
+from infra.rollout.status import Verdict
+from infra.rollout.watch import Progress
+
+NEW, OLD = "registry/app:2", "registry/app:1"
+EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+def replica_set(name: str, image: str, hash_: str, replicas: int, age: int) -> client.V1ReplicaSet:
+    labels = {**LABELS, "pod-template-hash": hash_}
+    return client.V1ReplicaSet(
+        metadata=client.V1ObjectMeta(
+            name=name, labels=labels, creation_timestamp=EPOCH + datetime.timedelta(seconds=age)
+        ),
+        spec=client.V1ReplicaSetSpec(
+            replicas=replicas,
+            selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="nginx", image=image)]),
+            ),
+        ),
+        status=client.V1ReplicaSetStatus(replicas=replicas, ready_replicas=0),
+    )
+
+
+def pod(name: str, image: str, hash_: str, crashing: bool = False) -> client.V1Pod:
+    state = client.V1ContainerState(
+        waiting=client.V1ContainerStateWaiting(reason="CrashLoopBackOff", message="back-off 20s") if crashing else None
+    )
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name, labels={**LABELS, "pod-template-hash": hash_}),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="nginx", image=image)]),
+        status=client.V1PodStatus(
+            container_statuses=[
+                client.V1ContainerStatus(
+                    name="nginx", image=image, image_id="", ready=False, restart_count=3 if crashing else 0, state=state
+                )
+            ]
+        ),
+    )
+
+
+def event(n: int, pod_name: str, reason: str, type_: str, message: str) -> client.CoreV1Event:
+    return client.CoreV1Event(
+        metadata=client.V1ObjectMeta(name=f"e{n}", uid=f"uid-{n}"),
+        involved_object=client.V1ObjectReference(kind="Pod", name=pod_name),
+        reason=reason,
+        type=type_,
+        message=message,
+    )
+
+
+def matches(selector: str, labels: dict[str, str]) -> bool:
+    """Equality and set-based label selectors, as the API server reads them (enough of them for this test)."""
+    terms, depth, start = [], 0, 0
+    for i, ch in enumerate(selector + ","):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            terms.append(selector[start:i].strip())
+            start = i + 1
+    for term in terms:
+        if " in (" in term:
+            key, values = term.split(" in (")
+            if labels.get(key) not in values.rstrip(")").split(","):
+                return False
+        else:
+            key, value = term.split("=")
+            if labels.get(key) != value:
+                return False
+    return True
+
+
+class Namespace:
+    """A namespace's objects behind the two client APIs; counts how many objects each read returns."""
+
+    def __init__(self, sets: list[Any], pods: list[Any], events: list[Any]) -> None:
+        self.sets, self.pods, self.events = sets, pods, events
+        self.returned = 0
+
+    def _items(self, items: list[Any]) -> Any:
+        self.returned += len(items)
+        return type("List", (), {"items": items})()
+
+    def list_namespaced_replica_set(self, namespace: str, label_selector: str = "", **_: Any) -> Any:
+        return self._items([rs for rs in self.sets if matches(label_selector, rs.metadata.labels)])
+
+    def list_namespaced_pod(self, namespace: str, label_selector: str = "", **_: Any) -> Any:
+        return self._items([p for p in self.pods if matches(label_selector, p.metadata.labels)])
+
+    def list_namespaced_event(self, namespace: str, field_selector: str = "", **_: Any) -> Any:
+        wanted = dict(term.split("=") for term in field_selector.split(",") if term)
+        assert set(wanted) <= {"type"}, field_selector
+        return self._items([e for e in self.events if all(getattr(e, k) == v for k, v in wanted.items())])
+
+
+def view(namespace: Namespace, said: list[str], verdict: Verdict | None = None) -> Progress:
+    progress = Progress(client.ApiClient(), "app", said.append, verdict=verdict)
+    progress.apps = progress.core = namespace
+    return progress
+
+
+def busy_namespace(crashing: bool) -> Namespace:
+    """A rollout from OLD to NEW at 100 replicas: 100 old pods, 2 new ones, and the Normal events that
+    earlier rollouts left (three per pod)."""
+    sets = [replica_set("app-old", OLD, "old", 100, age=0), replica_set("app-new", NEW, "new", 2, age=60)]
+    pods = [pod(f"app-old-{i}", OLD, "old") for i in range(100)]
+    pods += [pod(f"app-new-{i}", NEW, "new", crashing=crashing) for i in range(2)]
+    events = [event(i, f"app-old-{i % 100}", "Scheduled", "Normal", "assigned") for i in range(1500)]
+    return Namespace(sets, pods, events)
+
+
+def test_a_new_pod_that_keeps_exiting_is_a_verdict_and_its_warning_is_said() -> None:
+    namespace = busy_namespace(crashing=True)
+    said: list[str] = []
+    verdict = Verdict(image=NEW, fargate=False, act=lambda: None)
+    progress = view(namespace, said, verdict)
+    progress._seen = {e.metadata.uid for e in progress._warnings()}  # what __enter__ does, without the thread
+    namespace.events.append(event(9999, "app-new-0", "BackOff", "Warning", "Back-off restarting failed container"))
+    progress._poll()
+    assert verdict.reason is not None and "keeps exiting" in verdict.reason
+    assert any("app-new-0: BackOff: Back-off restarting failed container" in line for line in said), said
+
+
+def test_a_poll_reads_the_new_pods_and_the_warnings_not_the_whole_namespace() -> None:
+    namespace = busy_namespace(crashing=False)
+    said: list[str] = []
+    verdict = Verdict(image=NEW, fargate=False, act=lambda: None)
+    progress = view(namespace, said, verdict)
+    progress._poll()
+    assert verdict.reason is None
+    # 2 ReplicaSets and 2 new pods; none of the 100 old pods, none of the 1,500 Normal events.
+    assert namespace.returned == 4
+    assert any(f"{NEW} ready 0/2   {OLD} ready 0/100" in line for line in said), said
+
+
+def test_before_the_new_replica_set_exists_no_pod_is_read() -> None:
+    namespace = busy_namespace(crashing=False)
+    namespace.sets = namespace.sets[:1]
+    progress = view(namespace, [], Verdict(image=NEW, fargate=False, act=lambda: None))
+    assert progress._pods_of(NEW) == []
