@@ -26,6 +26,7 @@ from bench import analysis, phases
 from bench.run import RESULTS, ROOT, Stack, kubectl, progress, run, summary
 from infra import fargate, strategy
 from infra.identity import CONTAINER, DEPLOYMENT, DEPLOYMENT_REF, LABELS, SERVICE
+from infra.rollout.engine import interruptible_children
 from infra.settings import Settings
 from rigs import load, node
 from rigs.timeline import DeploymentPhases, RolloutWatch
@@ -429,5 +430,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    interruptible_children()  # else, started in the background, every engine run here waits 5 s more
     os.environ.setdefault("PULUMI_CONFIG_PASSPHRASE", "bench")
     raise SystemExit(main())

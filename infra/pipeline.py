@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import images
-from infra.rollout.engine import Engine, EngineError
+from infra.rollout.engine import Engine, EngineError, interruptible_children
 from infra.rollout.exits import Exit
 from infra.rollout.registry import Registry, RegistryError, registry_for
 from infra.settings import NAMESPACE
@@ -353,6 +353,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
+    interruptible_children()
     if given[:1] == ["promote"]:
         return promote_main(given[1:])
     args = parse_args(given)

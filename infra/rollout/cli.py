@@ -26,7 +26,15 @@ from infra.identity import DEPLOYMENT_TYPE
 from infra.rollout import cloudwatch, history, stackfile
 from infra.rollout.analysis import Judgement, Sample, State, Thresholds
 from infra.rollout.cluster import Cluster, ClusterReader, LiveView, live_cluster, short, unread
-from infra.rollout.engine import CAUSE_KEY, Engine, EngineError, EngineMissingError, StackBusyError, StackEngine
+from infra.rollout.engine import (
+    CAUSE_KEY,
+    Engine,
+    EngineError,
+    EngineMissingError,
+    StackBusyError,
+    StackEngine,
+    interruptible_children,
+)
 from infra.rollout.exits import Exit
 from infra.rollout.gate import Gate, MetricsGate
 from infra.rollout.prober import Prober, leaves_by
@@ -1021,6 +1029,7 @@ def main(
     runner: Callable[[RolloutRun], Exit] = RolloutRun.run,
 ) -> int:
     args = parse_args(argv)
+    interruptible_children()
     # The Kubernetes client's HTTP library says each retry of a failed connection as a warning; the
     # command says what failed once, in its own words.
     logging.getLogger("urllib3").setLevel(logging.ERROR)

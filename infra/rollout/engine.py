@@ -25,6 +25,27 @@ CAUSE_KEY = "rolling:changeCause"
 BUSY_MARKERS = ("the stack is currently locked by", "Another update is currently in progress")
 
 
+def interruptible_children() -> None:
+    """Start child processes with SIGINT's default action, even when this process was started ignoring it.
+
+    A process started ignoring SIGINT (a background job of a non-interactive shell, `nohup`, some CI
+    agents) passes that on to everything it starts, and the engine stops each plugin it is done with by
+    sending SIGINT and waiting up to 5 seconds before killing it (pulumi sdk/go/common/resource/plugin/
+    plugin.go, the plugin's kill: cmdutil.InterruptChildren, then a 5-second wait). A language host that
+    ignores SIGINT holds every preview and update those 5 seconds. Python keeps an inherited ignore
+    (its own handler is installed only when the parent left SIGINT alone); installing that handler
+    makes children start with the default action (a caught signal is reset by exec, an ignored one is
+    not). The engine itself reacts to SIGINT either way (it installs its own handler), so a Ctrl-C
+    reaches it as before; this process now stops on one too, through its KeyboardInterrupt path.
+    Only the main thread can set a handler; elsewhere this does nothing."""
+    if (
+        signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 class EngineError(Exception):
     """A `pulumi` command failed. The text holds its error diagnostics and output, for a log; ``summary``
     says what went wrong in a line or a few, for people and for --json (parsed here, once)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -274,3 +275,31 @@ def test_an_interrupt_while_the_command_starts_reaches_it(tmp_path: Path, monkey
     failed, took = interrupt_once_started(engine, tmp_path)
     assert len(failed) == 1 and failed[0].code == 255, "the interrupt reached the command"
     assert took < 5
+
+
+SIGINT_BIT = 1 << (signal.SIGINT - 1)
+
+
+def ignored_by_child(reset: bool) -> bool:
+    """Whether a process started by a Python process that was itself started ignoring SIGINT ignores it too."""
+    program = (
+        "import subprocess, sys\n"
+        "from infra.rollout.engine import interruptible_children\n"
+        f"{'interruptible_children()' if reset else ''}\n"
+        "line = subprocess.run(['grep', 'SigIgn', '/proc/self/status'], capture_output=True, text=True).stdout\n"
+        "print(int(line.split()[1], 16))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # a background job's start
+    )
+    return bool(int(done.stdout) & SIGINT_BIT)
+
+
+def test_children_start_with_sigint_default_even_when_the_command_was_started_ignoring_it() -> None:
+    # The engine stops its language host with SIGINT and waits 5 s if it is ignored: every engine run.
+    assert ignored_by_child(reset=False)  # what a background start passes on
+    assert not ignored_by_child(reset=True)
