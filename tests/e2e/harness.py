@@ -108,8 +108,8 @@ def wait_for(predicate: Any, timeout: float, what: str, poll: float = 0.5) -> No
 
 
 def rollout_complete(stack: LocalStack, timeout: float = 60) -> float:
-    """When the stack's rollout was seen complete, as `kubectl rollout status` judges it. `pulumi up` usually
-    returns at that moment, but the provider's wait can end a little earlier (docs/rollouts.md)."""
+    """When the stack's rollout was seen complete, as `kubectl rollout status` judges it (a plain `pulumi up`
+    returns once it is: infra/rollout_wait.py)."""
     api = api_client()
     wait_for(lambda: watch.health(api, stack.namespace, DEPLOYMENT).complete, timeout, "the rollout to complete", 0.1)
     return time.time()

@@ -280,15 +280,26 @@ def test_an_interrupt_while_the_command_starts_reaches_it(tmp_path: Path, monkey
 SIGINT_BIT = 1 << (signal.SIGINT - 1)
 
 
-def ignored_by_child(reset: bool) -> bool:
+# What runs before the child is started: nothing, the helper, or the rollout command's entry point
+# (its runner starts the child, after everything the command does first).
+SPAWN = "line = subprocess.run(['grep', 'SigIgn', '/proc/self/status'], capture_output=True, text=True).stdout\n"
+BEFORE_SPAWN = {
+    "nothing": SPAWN,
+    "helper": "from infra.rollout.engine import interruptible_children\ninterruptible_children()\n" + SPAWN,
+    "rollout command": (
+        "from infra.rollout import cli\n"
+        "from infra.rollout.exits import Exit\n"
+        "def runner(run):\n"
+        "    global line\n"
+        "    " + SPAWN + "    return Exit.OK\n"
+        "cli.main(['--stack', 'dev', '--tag', '1.0.0'], runner=runner)\n"
+    ),
+}
+
+
+def ignored_by_child(before: str) -> bool:
     """Whether a process started by a Python process that was itself started ignoring SIGINT ignores it too."""
-    program = (
-        "import subprocess, sys\n"
-        "from infra.rollout.engine import interruptible_children\n"
-        f"{'interruptible_children()' if reset else ''}\n"
-        "line = subprocess.run(['grep', 'SigIgn', '/proc/self/status'], capture_output=True, text=True).stdout\n"
-        "print(int(line.split()[1], 16))\n"
-    )
+    program = "import subprocess, sys\n" + BEFORE_SPAWN[before] + "print(int(line.split()[1], 16))\n"
     done = subprocess.run(
         [sys.executable, "-c", program],
         capture_output=True,
@@ -296,10 +307,11 @@ def ignored_by_child(reset: bool) -> bool:
         check=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # a background job's start
     )
-    return bool(int(done.stdout) & SIGINT_BIT)
+    return bool(int(done.stdout.split()[-1]) & SIGINT_BIT)
 
 
 def test_children_start_with_sigint_default_even_when_the_command_was_started_ignoring_it() -> None:
     # The engine stops its language host with SIGINT and waits 5 s if it is ignored: every engine run.
-    assert ignored_by_child(reset=False)  # what a background start passes on
-    assert not ignored_by_child(reset=True)
+    assert ignored_by_child("nothing")  # what a background start passes on
+    assert not ignored_by_child("helper")
+    assert not ignored_by_child("rollout command")
