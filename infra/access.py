@@ -42,6 +42,34 @@ class Entry:
         return self.principal_arn.split(":", 2)[1]
 
 
+def _principal_key(arn: str) -> tuple[str, str, str, str] | None:
+    """(partition, account, kind, name) of an IAM role or user ARN or of an assumed-role session; None for
+    anything else. A session ARN (`arn:aws:sts::1:assumed-role/NAME/SESSION`) drops the role's path, and a
+    role's name is unique in its account whatever its path, so the name is what identifies it
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-arns)."""
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn":
+        return None
+    _, partition, service, _, account, resource = parts
+    if service == "sts" and resource.startswith("assumed-role/"):
+        return (partition, account, "role", resource.split("/")[1])
+    if service == "iam" and resource.split("/", 1)[0] in ("role", "user"):
+        return (partition, account, resource.split("/", 1)[0], resource.rsplit("/", 1)[-1])
+    return None
+
+
+def listed_caller(caller_arn: str, admins: tuple[str, ...]) -> str | None:
+    """The entry of ``admins`` that names the principal behind ``caller_arn`` (what `sts
+    get-caller-identity` answers), if any. EKS gives the principal that creates a cluster an access entry
+    of its own (pulumi-eks sets `bootstrapClusterCreatorAdminPermissions` in nodejs/eks/cluster/cluster.ts,
+    with no input to turn it off, and does not skip it among `accessEntries`: pulumi/pulumi-eks#2373), and
+    a second entry for one principal fails with ResourceInUseException."""
+    caller = _principal_key(caller_arn)
+    if caller is None:
+        return None
+    return next((arn for arn in admins if _principal_key(arn) == caller), None)
+
+
 def _short(arn: str) -> str:
     """The principal's name, as a resource name part: `arn:aws:iam::1:role/ci/Deploy` -> `deploy`."""
     return re.sub(r"[^a-z0-9-]+", "-", arn.rsplit("/", 1)[-1].lower()).strip("-") or "principal"

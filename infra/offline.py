@@ -24,6 +24,8 @@ ACCOUNT = "123456789012"
 OIDC_ISSUER = "oidc.eks.ap-northeast-2.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF"
 SERVICE_IP = "198.18.16.10"
 ALB_HOSTNAME = "k8s-rolling-nginx-0123456789-1234567890.ap-northeast-2.elb.amazonaws.com"
+# Who runs the update, as `sts get-caller-identity` says in CI: a session of the infrastructure role.
+CALLER_ARN = f"arn:aws:sts::{ACCOUNT}:assumed-role/rolling-ci-infrastructure/GitHubActions"
 
 
 def scratch_backend(folder: Path, passphrase: str) -> dict[str, str]:
@@ -77,6 +79,8 @@ class Recorder(pulumi.runtime.Mocks):
     zone_filters: list[Any] = field(default_factory=list)
     # The rollout waits the program asked for after applying the Deployment (infra/rollout_wait.py).
     waits: list[dict[str, Any]] = field(default_factory=list)
+    # The ARN aws.get_caller_identity() answers: the principal running the update.
+    caller_arn: str = CALLER_ARN
 
     def settle(self, namespace: str, image: str, kubeconfig: str | None, **how: Any) -> str:
         """Stands in for the wait on a cluster: records what was asked, finds the rollout complete."""
@@ -110,6 +114,13 @@ class Recorder(pulumi.runtime.Mocks):
         self.calls.append(args.token)
         if args.token == "aws:index/getRegion:getRegion":
             return {"region": "ap-northeast-2", "name": "ap-northeast-2", "id": "ap-northeast-2"}, []
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": self.caller_arn.split(":")[4],
+                "arn": self.caller_arn,
+                "userId": "AROAEXAMPLE:GitHubActions",
+                "id": self.caller_arn.split(":")[4],
+            }, []
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             self.zone_filters = list(args.args.get("filters") or [])
             return {
@@ -157,11 +168,13 @@ class Run:
 
 
 @contextmanager
-def fresh_runtime(config: Mapping[str, object], stack: str = "unit") -> Iterator[Recorder]:
+def fresh_runtime(
+    config: Mapping[str, object], stack: str = "unit", caller_arn: str = CALLER_ARN
+) -> Iterator[Recorder]:
     """A new event loop, new mocks and new config; everything reset afterwards."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    mocks = Recorder()
+    mocks = Recorder(caller_arn=caller_arn)
     # A key with a namespace of its own (aws:region) is set as it is.
     pulumi.runtime.set_all_config({(k if ":" in k else f"rolling:{k}"): str(v) for k, v in config.items()})
     runtime_settings.reset_options()
@@ -179,8 +192,12 @@ def fresh_runtime(config: Mapping[str, object], stack: str = "unit") -> Iterator
         asyncio.set_event_loop(None)
 
 
-def run_program(config: Mapping[str, object], program: Callable[[], Mapping[str, Any]] | None = None) -> Run:
-    """Run ``program`` (by default load + build) under mocks; resolve every output it returns."""
+def run_program(
+    config: Mapping[str, object],
+    program: Callable[[], Mapping[str, Any]] | None = None,
+    caller_arn: str = CALLER_ARN,
+) -> Run:
+    """Run ``program`` (by default load + build) under mocks, as ``caller_arn``; resolve every output."""
     from infra.settings import Settings
     from infra.stack import build
 
@@ -188,7 +205,7 @@ def run_program(config: Mapping[str, object], program: Callable[[], Mapping[str,
     resolved: dict[str, Any] = {}
     secrets: set[str] = set()
 
-    with fresh_runtime(config) as mocks:
+    with fresh_runtime(config, caller_arn=caller_arn) as mocks:
 
         @pulumi.runtime.test  # type: ignore[untyped-decorator]
         def execute() -> pulumi.Output[Any]:

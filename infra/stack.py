@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import app, eks_versions, images, release, rollout_wait
+from infra import access, app, eks_versions, images, release, rollout_wait
 from infra.settings import EksSettings, Settings
 
 
@@ -135,6 +135,16 @@ def _preflight(eks: EksSettings) -> None:
             f"stack's aws:region is {region}: an ALB takes certificates from ACM in its own region; "
             "request or import the certificate there"
         )
+    caller = aws.get_caller_identity().arn
+    listed = access.listed_caller(caller, eks.cluster_admins or ())
+    if listed:
+        raise pulumi.RunError(
+            f"rolling:clusterAdmins names {listed}, the IAM principal running this update ({caller}): EKS "
+            "already makes the principal that creates the cluster an admin, and a second access entry for it "
+            "fails with ResourceInUseException. Remove it from clusterAdmins (the role that creates the "
+            "cluster, and runs its infrastructure updates, needs no entry), or run `up` with the role that "
+            "created the cluster (docs/aws.md, the first day)"
+        )
     warning = eks_versions.support_warning(eks.kubernetes_version, datetime.date.today())
     if warning:
         pulumi.log.warn(warning)
@@ -148,7 +158,7 @@ def _preflight(eks: EksSettings) -> None:
 def _build_eks(settings: Settings, eks: EksSettings, outputs: dict[str, object]) -> None:
     """The network, the Fargate cluster, the registry, the load balancer controller, the app and its ALB."""
     # Imported here: the local target must not pay for (or need) the AWS SDKs.
-    from infra import access, alb, network, registry
+    from infra import alb, network, registry
     from infra import eks as eks_cluster
 
     _preflight(eks)

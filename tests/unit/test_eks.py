@@ -246,3 +246,31 @@ def test_the_render_says_what_the_cluster_is_made_with() -> None:
     }
     assert summary["endpoint"] == {"public": True, "publicAccessCidrs": ["203.0.113.0/24"], "private": True}
     assert summary["ecr"] == {"name": "rolling", "deletedWithImages": True}
+
+
+INFRA_ROLE = "arn:aws:iam::123456789012:role/rolling-ci-infrastructure"
+
+
+@pytest.mark.parametrize(
+    ("caller", "listed"),
+    [
+        # What configure-aws-credentials gives CI: a session of the role; the session ARN drops the role's path.
+        ("arn:aws:sts::123456789012:assumed-role/rolling-ci-infrastructure/GitHubActions", INFRA_ROLE),
+        ("arn:aws:sts::123456789012:assumed-role/Admin/alice", ADMIN),
+        ("arn:aws:iam::123456789012:user/alice", "arn:aws:iam::123456789012:user/alice"),
+    ],
+)
+def test_the_principal_running_up_in_cluster_admins_is_refused_before_any_resource(caller: str, listed: str) -> None:
+    # EKS gives the cluster's creator an access entry itself (pulumi-eks always sets
+    # bootstrapClusterCreatorAdminPermissions); a second entry for the same principal fails with
+    # ResourceInUseException about 12 minutes into the first `up`, and in every `up` after.
+    with pytest.raises(Exception, match=r"rolling:clusterAdmins names .* the IAM principal running this update"):
+        run_program({**BASE, "clusterAdmins": f"{listed},{PREVIEW}"}, caller_arn=caller)
+
+
+def test_other_principals_in_cluster_admins_are_kept() -> None:
+    # Another account's role of the same name is another principal.
+    other = "arn:aws:iam::210987654321:role/rolling-ci-infrastructure"
+    result = run_program({**BASE, "clusterAdmins": f"{other},{ADMIN}"})
+    entries = {e["principalArn"] for e in result.mocks.one(CLUSTER).inputs["accessEntries"].values()}
+    assert entries == {other, ADMIN}
