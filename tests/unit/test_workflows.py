@@ -281,3 +281,34 @@ def test_the_roles_that_ship_may_read_the_alb_metrics_the_analysis_judges_by_and
     # no resource type for them); each only reads.
     assert analysis["Resource"] == "*"
     assert all(a.split(":")[1].startswith(("Get", "Describe")) for a in analysis["Action"])
+
+
+def test_state_objects_the_roles_name_are_under_the_documented_backend_path() -> None:
+    # The diy backend prefixes every key with the backend URL's path (pulumi pkg/backend/diy/backend.go:
+    # blob.PrefixedBucket): with `s3://<state-bucket>/rolling` the lock of prod is
+    # rolling/.pulumi/locks/organization/rolling/prod/<id>.json. A grant without the prefix lets a preview
+    # through (it takes no lock) and denies the `up` after it.
+    import json
+
+    docs = (ROOT / "docs" / "aws.md").read_text()
+    (prefix,) = set(re.findall(r"pulumi login s3://<state-bucket>/([\w-]+)", docs))
+    for role in ("deploy", "preview", "promote"):
+        for statement in json.loads((IAM / f"{role}-policy.json").read_text())["Statement"]:
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            for resource in resources:
+                if resource.startswith("arn:aws:s3:::STATE_BUCKET/"):
+                    assert resource.startswith(f"arn:aws:s3:::STATE_BUCKET/{prefix}/.pulumi/"), (role, resource)
+
+
+def test_the_deploy_role_writes_devs_state_alone_and_the_infrastructure_role_never_the_ci_roles() -> None:
+    import json
+
+    deploy = json.loads((IAM / "deploy-policy.json").read_text())["Statement"]
+    for statement in deploy:
+        if "s3:PutObject" in statement["Action"]:
+            assert all("/dev" in r for r in statement["Resource"]), statement["Resource"]
+    infrastructure = json.loads((IAM / "infrastructure-policy.json").read_text())["Statement"]
+    (deny,) = [s for s in infrastructure if s["Effect"] == "Deny"]
+    assert deny["Resource"] == "arn:aws:iam::ACCOUNT_ID:role/rolling-ci-*"
+    for needed in ("iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:PassRole"):
+        assert needed in deny["Action"]
