@@ -29,7 +29,7 @@ LOCAL_ENV = PULUMI_CONFIG_PASSPHRASE=rolling-local KUBECONFIG=$$(cluster/cluster
 # The local cluster's node: real (kubelet, containerd, a registry: cluster/node.sh) or kwok (fake nodes).
 export ROLLING_NODE ?= real
 
-.PHONY: help venv toolchain cluster-up cluster-down cluster-status demo env \
+.PHONY: help venv toolchain cluster-up cluster-down cluster-status demo env aws-emulator \
         test test-unit test-manifests test-e2e lint lint-workflows fmt scan checkov \
         bench bench-speed bench-traffic fresh-check clean
 
@@ -66,6 +66,7 @@ cluster-up: toolchain
 
 cluster-down:
 	@cluster/cluster.sh down
+	@scripts/aws-emulator-down.sh "$(CACHE)/aws-emulator"
 
 cluster-status:
 	@cluster/cluster.sh status
@@ -116,6 +117,19 @@ $(CHECKOV_VENV)/.installed: tools/checkov/requirements.txt
 
 checkov: $(CHECKOV_VENV)/.installed
 
+# The AWS emulator (moto's server, IAM enforced) and the AWS CLI for the aws tests (tests/e2e/test_aws_*.py):
+# a virtualenv of their own, keyed by their pins.
+AWS_VENV := $(CACHE)/aws-emulator-$(shell sha256sum tools/aws-emulator/requirements.txt | cut -c1-12)
+export ROLLING_AWS_VENV := $(AWS_VENV)
+
+$(AWS_VENV)/.installed: tools/aws-emulator/requirements.txt
+	rm -rf $(AWS_VENV)
+	$(PYTHON_BOOT) -m venv $(AWS_VENV)
+	$(AWS_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/aws-emulator/requirements.txt
+	touch $@
+
+aws-emulator: $(AWS_VENV)/.installed
+
 # The manifests the program renders (the real engine and provider, no cluster), held to checkov's rules.
 test-manifests: venv toolchain checkov
 	$(PY) -m pytest tests/manifests
@@ -135,7 +149,7 @@ scan: venv toolchain checkov
 # need more clusters name them after it ($(E2E_CLUSTER)-life, ...). E2E_CLUSTER=name to run
 # beside another checkout's tier.
 E2E_CLUSTER ?= rolling-e2e
-test-e2e: venv toolchain
+test-e2e: venv toolchain aws-emulator
 	@ROLLING_CLUSTER=$(E2E_CLUSTER) cluster/cluster.sh up
 	@ROLLING_CLUSTER=$(E2E_CLUSTER) $(PY) -m tests.e2e.images || { ROLLING_CLUSTER=$(E2E_CLUSTER) cluster/cluster.sh down; exit 1; }
 	@status=0; \

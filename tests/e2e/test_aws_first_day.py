@@ -1,0 +1,235 @@
+"""The first day on AWS, run: docs/aws.md's commands as written against an AWS emulator that enforces IAM
+(rigs/aws_emulator.py), the S3 state backend at the documented URL, then each CI role's steps under that
+role's own credentials. Where a step needs the AWS provider plugin, which cannot be built here, the local
+target stands in (the same stacks, `dev` and `prod`, the same state paths and locks), and REPLACED says
+which lines of the runbook were not run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rigs import aws_emulator
+from rigs.aws_emulator import ACCOUNT, REGION, Credentials, Emulator
+from rigs.project import copy_project
+from tests.e2e.harness import ROOT
+from tests.e2e.images import REPOSITORY
+
+BUCKET = "rolling-state-first-day"
+ADMIN_ROLE = "platform-admin"
+PLACEHOLDERS = {"<state-bucket>": BUCKET, "<account>": ACCOUNT, "<your-admin-role>": ADMIN_ROLE}
+IAM_PLACEHOLDERS = {"ACCOUNT_ID": ACCOUNT, "REGION": REGION, "OWNER/REPO": "octo/rolling", "STATE_BUCKET": BUCKET}
+# Lines of the runbook that need the AWS provider plugin (pulumi-aws, pulumi-eks), which is not built here;
+# the role steps below run the same stacks on the local target instead.
+REPLACED = ("pulumi up --stack prod",)
+DOCUMENTED_BACKEND = re.compile(r"pulumi login (s3://\S+)")
+
+
+def runbook() -> list[str]:
+    """docs/aws.md's shell blocks, in order."""
+    return re.findall(r"```sh\n(.*?)```", (ROOT / "docs" / "aws.md").read_text(), re.S)
+
+
+def fill(text: str, values: dict[str, str]) -> str:
+    for placeholder, value in values.items():
+        text = text.replace(placeholder, value)
+    return text
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[Emulator]:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rolling" / "aws-emulator"
+    pidfile = cache / f"{os.environ.get('ROLLING_CLUSTER', 'rolling')}-{uuid.uuid4().hex[:6]}.pid"
+    with aws_emulator.running(tmp_path / "moto.log", pidfile) as running:
+        yield running
+
+
+def team_repository(tmp_path: Path) -> Path:
+    """The project as a team has it in git on the first day: the program, the stack files, docs/iam."""
+    repo = copy_project(tmp_path / "repo")
+    for name in ("Pulumi.dev.yaml", "Pulumi.prod.yaml"):
+        shutil.copy2(ROOT / name, repo / name)
+    shutil.copytree(ROOT / "docs" / "iam", repo / "docs" / "iam")
+    # As the runbook asks: the placeholders of the policies replaced first.
+    for policy in (repo / "docs" / "iam").glob("*.json"):
+        policy.write_text(fill(policy.read_text(), IAM_PLACEHOLDERS))
+    (repo / ".gitignore").write_text(".venv\napp\ncluster\nscripts\ntools\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "the project")
+    return repo
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com"}
+    env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def pulumi_home(tmp_path: Path) -> Path:
+    """A home of its own (`pulumi login` writes there), with the built plugins of the tier's home."""
+    home = tmp_path / "pulumi-home"
+    home.mkdir()
+    shared = Path(os.environ["PULUMI_HOME"]) / "plugins"
+    (home / "plugins").symlink_to(shared)
+    return home
+
+
+def engine_env(emulator: Emulator, who: Credentials, home: Path) -> dict[str, str]:
+    env = emulator.env(who)
+    env.pop("PULUMI_BACKEND_URL", None)
+    return env | {
+        "PULUMI_HOME": str(home),
+        "PULUMI_CONFIG_PASSPHRASE": "first-day",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+
+
+def run_runbook(repo: Path, emulator: Emulator, env: dict[str, str]) -> list[str]:
+    """Every shell block of docs/aws.md in order, as the administrator, placeholders filled, the backend URL
+    given the emulator's endpoint; returns the lines it did not run (REPLACED)."""
+    skipped: list[str] = []
+    for block in runbook():
+        lines = []
+        for line in fill(block, PLACEHOLDERS).splitlines():
+            command = line.split("#", 1)[0].strip()
+            if command in REPLACED:
+                skipped.append(command)
+                continue
+            login = DOCUMENTED_BACKEND.search(line)
+            documented = login.group(1) if login else None
+            if documented:  # the URL as written, plus the emulator's endpoint
+                line = line.replace(documented, shlex.quote(emulator.backend_url(documented)))  # noqa: PLW2901
+            lines.append(line)
+        script = "set -euo pipefail\n" + "\n".join(lines) + "\n"
+        done = subprocess.run(
+            ["bash", "-c", script], cwd=repo, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert done.returncode == 0, f"docs/aws.md block failed:\n{script}\n{done.stdout}\n{done.stderr}"
+    return skipped
+
+
+def local_stand_in(repo: Path, stack: str, namespace: str) -> None:
+    """The stack file in the work tree (not committed) turned to the local target: same stack, same state."""
+    path = repo / f"Pulumi.{stack}.yaml"
+    document = yaml.safe_load(path.read_text())
+    values = {"target": "local", "namespace": namespace, "imageRepository": REPOSITORY, "imageTag": "1.14.2"}
+    values |= {"replicas": "1", "minReadySeconds": "1", "cpu": "100m", "memory": "64Mi"}
+    document["config"] = {f"rolling:{k}": v for k, v in values.items()}
+    path.write_text(yaml.safe_dump(document))
+
+
+def pulumi(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["pulumi", *args, "--non-interactive", "--color", "never"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def allowed(done: subprocess.CompletedProcess[str], what: str) -> None:
+    assert done.returncode == 0, f"{what} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+def refused(done: subprocess.CompletedProcess[str], what: str) -> None:
+    assert done.returncode != 0, f"{what} was not refused:\n{done.stdout[-2000:]}"
+    assert "AccessDenied" in done.stdout + done.stderr, f"{what}: not refused by IAM:\n{done.stderr[-2000:]}"
+
+
+def test_the_first_day_as_written_then_each_ci_role_at_its_own_steps_and_no_others(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    repo = team_repository(tmp_path)
+    home = pulumi_home(tmp_path)
+    admin = engine_env(emulator, emulator.admin, home)
+
+    # The runbook, as written: bucket, backend, stacks, roles, access settings, commits.
+    assert run_runbook(repo, emulator, admin) == list(REPLACED)
+
+    # A clean checkout of git holds every setting the workflows read: the promote job and CI's first
+    # infrastructure `up` read the stack files from git, not from the admin's work tree.
+    clean = tmp_path / "clean"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clean)], check=True)
+    dev = yaml.safe_load((clean / "Pulumi.dev.yaml").read_text())
+    prod = yaml.safe_load((clean / "Pulumi.prod.yaml").read_text())
+    assert "encryptionsalt" in dev and "encryptionsalt" in prod
+    assert dev["config"]["rolling:deployRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/rolling-ci-deploy"
+    assert dev["config"]["rolling:previewRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/rolling-ci-preview"
+    assert dev["config"]["rolling:clusterAdmins"] == f"arn:aws:iam::{ACCOUNT}:role/{ADMIN_ROLE}"
+    assert prod["config"]["rolling:deployRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/rolling-ci-promote"
+    # Nobody listed as an admin is the role that runs dev's infrastructure `up` (EKS's creator entry).
+    assert "rolling-ci-infrastructure" not in dev["config"]["rolling:clusterAdmins"]
+
+    # The CI roles' steps, as the workflows run them: PULUMI_BACKEND_URL set, the role's session keys.
+    name = f"aws-{uuid.uuid4().hex[:6]}"
+    local_stand_in(repo, "dev", f"{name}-dev")
+    local_stand_in(repo, "prod", f"{name}-prod")
+    backend = emulator.backend_url(f"s3://{BUCKET}/rolling")
+
+    def as_role(role: str) -> dict[str, str]:
+        return engine_env(emulator, emulator.assume(f"rolling-ci-{role}"), home) | {"PULUMI_BACKEND_URL": backend}
+
+    owner = admin | {"PULUMI_BACKEND_URL": backend}
+    infrastructure, preview, deploy = as_role("infrastructure"), as_role("preview"), as_role("deploy")
+    promote = as_role("promote")
+    try:
+        allowed(pulumi(repo, infrastructure, "up", "--stack", "dev", "--yes"), "the infrastructure role's up")
+        allowed(pulumi(repo, owner, "up", "--stack", "prod", "--yes"), "prod's first up by an admin")
+
+        # Previews read and write nothing; the preview role may not update.
+        allowed(pulumi(repo, preview, "preview", "--stack", "dev"), "the preview role's preview")
+        refused(pulumi(repo, preview, "up", "--stack", "dev", "--yes"), "an up by the preview role")
+
+        # The deploy role ships to dev and cannot touch prod's state.
+        allowed(pulumi(repo, deploy, "config", "set", "--stack", "dev", "rolling:imageTag", "1.15.0"), "config")
+        allowed(pulumi(repo, deploy, "up", "--stack", "dev", "--yes"), "the deploy role's up on dev")
+        refused(pulumi(repo, deploy, "up", "--stack", "prod", "--yes"), "an up of prod by the deploy role")
+
+        # The promote role reads dev's history, writes prod (stack file, history, backups, lock: the
+        # paths under the backend URL's own path), and cannot write dev.
+        allowed(pulumi(repo, promote, "stack", "history", "--stack", "dev", "--json"), "dev's history")
+        allowed(pulumi(repo, promote, "config", "set", "--stack", "prod", "rolling:imageTag", "1.15.0"), "config")
+        allowed(pulumi(repo, promote, "up", "--stack", "prod", "--yes"), "the promote role's up on prod")
+        refused(pulumi(repo, promote, "up", "--stack", "dev", "--yes"), "an up of dev by the promote role")
+
+        # The infrastructure role makes the stack's roles but cannot change the CI roles.
+        trust = (repo / "docs" / "iam" / "deploy-trust.json").read_text()
+        made = emulator.aws(
+            infrastructure_keys := emulator.assume("rolling-ci-infrastructure"),
+            "iam", "create-role", "--role-name", "rolling-eks-cluster", "--assume-role-policy-document", trust,
+            check=False,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        everything = json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        )
+        admin_policy = "arn:aws:iam::aws:policy/AdministratorAccess"
+        for escalation in (
+            ("put-role-policy", "--role-name", "rolling-ci-infrastructure", "--policy-name", "x",
+             "--policy-document", everything),
+            ("update-assume-role-policy", "--role-name", "rolling-ci-deploy", "--policy-document", trust),
+            ("attach-role-policy", "--role-name", "rolling-ci-deploy", "--policy-arn", admin_policy),
+        ):  # fmt: skip
+            denied = emulator.aws(infrastructure_keys, "iam", *escalation, check=False)
+            assert denied.returncode != 0 and "AccessDenied" in denied.stderr, (escalation, denied.stderr)
+    finally:
+        for stack in ("prod", "dev"):
+            pulumi(repo, owner, "cancel", "--stack", stack, "--yes")
+            pulumi(repo, owner, "destroy", "--stack", stack, "--yes")
