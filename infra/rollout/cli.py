@@ -257,8 +257,9 @@ class RolloutRun:
         self.source_engine = source_engine or (
             Engine(Path(args.cwd).resolve(), args.source) if getattr(args, "source", None) else None
         )
-        # What the release puts in place (beside the stack's config), and why: the release's cause.
-        self.target_values: dict[str, str] = {"imageTag": args.tag}
+        # What the release puts in place (beside the stack's config), and why: the release's cause. A tag
+        # ships that tag: a digest the config pins (a promoted release) no longer applies.
+        self.target_values: dict[str, str] = {"imageTag": args.tag, "imageDigest": ""}
         self.verb, self.note = "ship", ""
         self._outputs: dict[str, Any] | None = None
         self.gate: Gate | None = None
@@ -336,7 +337,7 @@ class RolloutRun:
         if self.args.action == "abort":
             return self.abort(project, values)
         self.args.tag = canary
-        self.target_values = {"imageTag": canary}
+        self.target_values = {"imageTag": canary, "imageDigest": ""}
         return None
 
     def releases(self, engine: StackEngine, settings: Settings | None) -> list[history.Release]:

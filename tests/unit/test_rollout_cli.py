@@ -1011,3 +1011,17 @@ def test_promote_refuses_an_image_gone_from_the_registry() -> None:
 def test_promote_between_one_stack_is_refused() -> None:
     with pytest.raises(SystemExit):
         cli.parse_args(["promote", "--from", "dev", "--to", "dev"])
+
+
+def test_a_tag_ships_on_a_stack_whose_config_pins_a_digest() -> None:
+    # prod after a promotion: its config names repository, tag and digest. `--tag` ships that tag, and the
+    # digest no longer pins the pod (else the command said "unchanged" and shipped nothing).
+    digest = "sha256:" + "a" * 64
+    configured = {"imageRepository": ECR, "imageTag": "abc1234", "imageDigest": digest}
+    engine = KeepingEngine(f"{ECR}:abc1234@{digest}", configured)
+    command = rollout("--yes", "--cwd", str(ROOT), tag="def5678", engine=engine)
+    assert command.run() == Exit.OK
+    assert command.result.outcome != "unchanged"
+    assert command.result.new_image == f"{ECR}:def5678"
+    assert engine.up_configs[0]["rolling:imageTag"] == "def5678"
+    assert engine.up_configs[0]["rolling:imageDigest"] == ""
