@@ -236,8 +236,11 @@ class RolloutRun:
         source_engine: StackEngine | None = None,
         registries: Callable[[str], Registry] = registry_for,
         metrics_runner: Callable[[str | None], cloudwatch.Run] = cloudwatch.aws_cli,
+        reach_within_s: float = REACH_WITHIN_S,
     ) -> None:
         self.args = args
+        # How long the url may take to answer its first requests before the command stops, nothing changed.
+        self.reach_within_s = reach_within_s
         self.out = out
         self.err = err
         self.stdin = stdin
@@ -696,15 +699,15 @@ class RolloutRun:
                 f"it must be served on this machine's own links, and it would leave by the default route "
                 f"({leaves}); nothing was changed. Set rolling:analysis false to ship on readiness alone"
             )
-        with Prober(url, REACH_ANSWERS * 2, most_s=REACH_WITHIN_S) as prober:
-            answered = prober.wait_answers(REACH_ANSWERS, REACH_WITHIN_S)
+        with Prober(url, REACH_ANSWERS * 2, most_s=self.reach_within_s) as prober:
+            answered = prober.wait_answers(REACH_ANSWERS, self.reach_within_s)
             tried = prober.samples()
         if len(answered) >= REACH_ANSWERS:
             return None
         errors = sorted({s.error for s in tried if s.error})
         return (
             f"the analysis cannot reach stack {self.args.stack}'s url {url} from here "
-            f"({len(answered)} of {len(tried)} requests answered in {REACH_WITHIN_S:.0f}s"
+            f"({len(answered)} of {len(tried)} requests answered in {self.reach_within_s:.0f}s"
             f"{': ' + errors[0] if errors else ''}); nothing was changed. Run where the url is reachable, "
             "or set rolling:analysis false to ship on readiness alone"
         )

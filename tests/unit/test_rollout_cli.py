@@ -210,6 +210,7 @@ def rollout(
     tag: str = "1.16.1",
     engine: Any = None,
     cluster: FakeCluster | None = None,
+    reach_within_s: float = cli.REACH_WITHIN_S,
 ) -> cli.RolloutRun:
     args = cli.parse_args(["--stack", "dev", "--tag", tag, *extra])
     engine = engine or FakeEngine()
@@ -223,6 +224,7 @@ def rollout(
         stdin or io.StringIO(),
         engine=engine,
         cluster_reader=cluster.read,
+        reach_within_s=reach_within_s,
     )
 
 
@@ -697,7 +699,7 @@ def test_too_few_responses_are_not_enough_evidence_and_the_release_ships() -> No
 def test_a_url_the_analysis_cannot_reach_stops_the_command_before_the_update() -> None:
     with served({}) as engine:
         pass  # its app has stopped
-    command = rollout("--yes", "--cwd", str(ROOT), engine=engine)
+    command = rollout("--yes", "--cwd", str(ROOT), engine=engine, reach_within_s=1.0)
     assert command.run() == Exit.NOT_PROBED
     assert engine.ups == [] and engine.commands == []
     assert "cannot reach stack dev's url" in (command.result.error or "")
