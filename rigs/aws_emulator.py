@@ -2,10 +2,12 @@
 
 After the three unauthenticated calls that make its administrator (a user with an access key and an
 allow-all policy), moto authorises every request against the caller's own policies, as AWS does
-(moto's INITIAL_NO_AUTH_ACTION_COUNT). The CI roles' credentials come from sts:AssumeRole by that
+(moto's INITIAL_NO_AUTH_ACTION_COUNT). The CI roles' sessions come from sts:AssumeRole by that
 administrator: the stand-in for the OIDC exchange configure-aws-credentials makes
-(AssumeRoleWithWebIdentity), which moto's authorisation layer cannot take unsigned; the session's
-permissions are the role's policies either way.
+(AssumeRoleWithWebIdentity, which moto's authorisation layer cannot take unsigned: it fails reading the
+missing Authorization header). moto checks a role's trust policy on AssumeRole, so `trust_administrator`
+first replaces the role's trust (the documented one trusts GitHub's OIDC provider alone); the role's
+permission policies, which are what the sessions are held to, are untouched.
 
 The emulator and the CLI live in a virtualenv of their own (tools/aws-emulator/requirements.txt, made by
 `make aws-emulator`), named by ROLLING_AWS_VENV.
@@ -24,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ACCOUNT = "123456789012"  # moto's account
+# moto's server, its S3 requests authorised by the IAM actions AWS checks for them.
+SERVER = Path(__file__).resolve().parents[1] / "tools" / "aws-emulator" / "server.py"
 REGION = "ap-northeast-2"
 # The calls that make the administrator, before moto starts authorising: create-user, put-user-policy,
 # create-access-key.
@@ -90,6 +94,18 @@ class Emulator:
             raise RuntimeError(f"aws {' '.join(args)}: {done.stderr.strip()}")
         return done
 
+    def trust_administrator(self, role_name: str) -> None:
+        """Let the administrator assume ``role_name`` (see the module's docstring)."""
+        principal = f"arn:aws:iam::{ACCOUNT}:user/admin"
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "sts:AssumeRole"}],
+        }
+        self.aws(
+            self.admin, "iam", "update-assume-role-policy", "--role-name", role_name, "--policy-document",
+            json.dumps(trust),
+        )  # fmt: skip
+
     def assume(self, role_name: str, session: str = "GitHubActions") -> Credentials:
         """A session of the role, as the workflows' configure-aws-credentials step gives them."""
         arn = f"arn:aws:iam::{ACCOUNT}:role/{role_name}"
@@ -135,7 +151,7 @@ def running(log: Path, pidfile: Path | None = None) -> Iterator[Emulator]:
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(venv() / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            [str(venv() / "bin" / "python"), str(SERVER), "-H", "127.0.0.1", "-p", str(port)],
             env=dict(env),
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -7,8 +7,8 @@ folder=${1:?usage: aws-emulator-down.sh FOLDER}
 for pidfile in "$folder"/*.pid; do
   [ -e "$pidfile" ] || continue
   pid=$(cat "$pidfile")
-  # Only a moto server: a pid may have been reused since.
-  if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q moto_server; then
+  # Only an emulator (tools/aws-emulator/server.py): a pid may have been reused since.
+  if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q aws-emulator/server.py; then
     kill "$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"
