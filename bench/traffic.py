@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import analysis, phases
+from bench import analysis, in_a_row, phases
 from bench.run import RESULTS, ROOT, Stack, kubectl, progress, run, summary
 from infra import fargate, strategy
 from infra.identity import CONTAINER, DEPLOYMENT, DEPLOYMENT_REF, LABELS, SERVICE
@@ -426,6 +426,9 @@ def main() -> int:
         (workdir / "analysis").mkdir()
         analysis.write(analysis.measure(workdir / "analysis", REPOSITORY, service_url))
         print((RESULTS / "analysis.md").read_text())
+        (workdir / "in-a-row").mkdir()
+        rows = in_a_row.measure(workdir / "in-a-row", REPOSITORY)
+        print(f"plain ups in a row: {len(rows['incomplete_at_return'])} of {rows['rollouts']} returned incomplete")
     return 0
 
 
