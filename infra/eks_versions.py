@@ -64,3 +64,28 @@ def support_warning(version: str, today: datetime.date) -> str | None:
             f"(in {days} days): plan the upgrade to the next minor version"
         )
     return None
+
+
+def _minor(version: str) -> tuple[int, int] | None:
+    """(1, 35) for "1.35" (or "1.35.2"); None for what is not a version."""
+    parts = version.split(".")
+    if len(parts) < 2 or not (parts[0].isdigit() and parts[1].isdigit()):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def ahead_of_settings(configured: str, running: str | None, cluster: str) -> str | None:
+    """Why an update must not run when ``cluster`` already runs a newer version than the settings name, or
+    None. EKS upgrades a cluster's control plane itself once its version leaves standard support under
+    `upgradePolicy: standard` (https://docs.aws.amazon.com/eks/latest/userguide/view-upgrade-policy.html),
+    and it cannot be downgraded: an update planned from the older setting would fail at EKS."""
+    ran, wanted = _minor(running or ""), _minor(configured)
+    if ran is None or wanted is None or ran <= wanted:
+        return None
+    return (
+        f"rolling:kubernetesVersion is {configured}, but cluster {cluster} runs {running} (EKS upgrades a "
+        "cluster itself when its version leaves standard support under upgradePolicy standard, and a cluster "
+        f"cannot be downgraded). Set rolling:kubernetesVersion {running}, and corednsVersion, "
+        "kubeProxyVersion and vpcCniVersion to builds for it (aws eks describe-addon-versions --addon-name "
+        f"NAME --kubernetes-version {running}), then apply it through the infrastructure workflow"
+    )

@@ -81,6 +81,8 @@ class Recorder(pulumi.runtime.Mocks):
     waits: list[dict[str, Any]] = field(default_factory=list)
     # The ARN aws.get_caller_identity() answers: the principal running the update.
     caller_arn: str = CALLER_ARN
+    # The Kubernetes version the stack's EKS cluster runs (aws.eks.get_cluster); None: no cluster yet.
+    cluster_version: str | None = None
 
     def settle(self, namespace: str, image: str, kubeconfig: str | None, **how: Any) -> str:
         """Stands in for the wait on a cluster: records what was asked, finds the rollout complete."""
@@ -121,6 +123,10 @@ class Recorder(pulumi.runtime.Mocks):
                 "userId": "AROAEXAMPLE:GitHubActions",
                 "id": self.caller_arn.split(":")[4],
             }, []
+        if args.token == "aws:eks/getCluster:getCluster":
+            if self.cluster_version is None:  # the invoke fails, as AWS answers for a cluster not made yet
+                return {}, [("name", f"reading EKS Cluster ({args.args.get('name')}): ResourceNotFoundException")]
+            return {"name": args.args.get("name"), "version": self.cluster_version}, []
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             self.zone_filters = list(args.args.get("filters") or [])
             return {
@@ -169,12 +175,15 @@ class Run:
 
 @contextmanager
 def fresh_runtime(
-    config: Mapping[str, object], stack: str = "unit", caller_arn: str = CALLER_ARN
+    config: Mapping[str, object],
+    stack: str = "unit",
+    caller_arn: str = CALLER_ARN,
+    cluster_version: str | None = None,
 ) -> Iterator[Recorder]:
     """A new event loop, new mocks and new config; everything reset afterwards."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    mocks = Recorder(caller_arn=caller_arn)
+    mocks = Recorder(caller_arn=caller_arn, cluster_version=cluster_version)
     # A key with a namespace of its own (aws:region) is set as it is.
     pulumi.runtime.set_all_config({(k if ":" in k else f"rolling:{k}"): str(v) for k, v in config.items()})
     runtime_settings.reset_options()
@@ -196,8 +205,10 @@ def run_program(
     config: Mapping[str, object],
     program: Callable[[], Mapping[str, Any]] | None = None,
     caller_arn: str = CALLER_ARN,
+    cluster_version: str | None = None,
 ) -> Run:
-    """Run ``program`` (by default load + build) under mocks, as ``caller_arn``; resolve every output."""
+    """Run ``program`` (by default load + build) under mocks, as ``caller_arn``, with an EKS cluster running
+    ``cluster_version`` (None: none made yet); resolve every output."""
     from infra.settings import Settings
     from infra.stack import build
 
@@ -205,7 +216,7 @@ def run_program(
     resolved: dict[str, Any] = {}
     secrets: set[str] = set()
 
-    with fresh_runtime(config, caller_arn=caller_arn) as mocks:
+    with fresh_runtime(config, caller_arn=caller_arn, cluster_version=cluster_version) as mocks:
 
         @pulumi.runtime.test  # type: ignore[untyped-decorator]
         def execute() -> pulumi.Output[Any]:

@@ -145,6 +145,9 @@ def _preflight(eks: EksSettings) -> None:
             "cluster, and runs its infrastructure updates, needs no entry), or run `up` with the role that "
             "created the cluster (docs/aws.md, the first day)"
         )
+    ahead = eks_versions.ahead_of_settings(eks.kubernetes_version, _running_version(eks.cluster_name), eks.cluster_name)
+    if ahead:
+        raise pulumi.RunError(ahead)
     warning = eks_versions.support_warning(eks.kubernetes_version, datetime.date.today())
     if warning:
         pulumi.log.warn(warning)
@@ -153,6 +156,17 @@ def _preflight(eks: EksSettings) -> None:
             "neither rolling:clusterAdmins nor rolling:deployRoleArn is set: only the IAM principal that created "
             "the cluster can reach its API, so the deploy workflow cannot (docs/aws.md, the first day)"
         )
+
+
+def _running_version(cluster_name: str) -> str | None:
+    """The Kubernetes version the stack's cluster runs, or None when it cannot be read (not made yet)."""
+    import pulumi_aws as aws
+
+    try:
+        return str(aws.eks.get_cluster(name=cluster_name).version)
+    # A cluster not made yet answers ResourceNotFoundException, which the SDK raises as a plain Exception.
+    except Exception:
+        return None
 
 
 def _build_eks(settings: Settings, eks: EksSettings, outputs: dict[str, object]) -> None:

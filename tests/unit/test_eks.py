@@ -274,3 +274,18 @@ def test_other_principals_in_cluster_admins_are_kept() -> None:
     result = run_program({**BASE, "clusterAdmins": f"{other},{ADMIN}"})
     entries = {e["principalArn"] for e in result.mocks.one(CLUSTER).inputs["accessEntries"].values()}
     assert entries == {other, ADMIN}
+
+
+def test_a_cluster_eks_upgraded_past_the_settings_is_refused_before_any_resource_saying_what_to_set() -> None:
+    # Under upgradePolicy standard EKS upgrades the control plane itself when its version leaves standard
+    # support; the settings still naming the old version would plan a downgrade, which EKS refuses mid-update.
+    with pytest.raises(Exception, match=r"kubernetesVersion is 1.35, but cluster rolling runs 1.36") as caught:
+        run_program({**BASE, "kubernetesVersion": "1.35"}, cluster_version="1.36")
+    assert "Set rolling:kubernetesVersion 1.36" in str(caught.value)
+    assert "--kubernetes-version 1.36" in str(caught.value)
+
+
+@pytest.mark.parametrize("running", [None, "1.35", "1.34"])
+def test_a_new_cluster_or_an_upgrade_by_the_settings_goes_on(running: str | None) -> None:
+    result = run_program({**BASE, "kubernetesVersion": "1.35"}, cluster_version=running)
+    assert result.mocks.one(CLUSTER).inputs["version"] == "1.35"
