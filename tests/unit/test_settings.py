@@ -319,19 +319,19 @@ def test_eks_reads_no_local_key_and_local_no_eks_key() -> None:
     assert local.eks is None and local.local is not None
 
 
-def test_derived_values_do_not_depend_on_the_order_of_the_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_derived_values_do_not_depend_on_the_order_of_the_rules() -> None:
     # The rules only check: in reverse order they find the same problems and the same settings come out.
-    from infra import settings as module
+    from infra.settings import read, rules
 
     values = {**EKS, "namespace": "web", "drainSeconds": 40, "deregistrationDelaySeconds": 30}
     forward = Settings.from_values(values)
     bad = {**EKS, "namespace": "web", "fargateNamespaces": "default,batch", "deregistrationDelaySeconds": 30}
     with pytest.raises(SettingsError) as first:
         Settings.from_values(bad)
-    monkeypatch.setattr(module, "_RULES", tuple(reversed(module._RULES)))
-    assert Settings.from_values(values) == forward
+    backwards = tuple(reversed(rules.RULES))
+    assert read.read(values, Settings, backwards) == forward
     with pytest.raises(SettingsError) as second:
-        Settings.from_values(bad)
+        read.read(bad, Settings, backwards)
     assert sorted(first.value.problems) == sorted(second.value.problems)
     assert forward.eks is not None and forward.eks.fargate_namespaces == ("web", "kube-system")
     assert forward.termination_grace_period_seconds == 55  # drainSeconds + 15
@@ -408,3 +408,25 @@ def test_canary_settings() -> None:
     one = Settings.from_values({"target": "local", "imageTag": "1.14.2", "canaryTag": "1.16.1", "canaryReplicas": "2"})
     assert one.canary_image == "nginxinc/nginx-unprivileged:1.16.1" and one.canary_replicas == 2
     assert "rolling:canaryTag 'latest' is not allowed" in refused({**BASE, "canaryTag": "latest"})
+
+
+def test_a_rule_reading_a_field_it_does_not_declare_fails_instead_of_passing_silently() -> None:
+    from infra.settings import rules
+
+    @rules.rule("replicas")
+    def _misspelt(parsed: rules.Reads, target: str | None) -> str | None:
+        return "too many" if (parsed.get("replica") or 0) > 1 else None
+
+    with pytest.raises(rules.UndeclaredReadError, match="misspelt reads 'replica'"):
+        _misspelt({"replicas": 3}, "local")
+
+
+def test_a_rule_declaring_a_field_the_settings_lack_stops_the_module_loading() -> None:
+    from infra.settings import rules
+
+    @rules.rule("replica")
+    def _misspelt(parsed: rules.Reads, target: str | None) -> str | None:
+        return None
+
+    with pytest.raises(TypeError, match=r"rule misspelt declares \['replica'\]"):
+        rules.check_declared((*rules.RULES, _misspelt), {d.field for d in declarations()})
