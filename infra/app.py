@@ -154,7 +154,16 @@ class WebApp(pulumi.ComponentResource):
 
         service = k8s.core.v1.Service(
             f"{name}-service",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=SERVICE, namespace=namespace, labels=LABELS),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=SERVICE,
+                namespace=namespace,
+                labels=LABELS,
+                # The provider's wait for a new Service lasts until a pod backs it, 10 minutes at most
+                # (pulumi-kubernetes pkg/await/service.go): a first deploy whose pods can never start held
+                # `up` that long although the program's own wait knew in seconds. The program's wait for the
+                # Deployment is the one judge of ready pods, and so of a Service with endpoints.
+                annotations=SKIP_AWAIT,
+            ),
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="ClusterIP",
                 selector=LABELS,

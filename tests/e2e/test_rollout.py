@@ -260,6 +260,19 @@ def test_failed_rollout_fails_up_with_its_cause_within_seconds_and_keeps_old_pod
         assert ready_pods_by_image(stack) == {image("1.14.2"): 3}
 
 
+def test_a_first_deploy_that_cannot_start_fails_within_seconds_naming_why(tmp_path: Path) -> None:
+    # A new stack (or one brought back onto a cluster made again, the README's recovery) whose image the
+    # registry lacks: `up` fails as fast as a tag change does, not after the provider's 10-minute wait for
+    # the new Service to get endpoints.
+    with local_stack(tmp_path, imageTag=MISSING, progressDeadlineSeconds=60) as stack:
+        start = time.monotonic()
+        with pytest.raises(auto.CommandError) as caught:
+            stack.up()
+        took = time.monotonic() - start
+        assert "the registry has no" in str(caught.value), str(caught.value)[-2000:]
+        assert took < 90, f"`up` failed after {took:.0f} s"
+
+
 def test_pods_that_do_not_fit_the_node_fail_up_naming_why(tmp_path: Path) -> None:
     # More CPU than the node has: the new pod sits Pending. A cluster that may get room is not a verdict,
     # so `up` fails at the deadline, and the error says what the scheduler said, not only that time ran out.
