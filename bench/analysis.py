@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.run import RESULTS, Stack, progress
+from infra.rollout.report import Report
 from rigs import load
 
 RATE = 60
@@ -33,8 +34,8 @@ AFTER_S = 10.0
 NAMESPACE = "bench-analysis"
 
 
-def rollout(stack: Stack, *args: str) -> tuple[int, dict[str, Any], float]:
-    """The rollout command on the stack: its exit code, its JSON result and how long it took. The ways turn
+def rollout(stack: Stack, *args: str) -> tuple[int, Report, float]:
+    """The rollout command on the stack: its exit code, its report and how long it took. The ways turn
     rolling:analysis on and off, which the Deployment's rolling/analysis annotation records: an update
     beyond the image, allowed here."""
     start = time.monotonic()
@@ -50,8 +51,8 @@ def rollout(stack: Stack, *args: str) -> tuple[int, dict[str, Any], float]:
     )
     took = time.monotonic() - start
     try:
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
+        result = Report.from_json(done.stdout)
+    except ValueError:
         raise RuntimeError(f"rollout {' '.join(args)} printed no result: {done.stderr[-2000:]}") from None
     return done.returncode, result, took
 
@@ -74,13 +75,13 @@ def bad_release(stack: Stack, url: str, name: str, *args: str) -> dict[str, Any]
     row = {
         "name": name,
         "exit": code,
-        "outcome": result.get("outcome"),
+        "outcome": result.outcome,
         "command_s": round(took, 1),
         "bad_responses": len(bad),
         "requests": len(users.responses),
         "first_bad_to_restored_s": round(last - first, 1) if restored and first is not None and last else None,
         "bad_from_old_version": sum(r.version == OLD for r in bad),
-        "analysis": result.get("analysis"),
+        "analysis": result.analysis,
         "start": start,
         "responses": [(round(r.t - start, 3), "failed" if r.failed else r.version) for r in users.responses],
     }
@@ -103,8 +104,8 @@ def costs(stack: Stack) -> list[dict[str, Any]]:
         stack.configure(analysis=analysis)
         code, result, took = rollout(stack, "--tag", GOOD, *args)
         if code != 0:
-            raise RuntimeError(f"{name}: rollout exited {code}: {result.get('error')}")
-        rows.append({"name": name, "command_s": round(took, 1), "durations": result.get("durations")})
+            raise RuntimeError(f"{name}: rollout exited {code}: {result.error}")
+        rows.append({"name": name, "command_s": round(took, 1), "durations": result.durations})
         stack.configure(analysis="false")
         rollout(stack, "--tag", OLD)
     stack.configure(analysis="true")

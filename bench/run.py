@@ -26,6 +26,7 @@ from bench import phases
 from infra import offline, strategy
 from infra.identity import CONTAINER, DEPLOYMENT, DEPLOYMENT_REF
 from infra.rollout.engine import interruptible_children
+from infra.rollout.report import Report
 from infra.settings import Settings
 from rigs.project import copy_project
 from rigs.timeline import RolloutWatch
@@ -111,7 +112,7 @@ class Stack:
             cwd=self.project,
             env=self.env,
         )
-        phases = {k: float(v) for k, v in json.loads(done.stdout)["durations"].items()}
+        phases = Report.from_json(done.stdout).durations
         return {**phases, "total": time.perf_counter() - start}
 
     def destroy(self) -> None:

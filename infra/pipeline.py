@@ -23,12 +23,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from infra import images
 from infra.rollout.engine import Engine, EngineError, interruptible_children
 from infra.rollout.exits import Exit
 from infra.rollout.registry import Registry, RegistryError, registry_for
+from infra.rollout.report import Evidence, Report
 from infra.settings import NAMESPACE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,9 +37,9 @@ REVISION_LABEL = "org.opencontainers.image.revision"
 INFRASTRUCTURE_WORKFLOW = ".github/workflows/infrastructure.yml"
 
 
-def rollout_command(project: Path, *args: str) -> tuple[int, dict[str, Any]]:
+def rollout_command(project: Path, *args: str) -> tuple[int, Report]:
     """The rollout command with ``args``, as a user would run it (`--yes --json` added): its exit code and
-    its JSON result (its stderr passed on)."""
+    its report (its stderr passed on)."""
     done = subprocess.run(
         [sys.executable, "-m", "infra.rollout", *args, "--yes", "--json"],
         cwd=project,
@@ -49,13 +49,12 @@ def rollout_command(project: Path, *args: str) -> tuple[int, dict[str, Any]]:
     )
     sys.stderr.write(done.stderr)
     try:
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        result = {"error": (done.stdout + done.stderr).strip()[-2000:]}
-    return done.returncode, dict(result)
+        return done.returncode, Report.from_json(done.stdout)
+    except ValueError:
+        return done.returncode, Report(stack="", outcome="", error=(done.stdout + done.stderr).strip()[-2000:])
 
 
-def run_rollout(project: Path, stack: str, tag: str, canary: int) -> tuple[int, dict[str, Any]]:
+def run_rollout(project: Path, stack: str, tag: str, canary: int) -> tuple[int, Report]:
     """`rollout --stack STACK --tag TAG` (``canary`` pods first, when not 0)."""
     return rollout_command(project, "--stack", stack, "--tag", tag, *(("--canary", str(canary)) if canary else ()))
 
@@ -68,13 +67,13 @@ def wait_served(url: str, tag: str, timeout: int) -> tuple[bool, str]:
 
 
 @dataclass
-class Report:
+class Summary:
     """What the deploy did, for the summary and for CI."""
 
     stack: str
     tag: str
     lines: list[str] = field(default_factory=list)
-    rollout: dict[str, Any] | None = None
+    rollout: Report | None = None
     kind: str = "Deploy"
 
     def add(self, line: str) -> None:
@@ -84,15 +83,14 @@ class Report:
     def markdown(self, exit_code: Exit) -> str:
         title = f"## {self.kind} of {self.tag} to {self.stack}: {exit_code.name.lower().replace('_', ' ')}"
         body = [title, "", *(f"- {line}" for line in self.lines)]
-        analysis = (self.rollout or {}).get("analysis")
-        if analysis:
-            body += ["", *analysis_markdown(analysis)]
+        if self.rollout is not None and self.rollout.analysis:
+            body += ["", *analysis_markdown(self.rollout.analysis)]
         if self.rollout is not None:
-            body += ["", "```json", json.dumps(self.rollout, indent=2), "```"]
+            body += ["", "```json", json.dumps(self.rollout.as_dict(), indent=2), "```"]
         return "\n".join(body) + "\n"
 
 
-def analysis_markdown(analysis: dict[str, Any]) -> list[str]:
+def analysis_markdown(analysis: Evidence) -> list[str]:
     """The analysis's verdict for the summary: the verdict, then the responses by version and status."""
     p99 = analysis.get("p99Ms")
     lines = [
@@ -129,13 +127,13 @@ class Deploy:
     # Canary pods the rollout runs first (0: none); none where the stack turned the analysis off.
     canary: int = 0
     registry_for: Callable[[str], Registry] = registry_for
-    rollout: Callable[[Path, str, str, int], tuple[int, dict[str, Any]]] = run_rollout
+    rollout: Callable[[Path, str, str, int], tuple[int, Report]] = run_rollout
     wait_served: Callable[[str, str, int], tuple[bool, str]] = wait_served
     sleep: Callable[[float], None] = time.sleep
-    report: Report = field(init=False)
+    report: Summary = field(init=False)
 
     def __post_init__(self) -> None:
-        self.report = Report(self.stack, self.tag)
+        self.report = Summary(self.stack, self.tag)
 
     def run(self) -> Exit:
         try:
@@ -213,16 +211,16 @@ class Deploy:
         if exit_code == Exit.INFRA_CHANGES:
             self.report.add(
                 f"infrastructure changes are pending on {self.stack}, and a deploy ships only the image: "
-                f"{result.get('error') or ''}".rstrip()
+                f"{result.error or ''}".rstrip()
             )
             self.report.add(
                 f"they are applied by the infrastructure workflow ({INFRASTRUCTURE_WORKFLOW}) after review; "
                 "this commit ships once they are (re-run this deploy, or the next merge ships)"
             )
         elif exit_code == Exit.OK:
-            self.report.add(f"rollout: {result.get('outcome')} ({result.get('oldImage')} -> {result.get('newImage')})")
+            self.report.add(f"rollout: {result.outcome} ({result.old_image} -> {result.new_image})")
         else:
-            self.report.add(f"rollout: {result.get('outcome')}: {result.get('error')}")
+            self.report.add(f"rollout: {result.outcome}: {result.error}")
         return exit_code
 
     def served(self, url: str) -> Exit:
@@ -237,7 +235,7 @@ def reaches_url(config: dict[str, str]) -> bool:
     return config.get(f"{NAMESPACE}:analysisSource", "probe") != "cloudwatch"
 
 
-def unasked(report: Report, tag: str) -> Exit:
+def unasked(report: Summary, tag: str) -> Exit:
     report.add(
         f"the url was not asked for {tag}: this stack's analysis reads the ALB's metrics (rolling:analysisSource "
         "cloudwatch) because the runner does not reach the ALB; the rollout confirmed the tag on every replica"
@@ -246,8 +244,8 @@ def unasked(report: Report, tag: str) -> Exit:
 
 
 def until_unlocked(
-    rollout: Callable[[], tuple[int, dict[str, Any]]], lock_wait: int, report: Report, sleep: Callable[[float], None]
-) -> tuple[int, dict[str, Any]]:
+    rollout: Callable[[], tuple[int, Report]], lock_wait: int, report: Summary, sleep: Callable[[float], None]
+) -> tuple[int, Report]:
     """Run the rollout command; while another update holds the stack's lock, wait and run it again, for
     ``lock_wait`` seconds at most."""
     deadline = time.monotonic() + lock_wait
@@ -259,7 +257,7 @@ def until_unlocked(
         sleep(min(10.0, max(0.0, deadline - time.monotonic())))
 
 
-def run_promotion(project: Path, source: str, stack: str) -> tuple[int, dict[str, Any]]:
+def run_promotion(project: Path, source: str, stack: str) -> tuple[int, Report]:
     """`rollout promote --from SOURCE --to STACK`."""
     return rollout_command(project, "promote", "--from", source, "--to", stack)
 
@@ -275,13 +273,13 @@ class Promote:
     url_timeout: int
     lock_wait: int
     engine: Engine
-    rollout: Callable[[Path, str, str], tuple[int, dict[str, Any]]] = run_promotion
+    rollout: Callable[[Path, str, str], tuple[int, Report]] = run_promotion
     wait_served: Callable[[str, str, int], tuple[bool, str]] = wait_served
     sleep: Callable[[float], None] = time.sleep
-    report: Report = field(init=False)
+    report: Summary = field(init=False)
 
     def __post_init__(self) -> None:
-        self.report = Report(self.stack, f"{self.source}'s release", kind="Promotion")
+        self.report = Summary(self.stack, f"{self.source}'s release", kind="Promotion")
 
     def run(self) -> Exit:
         code, result = until_unlocked(
@@ -290,13 +288,13 @@ class Promote:
         self.report.rollout = result
         exit_code = Exit(code) if code in {int(e) for e in Exit} else Exit.FAILED
         if exit_code != Exit.OK:
-            self.report.add(f"rollout: {result.get('outcome')}: {result.get('error')}")
+            self.report.add(f"rollout: {result.outcome}: {result.error}")
             return exit_code
         config, outputs = self.engine.config(), self.engine.outputs()
         tag = config.get(f"{NAMESPACE}:imageTag", "")
         self.report.add(
-            f"{self.stack} runs {result.get('newImage')} (tag {tag}), the image {self.source} runs, byte for byte: "
-            f"{result.get('outcome')}"
+            f"{self.stack} runs {result.new_image} (tag {tag}), the image {self.source} runs, byte for byte: "
+            f"{result.outcome}"
         )
         if not reaches_url(config):
             return unasked(self.report, tag)

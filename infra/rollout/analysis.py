@@ -17,6 +17,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from infra.rollout.report import Evidence, MinuteEvidence
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -71,7 +73,7 @@ class Judgement:
     # Where the evidence came from: the command's own prober, or the ALB's metrics (infra/rollout/cloudwatch.py),
     # whose minutes are the evidence then.
     source: str = "probe"
-    minutes: tuple[dict[str, object], ...] = ()
+    minutes: tuple[MinuteEvidence, ...] = ()
 
     @property
     def breached(self) -> bool:
@@ -81,8 +83,8 @@ class Judgement:
         p99 = "-" if self.p99_ms is None else f"{self.p99_ms:.0f} ms"
         return f"{self.version}: {self.requests} requests, {self.errors} errors, p99 {p99}: {self.reason}"
 
-    def as_json(self) -> dict[str, object]:
-        return {
+    def as_json(self) -> Evidence:
+        found: Evidence = {
             "state": self.state.value,
             "version": self.version,
             "requests": self.requests,
@@ -91,8 +93,10 @@ class Judgement:
             "reason": self.reason,
             "windowSeconds": round(self.window_s, 1),
             "responses": {v: {str(s): n for s, n in sorted(by.items())} for v, by in sorted(self.counts.items())},
-            **({"source": self.source, "minutes": list(self.minutes)} if self.source != "probe" else {}),
         }
+        if self.source != "probe":
+            found["source"], found["minutes"] = self.source, list(self.minutes)
+        return found
 
 
 def p99_ms(latencies_s: Iterable[float]) -> float | None:

@@ -13,10 +13,9 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -39,6 +38,7 @@ from infra.rollout.exits import Exit
 from infra.rollout.gate import Gate, MetricsGate
 from infra.rollout.prober import Prober, leaves_by
 from infra.rollout.registry import Registry, RegistryError, registry_for
+from infra.rollout.report import Report
 from infra.rollout.review import CanarySummary, RolloutSummary, describe, unexpected_steps
 from infra.rollout.status import Health, Verdict
 from infra.settings import NAMESPACE, Settings, SettingsError
@@ -72,51 +72,6 @@ PROBE_MARGIN_S = 60
 def summary(err: Exception) -> str:
     """What went wrong, in a line or a few: the engine's parsed diagnostics, or the error's own text."""
     return err.summary if isinstance(err, EngineError) else str(err)
-
-
-@dataclass
-class Result:
-    """What happened, for people and for CI (--json)."""
-
-    stack: str
-    old_image: str = ""
-    new_image: str = ""
-    outcome: str = "not started"
-    exit: Exit = Exit.FAILED
-    rolled_back: bool = False
-    durations: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
-    restored: str | None = None
-    # The analysis's last verdict on the new version (its evidence), when it ran.
-    analysis: dict[str, object] | None = None
-    # `rollout history`: the stack's releases, newest first.
-    releases: list[dict[str, Any]] | None = None
-
-    def as_json(self) -> str:
-        return json.dumps(
-            {
-                **({"releases": self.releases} if self.releases is not None else {}),
-                "stack": self.stack,
-                "oldImage": self.old_image,
-                "newImage": self.new_image,
-                "outcome": self.outcome,
-                "exitCode": int(self.exit),
-                "rolledBack": self.rolled_back,
-                "durations": {k: round(v, 1) for k, v in self.durations.items()},
-                "error": self.error,
-                "restored": self.restored,
-                "analysis": self.analysis,
-            }
-        )
-
-    @contextmanager
-    def timed(self, name: str) -> Iterator[None]:
-        """Record how long the block took under ``name``, whether it ends well or not."""
-        start = time.monotonic()
-        try:
-            yield
-        finally:
-            self.durations[name] = time.monotonic() - start
 
 
 ACTIONS = ("promote", "abort", "history", "undo")
@@ -244,7 +199,7 @@ class RolloutRun:
         self.out = out
         self.err = err
         self.stdin = stdin
-        self.result = Result(stack=args.stack)
+        self.result = Report(stack=args.stack)
         self.verdict: Verdict | None = None
         # The stack's rolling: config as the command found it.
         self.configured: dict[str, str] = {}

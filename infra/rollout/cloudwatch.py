@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from infra.rollout.analysis import Judgement, Sample, State, Thresholds
+from infra.rollout.report import MinuteEvidence
 
 PERIOD_S = 60
 # The old version alone, before the update: its error ratio and p99 are the baseline.
@@ -63,7 +64,7 @@ class Minute:
     errors: float
     p99_ms: float | None
 
-    def as_json(self) -> dict[str, object]:
+    def as_json(self) -> MinuteEvidence:
         return {
             "start": datetime.fromtimestamp(self.start, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "requests": self.requests,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, cast
 
 from infra import pipeline
 from infra.rollout.engine import EngineError
 from infra.rollout.exits import Exit
+from infra.rollout.report import Report
 
 ECR = "123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/rolling"
 SHA = "12345e7" + "0" * 33
@@ -54,6 +56,11 @@ class FakeRegistry:
 DEPLOYED = {"image": "nginxinc/nginx-unprivileged:1.30.6-alpine", "repositoryUrl": ECR, "url": "http://alb"}
 
 
+def printed(code: int, report: dict[str, Any]) -> tuple[int, Report]:
+    """What the pipeline reads back from the command's last line of stdout: ``report``, printed as --json does."""
+    return code, Report.from_json(json.dumps({"stack": "dev", "exitCode": int(code), **report}))
+
+
 def deploy(
     outputs: dict[str, Any] | None = DEPLOYED,
     images: dict[str, str] | None = None,
@@ -67,9 +74,9 @@ def deploy(
     answers = list(rollouts or [(0, {"outcome": "succeeded"})])
     shipped: list[str] = []
 
-    def rollout(project: Path, stack: str, tag: str, canary: int) -> tuple[int, dict[str, Any]]:
+    def rollout(project: Path, stack: str, tag: str, canary: int) -> tuple[int, Report]:
         shipped.append(tag if not canary else f"{tag} canary {canary}")
-        return answers.pop(0)
+        return printed(*answers.pop(0))
 
     run = pipeline.Deploy(
         stack="dev",
@@ -227,9 +234,9 @@ def promote(
     asked: list[tuple[str, str]] = []
     checked: list[tuple[str, str]] = []
 
-    def rollout(project: Path, source: str, stack: str) -> tuple[int, dict[str, Any]]:
+    def rollout(project: Path, source: str, stack: str) -> tuple[int, Report]:
         asked.append((source, stack))
-        return answers.pop(0)
+        return printed(*answers.pop(0))
 
     def wait_served(url: str, tag: str, timeout: int) -> tuple[bool, str]:
         checked.append((url, tag))
