@@ -10,7 +10,8 @@ from infra.rollout.report import Report
 
 
 def test_a_report_read_back_from_the_commands_last_line_is_the_report_printed() -> None:
-    verdict = Judgement(State.BREACH, "1.16.1", 40, 12, 812.04, "maxErrorRatio 2 % breached", {"1.16.1": {500: 12}}, 9.96)
+    breached = "maxErrorRatio 2 % breached"
+    verdict = Judgement(State.BREACH, "1.16.1", 40, 12, 812.04, breached, {"1.16.1": {500: 12}}, 9.96)
     printed = Report(
         stack="dev",
         old_image="app:1.14.2",
