@@ -64,8 +64,9 @@ def ci_stack(tmp_path: Path) -> Iterator[LocalStack]:
     """A stack as CI drives it: its stack file names no image (the app keeps what the pipeline shipped), first
     deployed by the infrastructure step with the bootstrap image."""
     # A short canary and bake: these tests are about the pipeline, the analysis has tests of its own.
-    analysis = {"canarySeconds": 2, "bakeSeconds": 2, "minRequests": 10, "analysisRate": 40}
-    with local_stack(tmp_path, bootstrapImage=image("1.14.2"), **analysis) as stack:
+    with local_stack(
+        tmp_path, bootstrapImage=image("1.14.2"), canarySeconds=2, bakeSeconds=2, minRequests=10, analysisRate=40
+    ) as stack:
         stack.up()
         assert running_image(stack) == image("1.14.2")
         yield stack
