@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 
 
+@enum.unique  # two outcomes with one number would be an alias, not a second outcome
 class Exit(enum.IntEnum):
     OK = 0
     FAILED = 1  # the rollout failed and was left as it failed (--no-rollback), or an unexpected error
