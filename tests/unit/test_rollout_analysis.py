@@ -34,6 +34,12 @@ def test_below_min_requests_is_not_enough_evidence_even_when_all_failed() -> Non
     assert "not enough evidence" in verdict.reason
 
 
+def test_exactly_min_requests_is_enough_evidence_to_judge() -> None:
+    verdict = judge(answers("1.1", 50, status=500), "1.1", THRESHOLDS)
+    assert verdict.state is State.BREACH and verdict.requests == 50
+    assert judge(answers("1.1", 50), "1.1", THRESHOLDS).state is State.PASS
+
+
 def test_error_ratio_above_the_threshold_is_a_breach_and_at_it_is_not() -> None:
     at = answers("1.1", 98) + answers("1.1", 2, status=503, t0=20)
     assert judge(at, "1.1", THRESHOLDS).state is State.PASS  # 2 of 100: exactly 2 %
