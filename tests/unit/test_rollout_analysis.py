@@ -195,6 +195,37 @@ def test_the_gate_acts_once_on_a_breach_during_the_rollout() -> None:
     assert watching.breach is not None and watching.breach.errors >= 10
 
 
+class HeldSource:
+    """Evidence whose first read is held until ``release`` is set, then says the new version answers 500s."""
+
+    def __init__(self) -> None:
+        self.reading, self.release = threading.Event(), threading.Event()
+
+    def __enter__(self) -> HeldSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def samples(self, since: float = 0.0) -> list[Sample]:
+        self.reading.set()
+        self.release.wait(5)
+        return answers("1.1", 20, status=500)
+
+
+def test_a_judgement_that_ends_after_its_gate_acts_on_nothing() -> None:
+    # The block ended (the rollout and its bake are over, or the command moved on) while a judgement was
+    # being made: its breach must not interrupt whatever the command does next. The held read is let go
+    # just after the block starts ending, while the gate waits for its thread (up to 2 s at every_s 0.5).
+    source = HeldSource()
+    breaches: list[str] = []
+    limits = Thresholds(max_error_ratio=0.02, max_p99_ms=1000, min_requests=10)
+    with Gate(source, "1.1", limits, say=lambda _: None, on_breach=breaches.append) as gate:
+        assert source.reading.wait(5)
+        threading.Timer(0.05, source.release.set).start()
+    assert breaches == [] and gate.breach is None
+
+
 def test_the_gate_passes_a_healthy_bake_and_ends_a_bad_one_at_once() -> None:
     breaches: list[str] = []
     with app() as url, gate(url, breaches) as watching:
