@@ -36,7 +36,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from infra.rollout.analysis import Judgement, Sample, State, Thresholds
+from infra.rollout.analysis import Judgement, State, Thresholds
 from infra.rollout.report import MinuteEvidence
 
 PERIOD_S = 60
@@ -311,7 +311,3 @@ class Metrics:
             if not self._minutes:
                 raise
         return list(self._minutes)
-
-    def samples(self, since: float = 0.0) -> list[Sample]:
-        """No request of its own: nothing for `--record` (the judgement carries the minutes)."""
-        return []

@@ -52,6 +52,9 @@ class Report:
     outcome: str = "not started"
     exit: Exit = Exit.FAILED
     rolled_back: bool = False
+    # Whether the run changed the stack: False is the guarantee that it did not; None, not known (the
+    # command was interrupted or broke while an update it started may have run).
+    changed: bool | None = None
     durations: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     restored: str | None = None
@@ -69,6 +72,7 @@ class Report:
             "outcome": self.outcome,
             "exitCode": int(self.exit),
             "rolledBack": self.rolled_back,
+            "changed": self.changed,
             "durations": {k: round(v, 1) for k, v in self.durations.items()},
             "error": self.error,
             "restored": self.restored,
@@ -95,6 +99,7 @@ class Report:
             outcome=str(found.get("outcome") or ""),
             exit=Exit(code) if code in {int(e) for e in Exit} else Exit.FAILED,
             rolled_back=bool(found.get("rolledBack")),
+            changed=found.get("changed"),
             durations={str(k): float(v) for k, v in (found.get("durations") or {}).items()},
             error=found.get("error"),
             restored=found.get("restored"),

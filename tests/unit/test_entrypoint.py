@@ -14,6 +14,7 @@ import yaml
 
 from infra import settings
 from tests.unit.harness import fresh_runtime, run_program
+from tests.unit.samples.settings import NON_DEFAULT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,64 +84,6 @@ def test_the_configuration_tables_are_the_declarations() -> None:
     # The whole table has every key; the README's excerpt the few it names, each a real key.
     assert table_in("docs/configuration.md").count("\n| `") == len(settings.declarations())
     assert table_in("README.md").count("\n| `") == len(settings.EXCERPT_KEYS)
-
-
-# A valid value other than its default for every key but target and kubeconfig.
-NON_DEFAULT = {
-    "imageRepository": "web",
-    "imageDigest": "sha256:" + "a" * 64,
-    "replicas": "4",
-    "maxSurge": "2",
-    "maxUnavailable": "1",
-    "minReadySeconds": "7",
-    "progressDeadlineSeconds": "90",
-    "namespace": "web",
-    "cpu": "500m",
-    "memory": "512Mi",
-    "clusterName": "other",
-    "kubernetesVersion": "1.33",
-    "upgradePolicy": "extended",
-    "corednsVersion": "v1.11.4-eksbuild.2",
-    "kubeProxyVersion": "v1.33.0-eksbuild.2",
-    "vpcCniVersion": "v1.19.5-eksbuild.1",
-    "clusterAdmins": "arn:aws:iam::123456789012:role/Admin,arn:aws:iam::123456789012:user/ops/alice",
-    "deployRoleArn": "arn:aws:iam::123456789012:role/ci/rolling-deploy",
-    "previewRoleArn": "arn:aws:iam::123456789012:role/ci/rolling-preview",
-    "publicAccessCidrs": "203.0.113.0/24",
-    "apiEndpoint": "private",
-    "clusterLogRetentionDays": "90",
-    "ecrOnDestroy": "retain",
-    "vpcCidr": "10.1.0.0/16",
-    "azCount": "3",
-    "natGateways": "perAz",
-    "clusterLogTypes": "api",
-    "fargateNamespaces": "web",
-    "ecrRepository": "web",
-    "ecrKeepImages": "9",
-    "albScheme": "internal",
-    "certificateArn": "arn:aws:acm:ap-northeast-2:123456789012:certificate/12345678-90ab-cdef-1234-567890abcdef",
-    "deregistrationDelaySeconds": "7",
-    "analysisSource": "cloudwatch",
-    "imageTag": "1.16.1",
-    "bootstrapImage": "localhost:5000/rolling-app:1.14.2",
-    "drainSeconds": "12",
-    "keepAliveSeconds": "90",
-    "connectionMaxSeconds": "6",
-    "terminationGracePeriodSeconds": "40",
-    "containerPort": "80",
-    "imageNeedsRoot": "true",
-    "analysis": "false",
-    "analysisRate": "5",
-    "maxErrorRatio": "0.5%",
-    "maxP99Ms": "250",
-    "minRequests": "200",
-    "bakeSeconds": "30",
-    "canaryTag": "1.16.2",
-    "changeCause": "ship nginx:1.16.2 by someone",
-    "soakSeconds": "120",
-    "canaryReplicas": "2",
-    "canarySeconds": "45",
-}
 
 
 def test_every_declared_key_reaches_its_field() -> None:

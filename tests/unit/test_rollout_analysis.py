@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from infra.rollout.analysis import Sample, State, Thresholds, judge, p99_ms
+from infra.rollout.analysis import Judgement, Sample, State, Thresholds, judge, p99_ms
+from infra.rollout.evidence import Probe
 from infra.rollout.gate import Gate
 from infra.rollout.prober import VERSION_HEADER, Prober, leaves_by
 
@@ -182,7 +183,7 @@ def test_the_prober_refuses_what_is_not_an_http_url() -> None:
 def gate(url: str, breaches: list[str], **thresholds: Any) -> Gate:
     said: list[str] = []
     limits = Thresholds(**{"max_error_ratio": 0.02, "max_p99_ms": 1000, "min_requests": 10, **thresholds})
-    return Gate(Prober(url, 40, most_s=10), "1.1", limits, say=said.append, on_breach=breaches.append)
+    return Gate(Probe(url, 40, most_s=10), "1.1", limits, say=said.append, on_breach=breaches.append)
 
 
 def test_the_gate_acts_once_on_a_breach_during_the_rollout() -> None:
@@ -198,8 +199,14 @@ def test_the_gate_acts_once_on_a_breach_during_the_rollout() -> None:
 class HeldSource:
     """Evidence whose first read is held until ``release`` is set, then says the new version answers 500s."""
 
+    every_s = 0.5
+    settle_s = 0.0
+
     def __init__(self) -> None:
         self.reading, self.release = threading.Event(), threading.Event()
+
+    def unreachable(self) -> str | None:
+        return None
 
     def __enter__(self) -> HeldSource:
         return self
@@ -207,7 +214,13 @@ class HeldSource:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def samples(self, since: float = 0.0) -> list[Sample]:
+    def alone(self) -> None:
+        pass
+
+    def judgement(self, version: str, thresholds: Thresholds) -> Judgement:
+        return judge(self.samples(), version, thresholds)
+
+    def samples(self) -> list[Sample]:
         self.reading.set()
         self.release.wait(5)
         return answers("1.1", 20, status=500)

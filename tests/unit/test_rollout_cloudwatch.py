@@ -5,7 +5,6 @@ references give (GetMetricData, DescribeLoadBalancers, DescribeTargetGroups), as
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -16,11 +15,14 @@ from typing import Any
 
 import pytest
 
-from infra.rollout import cli, cloudwatch
+from infra.rollout import cloudwatch
 from infra.rollout.analysis import State, Thresholds
 from infra.rollout.cloudwatch import Baseline, MetricsError, Minute, judge_minutes
-from infra.rollout.gate import Gate, MetricsGate
+from infra.rollout.command.judging import Judging
+from infra.rollout.evidence import AlbMetrics, Probe
+from infra.rollout.gate import Gate
 from infra.settings import Settings, SettingsError
+from tests.unit.rollout_fakes import session
 
 LIMITS = Thresholds(max_error_ratio=0.02, max_p99_ms=1000, min_requests=50)
 T0 = 1_800_000_000.0 - 1_800_000_000.0 % 60
@@ -223,8 +225,9 @@ def test_the_gate_judges_the_minutes_from_when_the_new_version_serves_alone() ->
     metrics.check()
     assert metrics.before.requests == 0  # no baseline minutes in the fake's answer: none blamed on anyone
     said: list[str] = []
-    gate = MetricsGate(metrics, "1.1.0", LIMITS, say=said.append, on_breach=said.append)
-    metrics.__enter__()
+    evidence = AlbMetrics(metrics, said.append)
+    gate = Gate(evidence, "1.1.0", LIMITS, say=said.append, on_breach=said.append)
+    evidence.__enter__()
     aws.metrics = {
         "MetricDataResults": [
             {"Id": "requests", "Timestamps": [stamp(0), stamp(1)], "Values": [600.0, 600.0]},
@@ -235,10 +238,10 @@ def test_the_gate_judges_the_minutes_from_when_the_new_version_serves_alone() ->
     clock[0] = T0 + 30
     gate.alone()
     assert gate.judgement().errors == 30
-    assert gate.every_s == cloudwatch.READ_EVERY_S
+    assert evidence.every_s == cloudwatch.READ_EVERY_S
     # A bake's last minute is reported once it has ended and CloudWatch has it: the bake waits past its own
     # end for more than a whole period (a settle time of 0 would judge without the last minute).
-    assert gate.settle_s > cloudwatch.PERIOD_S
+    assert evidence.settle_s > cloudwatch.PERIOD_S
     # CloudWatch unreadable for a moment: the last minutes read stand.
     aws.fail = "throttled"
     assert gate.judgement().errors == 30 and gate.judgement().errors == 30
@@ -257,28 +260,20 @@ def test_the_command_reads_the_metrics_instead_of_probing_when_the_stack_says_so
         regions.append(region)
         return aws
 
-    command = cli.RolloutRun(
-        cli.parse_args(["--stack", "prod", "--tag", "1.1.0"]),
-        io.StringIO(),
-        io.StringIO(),
-        io.StringIO(),
-        engine=object(),  # type: ignore[arg-type]
-        metrics_runner=runner,
-    )
-    command.region = "us-west-2"
+    s = session(["--stack", "prod", "--tag", "1.1.0"], metrics_runner=runner)
+    s.region = "us-west-2"
     settings = eks_settings(analysisSource="cloudwatch")
-    assert command.reach(f"http://{HOST}", settings) is None
-    assert regions == ["us-west-2"] and command.metrics is not None
+    judging = Judging(s)
+    assert judging.unreachable(f"http://{HOST}", settings) is None
+    assert regions == ["us-west-2"]
     assert not any(call[0] == "http" for call in aws.calls)
-    assert isinstance(command.analyse(f"http://{HOST}", settings), MetricsGate)
-    probed = command.analyse(f"http://{HOST}", eks_settings())
-    assert isinstance(probed, Gate) and not isinstance(probed, MetricsGate)
+    assert isinstance(judging.evidence(f"http://{HOST}", settings), AlbMetrics)
+    assert isinstance(Judging(s).evidence(f"http://{HOST}", eks_settings()), Probe)
 
     aws.fail = "An error occurred (AccessDenied) when calling the DescribeLoadBalancers operation"
-    command.metrics = None
-    refused = command.reach(f"http://{HOST}", settings)
-    assert refused is not None and "AccessDenied" in refused and "nothing was changed" in refused
-    assert "rolling:analysisSource probe" in refused and command.metrics is None
+    refused = Judging(s).unreachable(f"http://{HOST}", settings)
+    assert refused is not None and "AccessDenied" in refused
+    assert "rolling:analysisSource probe" in refused
 
 
 def test_the_metrics_source_needs_whole_minutes_and_the_eks_target() -> None:

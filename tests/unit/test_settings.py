@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from infra.settings import LocalSettings, Settings, SettingsError, declarations
-from tests.unit.test_entrypoint import NON_DEFAULT
+from tests.unit.samples.settings import NON_DEFAULT
 
 BASE = {"target": "local", "imageTag": "1.16.1"}
 EKS = {"target": "eks", "imageTag": "1.16.1"}

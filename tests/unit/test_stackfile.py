@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from infra.rollout import stackfile
+from tests.unit.yaml_reading import engine_reads, plain_scalars
 
-# The YAML 1.2 core schema's plain scalars that are not strings (https://yaml.org/spec/1.2.2/#1032-tag-resolution):
-# what the engine (Go, YAML 1.2) would read as null, a boolean, an integer or a float.
-CORE_NOT_STRING = re.compile(
-    r"null|Null|NULL|~|true|True|TRUE|false|False|FALSE"
-    r"|[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+"
-    r"|[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?"
-    r"|[-+]?\.(inf|Inf|INF)|\.nan|\.NaN|\.NAN"
-)
 SHORT_SHA = st.text(alphabet="0123456789abcdef", min_size=7, max_size=40)
-
-
-def plain_scalars(text: str) -> list[str]:
-    """The scalars of a YAML text that carry no quotes: the only ones a schema resolves to a type."""
-    return [t.value for t in yaml.scan(text) if isinstance(t, yaml.ScalarToken) and t.plain]
-
-
-def engine_reads(text: str, key: str) -> object:
-    """What a YAML 1.2 core-schema reader makes of ``key``'s value in ``text`` (a string unless plain and typed)."""
-    value = yaml.safe_load(text)["config"][key]
-    plain = set(plain_scalars(text))
-    if isinstance(value, str) and value in plain and CORE_NOT_STRING.fullmatch(value):
-        return float(value) if any(c in value for c in ".eE") else value
-    return value
 
 
 @given(SHORT_SHA)

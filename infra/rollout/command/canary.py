@@ -1,0 +1,73 @@
+"""A canary: N pods of the new version beside the old ones, judged for canarySeconds (or long enough to
+reach minRequests) before the rest rolls; removed when it fails, the Deployment's own pods untouched."""
+
+from __future__ import annotations
+
+import time
+
+from infra.rollout.analysis import Judgement, State
+from infra.rollout.command.judging import canary_window
+from infra.rollout.command.outcome import Outcome, Stop
+from infra.rollout.command.session import Session
+from infra.rollout.command.steps import Prepared, Steps, summary
+from infra.rollout.engine import EngineError
+from infra.rollout.gate import Gate
+from infra.rollout.review import CanarySummary
+from infra.settings import Settings
+from infra.settings.keys import CANARY_REPLICAS, CANARY_TAG
+
+
+def run(session: Session, steps: Steps, new: Settings, replicas: int) -> None:
+    """Run ``replicas`` pods of ``new`` and judge them: returns when they pass (the rest rolls next, or the
+    run pauses), else Stop once the canary is removed."""
+    added = {CANARY_TAG.name: str(new.image_tag), CANARY_REPLICAS.name: str(replicas)}
+    config = {CANARY_TAG.full: added[CANARY_TAG.name], CANARY_REPLICAS.full: added[CANARY_REPLICAS.name]}
+    canary = Settings.from_values({**session.configured, **added})
+    if not new.analysis or steps.judging.url(new) is None:
+        raise Stop(
+            Outcome.REFUSED,
+            "a canary is judged by the analysis, which this stack cannot run (rolling:analysis is false, or the "
+            "stack has no url yet); ship without --canary",
+        )
+    seconds = canary_window(canary)
+    plan_text = CanarySummary(session.request.stack, canary, seconds).render()
+    with steps.prepared(new, config=config, plan_text=plan_text, canary=True) as prepared:
+
+        def judge(gate: Gate) -> Judgement:
+            with session.report.timed("canaryAnalysis"):
+                return gate.bake(seconds)
+
+        verdict = steps.judged_update(
+            prepared,
+            new,
+            config,
+            stage="canary",
+            judge=judge,
+            recover=lambda error, breach, p: remove(session, new, error, breach, p),
+        )
+    if verdict is not None and verdict.state is State.INSUFFICIENT:
+        session.say(f"analysis: the canary gave {verdict.line()}; going on: the rollout and its bake are analysed too")
+    elif verdict is not None:
+        session.say(f"analysis: the canary passed: {verdict.line()}")
+    session.configured = {**session.configured, **added}
+
+
+def remove(session: Session, new: Settings, error: str, breach: Judgement | None, prepared: Prepared) -> Stop:
+    """The canary failed: remove it (the Deployment's own pods were never touched)."""
+    known = prepared.known_at()
+    session.say(f"rollout: the canary of {new.image} failed: {error}")
+    session.say("rollout: removing the canary; the Deployment's pods were not changed")
+    try:
+        with session.report.timed("rollback"):
+            if prepared.verdict.reason is not None:
+                session.refresh_deployment()
+            session.engine.up({CANARY_TAG.full: ""})
+    except EngineError as err:
+        return Stop(
+            Outcome.ROLLBACK_FAILED,
+            f"{error}; removing the canary failed too: {summary(err)}; "
+            f"run `rollout abort --stack {session.request.stack}`",
+        )
+    session.report.rolled_back = True
+    session.report.durations["failureToRestored"] = time.monotonic() - known
+    return Stop(Outcome.ABORTED if breach is not None else Outcome.ROLLED_BACK, error)

@@ -1,0 +1,41 @@
+"""A stack's releases (`rollout history`), and the reading `undo` shares: the update history, numbered
+from the Deployment's revisions where the cluster can be read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from infra.rollout import history
+from infra.rollout.cluster import short
+from infra.rollout.command.outcome import Outcome, Stop
+from infra.rollout.command.session import Session
+from infra.rollout.engine import EngineError
+from infra.settings import Settings, SettingsError
+
+
+def releases(session: Session, values: dict[str, str]) -> list[history.Release]:
+    """The stack's releases from its update history, numbered from its Deployment's revisions when its
+    cluster can be read; the history alone otherwise (said). Stop when the history cannot be read."""
+    try:
+        settings = Settings.from_values(values)
+        found = history.updates(session.engine.history())
+    except SettingsError as err:
+        raise Stop(Outcome.REFUSED, str(err)) from None
+    except EngineError as err:
+        raise Stop(Outcome.NOT_READ, f"the stack's history could not be read: {err.summary}") from None
+    revisions: list[history.Revision] = []
+    if session.outputs.get("deploymentName"):
+        try:
+            revisions = session.cluster(settings).revisions(*session.deployment(settings))
+        except Exception as err:
+            session.say(f"rollout: no revision numbers: the cluster could not be read ({short(err)})")
+    return history.releases(found, revisions)
+
+
+def run(session: Session, values: dict[str, str]) -> Outcome:
+    """`rollout history`: the stack's releases, newest first (a table; --json: `releases`)."""
+    rows = releases(session, values)
+    session.report.releases = [r.as_json() for r in rows]
+    if not session.request.json:
+        print(history.table(rows, datetime.now(UTC)), file=session.out)
+    return Outcome.LISTED

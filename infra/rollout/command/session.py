@@ -1,0 +1,178 @@
+"""One run of `rollout`: its request, its streams and report, and what every action reads through it (the
+stack's engine, config and outputs, its cluster, registries and metrics), each passed in by tests."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from infra.identity import DEPLOYMENT_TYPE
+from infra.rollout import cloudwatch
+from infra.rollout.analysis import Sample
+from infra.rollout.cluster import Cluster, ClusterReader, live_cluster, short, unread
+from infra.rollout.command.outcome import Outcome, Stop
+from infra.rollout.command.request import PromoteFrom, Request
+from infra.rollout.engine import Engine, EngineError, EngineMissingError, StackBusyError, StackEngine
+from infra.rollout.registry import Registry, registry_for
+from infra.rollout.report import Report
+from infra.rollout.status import Health
+from infra.settings import Settings, keys
+
+
+class UnconfirmedError(Exception):
+    """The engine's update succeeded, but the cluster could not be read after it to confirm the rollout."""
+
+
+class Session:
+    """What one run works with; every action reads the stack through it, and ends through ``end``."""
+
+    def __init__(
+        self,
+        request: Request,
+        out: TextIO,
+        err: TextIO,
+        stdin: TextIO,
+        *,
+        engine: StackEngine | None = None,
+        cluster_reader: ClusterReader = live_cluster,
+        source_engine: StackEngine | None = None,
+        registries: Callable[[str], Registry] = registry_for,
+        metrics_runner: Callable[[str | None], cloudwatch.Run] = cloudwatch.aws_cli,
+    ) -> None:
+        self.request = request
+        self.out, self.err, self.stdin = out, err, stdin
+        self.report = Report(stack=request.stack)
+        self.project = Path(request.cwd).resolve()
+        self.engine: StackEngine = engine or Engine(self.project, request.stack)
+        self.source_engine = source_engine or (
+            Engine(self.project, request.source) if isinstance(request, PromoteFrom) else None
+        )
+        self.cluster_reader, self.registries, self.metrics_runner = cluster_reader, registries, metrics_runner
+        # The stack's rolling: config as the command found it (kept as it changes: a canary added), and its
+        # AWS region (for the metrics).
+        self.configured: dict[str, str] = {}
+        self.region: str | None = None
+        # Every response the analysis recorded in this run, for --record.
+        self.evidence: list[Sample] = []
+        self._outputs: dict[str, Any] | None = None
+
+    def say(self, line: str) -> None:
+        print(line, file=self.err, flush=True)
+
+    def end(self, outcome: Outcome, message: str | None = None) -> Outcome:
+        """Fill the report with how the run ended, say its error, and write its evidence (--record)."""
+        self.report.exit, self.report.outcome = outcome.exit, outcome.word
+        self.report.changed = None if outcome.change.value == "unknown" else not outcome.changed_nothing
+        self.report.error = outcome.message(message) if message else None
+        if self.report.error:
+            self.say(f"rollout: {self.report.error}")
+        if self.request.record and self.evidence:
+            with open(self.request.record, "w", encoding="utf-8") as record:
+                record.writelines(json.dumps(dataclasses.asdict(s)) + "\n" for s in self.evidence)
+        return outcome
+
+    def read_config(self) -> dict[str, str]:
+        """The stack's rolling: settings as its config has them (``configured``); the outputs are read beside."""
+        if not (self.project / "Pulumi.yaml").is_file():
+            raise Stop(Outcome.REFUSED, f"--cwd {self.project} holds no Pulumi.yaml")
+        # What the look before the preview needs is read while the config is: the stack's outputs, and
+        # the Kubernetes client (the library takes a good part of a second to import).
+        early = threading.Thread(target=self._read_early, daemon=True)
+        early.start()
+        try:
+            with self.report.timed("config"):
+                config = self.engine.config()
+        except EngineMissingError as err:
+            raise Stop(Outcome.REFUSED, err.summary) from None
+        except EngineError as err:
+            raise Stop(Outcome.REFUSED, f"--stack {self.request.stack}: {err.summary}") from None
+        self.configured = keys.strip(config)
+        self.region = config.get("aws:region") or None
+        with self.report.timed("outputs"):
+            early.join()
+        return self.configured
+
+    def _read_early(self) -> None:
+        self.outputs  # noqa: B018 (read once, here)
+        with contextlib.suppress(ImportError):  # said where it is used
+            import infra.rollout.watch  # noqa: F401 (the live cluster's module, imported ahead of its use)
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """The stack's outputs before the update (its Deployment's name and namespace, its kubeconfig, the
+        image it runs), read once; none for a stack never deployed."""
+        if self._outputs is None:
+            try:
+                self._outputs = self.engine.outputs()
+            except EngineError:
+                self._outputs = {}
+        return self._outputs
+
+    def cluster(self, settings: Settings) -> Cluster:
+        """The cluster: through the stack's own kubeconfig output on eks, the configured or ambient one locally."""
+        if settings.target == "eks":
+            return self.cluster_reader(str(self.outputs["kubeconfig"]))
+        return self.cluster_reader(settings.local.kubeconfig if settings.local else None)
+
+    def deployment(self, settings: Settings) -> tuple[str, str]:
+        """The namespace and name of the stack's Deployment."""
+        return str(self.outputs.get("namespace") or settings.namespace), str(self.outputs["deploymentName"])
+
+    def look(self, settings: Settings) -> Health:
+        """The stack's Deployment as the cluster has it, read before anything is previewed: what runs, not
+        what a file says. A cluster that cannot be read, or that has no such Deployment, stops the run."""
+        namespace, name = self.deployment(settings)
+        try:
+            cluster = self.cluster(settings)
+        except Exception as err:
+            raise Stop(
+                Outcome.UNREADABLE,
+                f"cannot read the kubeconfig of stack {self.request.stack}'s cluster: {short(err)}",
+            ) from None
+        try:
+            return cluster.health(namespace, name)
+        except Exception as err:
+            absent, why = unread(err, f"{namespace}/{name}", cluster.name)
+        raise Stop(Outcome.DRIFTED if absent else Outcome.UNREADABLE, why)
+
+    def health(self, settings: Settings) -> Health:
+        """The Deployment after an update that succeeded (UnconfirmedError when it cannot be read)."""
+        namespace, name = self.deployment(settings)
+        try:
+            cluster = self.cluster(settings)
+        except Exception as err:
+            raise UnconfirmedError(
+                f"the update succeeded, but the kubeconfig could not be read: {short(err)}"
+            ) from None
+        try:
+            return cluster.health(namespace, name)
+        except Exception as err:
+            raise UnconfirmedError(
+                f"the update succeeded, but {unread(err, f'{namespace}/{name}', cluster.name)[1]}"
+            ) from None
+
+    def refresh_deployment(self) -> None:
+        """Read the Deployment back into the stack's state (after an update cut short, or a change outside)."""
+        urns = [r["urn"] for r in self.engine.resources() if r.get("type") == DEPLOYMENT_TYPE]
+        if urns:
+            self.engine.refresh(urns)
+
+    def restore_config(self, config: dict[str, str]) -> None:
+        """Put the keys of ``config`` back as the command found them (`up --config` wrote them before it failed)."""
+        for key in config:
+            before = self.configured.get(key.split(":", 1)[1])
+            if before:
+                self.engine.run("config", "set", key, before, "--plaintext")
+            else:
+                self.engine.run("config", "rm", key)
+
+    def engine_failed(self, err: EngineError, what: str, outcome: Outcome = Outcome.FAILED) -> Stop:
+        """How a failed engine command ends the run: another update holding the stack, or ``outcome``."""
+        if isinstance(err, StackBusyError):
+            return Stop(Outcome.BUSY, f"another update holds stack {self.request.stack}")
+        return Stop(outcome, f"{what} failed: {err.summary}")

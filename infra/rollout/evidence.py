@@ -1,0 +1,169 @@
+"""Where the analysis's evidence comes from, behind one interface: the command's own prober, or the ALB's
+metrics (analysisSource cloudwatch). The gate (infra/rollout/gate.py) judges whichever it is given; tests
+give it one of their own, on a clock of their own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Protocol
+
+from infra.rollout import cloudwatch
+from infra.rollout.analysis import Judgement, Sample, Thresholds, judge
+from infra.rollout.prober import Prober
+
+# Before the update, the prober must get this many answers from the stack's url within this long (it runs
+# while the preview does), or the command stops: an analysis that cannot reach the url would judge
+# nothing, or blame the network on the release.
+REACH_ANSWERS = 3
+REACH_WITHIN_S = 10.0
+
+
+class Clock(Protocol):
+    """Time as the analysis reads it and waits on it (monotonic seconds)."""
+
+    def now(self) -> float: ...
+    def wait(self, event: threading.Event, seconds: float) -> bool: ...
+
+
+class RealClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        return event.wait(seconds)
+
+
+REAL_CLOCK = RealClock()
+
+
+class Evidence(Protocol):
+    """What the gate judges. Entered for each judged release (the canary's, then the rollout's)."""
+
+    # How often it is worth judging, and how long after the bake's end its last evidence is complete.
+    every_s: float
+    settle_s: float
+
+    def unreachable(self) -> str | None:
+        """None when the evidence can be had from here; else why not, in a sentence (before any update)."""
+        ...
+
+    def __enter__(self) -> object: ...
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    def alone(self) -> None:
+        """The new version now serves alone: a request without a response from here on is its failure."""
+        ...
+
+    def judgement(self, version: str, thresholds: Thresholds) -> Judgement: ...
+
+    def samples(self) -> list[Sample]:
+        """The responses recorded since it was entered (none for evidence that is not per request)."""
+        ...
+
+
+class Probe:
+    """The command's own requests to ``url``, ``rate`` a second, each on a new connection, never re-sent."""
+
+    every_s = 0.5
+    settle_s = 0.0
+
+    def __init__(self, url: str, rate: float, *, most_s: float, reach_within_s: float = REACH_WITHIN_S) -> None:
+        self.url, self.rate, self.most_s, self.reach_within_s = url, rate, most_s, reach_within_s
+        self._prober: Prober | None = None
+        self._started = 0.0
+        self._alone_since: float | None = None
+
+    def unreachable(self) -> str | None:
+        with Prober(self.url, REACH_ANSWERS * 2, most_s=self.reach_within_s) as prober:
+            answered = prober.wait_answers(REACH_ANSWERS, self.reach_within_s)
+            tried = prober.samples()
+        if len(answered) >= REACH_ANSWERS:
+            return None
+        errors = sorted({s.error for s in tried if s.error})
+        return (
+            f"{len(answered)} of {len(tried)} requests answered in {self.reach_within_s:.0f}s"
+            f"{': ' + errors[0] if errors else ''}"
+        )
+
+    def __enter__(self) -> Probe:
+        self._prober = Prober(self.url, self.rate, most_s=self.most_s)
+        self._started, self._alone_since = time.monotonic(), None
+        self._prober.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
+        if self._prober is not None:
+            self._prober.__exit__(kind, err, tb)
+
+    def alone(self) -> None:
+        self._alone_since = time.monotonic()
+
+    def judgement(self, version: str, thresholds: Thresholds) -> Judgement:
+        return judge(self.samples(), version, thresholds, alone_since=self._alone_since)
+
+    def samples(self) -> list[Sample]:
+        return [] if self._prober is None else self._prober.samples(since=self._started)
+
+
+class AlbMetrics:
+    """The ALB's per-minute metrics of the target group behind the url (infra/rollout/cloudwatch.py), read
+    every READ_EVERY_S and judged against the old version's baseline; its last minute settles SETTLE_S."""
+
+    every_s = float(cloudwatch.READ_EVERY_S)
+    settle_s = float(cloudwatch.SETTLE_S)
+
+    def __init__(self, metrics: cloudwatch.Metrics, say: Callable[[str], None]) -> None:
+        self.metrics, self.say = metrics, say
+        self._checked = False
+        # Set when the new version serves alone (wall-clock, as CloudWatch's minutes are), and once the
+        # metrics could not be read and it was said.
+        self._alone_at: float | None = None
+        self._said_unread = False
+
+    def unreachable(self) -> str | None:
+        """Find the ALB and read its last minutes (the baseline), once: after a canary this run made, the
+        baseline read before it stands (the old version alone)."""
+        if self._checked:
+            return None
+        try:
+            self.metrics.check()
+        except cloudwatch.MetricsError as err:
+            return str(err)
+        self._checked = True
+        before, group = self.metrics.before, self.metrics.group
+        self.say(
+            f"analysis: reading the ALB's metrics ({group.target_group if group else ''}); the old version's "
+            f"last {cloudwatch.BASELINE_MINUTES} minutes: {before.requests:.0f} requests, "
+            f"{before.error_ratio:.1%} errors"
+        )
+        return None
+
+    def __enter__(self) -> AlbMetrics:
+        self._alone_at = None
+        self.metrics.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
+        self.metrics.__exit__(kind, err, tb)
+
+    def alone(self) -> None:
+        self._alone_at = self.metrics.clock()
+
+    def judgement(self, version: str, thresholds: Thresholds) -> Judgement:
+        try:
+            minutes = self.metrics.minutes()
+        except cloudwatch.MetricsError as err:
+            if not self._said_unread:
+                self._said_unread = True
+                self.say(f"analysis: the ALB's metrics cannot be read just now ({err}); trying again")
+            minutes = []
+        return cloudwatch.judge_minutes(minutes, self.metrics.before, version, thresholds, alone_since=self._alone_at)
+
+    def samples(self) -> list[Sample]:
+        return []

@@ -1,0 +1,330 @@
+"""The rollout command's world, faked: a stack's engine, its cluster and live view, its registry, and the
+analysis's evidence on a fast clock. The command's tests pass them into a Session; the real ones are tested
+in test_rollout_engine.py, test_rollout_status.py, test_rollout_watch.py and test_rollout_analysis.py."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import yaml
+
+from infra.identity import CANARY_DEPLOYMENT, DEPLOYMENT, DEPLOYMENT_TYPE
+from infra.images import CONTAINER_IMAGE_PATH as IMAGE
+from infra.rollout.analysis import Judgement, Sample, Thresholds, judge
+from infra.rollout.command.judging import Judging
+from infra.rollout.command.request import parse
+from infra.rollout.command.run import execute
+from infra.rollout.command.session import Session
+from infra.rollout.engine import EngineError
+from infra.rollout.exits import Exit
+from infra.rollout.history import Revision
+from infra.rollout.review import Step
+from infra.rollout.status import Health, Verdict
+
+ROOT = Path(__file__).resolve().parents[2]
+OLD_IMAGE = "nginxinc/nginx-unprivileged:1.14.2"
+
+
+class TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class FakeEngine:
+    """A stack at ``tag``: records config writes, ups, refreshes and interrupts; fails the ups it is told to."""
+
+    def __init__(self, failing: frozenset[str] | set[str] = frozenset(), tag: str = "1.14.2", **config: str) -> None:
+        self.tag = tag
+        self.canary: str | None = None
+        self.failing = failing
+        self.extra = config
+        self.ups: list[str] = []
+        self.up_configs: list[dict[str, str]] = []
+        self.previewed: list[tuple[str, Path]] = []
+        self.plans: list[Path | None] = []
+        self.commands: list[tuple[str, ...]] = []
+        self.refreshed: list[list[str]] = []
+        self.interrupts = 0
+        self.preview_texts: list[str] = []
+
+    def run(self, *args: str) -> str:
+        self.commands.append(args)
+        return ""
+
+    def config(self) -> dict[str, str]:
+        return {
+            "rolling:target": "local",
+            "rolling:imageTag": self.tag,
+            **({"rolling:canaryTag": self.canary} if self.canary else {}),
+            **{f"rolling:{k}": v for k, v in self.extra.items()},
+        }
+
+    def preview(self, config_file: Path, plan: Path) -> list[Step]:
+        text = config_file.read_text()
+        self.preview_texts.append(text)
+        config = cast(dict[str, Any], yaml.safe_load(text))["config"]
+        previewed = config.get("rolling:imageTag", "")
+        self.previewed.append((previewed, plan))
+        plan.write_text("{}")
+        steps = []
+        if previewed != self.tag:
+            urn = f"urn:pulumi:dev::rolling::x${DEPLOYMENT_TYPE}::{DEPLOYMENT}"
+            steps.append(Step("update", DEPLOYMENT_TYPE, urn, (IMAGE,)))
+        canary = config.get("rolling:canaryTag") or None
+        if canary != self.canary:
+            op = "delete" if canary is None else "create" if self.canary is None else "update"
+            urn = f"urn:pulumi:dev::rolling::x${DEPLOYMENT_TYPE}::{CANARY_DEPLOYMENT}"
+            steps.append(Step(op, DEPLOYMENT_TYPE, urn, (IMAGE,) if op == "update" else None))
+        return steps
+
+    def up(self, config: dict[str, str], plan: Path | None = None) -> None:
+        assert plan is None or plan.is_file(), "the plan is there while the update runs"
+        self.plans.append(plan)
+        self.up_configs.append(config)
+        if "rolling:canaryTag" in config:
+            self.canary = config["rolling:canaryTag"] or None
+        if "rolling:imageTag" in config:
+            self.tag = config["rolling:imageTag"]
+            self.ups.append(self.tag)
+        else:
+            self.ups.append(f"canary:{self.canary or '-'}")
+        if self.tag in self.failing or (self.canary is not None and self.canary in self.failing):
+            raise EngineError(["up"], 255, "", f"error: rollout of {self.tag} failed")
+
+    def refresh(self, urns: Any) -> None:
+        self.refreshed.append(list(urns))
+
+    def resources(self) -> list[dict[str, Any]]:
+        return [{"type": DEPLOYMENT_TYPE, "urn": f"urn::{DEPLOYMENT}"}]
+
+    def history(self) -> list[dict[str, Any]]:
+        return []
+
+    @property
+    def image(self) -> str:
+        return f"nginxinc/nginx-unprivileged:{self.tag}"
+
+    def outputs(self) -> dict[str, Any]:
+        return {"deploymentName": DEPLOYMENT, "image": self.image}
+
+    def interrupt(self) -> None:
+        self.interrupts += 1
+
+
+class ServedEngine(FakeEngine):
+    """A stack with a url (so its releases are analysed), with quick analysis settings."""
+
+    URL = "http://127.0.0.1:9/"
+
+    def __init__(self, failing: frozenset[str] | set[str] = frozenset(), **analysis: str) -> None:
+        quick = {"bakeSeconds": "1", "canarySeconds": "2", "minRequests": "10", "analysisRate": "40"}
+        super().__init__(failing, **{**quick, **analysis})
+
+    def outputs(self) -> dict[str, Any]:
+        return {**super().outputs(), "url": self.URL}
+
+
+class FakeView:
+    """A live view whose rollout completes, or not (``problem``), once the engine's update returns; with
+    ``finding``, the watch finds a failure waiting cannot mend as it starts (twice: decided once)."""
+
+    def __init__(self, problem: str | None = None, verdict: Verdict | None = None, finding: str | None = None):
+        self.problem, self.verdict, self.finding = problem, verdict, finding
+        self.waited: list[float] = []
+
+    def __enter__(self) -> FakeView:
+        if self.finding and self.verdict is not None:
+            self.verdict.decide(self.finding)
+            self.verdict.decide(self.finding + " (again)")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def wait_complete(self, timeout: float) -> str | None:
+        self.waited.append(timeout)
+        if isinstance(self.problem, Exception):
+            raise self.problem
+        return self.problem
+
+
+class FakeCluster:
+    """A cluster whose Deployment is ``state``, or runs what ``engine`` last shipped on 3 replicas, complete;
+    each live view waits as ``problems`` say, in turn (an exception: the cluster is lost), and the first
+    finds ``finding``; ``error`` is what reading the Deployment raises."""
+
+    name = "https://127.0.0.1:6443"
+
+    def __init__(
+        self,
+        state: Health | None = None,
+        problems: list[Any] | None = None,
+        *,
+        engine: Any = None,
+        error: Exception | None = None,
+        finding: str | None = None,
+    ) -> None:
+        self.state, self.engine, self.error, self.finding = state, engine, error, finding
+        self.problems = list(problems or [])
+        self.views: list[FakeView] = []
+        self.kubeconfigs: list[str | None] = []
+        self.revision_list: list[Revision] = []
+
+    def read(self, kubeconfig: str | None) -> FakeCluster:
+        self.kubeconfigs.append(kubeconfig)
+        return self
+
+    def health(self, namespace: str, name: str) -> Health:
+        assert name == DEPLOYMENT
+        if self.error is not None:
+            raise self.error
+        if self.state is not None:
+            return self.state
+        image = self.engine.image if self.engine is not None else OLD_IMAGE
+        return Health(image, 3, 3, 3, 3, True, 3)
+
+    def revisions(self, namespace: str, name: str) -> list[Revision]:
+        assert name == DEPLOYMENT
+        return list(self.revision_list)
+
+    def progress(self, namespace: str, say: Any, verdict: Verdict | None = None) -> FakeView:
+        finding, self.finding = self.finding, None
+        self.views.append(FakeView(self.problems.pop(0) if self.problems else None, verdict, finding))
+        return self.views[-1]
+
+
+class FakeRegistry:
+    def __init__(self, digests: dict[str, str]) -> None:
+        self.digests = dict(digests)
+        self.copies: list[tuple[str, str]] = []
+
+    def revision(self, reference: str) -> str | None:
+        raise AssertionError("not asked in a promotion")
+
+    def push(self, reference: str, version: str, revision: str) -> None:
+        raise AssertionError("a promotion builds nothing")
+
+    def digest(self, reference: str) -> str | None:
+        return self.digests.get(reference)
+
+    def copy(self, source: str, destination: str) -> None:
+        self.copies.append((source, destination))
+        digest = self.digests[source]
+        self.digests[destination] = digest
+        self.digests[f"{destination.rsplit(':', 1)[0]}@{digest}"] = digest
+
+
+class FastClock:
+    """Monotonic time running ``factor`` times faster than the machine's: a 60 s bake takes 60/factor s."""
+
+    def __init__(self, factor: float = 50.0) -> None:
+        self.factor = factor
+
+    def now(self) -> float:
+        return time.monotonic() * self.factor
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        return event.wait(seconds / self.factor)
+
+
+class AppEvidence:
+    """The stack's app as users would meet it, ``rate`` requests a second on ``clock``: each answered by the
+    version ``engine`` runs, one in four by its canary when it has one, with ``statuses`` by version (200
+    otherwise); judged by the real ``judge``. ``reachable`` False: no answer before the update."""
+
+    every_s = 0.5
+    settle_s = 0.0
+
+    def __init__(
+        self,
+        engine: FakeEngine,
+        clock: FastClock,
+        statuses: dict[str, int],
+        *,
+        rate: float = 40.0,
+        reachable: bool = True,
+    ) -> None:
+        self.engine, self.clock, self.statuses, self.rate, self.reachable = engine, clock, statuses, rate, reachable
+        self._lock = threading.Lock()
+        self._samples: list[Sample] = []
+        self._sent = 0
+        self._since = 0.0
+        self._alone: float | None = None
+
+    def unreachable(self) -> str | None:
+        return None if self.reachable else "0 of 6 requests answered in 10s: [Errno 111] Connection refused"
+
+    def __enter__(self) -> AppEvidence:
+        self._samples, self._sent, self._since, self._alone = [], 0, self.clock.now(), None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def alone(self) -> None:
+        self._alone = self.clock.now()
+
+    def _record(self) -> list[Sample]:
+        with self._lock:
+            due = int((self.clock.now() - self._since) * self.rate)
+            while self._sent < due:
+                self._sent += 1
+                canary = self.engine.canary
+                version = canary if canary and self._sent % 4 == 0 else self.engine.tag
+                status = self.statuses.get(version, 200)
+                self._samples.append(Sample(self._since + self._sent / self.rate, status, 0.002, version))
+            return list(self._samples)
+
+    def judgement(self, version: str, thresholds: Thresholds) -> Judgement:
+        return judge(self._record(), version, thresholds, alone_since=self._alone)
+
+    def samples(self) -> list[Sample]:
+        return self._record()
+
+
+def session(
+    argv: list[str],
+    *,
+    engine: Any = None,
+    cluster: FakeCluster | None = None,
+    stdin: io.StringIO | None = None,
+    **services: Any,
+) -> Session:
+    """A Session of ``argv`` (in this project's folder) on ``engine`` and ``cluster``."""
+    engine = engine or FakeEngine()
+    cluster = cluster or FakeCluster(engine=engine)
+    if cluster.engine is None and cluster.state is None:
+        cluster.engine = engine
+    request = parse([*argv, "--cwd", str(ROOT)])
+    out, err = io.StringIO(), io.StringIO()
+    return Session(request, out, err, stdin or io.StringIO(), engine=engine, cluster_reader=cluster.read, **services)
+
+
+def said(s: Session) -> str:
+    return cast(io.StringIO, s.err).getvalue()
+
+
+def shipped(
+    *extra: str,
+    tag: str = "1.16.1",
+    engine: Any = None,
+    cluster: FakeCluster | None = None,
+    statuses: dict[str, int] | None = None,
+    reachable: bool = True,
+) -> tuple[Exit, Session]:
+    """`rollout --stack dev --tag TAG --yes EXTRA` run to its end, its app answering as ``statuses`` say."""
+    s = session(["--stack", "dev", "--tag", tag, "--yes", *extra], engine=engine, cluster=cluster)
+    clock = FastClock()
+    evidence = AppEvidence(s.engine, clock, statuses or {}, reachable=reachable)  # type: ignore[arg-type]
+    return execute(s, Judging(s, evidence_for=lambda url, settings: evidence, clock=clock)), s
+
+
+def run(s: Session) -> Exit:
+    """Run ``s`` to its end on a fast clock, its app answering 200 (for releases with no analysis, or none)."""
+    clock = FastClock()
+    evidence = AppEvidence(s.engine, clock, {})  # type: ignore[arg-type]
+    return execute(s, Judging(s, evidence_for=lambda url, settings: evidence, clock=clock))
