@@ -25,6 +25,11 @@ endif
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 # kubectl's discovery cache: in our cache folder, not ~/.kube.
 export KUBECACHEDIR ?= $(CACHE)/kubectl
+# Python's compiled modules (pytest's rewritten test modules among them) in our cache folder, not the
+# checkout. A shell that turns bytecode off (PYTHONDONTWRITEBYTECODE) would have every run compile every
+# module again: about 3 s of each unit-test worker's start, and of each program the engine runs.
+export PYTHONPYCACHEPREFIX ?= $(CACHE)/pycache
+unexport PYTHONDONTWRITEBYTECODE
 LOCAL_ENV = PULUMI_CONFIG_PASSPHRASE=rolling-local KUBECONFIG=$$(cluster/cluster.sh kubeconfig)
 # The local cluster's node: real (kubelet, containerd, a registry: cluster/node.sh) or kwok (fake nodes).
 export ROLLING_NODE ?= real
@@ -85,10 +90,10 @@ endif
 
 test: lint lint-workflows test-unit test-manifests test-e2e
 
-# Four workers on two cores: most of the tier's time is its analysis tests waiting on real sockets and
-# clocks, which overlap; each worker takes the next test when it is free.
+# Three workers on two cores: what is left of waiting (the prober's and the load client's tests on real
+# sockets) overlaps the program's tests under Pulumi's mocks; each worker takes the next test when free.
 test-unit: venv
-	$(PY) -m pytest tests/unit -n 4 --dist worksteal
+	$(PY) -m pytest tests/unit -n 3 --dist worksteal
 
 # Every shell script the project runs, CI's included.
 SHELL_SCRIPTS = $(shell find . -name '*.sh' -not -path './.venv/*' -not -path './.git/*') .ci/run

@@ -232,23 +232,26 @@ class FastClock:
 
 
 class AppEvidence:
-    """The stack's app as users would meet it, ``rate`` requests a second on ``clock``: each answered by the
-    version ``engine`` runs, one in four by its canary when it has one, with ``statuses`` by version (200
-    otherwise); judged by the real ``judge``. ``reachable`` False: no answer before the update."""
+    """The stack's app as users would meet it, ``rate`` requests a second on ``clock``: each answered after
+    ``latency_s`` by the version ``engine`` runs (its ``tag``), one in four by its canary when it has one,
+    with ``statuses`` by version (200 otherwise); judged by the real ``judge``. ``reachable`` False: no answer
+    before the update."""
 
     every_s = 0.5
     settle_s = 0.0
 
     def __init__(
         self,
-        engine: FakeEngine,
+        engine: Any,
         clock: FastClock,
         statuses: dict[str, int],
         *,
         rate: float = 40.0,
         reachable: bool = True,
+        latency_s: float = 0.002,
     ) -> None:
         self.engine, self.clock, self.statuses, self.rate, self.reachable = engine, clock, statuses, rate, reachable
+        self.latency_s = latency_s
         self._lock = threading.Lock()
         self._samples: list[Sample] = []
         self._sent = 0
@@ -276,7 +279,7 @@ class AppEvidence:
                 canary = self.engine.canary
                 version = canary if canary and self._sent % 4 == 0 else self.engine.tag
                 status = self.statuses.get(version, 200)
-                self._samples.append(Sample(self._since + self._sent / self.rate, status, 0.002, version))
+                self._samples.append(Sample(self._since + self._sent / self.rate, status, self.latency_s, version))
             return list(self._samples)
 
     def judgement(self, version: str, thresholds: Thresholds) -> Judgement:

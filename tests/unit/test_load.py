@@ -100,13 +100,18 @@ def _plain_load(tmp_path: Path, abrupt: bool, keepalive: bool) -> list[load.Resp
     return sent.responses
 
 
-def test_the_plain_client_ends_connections_the_clean_way_and_never_resends(tmp_path: Path) -> None:
+def test_the_plain_client_ends_connections_the_clean_way(tmp_path: Path) -> None:
     clean = _plain_load(tmp_path, abrupt=False, keepalive=True)
     assert 50 <= len(clean) <= 61 and load.problems(clean, {"1.0"}) == []
+
+
+def test_the_plain_client_never_resends_a_request_its_connection_lost(tmp_path: Path) -> None:
     # A connection closed without an answer fails the request sent on it, which is not sent again.
     abrupt = _plain_load(tmp_path, abrupt=True, keepalive=True)
     failed = [r for r in abrupt if r.failed]
     assert len(failed) >= 10 and all(r.status == 0 and "RemoteDisconnected" in r.error for r in failed), failed[:3]
     assert 50 <= len(abrupt) <= 61, "a failed request is recorded once, never re-sent"
-    # A new connection for each request never meets a closed one.
+
+
+def test_a_new_connection_for_each_request_never_meets_a_closed_one(tmp_path: Path) -> None:
     assert load.problems(_plain_load(tmp_path, abrupt=True, keepalive=False), {"1.0"}) == []

@@ -10,14 +10,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from infra.rollout.analysis import Judgement, Sample, State, Thresholds, judge, p99_ms
-from infra.rollout.evidence import Probe
 from infra.rollout.gate import Gate
 from infra.rollout.prober import VERSION_HEADER, Prober, leaves_by
+from tests.unit.rollout_fakes import AppEvidence, FastClock
 
 THRESHOLDS = Thresholds(max_error_ratio=0.02, max_p99_ms=1000, min_requests=50)
 
@@ -180,17 +181,22 @@ def test_the_prober_refuses_what_is_not_an_http_url() -> None:
         Prober("10.0.0.1", 1, most_s=1)
 
 
-def gate(url: str, breaches: list[str], **thresholds: Any) -> Gate:
+def gate(evidence: AppEvidence, breaches: list[str], **thresholds: Any) -> Gate:
     said: list[str] = []
     limits = Thresholds(**{"max_error_ratio": 0.02, "max_p99_ms": 1000, "min_requests": 10, **thresholds})
-    return Gate(Probe(url, 40, most_s=10), "1.1", limits, say=said.append, on_breach=breaches.append)
+    return Gate(evidence, "1.1", limits, say=said.append, on_breach=breaches.append, clock=evidence.clock)
+
+
+def serving(statuses: dict[str, int] | None = None, latency_s: float = 0.002) -> AppEvidence:
+    """Version 1.1 answering 40 requests a second as ``statuses`` say, on a fast clock."""
+    return AppEvidence(SimpleNamespace(tag="1.1", canary=None), FastClock(), statuses or {}, latency_s=latency_s)
 
 
 def test_the_gate_acts_once_on_a_breach_during_the_rollout() -> None:
     breaches: list[str] = []
-    with app(status=500) as url, gate(url, breaches) as watching:
+    with gate(serving({"1.1": 500}), breaches) as watching:
         wait(lambda: watching.breach is not None, 5)
-        time.sleep(1.0)
+        watching.clock.wait(threading.Event(), 2.0)  # it goes on running, on the gate's clock
     assert len(breaches) == 1
     assert breaches[0].startswith("the analysis found 1.1:") and "maxErrorRatio" in breaches[0]
     assert watching.breach is not None and watching.breach.errors >= 10
@@ -241,17 +247,17 @@ def test_a_judgement_that_ends_after_its_gate_acts_on_nothing() -> None:
 
 def test_the_gate_passes_a_healthy_bake_and_ends_a_bad_one_at_once() -> None:
     breaches: list[str] = []
-    with app() as url, gate(url, breaches) as watching:
+    with gate(serving(), breaches) as watching:
         watching.alone()
         verdict = watching.bake(1.0)
     assert verdict.state is State.PASS and breaches == []
 
-    with app(delay_s=0.05) as url, gate(url, breaches, max_p99_ms=20) as watching:
-        start = time.monotonic()
+    with gate(serving(latency_s=0.05), breaches, max_p99_ms=20) as watching:
+        start = watching.clock.now()
         verdict = watching.bake(30)
-        took = time.monotonic() - start
+        took = watching.clock.now() - start
     assert verdict.state is State.BREACH and "maxP99Ms 20" in verdict.reason
-    assert took < 5
+    assert took < 5, "on the gate's clock: a 30 s bake ended by its first judgement"
     assert len(breaches) == 1
 
 

@@ -191,10 +191,10 @@ def test_wait_for_version_returns_once_served(version_server: str) -> None:
 def test_wait_for_version_fails_when_never_served(version_server: str) -> None:
     env = {**os.environ, "WAIT_INTERVAL_S": "1"}
     done = subprocess.run(
-        [str(SCRIPT), version_server, "def5678", "3"], check=False, capture_output=True, text=True, timeout=20, env=env
+        [str(SCRIPT), version_server, "def5678", "1"], check=False, capture_output=True, text=True, timeout=20, env=env
     )
     assert done.returncode == 1
-    assert "did not serve def5678 within 3s" in done.stderr and "last: 'abc1234'" in done.stderr
+    assert "did not serve def5678 within 1s" in done.stderr and "last: 'abc1234'" in done.stderr
     refused = subprocess.run([str(SCRIPT), "example.com", "x"], check=False, capture_output=True, text=True, timeout=20)
     assert refused.returncode == 2 and "is not an http(s) URL" in refused.stderr
 
