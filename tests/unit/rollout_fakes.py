@@ -322,12 +322,12 @@ def shipped(
     """`rollout --stack dev --tag TAG --yes EXTRA` run to its end, its app answering as ``statuses`` say."""
     s = session(["--stack", "dev", "--tag", tag, "--yes", *extra], engine=engine, cluster=cluster)
     clock = FastClock()
-    evidence = AppEvidence(s.engine, clock, statuses or {}, reachable=reachable)  # type: ignore[arg-type]
+    evidence = AppEvidence(s.engine, clock, statuses or {}, reachable=reachable)
     return execute(s, Judging(s, evidence_for=lambda url, settings: evidence, clock=clock)), s
 
 
 def run(s: Session) -> Exit:
     """Run ``s`` to its end on a fast clock, its app answering 200 (for releases with no analysis, or none)."""
     clock = FastClock()
-    evidence = AppEvidence(s.engine, clock, {})  # type: ignore[arg-type]
+    evidence = AppEvidence(s.engine, clock, {})
     return execute(s, Judging(s, evidence_for=lambda url, settings: evidence, clock=clock))
