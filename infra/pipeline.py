@@ -29,7 +29,7 @@ from infra.rollout.engine import Engine, EngineError, interruptible_children
 from infra.rollout.exits import Exit
 from infra.rollout.registry import Registry, RegistryError, registry_for
 from infra.rollout.report import Evidence, Report
-from infra.settings import NAMESPACE
+from infra.settings import Settings, SettingsError, keys
 
 ROOT = Path(__file__).resolve().parents[1]
 REVISION_LABEL = "org.opencontainers.image.revision"
@@ -159,27 +159,33 @@ class Deploy:
                 "with the rights to create it, then deploy again. Nothing was changed."
             )
             return Exit.NOT_BOOTSTRAPPED
-        target = config.get(f"{NAMESPACE}:target", "eks")
-        repository = str(outputs.get("repositoryUrl") or config.get(f"{NAMESPACE}:imageRepository", ""))
+        values = keys.strip(config)
+        try:
+            settings = Settings.from_values(values)
+        except SettingsError as err:
+            self.report.add(f"stack {self.stack}'s settings: {err}; nothing was changed")
+            return Exit.USAGE
+        # The repository the stack names (its ECR repository on eks), never the bootstrap image's default.
+        repository = str(outputs.get("repositoryUrl") or values.get(keys.IMAGE_REPOSITORY.name, ""))
         if not repository:
             self.report.add(
                 f"stack {self.stack} names no image repository (rolling:imageRepository); nothing was changed"
             )
             return Exit.USAGE
         reference = images.reference(repository, self.tag)
-        exit_code = self.publish(self.registry_for(target), reference)
+        exit_code = self.publish(self.registry_for(settings.target), reference)
         if exit_code is not None:
             return exit_code
-        if config.get(f"{NAMESPACE}:imageRepository") != repository:
-            self.engine.run("config", "set", f"{NAMESPACE}:imageRepository", repository)
-        if self.canary and config.get(f"{NAMESPACE}:analysis", "true").lower() == "false":
+        if values.get(keys.IMAGE_REPOSITORY.name) != repository:
+            self.engine.run("config", "set", keys.IMAGE_REPOSITORY.full, repository)
+        if self.canary and not settings.analysis:
             self.report.add("no canary: the stack ships on readiness alone (rolling:analysis false)")
             self.canary = 0
         exit_code = self.ship()
         if exit_code != Exit.OK:
             return exit_code
         # A rollout changes the image, not the url: the one read before it stands.
-        return self.served(str(outputs.get("url", ""))) if reaches_url(config) else unasked(self.report, self.tag)
+        return self.served(str(outputs.get("url", ""))) if reaches_url(settings) else unasked(self.report, self.tag)
 
     def publish(self, registry: Registry, reference: str) -> Exit | None:
         """Push the image unless this commit's build is there already; refuse a tag that names another build."""
@@ -229,10 +235,10 @@ class Deploy:
         return Exit.OK if ok else Exit.NOT_SERVED
 
 
-def reaches_url(config: dict[str, str]) -> bool:
+def reaches_url(settings: Settings) -> bool:
     """Whether this runner is taken to reach the stack's url: not where its analysis reads the ALB's metrics
     instead (rolling:analysisSource cloudwatch, chosen for a runner that cannot reach the ALB)."""
-    return config.get(f"{NAMESPACE}:analysisSource", "probe") != "cloudwatch"
+    return settings.eks is None or settings.eks.analysis_source != "cloudwatch"
 
 
 def unasked(report: Summary, tag: str) -> Exit:
@@ -290,13 +296,14 @@ class Promote:
         if exit_code != Exit.OK:
             self.report.add(f"rollout: {result.outcome}: {result.error}")
             return exit_code
-        config, outputs = self.engine.config(), self.engine.outputs()
-        tag = config.get(f"{NAMESPACE}:imageTag", "")
+        settings = Settings.from_values(keys.strip(self.engine.config()))
+        outputs = self.engine.outputs()
+        tag = settings.image_tag or ""
         self.report.add(
             f"{self.stack} runs {result.new_image} (tag {tag}), the image {self.source} runs, byte for byte: "
             f"{result.outcome}"
         )
-        if not reaches_url(config):
+        if not reaches_url(settings):
             return unasked(self.report, tag)
         ok, said = self.wait_served(str(outputs.get("url", "")), tag, self.url_timeout)
         self.report.add(said or "the url was not asked")

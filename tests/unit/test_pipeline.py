@@ -280,3 +280,12 @@ def test_a_refused_promotion_passes_the_reason_and_code_through() -> None:
     run, _, checked = promote([(Exit.NOT_PROMOTABLE, refused)])
     assert run.run() == Exit.NOT_PROMOTABLE
     assert checked == [] and "not promoting dev to prod" in run.report.lines[-1]
+
+
+def test_a_stack_whose_settings_do_not_hold_is_refused_before_anything_is_built() -> None:
+    # The pipeline reads the stack's settings as the program does (Settings), never a key by hand: a value
+    # the program would refuse stops the deploy here, naming the key, with nothing pushed or shipped.
+    run, registry, shipped = deploy(config={"rolling:analysis": "maybe"})
+    assert run.run() == Exit.USAGE
+    assert registry.pushed == [] and shipped == []
+    assert "rolling:analysis" in run.report.lines[-1] and "nothing was changed" in run.report.lines[-1]
