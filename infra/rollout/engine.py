@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from infra.rollout.review import Step
+from infra.settings.keys import CHANGE_CAUSE
 
 # The config key of a release's cause (infra/release.py), said as the update's message as well.
-CAUSE_KEY = "rolling:changeCause"
+CAUSE_KEY = CHANGE_CAUSE.full
 # What the engine prints when another update holds the stack: a file backend's lock, Pulumi Cloud's 409.
 BUSY_MARKERS = ("the stack is currently locked by", "Another update is currently in progress")
 

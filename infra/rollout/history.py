@@ -24,6 +24,7 @@ from typing import Any
 
 from infra import images, release
 from infra.settings import NAMESPACE, Settings, SettingsError
+from infra.settings.keys import CHANGE_CAUSE, IMAGE_DIGEST, IMAGE_REPOSITORY, IMAGE_TAG, TARGET
 
 # The annotations the Deployment controller keeps on each ReplicaSet (k8s.io/kubernetes pkg/controller/
 # deployment/util/deployment_util.go: RevisionAnnotation, RevisionHistoryAnnotation).
@@ -116,11 +117,11 @@ def _when(text: str | None) -> datetime | None:
 
 def _image(values: Mapping[str, str]) -> str | None:
     """The image an update's config named, or None when it named none (or not one the settings accept)."""
-    if not (values.get("imageTag") or values.get("imageDigest")):
+    if not (values.get(IMAGE_TAG.name) or values.get(IMAGE_DIGEST.name)):
         return None
-    keys = ("target", "imageRepository", "imageTag", "imageDigest")
+    named = (TARGET.name, IMAGE_REPOSITORY.name, IMAGE_TAG.name, IMAGE_DIGEST.name)
     try:
-        return Settings.from_values({k: values[k] for k in keys if values.get(k)}).image
+        return Settings.from_values({k: values[k] for k in named if values.get(k)}).image
     except (SettingsError, images.ImageError):
         return None
 
@@ -148,10 +149,10 @@ def updates(history: Iterable[Mapping[str, Any]]) -> list[Update]:
                 started=started,
                 ended=_when(entry.get("endTime")),
                 image=_image(values),
-                tag=values.get("imageTag") or None,
-                cause=values.get("changeCause", ""),
+                tag=values.get(IMAGE_TAG.name) or None,
+                cause=values.get(CHANGE_CAUSE.name, ""),
                 environment=dict(entry.get("environment") or {}),
-                target=values.get("target") or "eks",
+                target=values.get(TARGET.name) or "eks",
             )
         )
     return sorted(found, key=lambda u: (u.started, u.version))
