@@ -146,7 +146,7 @@ SCAN_DIR := $(CACHE)/scan
 scan: venv toolchain checkov
 	@for target in local eks; do \
 	  rm -rf $(SCAN_DIR)/$$target; \
-	  $(PY) -m infra.render --target $$target $(SCAN_DIR)/$$target >/dev/null || exit 1; \
+	  $(PY) -m rigs.render --target $$target $(SCAN_DIR)/$$target >/dev/null || exit 1; \
 	  echo "== $$target: $(SCAN_DIR)/$$target"; \
 	  $(ROLLING_CHECKOV) --framework kubernetes --compact --quiet --skip-download \
 	    -f $$(find $(SCAN_DIR)/$$target -name '*.yaml') || exit 1; \

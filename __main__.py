@@ -1,9 +1,5 @@
-"""The Pulumi program: load settings, build, export."""
+"""The Pulumi program: load settings, build, export (infra/program.py)."""
 
-import pulumi
+from infra.program import main
 
-from infra.settings import Settings
-from infra.stack import build
-
-for name, value in build(Settings.load()).items():
-    pulumi.export(name, value)
+main()

@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.run import RESULTS, Stack, progress
 from infra.identity import DEPLOYMENT
-from infra.rollout.cluster import live_cluster
+from infra.kube.cluster import live_cluster
 
 ROLLOUTS = 40
 TAGS = ("1.1.0", "1.0.0")

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import phases
-from infra import offline, strategy
+from infra import strategy
 from infra.identity import CONTAINER, DEPLOYMENT, DEPLOYMENT_REF
 from infra.rollout.engine import interruptible_children
 from infra.rollout.report import Report
 from infra.settings import Settings
+from rigs import offline
 from rigs.project import copy_project
 from rigs.timeline import RolloutWatch
 
@@ -202,7 +203,7 @@ def evaluation() -> dict[str, Any]:
     code = (
         "import time, sys, json\n"
         "t0 = time.perf_counter()\n"
-        "from infra.offline import run_program\n"
+        "from rigs.offline import run_program\n"
         "t1 = time.perf_counter()\n"
         "run_program({'target': sys.argv[1], 'imageTag': '1.14.2'})\n"
         "t2 = time.perf_counter()\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import kube_access
+from infra.kube import access as kube_access
 
 
 def provider(kubeconfig: str | None) -> k8s.Provider:

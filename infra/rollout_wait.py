@@ -20,18 +20,34 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pulumi
 
 from infra.identity import DEPLOYMENT
-from infra.rollout.status import Verdict
+from infra.kube.status import Verdict
 
 if TYPE_CHECKING:
-    from infra.rollout.cluster import ClusterReader
+    from infra.kube.cluster import ClusterReader
 
 # The annotation that turns the provider's own wait off for the Deployment.
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+
+
+class Settle(Protocol):
+    """How the program waits for its rollout: ``settle`` below, reading the cluster (the program's default),
+    or a recorder under rigs/offline.py's mocks, where there is no cluster."""
+
+    def __call__(
+        self,
+        namespace: str,
+        image: str,
+        kubeconfig: str | None,
+        *,
+        timeout: float,
+        fargate: bool,
+        say: Callable[[str], None],
+    ) -> str: ...
 
 
 class RolloutFailed(pulumi.RunError):
@@ -46,9 +62,10 @@ def wait_for_rollout(
     *,
     timeout: int,
     fargate: bool,
+    settle: Settle,
 ) -> pulumi.Output[str] | None:
-    """After ``deployment`` is applied, wait for its rollout (``timeout`` seconds at most); the Output
-    fails the update with the cause if it does not complete. None in a preview."""
+    """After ``deployment`` is applied, wait for its rollout by ``settle`` (``timeout`` seconds at most); the
+    Output fails the update with the cause if it does not complete. None in a preview."""
     if pulumi.runtime.is_dry_run():
         return None
     loop = asyncio.get_event_loop()
@@ -59,9 +76,8 @@ def wait_for_rollout(
 
     async def wait(values: list[Any]) -> str:
         ns, running, config = values
-        how = settle_with
         return await asyncio.to_thread(
-            lambda: how(ns, running, config or None, timeout=timeout, fargate=fargate, say=say)
+            lambda: settle(ns, running, config or None, timeout=timeout, fargate=fargate, say=say)
         )
 
     # The Deployment's id orders the wait after the provider applied it. Nothing need hold the Output:
@@ -82,7 +98,7 @@ def settle(
     """Wait until the app's Deployment in ``namespace`` is complete on ``image``; its summary, or
     RolloutFailed naming why not: a definitive failure, the deadline, an absent Deployment, or a
     cluster that cannot be read. ``reader`` makes the cluster from the kubeconfig (the Kubernetes API)."""
-    from infra.rollout.cluster import live_cluster, short, unread  # a preview never loads the Kubernetes client
+    from infra.kube.cluster import live_cluster, short, unread  # a preview never loads the Kubernetes client
 
     where = f"{namespace}/{DEPLOYMENT}"
     try:
@@ -119,7 +135,3 @@ def settle(
     if state.image != image:
         raise RolloutFailed(f"Deployment {where} was changed to {state.image} during its rollout to {image}")
     return f"complete: {state}"
-
-
-# What waits: the cluster itself, or (under infra/offline.py's mocks, where there is none) a recorder.
-settle_with: Callable[..., str] = settle

@@ -13,18 +13,18 @@ from infra import access, app, eks_versions, images, release, rollout_wait
 from infra.settings import EksSettings, Settings
 
 
-def build(settings: Settings) -> dict[str, object]:
-    """Create every resource of the stack; return the outputs to export."""
+def build(settings: Settings, settle: rollout_wait.Settle = rollout_wait.settle) -> dict[str, object]:
+    """Create every resource of the stack, its rollout waited for by ``settle``; return the outputs to export."""
     outputs: dict[str, object] = {}
     if settings.eks is not None:
-        _build_eks(settings, settings.eks, outputs)
+        _build_eks(settings, settings.eks, outputs, settle)
     else:
         # Imported here like the eks modules, so each target loads only what it uses.
         from infra import local
 
         kubeconfig = settings.local.kubeconfig if settings.local else None
         web = workload(settings, local.provider(kubeconfig))
-        wait_for_rollout(settings, web, kubeconfig)
+        wait_for_rollout(settings, web, kubeconfig, settle)
         _app_outputs(settings, web, outputs)
         # The Service's address, which this machine routes to the local node.
         outputs["url"] = web.cluster_ip.apply(lambda ip: f"http://{ip}")
@@ -38,7 +38,7 @@ def workload(
     depends_on: Sequence[pulumi.Resource] = (),
     before_pods: Callable[[pulumi.Input[str], pulumi.Output[str]], Sequence[pulumi.Resource]] | None = None,
 ) -> app.WebApp:
-    """The app's Kubernetes resources through ``provider``: what `python -m infra.render` writes out."""
+    """The app's Kubernetes resources through ``provider``: what `python -m rigs.render` writes out."""
     return app.WebApp(
         "nginx",
         app.WebAppArgs(
@@ -67,7 +67,9 @@ def workload(
     )
 
 
-def wait_for_rollout(settings: Settings, web: app.WebApp, kubeconfig: pulumi.Input[str] | None) -> None:
+def wait_for_rollout(
+    settings: Settings, web: app.WebApp, kubeconfig: pulumi.Input[str] | None, settle: rollout_wait.Settle
+) -> None:
     """`up` returns once the app's rollout is complete, or fails with its cause (infra/rollout_wait.py)."""
     rollout_wait.wait_for_rollout(
         web.deployment,
@@ -76,6 +78,7 @@ def wait_for_rollout(settings: Settings, web: app.WebApp, kubeconfig: pulumi.Inp
         kubeconfig,
         timeout=settings.await_timeout_seconds,
         fargate=settings.eks is not None,
+        settle=settle,
     )
 
 
@@ -169,7 +172,7 @@ def _running_version(cluster_name: str) -> str | None:
         return None
 
 
-def _build_eks(settings: Settings, eks: EksSettings, outputs: dict[str, object]) -> None:
+def _build_eks(settings: Settings, eks: EksSettings, outputs: dict[str, object], settle: rollout_wait.Settle) -> None:
     """The network, the Fargate cluster, the registry, the load balancer controller, the app and its ALB."""
     # Imported here: the local target must not pay for (or need) the AWS SDKs.
     from infra import alb, network, registry
@@ -241,7 +244,7 @@ def _build_eks(settings: Settings, eks: EksSettings, outputs: dict[str, object])
         return [made[0]]
 
     web = workload(settings, provider, namespace_labels(settings), depends_on=[controller], before_pods=alb_first)
-    wait_for_rollout(settings, web, fargate_cluster.kubeconfig)
+    wait_for_rollout(settings, web, fargate_cluster.kubeconfig, settle)
     url = made[0].url
     _app_outputs(settings, web, outputs)
     outputs["clusterName"] = fargate_cluster.cluster_name

@@ -13,9 +13,9 @@ from typing import Any, Self
 
 from kubernetes import client, watch
 
-from infra import kube_access
 from infra.identity import SELECTOR
-from infra.rollout.status import Health
+from infra.kube import access as kube_access
+from infra.kube.status import Health
 
 
 @dataclass
@@ -187,7 +187,7 @@ class PhaseTimes:
 class DeploymentPhases:
     """Watches one Deployment while a command changes its pod template and waits for the rollout.
 
-    Complete is infra.rollout.status's definition, the one `kubectl rollout status` waits for."""
+    Complete is infra.kube.status's definition, the one `kubectl rollout status` waits for."""
 
     namespace: str
     name: str

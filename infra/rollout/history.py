@@ -23,13 +23,10 @@ from datetime import datetime
 from typing import Any
 
 from infra import images, release
+from infra.kube.revisions import Revision
 from infra.settings import NAMESPACE, Settings, SettingsError
 from infra.settings.keys import CHANGE_CAUSE, IMAGE_DIGEST, IMAGE_REPOSITORY, IMAGE_TAG, TARGET
 
-# The annotations the Deployment controller keeps on each ReplicaSet (k8s.io/kubernetes pkg/controller/
-# deployment/util/deployment_util.go: RevisionAnnotation, RevisionHistoryAnnotation).
-REVISION = "deployment.kubernetes.io/revision"
-REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
 # The CI run an update came from, as the engine records it (pulumi pkg/backend/updates.go).
 CI_RUN_URL = "ci.build.url"
 
@@ -47,17 +44,6 @@ class Update:
     cause: str  # rolling:changeCause as it was configured for this update ("" none)
     environment: Mapping[str, str] = field(default_factory=dict)
     target: str = "eks"  # rolling:target
-
-
-@dataclass(frozen=True)
-class Revision:
-    """One ReplicaSet of the Deployment: its revision, the numbers its template had before (a template used
-    again moves to the newest revision: kubectl lists it once), its image and its change-cause."""
-
-    number: int
-    image: str
-    cause: str
-    earlier: tuple[int, ...] = ()
 
 
 @dataclass
@@ -156,25 +142,6 @@ def updates(history: Iterable[Mapping[str, Any]]) -> list[Update]:
             )
         )
     return sorted(found, key=lambda u: (u.started, u.version))
-
-
-def revisions(replica_sets: Iterable[Any]) -> list[Revision]:
-    """The Deployment's revisions from its ReplicaSets (the Kubernetes client's V1ReplicaSet objects)."""
-    found = []
-    for rs in replica_sets:
-        annotations = rs.metadata.annotations or {}
-        if REVISION not in annotations:
-            continue
-        earlier = tuple(int(n) for n in str(annotations.get(REVISION_HISTORY, "")).split(",") if n.strip().isdigit())
-        found.append(
-            Revision(
-                number=int(annotations[REVISION]),
-                image=str(rs.spec.template.spec.containers[0].image),
-                cause=str(annotations.get(release.CHANGE_CAUSE, "")),
-                earlier=earlier,
-            )
-        )
-    return sorted(found, key=lambda r: r.number)
 
 
 def releases(stack_updates: Iterable[Update], stack_revisions: Iterable[Revision] = ()) -> list[Release]:

@@ -8,7 +8,8 @@ import os
 import re
 from collections.abc import Callable
 
-from infra import fargate, images, kube_access, release, strategy
+from infra import fargate, images, release, strategy
+from infra.kube import access as kube_access
 from infra.settings.defaults import LOG_RETENTION_DAYS, LOG_TYPES
 
 

@@ -15,10 +15,10 @@ from typing import Any
 import pulumi.automation as auto
 from kubernetes import client
 
-from infra import kube_access, offline
 from infra.identity import DEPLOYMENT, SERVICE
-from infra.rollout import watch
-from rigs import load, node, timeline
+from infra.kube import access as kube_access
+from infra.kube import watch
+from rigs import load, node, offline, timeline
 from rigs.project import copy_project
 from tests.e2e.images import REPOSITORY
 

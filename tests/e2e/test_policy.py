@@ -7,7 +7,7 @@ from pathlib import Path
 import pulumi.automation as auto
 import pytest
 
-from infra import offline
+from rigs import offline
 from tests.e2e.harness import ROOT, local_stack
 
 POLICY = str(ROOT / "policy")

@@ -16,7 +16,7 @@ from kubernetes import client
 
 from infra import images, strategy
 from infra.identity import CONTAINER, DEPLOYMENT, DEPLOYMENT_REF, SELECTOR
-from infra.rollout import status, watch
+from infra.kube import status, watch
 from infra.rollout.engine import Engine, preview_steps
 from rigs import load
 from rigs.timeline import RequestedPods

@@ -16,7 +16,7 @@ import yaml
 from kubernetes import client
 
 from infra.identity import DEPLOYMENT
-from infra.rollout import watch
+from infra.kube import watch
 from infra.rollout.engine import Engine, EngineError
 from infra.rollout.exits import Exit
 from rigs import load

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from infra.render import render
+from rigs.render import render
 
 # The only skip the defaults carry, and why (infra/app.py DIGEST_SKIP).
 JUSTIFIED = {"CKV_K8S_43"}

@@ -14,6 +14,8 @@ import yaml
 
 from infra.identity import CANARY_DEPLOYMENT, DEPLOYMENT, DEPLOYMENT_TYPE
 from infra.images import CONTAINER_IMAGE_PATH as IMAGE
+from infra.kube.revisions import Revision
+from infra.kube.status import Health, Verdict
 from infra.rollout.analysis import Judgement, Sample, Thresholds, judge
 from infra.rollout.command.judging import Judging
 from infra.rollout.command.request import parse
@@ -21,9 +23,7 @@ from infra.rollout.command.run import execute
 from infra.rollout.command.session import Session
 from infra.rollout.engine import EngineError
 from infra.rollout.exits import Exit
-from infra.rollout.history import Revision
 from infra.rollout.review import Step
-from infra.rollout.status import Health, Verdict
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD_IMAGE = "nginxinc/nginx-unprivileged:1.14.2"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from infra import alb
-from infra.offline import ACCOUNT, OIDC_ISSUER
+from rigs.offline import ACCOUNT, OIDC_ISSUER
 from tests.unit.harness import Run, run_program
 
 ROLE = "aws:iam/role:Role"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.offline import ALB_HOSTNAME
+from rigs.offline import ALB_HOSTNAME
 from tests.unit.harness import Run, run_program
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from infra import release
-from infra.rollout import history
+from infra.kube import revisions as kube_revisions
 from infra.rollout.command.session import Session
 from infra.rollout.engine import EngineError
 from infra.rollout.exits import Exit
@@ -38,7 +38,7 @@ class ReleasedEngine(FakeEngine):
 
 def release_run(argv: list[str], engine: Any, source: Any = None, registry: FakeRegistry | None = None) -> Session:
     cluster = FakeCluster(engine=engine)
-    cluster.revision_list = history.revisions(REPLICA_SETS)
+    cluster.revision_list = kube_revisions.revisions(REPLICA_SETS)
     return session(
         argv, engine=engine, cluster=cluster, source_engine=source, registries=lambda _: registry or FakeRegistry({})
     )

@@ -12,10 +12,10 @@ from kubernetes.client.exceptions import ApiException
 
 from infra import release
 from infra.identity import DEPLOYMENT
+from infra.kube.status import Health
 from infra.rollout.command.run import execute
 from infra.rollout.command.ship import running_values
 from infra.rollout.exits import Exit
-from infra.rollout.status import Health
 from infra.settings import Settings
 from tests.unit.rollout_fakes import (
     OLD_IMAGE,

@@ -9,12 +9,12 @@ import pytest
 
 from infra import release
 from infra.identity import DEPLOYMENT
+from infra.kube.status import Health
 from infra.rollout.command.judging import Judging
 from infra.rollout.command.outcome import Stop
 from infra.rollout.command.steps import IncompleteRolloutError, Steps, image_config
 from infra.rollout.engine import StackBusyError
 from infra.rollout.exits import Exit
-from infra.rollout.status import Health
 from infra.settings import Settings
 from tests.unit.rollout_fakes import (
     OLD_IMAGE,

@@ -230,7 +230,7 @@ def test_ecr_repository_retained_when_asked() -> None:
 
 
 def test_the_render_says_what_the_cluster_is_made_with() -> None:
-    from infra.render import cluster_summary
+    from rigs.render import cluster_summary
 
     summary = cluster_summary({"deployRoleArn": DEPLOY, "publicAccessCidrs": "203.0.113.0/24"})
     assert summary["accessEntries"] == {DEPLOY: ["AmazonEKSEditPolicy", "AmazonEKSViewPolicy"]}

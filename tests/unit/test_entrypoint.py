@@ -12,8 +12,9 @@ import pulumi
 import pytest
 import yaml
 
+import infra.program
 from infra import settings
-from tests.unit.harness import fresh_runtime, run_program
+from tests.unit.harness import Recorder, fresh_runtime, run_program
 from tests.unit.samples.settings import NON_DEFAULT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,16 +27,17 @@ def schema() -> dict[str, Any]:
 def test_main_exports_the_outputs() -> None:
     exported: dict[str, Any] = {}
 
-    def program() -> dict[str, Any]:
+    def program(mocks: Recorder) -> dict[str, Any]:
         original = pulumi.export
         pulumi.export = exported.__setitem__  # type: ignore[assignment]
         try:
-            runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+            infra.program.main(mocks.settle)
         finally:
             pulumi.export = original
         return exported
 
     result = run_program({"target": "local", "imageTag": "1.14.2"}, program)
+    assert len(result.mocks.waits) == 1, "the rollout is waited for, by the settle passed in"
     assert result.outputs == {
         "image": "nginxinc/nginx-unprivileged:1.14.2",
         "imageTag": "1.14.2",

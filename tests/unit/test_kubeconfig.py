@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import kube_access
+from infra.kube import access as kube_access
 
 DOCUMENT = {
     "apiVersion": "v1",

@@ -8,12 +8,13 @@ from datetime import timedelta
 import pytest
 
 from infra import release
+from infra.kube import revisions as kube_revisions
 from infra.rollout import history
 from tests.unit.samples.releases import HISTORY, REPLICA_SETS, REPO, T0, entry, rollback, ship
 
 
 def rows() -> list[history.Release]:
-    return history.releases(history.updates(HISTORY), history.revisions(REPLICA_SETS))
+    return history.releases(history.updates(HISTORY), kube_revisions.revisions(REPLICA_SETS))
 
 
 def test_releases_newest_first_with_outcomes_and_revisions() -> None:
@@ -31,7 +32,7 @@ def test_releases_newest_first_with_outcomes_and_revisions() -> None:
 
 def test_every_revision_kubectl_lists_is_a_release_with_the_same_image_and_cause() -> None:
     by_revision = {r.revision: r for r in rows()}
-    for rs in history.revisions(REPLICA_SETS):
+    for rs in kube_revisions.revisions(REPLICA_SETS):
         assert (by_revision[rs.number].image, by_revision[rs.number].cause) == (rs.image, rs.cause)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from infra.rollout.status import Health, Verdict, definitive_failure, pending_cause, wait_complete
+from infra.kube.status import Health, Verdict, definitive_failure, pending_cause, wait_complete
 
 NEW, OLD = "registry/app:2", "registry/app:1"
 

@@ -8,9 +8,9 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from infra.identity import DEPLOYMENT
-from infra.rollout.cluster import short
-from infra.rollout.history import Revision
-from infra.rollout.status import Health, Verdict
+from infra.kube.cluster import short
+from infra.kube.revisions import Revision
+from infra.kube.status import Health, Verdict
 from infra.rollout_wait import RolloutFailed, settle
 
 OLD = "localhost:5000/rolling-app:1.14.2"

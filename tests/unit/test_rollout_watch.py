@@ -11,8 +11,8 @@ from typing import Any
 from kubernetes import client
 
 from infra.identity import LABELS
-from infra.rollout.status import Verdict
-from infra.rollout.watch import Progress
+from infra.kube.status import Verdict
+from infra.kube.watch import Progress
 
 NEW, OLD = "registry/app:2", "registry/app:1"
 EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)

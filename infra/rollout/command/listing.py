@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from infra.kube.cluster import short
+from infra.kube.revisions import Revision
 from infra.rollout import history
-from infra.rollout.cluster import short
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session
 from infra.rollout.engine import EngineError
@@ -23,7 +24,7 @@ def releases(session: Session, values: dict[str, str]) -> list[history.Release]:
         raise Stop(Outcome.REFUSED, str(err)) from None
     except EngineError as err:
         raise Stop(Outcome.NOT_READ, f"the stack's history could not be read: {err.summary}") from None
-    revisions: list[history.Revision] = []
+    revisions: list[Revision] = []
     if session.outputs.get("deploymentName"):
         try:
             revisions = session.cluster(settings).revisions(*session.deployment(settings))

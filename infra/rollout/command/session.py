@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from infra.identity import DEPLOYMENT_TYPE
+from infra.kube.cluster import Cluster, ClusterReader, live_cluster, short, unread
+from infra.kube.status import Health
 from infra.rollout import cloudwatch
 from infra.rollout.analysis import Sample
-from infra.rollout.cluster import Cluster, ClusterReader, live_cluster, short, unread
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.request import PromoteFrom, Request
 from infra.rollout.engine import Engine, EngineError, EngineMissingError, StackBusyError, StackEngine
 from infra.rollout.registry import Registry, registry_for
 from infra.rollout.report import Report
-from infra.rollout.status import Health
 from infra.settings import Settings, keys
 
 
@@ -100,7 +100,7 @@ class Session:
     def _read_early(self) -> None:
         self.outputs  # noqa: B018 (read once, here)
         with contextlib.suppress(ImportError):  # said where it is used
-            import infra.rollout.watch  # noqa: F401 (the live cluster's module, imported ahead of its use)
+            import infra.kube.watch  # noqa: F401 (the live cluster's module, imported ahead of its use)
 
     @property
     def outputs(self) -> dict[str, Any]:

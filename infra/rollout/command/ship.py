@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra import images, release
+from infra.kube.status import Health
 from infra.rollout.analysis import Judgement
 from infra.rollout.command import canary
 from infra.rollout.command.outcome import Outcome, Stop
@@ -15,7 +16,6 @@ from infra.rollout.command.steps import Steps, image_config
 from infra.rollout.engine import CAUSE_KEY
 from infra.rollout.gate import Gate
 from infra.rollout.review import RolloutSummary
-from infra.rollout.status import Health
 from infra.settings import Settings, SettingsError
 from infra.settings.keys import IMAGE_DIGEST, IMAGE_REPOSITORY, IMAGE_TAG
 

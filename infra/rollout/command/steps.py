@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra import release
+from infra.kube.cluster import LiveView, short
+from infra.kube.status import Verdict
 from infra.rollout import stackfile
 from infra.rollout.analysis import Judgement
-from infra.rollout.cluster import LiveView, short
 from infra.rollout.command.judging import Judging
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session, UnconfirmedError
 from infra.rollout.engine import CAUSE_KEY, EngineError, StackBusyError
 from infra.rollout.gate import Gate
 from infra.rollout.review import describe, unexpected_steps
-from infra.rollout.status import Verdict
 from infra.settings import Settings
 from infra.settings.keys import CANARY_TAG, IMAGE_DIGEST, IMAGE_REPOSITORY, IMAGE_TAG
 

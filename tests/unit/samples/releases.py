@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from infra import release
-from infra.rollout import history
+from infra.kube import revisions as kube_revisions
 
 REPO = "localhost:5000/rolling-app"
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -58,9 +58,9 @@ def rollback(to: str, failed: str, how: str = "rolled back") -> str:
 
 
 def replica_set(revision: int, tag: str, cause: str, earlier: str = "") -> Any:
-    annotations = {history.REVISION: str(revision), release.CHANGE_CAUSE: cause}
+    annotations = {kube_revisions.REVISION: str(revision), release.CHANGE_CAUSE: cause}
     if earlier:
-        annotations[history.REVISION_HISTORY] = earlier
+        annotations[kube_revisions.REVISION_HISTORY] = earlier
     container = SimpleNamespace(image=f"{REPO}:{tag}")
     return SimpleNamespace(
         metadata=SimpleNamespace(annotations=annotations),

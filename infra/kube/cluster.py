@@ -8,9 +8,9 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from infra import kube_access
-from infra.rollout.history import Revision
-from infra.rollout.status import Health, Verdict
+from infra.kube import access as kube_access
+from infra.kube.revisions import Revision
+from infra.kube.status import Health, Verdict
 
 
 class LiveView(AbstractContextManager["LiveView"], Protocol):
@@ -36,7 +36,7 @@ ClusterReader = Callable[[str | None], Cluster]
 
 def live_cluster(kubeconfig: str | None) -> Cluster:
     """The cluster through the Kubernetes API (imported here: the library is slow to import)."""
-    from infra.rollout import watch
+    from infra.kube import watch
 
     return watch.LiveCluster(kube_access.api_client(kubeconfig))
 

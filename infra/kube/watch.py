@@ -11,8 +11,8 @@ from typing import Any
 from kubernetes import client
 
 from infra.identity import DEPLOYMENT, SELECTOR
-from infra.rollout.history import Revision, revisions
-from infra.rollout.status import Health, Verdict, definitive_failure, pending_cause, wait_complete
+from infra.kube.revisions import Revision, revisions
+from infra.kube.status import Health, Verdict, definitive_failure, pending_cause, wait_complete
 
 # How long one read of the Deployment may take: seconds to connect, seconds to answer. Without it a
 # cluster that drops packets (a private endpoint seen from outside its network) holds the command for

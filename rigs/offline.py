@@ -1,5 +1,5 @@
 """The program without a cloud: under pulumi.runtime mocks, fresh each time, recording what it registered
-(python -m infra.render's cluster summary, the unit tests, the benchmarks); and the environment of a
+(python -m rigs.render's cluster summary, the unit tests, the benchmarks); and the environment of a
 stack in a scratch file backend (render, the end-to-end tests, the benchmarks)."""
 
 from __future__ import annotations
@@ -188,13 +188,9 @@ def fresh_runtime(
     pulumi.runtime.set_all_config({(k if ":" in k else f"rolling:{k}"): str(v) for k, v in config.items()})
     runtime_settings.reset_options()
     pulumi.runtime.set_mocks(mocks, project="rolling", stack=stack, preview=False, monitor=_Monitor(mocks))
-    from infra import rollout_wait
-
-    rollout_wait.settle_with = mocks.settle
     try:
         yield mocks
     finally:
-        rollout_wait.settle_with = rollout_wait.settle
         runtime_settings.reset_options()
         pulumi.runtime.set_all_config({})
         loop.close()
@@ -203,16 +199,17 @@ def fresh_runtime(
 
 def run_program(
     config: Mapping[str, object],
-    program: Callable[[], Mapping[str, Any]] | None = None,
+    program: Callable[[Recorder], Mapping[str, Any]] | None = None,
     caller_arn: str = CALLER_ARN,
     cluster_version: str | None = None,
 ) -> Run:
-    """Run ``program`` (by default load + build) under mocks, as ``caller_arn``, with an EKS cluster running
+    """Run ``program`` (by default load + build, the rollout's wait recorded by the mocks) under mocks, as
+    ``caller_arn``, with an EKS cluster running
     ``cluster_version`` (None: none made yet); resolve every output."""
     from infra.settings import Settings
     from infra.stack import build
 
-    body = program or (lambda: build(Settings.load()))
+    body = program or (lambda mocks: build(Settings.load(), mocks.settle))
     resolved: dict[str, Any] = {}
     secrets: set[str] = set()
 
@@ -220,7 +217,7 @@ def run_program(
 
         @pulumi.runtime.test  # type: ignore[untyped-decorator]
         def execute() -> pulumi.Output[Any]:
-            outputs = body()
+            outputs = body(mocks)
 
             async def settle() -> None:
                 for key, value in outputs.items():

@@ -1,7 +1,7 @@
 """The app's Kubernetes manifests as YAML files, rendered by the real engine and provider without a cluster.
 
-    python -m infra.render --target eks out/          # the eks defaults
-    python -m infra.render --target local out/ imageNeedsRoot=true
+    python -m rigs.render --target eks out/          # the eks defaults
+    python -m rigs.render --target local out/ imageNeedsRoot=true
 
 The program's own workload code runs against a Kubernetes provider in render mode
 (``renderYamlToDirectory``), so reviewers and scanners read exactly what `up` would apply. Only the
@@ -24,8 +24,8 @@ from pathlib import Path
 import pulumi
 import pulumi.automation as auto
 
-from infra import offline
 from infra.settings import TARGETS, SettingsError
+from rigs import offline
 
 # A tag for the rendered Deployment when none is given: any valid one will do.
 SAMPLE_TAG = "1.0.0"
@@ -102,7 +102,7 @@ def cluster_summary(values: Mapping[str, object] | None = None) -> dict[str, obj
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.render", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rigs.render", description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", choices=TARGETS, required=True)
     parser.add_argument("directory", type=Path, help="where the YAML files go (made if missing)")
     parser.add_argument("values", nargs="*", metavar="KEY=VALUE", help="rolling: settings over the defaults")
