@@ -8,7 +8,9 @@ import enum
 @enum.unique  # two outcomes with one number would be an alias, not a second outcome
 class Exit(enum.IntEnum):
     OK = 0
-    FAILED = 1  # the rollout failed and was left as it failed (--no-rollback), or an unexpected error
+    # The rollout failed and was left as it failed (--no-rollback), or was interrupted; or the run stopped before
+    # any change (a preview or history that could not be read, a rollout already under way): --json's `changed`.
+    FAILED = 1
     USAGE = 2  # bad arguments or tag: nothing changed
     ROLLED_BACK = 3  # the rollout failed; the last good tag was restored and is healthy
     ROLLBACK_FAILED = 4  # the rollout failed and so did the rollback: act by hand

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,14 @@ def test_the_command_starts_without_the_pulumi_sdk_or_the_kubernetes_library() -
     code = "import sys, infra.rollout.cli; print(sorted({'pulumi', 'kubernetes'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_docs_list_exactly_the_exit_codes_that_always_mean_nothing_was_changed() -> None:
+    text = " ".join((ROOT / "docs" / "rollouts.md").read_text().split())
+    found = re.search(r"Codes ([\d, and]+) always mean nothing was changed", text)
+    assert found is not None, "docs/rollouts.md names the codes that always mean nothing was changed"
+    listed = {int(n) for n in re.findall(r"\d+", found.group(1))}
+    codes = {o.exit for o in Outcome}
+    never_changed = {c for c in codes if all(o.changed_nothing for o in Outcome if o.exit == c)}
+    pipeline_refusals = {Exit.NOT_BOOTSTRAPPED, Exit.TAG_CONFLICT}  # the pipeline's own, before any change
+    assert listed == {int(c) for c in never_changed | pipeline_refusals}
