@@ -1,0 +1,41 @@
+"""The figures the docs quote from the benchmarks' last results (bench/results/*.json) are those results:
+a bench run that changes one makes this fail until the docs say it too."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+
+
+def doc(name: str) -> str:
+    return " ".join((ROOT / "docs" / name).read_text().split())
+
+
+def results(name: str) -> dict[str, Any]:
+    return dict(json.loads((RESULTS / name).read_text()))
+
+
+def test_the_toolchain_page_quotes_the_last_warm_figures() -> None:
+    text = doc("toolchain.md")
+    warm = results("latest.json")["toolchain"]["warm_check_s"]["median"]
+    assert f"| warm `make toolchain` (everything built) | {warm:g} s" in text
+    cluster_up = results("traffic.json")["node"]["cluster_up_s"]
+    assert f"| warm `make cluster-up`, node Ready | {cluster_up:g} s" in text
+
+
+def test_the_traffic_table_and_its_prose_are_the_last_run() -> None:
+    text = doc("benchmarks.md")
+    runs = {r["name"]: r for r in results("traffic.json")["results"]}
+    for name, run in runs.items():
+        row = f"| {name} | {run['failed']} of {run['requests']} | {run['plain_failed']} of {run['plain_requests']} |"
+        assert row in text, row
+    seed = runs["seed deployment.yaml + kubectl set image"]
+    said = re.search(r"The keep-alive client\*\* that never re-sends lost (\d+) requests through the seed", text)
+    assert said is not None and int(said.group(1)) == seed["plain_failed"]
+    node = results("traffic.json")["node"]
+    assert f"| warm `cluster-up`, node Ready | {node['cluster_up_s']:g} s |" in text
