@@ -89,11 +89,14 @@ class Progress:
         self._start = time.monotonic()
 
     def __enter__(self) -> Progress:
-        # Events from before the rollout are not news.
-        self._seen = {e.metadata.uid for e in self._warnings()}
-        self._start = time.monotonic()
+        self.begin()
         self._thread.start()
         return self
+
+    def begin(self) -> None:
+        """Start the view's clock; the warnings already there are not news (entering does this, then polls)."""
+        self._seen = {e.metadata.uid for e in self._warnings()}
+        self._start = time.monotonic()
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
@@ -115,7 +118,7 @@ class Progress:
         def explain() -> str | None:
             try:
                 deployment = health(self.apps.api_client, self.namespace)
-                pods = self._pods_of(deployment.image)
+                pods = self.pods_of(deployment.image)
                 events = self._warnings()
             except Exception:  # the failure is said anyway; its cause only when the cluster gives it
                 return None
@@ -132,7 +135,7 @@ class Progress:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self._poll()
+                self.poll()
             except Exception as err:  # a watcher must never break the rollout it reports on
                 self.say(f"(progress unavailable: {err.__class__.__name__})")
                 return
@@ -141,10 +144,11 @@ class Progress:
     def _stamp(self) -> str:
         return f"[{time.monotonic() - self._start:5.1f}s]"
 
-    def _poll(self) -> None:
+    def poll(self) -> None:
+        """One look: say what changed, and decide the verdict on a failure waiting cannot mend."""
         events = self._report()
         if self.verdict is not None and self.verdict.reason is None:
-            pods = self._pods_of(self.verdict.image)
+            pods = self.pods_of(self.verdict.image)
             reason = definitive_failure(pods, events, self.verdict.image, self.verdict.fargate)
             if reason is not None:
                 self.say(f"{self._stamp()} {reason}: it cannot succeed; ending the wait")
@@ -180,7 +184,7 @@ class Progress:
     def _warnings(self) -> list[Any]:
         return list(self.core.list_namespaced_event(self.namespace, field_selector=WARNINGS).items)
 
-    def _pods_of(self, image: str) -> list[Any]:
+    def pods_of(self, image: str) -> list[Any]:
         """The pods of the ReplicaSets whose template runs ``image`` (by their pod-template-hash label), as
         the ReplicaSets were last read; none before such a ReplicaSet exists. Not every pod of the app:
         old pods are no verdict's concern and their number grows with the replica count."""

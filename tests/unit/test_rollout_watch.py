@@ -127,9 +127,9 @@ def test_a_new_pod_that_keeps_exiting_is_a_verdict_and_its_warning_is_said() -> 
     said: list[str] = []
     verdict = Verdict(image=NEW, fargate=False, act=lambda: None)
     progress = view(namespace, said, verdict)
-    progress._seen = {e.metadata.uid for e in progress._warnings()}  # what __enter__ does, without the thread
+    progress.begin()  # what entering does, without the polling thread
     namespace.events.append(event(9999, "app-new-0", "BackOff", "Warning", "Back-off restarting failed container"))
-    progress._poll()
+    progress.poll()
     assert verdict.reason is not None and "keeps exiting" in verdict.reason
     assert any("app-new-0: BackOff: Back-off restarting failed container" in line for line in said), said
 
@@ -139,7 +139,7 @@ def test_a_poll_reads_the_new_pods_and_the_warnings_not_the_whole_namespace() ->
     said: list[str] = []
     verdict = Verdict(image=NEW, fargate=False, act=lambda: None)
     progress = view(namespace, said, verdict)
-    progress._poll()
+    progress.poll()
     assert verdict.reason is None
     # 2 ReplicaSets and 2 new pods; none of the 100 old pods, none of the 1,500 Normal events.
     assert namespace.returned == 4
@@ -150,4 +150,4 @@ def test_before_the_new_replica_set_exists_no_pod_is_read() -> None:
     namespace = busy_namespace(crashing=False)
     namespace.sets = namespace.sets[:1]
     progress = view(namespace, [], Verdict(image=NEW, fargate=False, act=lambda: None))
-    assert progress._pods_of(NEW) == []
+    assert progress.pods_of(NEW) == []
