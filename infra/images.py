@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 # Docker's tag grammar: a word character first, then word characters, dots and
 # dashes, at most 128 characters in all.
@@ -85,7 +86,19 @@ def reference(repository: str, tag: str, digest: str | None = None) -> str:
     return f"{repository}:{tag}"
 
 
-def parse(image: str) -> tuple[str, str | None, str | None]:
+class Reference(NamedTuple):
+    """An image reference in its parts (``parse``'s result; it unpacks as ``repository, tag, digest``)."""
+
+    repository: str
+    tag: str | None
+    digest: str | None
+
+    def __str__(self) -> str:
+        """What a pod runs: pinned by digest when there is one, else by tag (``reference``)."""
+        return reference(self.repository, self.tag or "", self.digest)
+
+
+def parse(image: str) -> Reference:
     """Split a reference into ``(repository, tag, digest)``, the inverse of ``reference``.
 
     A missing tag or digest is None. The repository is checked; the tag and digest are
@@ -98,4 +111,4 @@ def parse(image: str) -> tuple[str, str | None, str | None]:
     # A colon after the last slash separates the tag; one before it belongs to a registry port.
     if colon > slash:
         rest, tag = rest[:colon], rest[colon + 1 :]
-    return check_repository(rest), tag, digest or None
+    return Reference(check_repository(rest), tag, digest or None)

@@ -1,6 +1,6 @@
 """The rollout command's world, faked: a stack's engine, its cluster and live view, its registry, and the
 analysis's evidence on a fast clock. The command's tests pass them into a Session; the real ones are tested
-in test_rollout_engine.py, test_rollout_status.py, test_rollout_watch.py and test_rollout_analysis.py."""
+in test_rollout_engine.py, test_kube_status.py, test_kube_watch.py and test_rollout_analysis.py."""
 
 from __future__ import annotations
 

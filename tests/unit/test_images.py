@@ -84,3 +84,11 @@ def test_the_app_build_context_holds_every_file_its_dockerfile_copies() -> None:
     copied = {m for line in (app / "Dockerfile").read_text().splitlines() for m in re.findall(r"^COPY (\S+)", line)}
     assert copied and copied <= admitted, copied - admitted
     assert all((app / name).is_file() for name in copied)
+
+
+def test_a_parsed_reference_names_its_parts_and_prints_as_a_pod_runs_it() -> None:
+    digest = "sha256:" + "b" * 64
+    pinned = images.parse(f"localhost:5000/web:1.2@{digest}")
+    assert (pinned.repository, pinned.tag, pinned.digest) == ("localhost:5000/web", "1.2", digest)
+    assert str(pinned) == f"localhost:5000/web@{digest}"
+    assert str(images.parse("localhost:5000/web:1.2")) == "localhost:5000/web:1.2"

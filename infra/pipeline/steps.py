@@ -1,0 +1,81 @@
+"""The steps both pipelines share: the rollout command run as a user would, the wait for another update's
+lock, and the check that the stack's url serves the release."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from infra.pipeline.summary import Summary
+from infra.rollout.exits import Exit
+from infra.rollout.report import Report
+from infra.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+# The workflow that applies infrastructure changes; the deploy names it when it finds some pending.
+INFRASTRUCTURE_WORKFLOW = ".github/workflows/infrastructure.yml"
+
+
+def rollout_command(project: Path, *args: str) -> tuple[int, Report]:
+    """The rollout command with ``args``, as a user would run it (`--yes --json` added): its exit code and
+    its report (its stderr passed on)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.rollout", *args, "--yes", "--json"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    sys.stderr.write(done.stderr)
+    try:
+        return done.returncode, Report.from_json(done.stdout)
+    except ValueError:
+        return done.returncode, Report(stack="", outcome="", error=(done.stdout + done.stderr).strip()[-2000:])
+
+
+def run_rollout(project: Path, stack: str, tag: str, canary: int) -> tuple[int, Report]:
+    """`rollout --stack STACK --tag TAG` (``canary`` pods first, when not 0)."""
+    return rollout_command(project, "--stack", stack, "--tag", tag, *(("--canary", str(canary)) if canary else ()))
+
+
+def run_promotion(project: Path, source: str, stack: str) -> tuple[int, Report]:
+    """`rollout promote --from SOURCE --to STACK`."""
+    return rollout_command(project, "promote", "--from", source, "--to", stack)
+
+
+def wait_served(url: str, tag: str, timeout: int) -> tuple[bool, str]:
+    """Whether ``url`` serves ``tag`` within ``timeout`` seconds (scripts/wait-for-version.sh), and what it said."""
+    script = ROOT / "scripts" / "wait-for-version.sh"
+    done = subprocess.run([str(script), url, tag, str(timeout)], capture_output=True, text=True, check=False)
+    return done.returncode == 0, (done.stdout + done.stderr).strip()
+
+
+def until_unlocked(
+    rollout: Callable[[], tuple[int, Report]], lock_wait: int, report: Summary, sleep: Callable[[float], None]
+) -> tuple[int, Report]:
+    """Run the rollout command; while another update holds the stack's lock, wait and run it again, for
+    ``lock_wait`` seconds at most."""
+    deadline = time.monotonic() + lock_wait
+    while True:
+        code, result = rollout()
+        if code != Exit.BUSY or time.monotonic() >= deadline:
+            return code, result
+        report.add("another update holds the stack's lock (a preview, or another deploy): waiting")
+        sleep(min(10.0, max(0.0, deadline - time.monotonic())))
+
+
+def reaches_url(settings: Settings) -> bool:
+    """Whether this runner is taken to reach the stack's url: not where its analysis reads the ALB's metrics
+    instead (rolling:analysisSource cloudwatch, chosen for a runner that cannot reach the ALB)."""
+    return settings.eks is None or settings.eks.analysis_source != "cloudwatch"
+
+
+def unasked(report: Summary, tag: str) -> Exit:
+    report.add(
+        f"the url was not asked for {tag}: this stack's analysis reads the ALB's metrics (rolling:analysisSource "
+        "cloudwatch) because the runner does not reach the ALB; the rollout confirmed the tag on every replica"
+    )
+    return Exit.OK
