@@ -116,7 +116,9 @@ fmt: venv
 CHECKOV_VENV := $(CACHE)/checkov-$(shell sha256sum tools/checkov/requirements.txt | cut -c1-12)
 export ROLLING_CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
-$(CHECKOV_VENV)/.installed: tools/checkov/requirements.txt
+# The folder is named by the pins' hash, so a stamp there is current by its name; the file is an
+# order-only prerequisite: a clone's fresh mtime must not rebuild what the cache holds.
+$(CHECKOV_VENV)/.installed: | tools/checkov/requirements.txt
 	rm -rf $(CHECKOV_VENV)
 	$(PYTHON_BOOT) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/checkov/requirements.txt
@@ -129,7 +131,7 @@ checkov: $(CHECKOV_VENV)/.installed
 AWS_VENV := $(CACHE)/aws-emulator-$(shell sha256sum tools/aws-emulator/requirements.txt | cut -c1-12)
 export ROLLING_AWS_VENV := $(AWS_VENV)
 
-$(AWS_VENV)/.installed: tools/aws-emulator/requirements.txt
+$(AWS_VENV)/.installed: | tools/aws-emulator/requirements.txt
 	rm -rf $(AWS_VENV)
 	$(PYTHON_BOOT) -m venv $(AWS_VENV)
 	$(AWS_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/aws-emulator/requirements.txt
