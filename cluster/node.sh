@@ -81,7 +81,6 @@ fi
 netns=rolling-$name
 veth_host=rolling$s
 veth_node=rolling$s-n
-cgroup_root=rolling-$name
 node_name=rolling-node
 # What kubelet writes to /proc/sys; in the node's mount namespace these are plain files.
 kernel_files=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops)
@@ -93,11 +92,16 @@ daemons=(registry containerd kubelet kube-proxy)
 
 pid_alive() { [ -f "$state/pids/$1" ] && kill -0 "$(cat "$state/pids/$1")" 2>/dev/null; }
 
+# How the node fits this machine's cgroups (v1 or v2, systemd as PID 1 or not): cluster/host.py decides
+# from the machine's mounts and PID 1 and prints the plan (CGROUP_*, KUBELET_FAIL_CGROUP_V1).
+plan=$(python3 "$here/host.py" plan "$name") || exit 1
+eval "$plan"
+
 cgroup_dirs() {
-  # Every hierarchy (the v1 controllers and the unified one), each mount once.
+  # The node's tree in every hierarchy (each v1 controller's and the unified one; v2: the one).
   local h
-  for h in /sys/fs/cgroup/*/; do
-    [ -d "$h" ] && [ ! -L "${h%/}" ] && echo "${h}$cgroup_root"
+  for h in $CGROUP_HIERARCHIES; do
+    echo "$h/$CGROUP_ROOT"
   done
 }
 
@@ -170,10 +174,10 @@ EOF
   cat >"$state/kubelet/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-# This machine has cgroups v1 and no systemd.
-failCgroupV1: false
-cgroupDriver: cgroupfs
-cgroupRoot: /$cgroup_root
+# cgroup v$CGROUP_VERSION$([ "$CGROUP_SYSTEMD" = 1 ] && echo ", systemd's delegated scope $CGROUP_SCOPE"): cluster/host.py.
+failCgroupV1: $KUBELET_FAIL_CGROUP_V1
+cgroupDriver: $CGROUP_DRIVER
+cgroupRoot: /$CGROUP_ROOT
 containerRuntimeEndpoint: unix://$state/containerd/containerd.sock
 address: $node_addr
 port: 10250
@@ -223,22 +227,56 @@ net_up() {
   # The pod and Service ranges go into the node, never out by the default route.
   ip route add "$pod_cidr" via "$node_addr" dev "$veth_host"
   ip route add "$service_cidr" via "$node_addr" dev "$veth_host"
-  # Inside the node only: forwarding for the bridge, iptables for bridged traffic.
+  # Inside the node only: forwarding for the bridge, iptables for bridged traffic (the latter is the
+  # br_netfilter module's: loaded here if it is not; `make preflight` says so beforehand).
+  [ -d /proc/sys/net/bridge ] || modprobe br_netfilter || {
+    echo "node: the kernel module br_netfilter is not loaded and cannot be: run 'modprobe br_netfilter' as root" >&2
+    return 1
+  }
   in_node sysctl -q -w net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
 }
 
 cgroups_up() {
-  local d parent
+  local d parent pid c
+  [ -z "$CGROUP_NOTES" ] || echo "node: $CGROUP_NOTES" >&2
+  if [ -n "$CGROUP_SCOPE" ]; then
+    # systemd owns the unified tree; the node gets a subtree of its own from it: a transient scope with
+    # Delegate=yes (systemd.resource-control(5)), held open by one process until `down`.
+    systemd-run --quiet --scope --unit="$CGROUP_SCOPE" --slice="$CGROUP_SLICE" -p Delegate=yes -- \
+      sleep infinity </dev/null >/dev/null 2>&1 &
+    echo $! >"$state/pids/scope"
+    wait_for "the node's systemd scope $CGROUP_SCOPE" 10 test -d "/sys/fs/cgroup/$CGROUP_ROOT"
+  fi
+  for c in $CGROUP_ENABLE_IN; do
+    # cgroup v2 without systemd: the controllers the node needs, enabled from the root down.
+    enable_controllers "/sys/fs/cgroup/${c#.}"
+  done
   for d in $(cgroup_dirs); do
     # The tree's root (kubelet's cgroupRoot: pods go below it) and "node" for the node's own processes.
     mkdir -p "$d/node"
     parent=$(dirname "$d")
-    if [ -f "$parent/cpuset.cpus" ]; then
+    if [ "$CGROUP_VERSION" = 1 ] && [ -f "$parent/cpuset.cpus" ]; then
       cat "$parent/cpuset.cpus" >"$d/cpuset.cpus"
       cat "$parent/cpuset.mems" >"$d/cpuset.mems"
       cat "$parent/cpuset.cpus" >"$d/node/cpuset.cpus"
       cat "$parent/cpuset.mems" >"$d/node/cpuset.mems"
     fi
+    if [ "$CGROUP_VERSION" = 2 ]; then
+      # No processes in a cgroup whose children get controllers ("no internal processes"): the scope's
+      # holder moves into the leaf first.
+      for pid in $(cat "$d/cgroup.procs"); do echo "$pid" >"$d/node/cgroup.procs"; done
+      enable_controllers "$d"
+    fi
+  done
+}
+
+# cgroup v2: enable the plan's controllers for the children of $1 (those it offers; each said if refused).
+enable_controllers() {
+  local c
+  for c in $CGROUP_CONTROLLERS; do
+    grep -qw "$c" "$1/cgroup.controllers" || continue
+    grep -qw "$c" "$1/cgroup.subtree_control" && continue
+    echo "+$c" >"$1/cgroup.subtree_control" || echo "node: cannot enable the $c controller in $1" >&2
   done
 }
 
@@ -384,10 +422,11 @@ down() {
     for _ in {1..100}; do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
   kill_tree
-  # The node's cgroups, deepest first.
+  # The node's cgroups, deepest first; the systemd scope ends once empty (stopped, to be sure).
   for d in $(cgroup_dirs); do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
+  [ -z "$CGROUP_SCOPE" ] || systemctl stop "$CGROUP_SCOPE" >/dev/null 2>&1 || true
   if [ -n "$s" ]; then
     ip route del "$pod_cidr" 2>/dev/null || true
     ip route del "$service_cidr" 2>/dev/null || true
@@ -438,7 +477,7 @@ PY
 }
 
 node_env() {
-  local all="NODE_NETNS=$netns NODE_STATE=$state NODE_NAME=$node_name NODE_CGROUP=$cgroup_root NODE_LAST_LOGS=$last_logs"
+  local all="NODE_NETNS=$netns NODE_STATE=$state NODE_NAME=$node_name NODE_CGROUP=$CGROUP_ROOT NODE_LAST_LOGS=$last_logs"
   if [ -n "$s" ]; then
     all="NODE_ADDR=$node_addr HOST_ADDR=$host_addr POD_CIDR=$pod_cidr SERVICE_CIDR=$service_cidr NODE_VETH=$veth_host
 $all"
