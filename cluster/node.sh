@@ -264,7 +264,7 @@ cgroups_up() {
     if [ "$CGROUP_VERSION" = 2 ]; then
       # No processes in a cgroup whose children get controllers ("no internal processes"): the scope's
       # holder moves into the leaf first.
-      for pid in $(cat "$d/cgroup.procs"); do echo "$pid" >"$d/node/cgroup.procs"; done
+      while read -r pid; do echo "$pid" >"$d/node/cgroup.procs"; done <"$d/cgroup.procs"
       enable_controllers "$d"
     fi
   done
