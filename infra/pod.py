@@ -112,11 +112,19 @@ def deployment_spec(
         # Readiness: can this pod serve now? A pod that answers slowly (2 s) three times in a row leaves
         # the Service's endpoints until it answers again: load moves to the others, nothing restarts.
         readiness_probe=k8s.core.v1.ProbeArgs(http_get=probe, period_seconds=5, timeout_seconds=2, failure_threshold=3),
-        # Liveness: is the server stuck for good? Only a server that has not answered within 10 s for a
-        # whole minute is restarted: a busy pod is the readiness probe's business, and restarting busy pods
-        # under load takes capacity away when it is needed most.
+        # Liveness: is the server gone for good? It asks the server's port, not the page: a page that fails
+        # (a missing file, a dependency of the page's) takes the pod out of the endpoints through readiness
+        # and must not restart healthy servers everywhere at once. The port is the server's own: every
+        # image the stack may run (the bootstrap image too) listens on it, whatever pages it has. Only a
+        # server that has not accepted a connection within 10 s for a whole minute is restarted: a busy
+        # pod is the readiness probe's business, and restarting busy pods under load takes capacity away
+        # when it is needed most.
         liveness_probe=k8s.core.v1.ProbeArgs(
-            http_get=probe, initial_delay_seconds=10, period_seconds=10, timeout_seconds=10, failure_threshold=6
+            tcp_socket=k8s.core.v1.TCPSocketActionArgs(port="http"),
+            initial_delay_seconds=10,
+            period_seconds=10,
+            timeout_seconds=10,
+            failure_threshold=6,
         ),
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={**resources, "ephemeral-storage": storage["request"]},

@@ -76,10 +76,12 @@ def test_probes_resources_and_security(target: str) -> None:
     (container,) = pod["containers"]
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert container["imagePullPolicy"] == "Always"
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/", "port": "http"}
+    # Liveness asks the server's port, never the page: a failing page sheds pods through readiness and
+    # must not restart them all (kube-score's container-probes-identical).
+    assert container["livenessProbe"]["tcpSocket"] == {"port": "http"} and "httpGet" not in container["livenessProbe"]
     # Readiness sheds a slow pod from the endpoints within 15 s; liveness restarts only a server that has
-    # not answered within 10 s for a minute, never a busy one that readiness already took out.
+    # not accepted a connection within 10 s for a minute, never a busy one that readiness already took out.
     ready, live = container["readinessProbe"], container["livenessProbe"]
     assert ready["periodSeconds"] * ready["failureThreshold"] == 15 and ready["timeoutSeconds"] == 2
     assert live["periodSeconds"] * live["failureThreshold"] == 60 and live["timeoutSeconds"] == 10
