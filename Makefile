@@ -34,11 +34,12 @@ LOCAL_ENV = PULUMI_CONFIG_PASSPHRASE=rolling-local KUBECONFIG=$$(cluster/cluster
 # The local cluster's node: real (kubelet, containerd, a registry: cluster/node.sh) or kwok (fake nodes).
 export ROLLING_NODE ?= real
 
-.PHONY: help venv toolchain cluster-up cluster-down cluster-status demo env aws-emulator \
+.PHONY: help venv toolchain cluster-up cluster-down cluster-status demo env aws-emulator preflight \
         test test-unit test-manifests test-e2e lint lint-workflows fmt scan checkov \
         bench bench-speed bench-traffic fresh-check clean
 
 help:
+	@echo "make preflight       what this machine lacks for make demo and make test, one line each with what to do"
 	@echo "make demo            build the app image 1.0.0 and 1.1.0, deploy 1.0.0 to a local cluster, roll it to 1.1.0"
 	@echo "make test            every test tier: lint, unit, end-to-end (builds what is missing)"
 	@echo "make test-unit       the fast loop: settings, helpers, components under mocks"
@@ -76,7 +77,11 @@ cluster-down:
 cluster-status:
 	@cluster/cluster.sh status
 
-demo: venv toolchain cluster-up
+# What the machine lacks, one line each with what to do, before anything is built.
+preflight:
+	@$(PYTHON_BOOT) cluster/preflight.py
+
+demo: preflight venv toolchain cluster-up
 	@$(LOCAL_ENV) scripts/demo.sh
 
 env: toolchain

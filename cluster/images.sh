@@ -45,7 +45,9 @@ node() { "$here/node.sh" exec "$@"; }
 buildah_() { buildah "${storage[@]}" "$@"; }
 
 mirror() {
-  # The Debian archive this machine's apt uses (the only one it reaches).
+  # ROLLING_DEBIAN_MIRROR when set (a machine whose apt is not Debian's: Ubuntu's has no bookworm); else
+  # the Debian archive this machine's apt uses (the only one it may reach).
+  if [ -n "${ROLLING_DEBIAN_MIRROR:-}" ]; then echo "$ROLLING_DEBIAN_MIRROR"; return; fi
   local uri
   uri=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -n 1)
   [ -n "$uri" ] || uri=$(awk '$1 == "deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
@@ -88,7 +90,11 @@ base() {
     echo "images: building the base image (debootstrap $suite, $base_packages) ..." >&2
     local start=$SECONDS
     rm -rf "$dir" && mkdir -p "$dir" "$TMPDIR"
-    debootstrap --variant=minbase --include="$base_packages" "$suite" "$dir/rootfs" "$(mirror)" \
+    local keyring=()
+    # Debian's signing keys, where this machine's own are another distribution's (debian-archive-keyring).
+    [ -f /etc/debian_version ] && grep -qx 'ID=debian' /etc/os-release 2>/dev/null ||
+      keyring=(--keyring=/usr/share/keyrings/debian-archive-keyring.gpg)
+    debootstrap --variant=minbase "${keyring[@]}" --include="$base_packages" "$suite" "$dir/rootfs" "$(mirror)" \
       >"$dir/debootstrap.log" 2>&1 || { tail -n 20 "$dir/debootstrap.log" >&2; exit 1; }
     # What an image does not need: package lists, docs, man pages, locales.
     rm -rf "$dir"/rootfs/var/lib/apt/lists/* "$dir"/rootfs/usr/share/{doc,man,locale,info}/* \
