@@ -32,6 +32,9 @@ cache=${XDG_CACHE_HOME:-$HOME/.cache}/rolling
 state=$cache/node/$name
 # Where `down` keeps the logs of the node it removed (a failed start is read after its cleanup).
 last_logs=$cache/node/$name.last-logs
+# The registry's images, kept across `down`: a cluster made again runs the images its stacks name
+# (`pulumi up --refresh` brings a stack back with no image built again).
+registry_data=$cache/registry/$name
 clusterdir=${KWOK_WORKDIR:-$cache/kwok}/clusters/$name
 # shellcheck disable=SC1091  # KEY=VALUE lines
 . "$here/network.env"
@@ -167,7 +170,7 @@ EOF
 version: 0.1
 log: {level: warn}
 storage:
-  filesystem: {rootdirectory: "$state/registry/data"}
+  filesystem: {rootdirectory: "$registry_data"}
   delete: {enabled: true}
 http: {addr: "127.0.0.1:$REGISTRY_PORT"}
 EOF

@@ -248,6 +248,42 @@ def test_a_dead_daemon_stops_the_node_and_the_demo_survives_the_cluster_made_aga
         second = demo()
         assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
         assert second.stdout.rstrip().endswith("-> 1.1.0"), second.stdout[-500:]
+
+        # The README's recovery as written, after `make cluster-down` and `make cluster-up` (the scripts
+        # those targets run): `pulumi up --refresh`, and nothing built again: the node's registry kept the
+        # stack's image across the cluster's end.
+        assert cluster_sh("down", timeout=120).returncode == 0
+        made = cluster_sh("up")
+        assert made.returncode == 0, made.stderr
+        env["KUBECONFIG"] = cluster_sh("kubeconfig").stdout.strip()
+        recovered = subprocess.run(
+            ["pulumi", "up", "--refresh", "--yes", "--stack", "local"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert recovered.returncode == 0, recovered.stdout[-3000:] + recovered.stderr[-3000:]
+        served = subprocess.run(
+            [
+                "kubectl",
+                "-n",
+                "rolling",
+                "get",
+                "deploy",
+                "nginx-deployment",
+                "-o",
+                "jsonpath={.spec.template.spec.containers[0].image} {.status.readyReplicas}",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        assert served.stdout.split() == ["localhost:5000/rolling-app:1.1.0", "3"], served.stdout
     finally:
         down = cluster_sh("down", timeout=120)
     assert down.returncode == 0, down.stderr
