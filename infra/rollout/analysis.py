@@ -6,8 +6,10 @@ every response, errors included: app/nginx.conf); only the new version's respons
 it, so an old version that answers errors too is never blamed on the new one. A request that got no
 response at all (a refused or reset connection, a timeout) names no version: it is held against the
 release only once the new version answers alone (``alone_since``), when nothing else can have failed
-it. Below ``min_requests`` responses of the new version there is not enough evidence to judge: an
-error ratio of 1 in 2 says nothing, so the verdict is "insufficient", never a breach.
+it. Below ``min_requests`` responses of the new version the ratio says little (1 error in 2 says nothing),
+so the verdict is "insufficient" unless the errors are already beyond doubt: Wald's sequential test
+(``beyond_doubt``) stops a release whose first responses fail (4 of 4 at the default 2 %) at once, and
+never one with 1 error in 2. Its rates over simulated releases are in docs/benchmarks.md (bench/verdict.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from infra.rollout.report import Evidence, MinuteEvidence
+
+# The sequential test's error rates: a release exactly at maxErrorRatio is stopped by it (before
+# minRequests) at most ALPHA of the time; one at the bad rate (``bad_rate``) escapes it at most BETA.
+ALPHA = 0.01
+BETA = 0.01
+
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,29 @@ class Judgement:
         return found
 
 
+def bad_rate(max_error_ratio: float) -> float:
+    """The error rate the sequential test tells from ``max_error_ratio``: three times it, or 5 points
+    above, whichever is more (at most 50 %)."""
+    return min(0.5, max(3 * max_error_ratio, max_error_ratio + 0.05))
+
+
+def beyond_doubt(responses: int, errors: int, max_error_ratio: float) -> bool:
+    """Whether ``errors`` among ``responses`` already put the release above ``max_error_ratio`` beyond
+    doubt: Wald's sequential probability ratio test of that ratio against ``bad_rate`` (A. Wald,
+    Sequential Analysis, 1947), at ALPHA and BETA. With a ratio of 0, one error is a breach no later
+    answer can undo."""
+    if errors <= 0:
+        return False
+    p0 = max_error_ratio
+    if p0 <= 0:
+        return True
+    p1 = bad_rate(p0)
+    if p1 <= p0:
+        return False  # a ratio of 50 % or more: nothing is beyond doubt before the window's end
+    ratio = errors * math.log(p1 / p0) + (responses - errors) * math.log((1 - p1) / (1 - p0))
+    return ratio >= math.log((1 - BETA) / ALPHA)
+
+
 def p99_ms(latencies_s: Iterable[float]) -> float | None:
     """The 99th percentile by nearest rank (the smallest value at least 99 % of the values do not exceed)."""
     ordered = sorted(latencies_s)
@@ -128,6 +159,12 @@ def judge(
         return Judgement(state, version, len(mine), errors, p99, reason, counts, span)
 
     if len(mine) < thresholds.min_requests:
+        if beyond_doubt(len(mine), errors, thresholds.max_error_ratio):
+            return verdict(
+                State.BREACH,
+                f"{errors} of its first {len(mine)} responses were errors: above maxErrorRatio "
+                f"{thresholds.max_error_ratio:g} beyond doubt, before minRequests",
+            )
         return verdict(
             State.INSUFFICIENT,
             f"not enough evidence yet ({len(mine)} of the {thresholds.min_requests} responses minRequests asks for)",

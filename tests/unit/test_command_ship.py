@@ -208,7 +208,7 @@ def test_a_healthy_release_passes_its_bake_and_says_so() -> None:
 
 
 def test_too_few_responses_are_not_enough_evidence_and_the_release_ships() -> None:
-    code, s = shipped(engine=ServedEngine(minRequests="5000"), statuses={"1.16.1": 500})
+    code, s = shipped(engine=ServedEngine(minRequests="5000"))
     assert code == Exit.OK
     evidence = s.report.analysis
     assert evidence is not None and evidence["state"] == "insufficient"
@@ -228,3 +228,12 @@ def test_analysis_off_ships_on_readiness_alone() -> None:
     code, s = shipped(engine=ServedEngine(analysis="false"), statuses={"1.16.1": 500})
     assert code == Exit.OK
     assert s.report.analysis is None and "bake" not in s.report.durations
+
+
+def test_a_release_failing_every_answer_is_stopped_in_its_first_responses_whatever_min_requests() -> None:
+    engine = ServedEngine(minRequests="5000")
+    code, s = shipped(engine=engine, statuses={"1.16.1": 500})
+    assert code == Exit.ABORTED and engine.ups == ["1.16.1", "1.14.2"]
+    evidence = s.report.analysis
+    assert evidence is not None and evidence["state"] == "breach" and "beyond doubt" in str(evidence["reason"])
+    assert cast(int, evidence["requests"]) < 50, "judged on its first responses, not 5,000"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from infra.rollout.analysis import Judgement, Sample, State, Thresholds, judge, p99_ms
+from infra.rollout.analysis import Judgement, Sample, State, Thresholds, beyond_doubt, judge, p99_ms
 from infra.rollout.gate import Gate
 from infra.rollout.prober import VERSION_HEADER, Prober, leaves_by
 from tests.unit.rollout_fakes import AppEvidence, FastClock
@@ -29,11 +29,29 @@ def answers(
     return [Sample(t0 + i * 0.1, status, latency_s, version) for i in range(count)]
 
 
-def test_below_min_requests_is_not_enough_evidence_even_when_all_failed() -> None:
-    verdict = judge(answers("1.1", 49, status=500), "1.1", THRESHOLDS)
-    assert verdict.state is State.INSUFFICIENT
-    assert verdict.requests == 49 and verdict.errors == 49
-    assert "not enough evidence" in verdict.reason
+def test_below_min_requests_a_few_errors_are_not_enough_evidence() -> None:
+    # 1 error in 2, or 5 in 49 at maxErrorRatio 2 %: the ratio says little yet.
+    for mixed in (
+        answers("1.1", 1, status=500) + answers("1.1", 1),
+        answers("1.1", 5, status=500) + answers("1.1", 44),
+    ):
+        verdict = judge(mixed, "1.1", THRESHOLDS)
+        assert verdict.state is State.INSUFFICIENT and "not enough evidence" in verdict.reason, verdict
+
+
+@pytest.mark.parametrize(("errors", "responses"), [(4, 4), (10, 10), (6, 49)])
+def test_errors_beyond_doubt_breach_before_min_requests(errors: int, responses: int) -> None:
+    failing = answers("1.1", errors, status=500) + answers("1.1", responses - errors)
+    verdict = judge(failing, "1.1", THRESHOLDS)
+    assert verdict.state is State.BREACH and "beyond doubt, before minRequests" in verdict.reason, verdict
+    assert (verdict.requests, verdict.errors) == (responses, errors)
+
+
+def test_the_sequential_test_never_aborts_on_one_error_in_two_nor_on_three_of_three() -> None:
+    assert not beyond_doubt(2, 1, 0.02) and not beyond_doubt(3, 3, 0.02) and beyond_doubt(4, 4, 0.02)
+    assert beyond_doubt(1, 1, 0.0), "a ratio of 0: one error is a breach no later answer can undo"
+    assert not beyond_doubt(100, 100, 0.6), "above 50 %, nothing before the window's end"
+    assert not beyond_doubt(10, 0, 0.02)
 
 
 def test_exactly_min_requests_is_enough_evidence_to_judge() -> None:
@@ -308,8 +326,9 @@ def test_recorded_errors_release_breaches_on_its_own_answers_alone() -> None:
     assert verdict.counts["1.14.2"].keys() == {200}
     # Judged as the old version, the same responses are healthy: nothing of the new one is blamed on it.
     assert judge(samples, "1.14.2", Thresholds(0.02, 1000, 20)).state is State.PASS
-    # With too few of them, the same errors are not evidence.
-    assert judge(samples, "1.16.1-errors", Thresholds(0.02, 1000, 10_000)).state is State.INSUFFICIENT
+    # With fewer than minRequests of them, its errors are still beyond doubt: the sequential test says so.
+    early = judge(samples, "1.16.1-errors", Thresholds(0.02, 1000, 10_000))
+    assert early.state is State.BREACH and "beyond doubt" in early.reason
 
 
 def test_recorded_slow_release_breaches_on_p99_not_on_errors() -> None:
