@@ -36,7 +36,7 @@ export ROLLING_NODE ?= real
 
 .PHONY: help venv toolchain cluster-up cluster-down cluster-status demo env aws-emulator preflight \
         test test-unit test-manifests test-e2e lint lint-workflows fmt scan checkov \
-        bench bench-speed bench-traffic fresh-check clean
+        bench bench-speed bench-traffic bench-verdict fresh-check clean
 
 help:
 	@echo "make preflight       what this machine lacks for make demo and make test, one line each with what to do"
@@ -186,7 +186,11 @@ test-e2e: venv toolchain aws-emulator
 # at 100 replicas and their 25 % surge.
 BENCH_ENV = ROLLING_CLUSTER=rolling-bench ROLLING_NODE=kwok ROLLING_NODES=8 ROLLING_POD_CREATE_MS=500 ROLLING_POD_READY_MS=5000 \
             ROLLING_POD_JITTER_MS=0 ROLLING_POD_DELETE_MS=500
-bench: bench-speed bench-traffic
+bench: bench-speed bench-traffic bench-verdict
+
+# The analysis's verdict over simulated releases (no cluster): bench/results/verdict.*, docs/benchmarks.md.
+bench-verdict: venv
+	$(PY) -m bench.verdict >/dev/null
 
 bench-speed: venv toolchain
 	@$(BENCH_ENV) cluster/cluster.sh down >/dev/null 2>&1 || true

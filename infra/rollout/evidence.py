@@ -60,7 +60,9 @@ class Evidence(Protocol):
         """The new version now serves alone: a request without a response from here on is its failure."""
         ...
 
-    def judgement(self, version: str, thresholds: Thresholds) -> Judgement: ...
+    def judgement(self, version: str, thresholds: Thresholds, *, final: bool = True) -> Judgement:
+        """The verdict so far (``final``: at the window's end; else only what already decides it)."""
+        ...
 
     def samples(self) -> list[Sample]:
         """The responses recorded since it was entered (none for evidence that is not per request)."""
@@ -104,8 +106,8 @@ class Probe:
     def alone(self) -> None:
         self._alone_since = time.monotonic()
 
-    def judgement(self, version: str, thresholds: Thresholds) -> Judgement:
-        return judge(self.samples(), version, thresholds, alone_since=self._alone_since)
+    def judgement(self, version: str, thresholds: Thresholds, *, final: bool = True) -> Judgement:
+        return judge(self.samples(), version, thresholds, alone_since=self._alone_since, final=final)
 
     def samples(self) -> list[Sample]:
         return [] if self._prober is None else self._prober.samples(since=self._started)
@@ -155,7 +157,8 @@ class AlbMetrics:
     def alone(self) -> None:
         self._alone_at = self.metrics.clock()
 
-    def judgement(self, version: str, thresholds: Thresholds) -> Judgement:
+    def judgement(self, version: str, thresholds: Thresholds, *, final: bool = True) -> Judgement:
+        # A minute's counts are judged as they are reported (CloudWatch's own periods), final or not.
         try:
             minutes = self.metrics.minutes()
         except cloudwatch.MetricsError as err:

@@ -56,9 +56,9 @@ class Gate:
         """The new version now serves alone (its rollout is complete)."""
         self.evidence.alone()
 
-    def judgement(self) -> Judgement:
-        """The verdict on everything recorded so far."""
-        return self.evidence.judgement(self.version, self.thresholds)
+    def judgement(self, *, final: bool = True) -> Judgement:
+        """The verdict on everything recorded so far (``final``: as at the window's end)."""
+        return self.evidence.judgement(self.version, self.thresholds, final=final)
 
     def samples(self) -> list[Sample]:
         return self.evidence.samples()
@@ -92,7 +92,7 @@ class Gate:
     def _watch(self) -> None:
         said = self.clock.now()
         while not self.clock.wait(self._stop, self.evidence.every_s):
-            verdict = self.judgement()
+            verdict = self.judgement(final=False)
             if self._stop.is_set():
                 return  # the block ended while judging: whatever follows it is not this gate's to stop
             if verdict.breached:

@@ -282,8 +282,8 @@ class AppEvidence:
                 self._samples.append(Sample(self._since + self._sent / self.rate, status, self.latency_s, version))
             return list(self._samples)
 
-    def judgement(self, version: str, thresholds: Thresholds) -> Judgement:
-        return judge(self._record(), version, thresholds, alone_since=self._alone)
+    def judgement(self, version: str, thresholds: Thresholds, *, final: bool = True) -> Judgement:
+        return judge(self._record(), version, thresholds, alone_since=self._alone, final=final)
 
     def samples(self) -> list[Sample]:
         return self._record()

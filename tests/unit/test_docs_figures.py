@@ -4,6 +4,7 @@ a bench run that changes one makes this fail until the docs say it too."""
 from __future__ import annotations
 
 import json
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -39,3 +40,16 @@ def test_the_traffic_table_and_its_prose_are_the_last_run() -> None:
     assert said is not None and int(said.group(1)) == seed["plain_failed"]
     node = results("traffic.json")["node"]
     assert f"| warm `cluster-up`, node Ready | {node['cluster_up_s']:g} s |" in text
+
+
+def test_the_verdict_table_is_the_simulation_and_the_simulation_holds_its_cells() -> None:
+    from bench import verdict
+
+    published = (RESULTS / "verdict.md").read_text().strip()
+    assert published in (ROOT / "docs" / "benchmarks.md").read_text()
+    cells = {(c["error_rate"], c["traffic"]): c for c in json.loads((RESULTS / "verdict.json").read_text())}
+    runs = next(iter(cells.values()))["runs"]
+    for rate, traffic in ((1.0, 10), (0.01, 10), (0.02, 100)):
+        again = verdict.cell(rate, traffic, runs, random.Random(f"1-{rate}-{traffic}"))
+        assert again.aborted == cells[(rate, traffic)]["aborted"], (rate, traffic)
+        assert again.median_s == cells[(rate, traffic)]["median_s"], (rate, traffic)

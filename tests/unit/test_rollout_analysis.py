@@ -39,7 +39,7 @@ def test_below_min_requests_a_few_errors_are_not_enough_evidence() -> None:
         assert verdict.state is State.INSUFFICIENT and "not enough evidence" in verdict.reason, verdict
 
 
-@pytest.mark.parametrize(("errors", "responses"), [(4, 4), (10, 10), (6, 49)])
+@pytest.mark.parametrize(("errors", "responses"), [(5, 5), (10, 10), (6, 49)])
 def test_errors_beyond_doubt_breach_before_min_requests(errors: int, responses: int) -> None:
     failing = answers("1.1", errors, status=500) + answers("1.1", responses - errors)
     verdict = judge(failing, "1.1", THRESHOLDS)
@@ -47,8 +47,8 @@ def test_errors_beyond_doubt_breach_before_min_requests(errors: int, responses: 
     assert (verdict.requests, verdict.errors) == (responses, errors)
 
 
-def test_the_sequential_test_never_aborts_on_one_error_in_two_nor_on_three_of_three() -> None:
-    assert not beyond_doubt(2, 1, 0.02) and not beyond_doubt(3, 3, 0.02) and beyond_doubt(4, 4, 0.02)
+def test_the_sequential_test_never_aborts_on_one_error_in_two_nor_on_four_of_four() -> None:
+    assert not beyond_doubt(2, 1, 0.02) and not beyond_doubt(4, 4, 0.02) and beyond_doubt(5, 5, 0.02)
     assert beyond_doubt(1, 1, 0.0), "a ratio of 0: one error is a breach no later answer can undo"
     assert not beyond_doubt(100, 100, 0.6), "above 50 %, nothing before the window's end"
     assert not beyond_doubt(10, 0, 0.02)
@@ -241,8 +241,8 @@ class HeldSource:
     def alone(self) -> None:
         pass
 
-    def judgement(self, version: str, thresholds: Thresholds) -> Judgement:
-        return judge(self.samples(), version, thresholds)
+    def judgement(self, version: str, thresholds: Thresholds, *, final: bool = True) -> Judgement:
+        return judge(self.samples(), version, thresholds, final=final)
 
     def samples(self) -> list[Sample]:
         self.reading.set()
@@ -338,3 +338,14 @@ def test_recorded_slow_release_breaches_on_p99_not_on_errors() -> None:
     assert verdict.p99_ms is not None and verdict.p99_ms > 1000
     # A looser latency threshold passes it.
     assert judge(samples, "1.16.1-slow", Thresholds(0.02, 10_000, 20)).state is State.PASS
+
+
+def test_while_the_window_runs_only_errors_beyond_doubt_end_it_and_the_ratio_decides_at_its_end() -> None:
+    # 3 errors in 100 (3 % > maxErrorRatio 2 %): not beyond doubt, so the window goes on; at its end the
+    # ratio over the whole window breaches. The ratio looked at every moment aborts good releases (a 1 %
+    # release passes 2 % early on a third of the time: docs/benchmarks.md).
+    some = answers("1.1", 3, status=500) + answers("1.1", 97)
+    running = judge(some, "1.1", THRESHOLDS, final=False)
+    assert running.state is State.PASS and running.reason.endswith("so far")
+    ended = judge(some, "1.1", THRESHOLDS)
+    assert ended.state is State.BREACH and "3.0% of its responses were errors" in ended.reason
