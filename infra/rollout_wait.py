@@ -28,7 +28,7 @@ from infra.identity import DEPLOYMENT
 from infra.kube.status import Verdict
 
 if TYPE_CHECKING:
-    from infra.kube.cluster import ClusterReader
+    from infra.kube.cluster import Watched
 
 # The annotation that turns the provider's own wait off for the Deployment.
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
@@ -93,7 +93,7 @@ def settle(
     timeout: float,
     fargate: bool,
     say: Callable[[str], None],
-    reader: ClusterReader | None = None,
+    reader: Callable[[str | None], Watched] | None = None,
 ) -> str:
     """Wait until the app's Deployment in ``namespace`` is complete on ``image``; its summary, or
     RolloutFailed naming why not: a definitive failure, the deadline, an absent Deployment, or a

@@ -19,15 +19,25 @@ class LiveView(AbstractContextManager["LiveView"], Protocol):
     def wait_complete(self, timeout: float) -> str | None: ...
 
 
-class Cluster(Protocol):
-    """The cluster a stack runs on, as the command reads it (watch.LiveCluster; fakes in tests); ``name``
-    says which, for people (its API server's address)."""
+class Watched(Protocol):
+    """A cluster as a rollout's wait reads it (the program's own wait needs no more); ``name`` says which,
+    for people (its API server's address)."""
 
     name: str
 
     def health(self, namespace: str, name: str) -> Health: ...
-    def revisions(self, namespace: str, name: str) -> list[Revision]: ...
     def progress(self, namespace: str, say: Callable[[str], None], verdict: Verdict | None = None) -> LiveView: ...
+
+
+class Cluster(Watched, Protocol):
+    """The cluster a stack runs on, as the rollout command reads and mitigates it (watch.LiveCluster;
+    fakes in tests)."""
+
+    def revisions(self, namespace: str, name: str) -> list[Revision]: ...
+
+    # Mitigation: what the rollout command does to a failing release at once, before Pulumi reconciles.
+    def scale(self, namespace: str, name: str, replicas: int) -> None: ...
+    def set_image(self, namespace: str, name: str, container: str, image: str) -> None: ...
 
 
 # A kubeconfig (a path or the file's text; None: the ambient one) to the cluster it names.

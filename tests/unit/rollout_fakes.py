@@ -173,6 +173,8 @@ class FakeCluster:
         self.views: list[FakeView] = []
         self.kubeconfigs: list[str | None] = []
         self.revision_list: list[Revision] = []
+        # What the command changed in the cluster itself (its mitigation of a failing release).
+        self.changed: list[tuple[str, str, str]] = []
 
     def read(self, kubeconfig: str | None) -> FakeCluster:
         self.kubeconfigs.append(kubeconfig)
@@ -190,6 +192,12 @@ class FakeCluster:
     def revisions(self, namespace: str, name: str) -> list[Revision]:
         assert name == DEPLOYMENT
         return list(self.revision_list)
+
+    def scale(self, namespace: str, name: str, replicas: int) -> None:
+        self.changed.append(("scale", name, str(replicas)))
+
+    def set_image(self, namespace: str, name: str, container: str, image: str) -> None:
+        self.changed.append(("set image", name, f"{container}={image}"))
 
     def progress(self, namespace: str, say: Any, verdict: Verdict | None = None) -> FakeView:
         finding, self.finding = self.finding, None

@@ -10,10 +10,11 @@ from typing import Any, cast
 import pytest
 
 from infra import release
+from infra.identity import CANARY_DEPLOYMENT
 from infra.rollout.command.judging import canary_window
 from infra.rollout.exits import Exit
 from infra.settings import Settings
-from tests.unit.rollout_fakes import FakeEngine, ServedEngine, run, said, session, shipped
+from tests.unit.rollout_fakes import FakeCluster, FakeEngine, ServedEngine, run, said, session, shipped
 
 
 def test_a_canary_that_passes_is_promoted_in_the_same_run(tmp_path: Path) -> None:
@@ -39,8 +40,14 @@ def test_a_canary_that_passes_is_promoted_in_the_same_run(tmp_path: Path) -> Non
 
 def test_a_bad_canary_is_removed_and_the_deployment_never_touched() -> None:
     engine = ServedEngine()
-    code, s = shipped("--canary", "1", engine=engine, statuses={"1.16.1": 500})
+    cluster = FakeCluster(engine=engine)
+    code, s = shipped("--canary", "1", engine=engine, cluster=cluster, statuses={"1.16.1": 500})
     assert code == Exit.ABORTED
+    # Mitigated first: the canary scaled to no pods the moment the analysis found it failing, then removed
+    # through Pulumi; the Deployment itself never touched.
+    assert cluster.changed == [("scale", CANARY_DEPLOYMENT, "0")]
+    assert "failureToMitigated" in s.report.durations
+    assert said(s).index("canary scaled to 0 pods") < said(s).index("removing the canary;")
     assert engine.ups == ["canary:1.16.1", "canary:-"]
     assert engine.tag == "1.14.2" and engine.canary is None
     evidence = s.report.analysis

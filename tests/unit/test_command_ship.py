@@ -185,8 +185,13 @@ def test_a_tag_in_the_config_never_shipped_is_not_what_runs_nor_drift() -> None:
 def test_a_release_that_serves_errors_after_its_rollout_is_aborted_and_rolled_back(tmp_path: Path) -> None:
     record = tmp_path / "analysis.jsonl"
     engine = ServedEngine()
-    code, s = shipped("--record", str(record), engine=engine, statuses={"1.16.1": 500})
+    cluster = FakeCluster(engine=engine)
+    code, s = shipped("--record", str(record), engine=engine, cluster=cluster, statuses={"1.16.1": 500})
     assert code == Exit.ABORTED
+    # Mitigated first, once: the old image back in the template at once (as `kubectl rollout undo`), then
+    # the rollback through Pulumi, which reads the Deployment back before it runs.
+    assert cluster.changed == [("set image", DEPLOYMENT, f"nginx={OLD_IMAGE}")]
+    assert engine.refreshed == [[f"urn::{DEPLOYMENT}"]]
     recorded = [json.loads(line) for line in record.read_text().splitlines()]
     assert {(r["version"], r["status"]) for r in recorded} == {("1.16.1", 500)}
     assert engine.ups == ["1.16.1", "1.14.2"], "rolled back through a second update"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from infra.identity import CANARY_DEPLOYMENT
 from infra.rollout.analysis import Judgement, State
 from infra.rollout.command.judging import canary_window
 from infra.rollout.command.outcome import Outcome, Stop
@@ -44,12 +45,22 @@ def run(session: Session, steps: Steps, new: Settings, replicas: int) -> None:
             stage="canary",
             judge=judge,
             recover=lambda error, breach, p: remove(session, new, error, breach, p),
+            mitigate=lambda: scale_away(session, new),
         )
     if verdict is not None and verdict.state is State.INSUFFICIENT:
         session.say(f"analysis: the canary gave {verdict.line()}; going on: the rollout and its bake are analysed too")
     elif verdict is not None:
         session.say(f"analysis: the canary passed: {verdict.line()}")
     session.configured = {**session.configured, **added}
+
+
+def scale_away(session: Session, new: Settings) -> None:
+    """The canary failed its analysis: its Deployment to no pods at once. Terminating pods leave the
+    Service's endpoints as they stop (their preStop drain ends the requests they have), so the canary
+    takes no new requests within about a second; Pulumi removes it next."""
+    namespace, _ = session.deployment(new)
+    session.cluster(new).scale(namespace, CANARY_DEPLOYMENT, 0)
+    session.say("rollout: the canary scaled to 0 pods: it takes no more requests; removing it through Pulumi")
 
 
 def remove(session: Session, new: Settings, error: str, breach: Judgement | None, prepared: Prepared) -> Stop:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra import images, release
+from infra.identity import CONTAINER
 from infra.kube.status import Health
 from infra.rollout.analysis import Judgement
 from infra.rollout.command import canary
@@ -88,6 +89,16 @@ def versions(session: Session, values: dict[str, str], target: Target) -> tuple[
     return old, new, live
 
 
+def undo_in_cluster(session: Session, old: Settings, new: Settings) -> None:
+    """The release failed its analysis: put the old image back in the Deployment's template at once, as
+    `kubectl rollout undo` would. The template is the old one again (it depends on nothing but the image),
+    so the Deployment brings the old ReplicaSet back at its own pace; the rollback through Pulumi that
+    follows finds it done and makes the state say so."""
+    namespace, name = session.deployment(new)
+    session.cluster(new).set_image(namespace, name, CONTAINER, old.image)
+    session.say(f"rollout: the Deployment's template is {old.image} again; restoring it through Pulumi")
+
+
 def ship(session: Session, steps: Steps, values: dict[str, str], target: Target) -> Outcome:
     """Ship ``target``: Stop unless it ends well (succeeded, paused after its canary, or nothing to do)."""
     old, new, live = versions(session, values, target)
@@ -128,6 +139,7 @@ def ship(session: Session, steps: Steps, values: dict[str, str], target: Target)
             stage="up",
             judge=bake,
             recover=lambda error, breach, p: steps.roll_back(old, new, error, breach, p),
+            mitigate=lambda: undo_in_cluster(session, old, new),
         )
     session.say(f"rollout: {stack} runs {new.image} on all {new.replicas} replicas")
     return Outcome.SUCCEEDED

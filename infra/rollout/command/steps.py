@@ -181,16 +181,25 @@ class Steps:
         stage: str,
         judge: Callable[[Gate], Judgement],
         recover: Recovery,
+        mitigate: Callable[[], None] | None = None,
     ) -> Judgement | None:
         """The update ``prepared``, judged from its start to the end of ``judge`` (the bake, or the canary's
         window) when there is analysis; its verdict. A failure is recovered from by ``recover``, whose Stop
-        ends the run; a busy stack has its config put back; an update not confirmed is never a success."""
+        ends the run; a busy stack has its config put back; an update not confirmed is never a success.
+        On a breach ``mitigate`` runs first, at once: the failing pods stop taking requests before the
+        engine is interrupted and the stack reconciled."""
         s = self.session
         gate: Gate | None = None
+
+        def breached(reason: str) -> None:
+            if mitigate is not None:
+                self.mitigated(mitigate)
+            prepared.verdict.decide(reason)
+
         try:
             with ExitStack() as analysing:
                 if prepared.url:
-                    gate = analysing.enter_context(self.judging.gate(prepared.url, new, prepared.verdict.decide))
+                    gate = analysing.enter_context(self.judging.gate(prepared.url, new, breached))
                 with s.report.timed(stage):
                     self.update(new, prepared.view.result(), prepared.plan, config)
                 if gate is None:
@@ -210,6 +219,20 @@ class Steps:
             raise recover(prepared.verdict.reason or summary(err), breach, prepared) from None
         except UnconfirmedError as err:
             raise Stop(Outcome.UNCONFIRMED, str(err)) from None
+
+    def mitigated(self, mitigate: Callable[[], None]) -> None:
+        """Run ``mitigate`` (once: later breaches find it done), timed; a failure is said, never raised: the
+        reconciliation through Pulumi that follows restores the old version anyway."""
+        s = self.session
+        if "failureToMitigated" in s.report.durations:
+            return
+        start = time.monotonic()
+        try:
+            mitigate()
+        except Exception as err:
+            s.say(f"rollout: could not take the failing pods out at once ({short(err)}); restoring through Pulumi")
+            return
+        s.report.durations["failureToMitigated"] = time.monotonic() - start
 
     def roll_back(self, old: Settings, new: Settings, error: str, breach: Judgement | None, prepared: Prepared) -> Stop:
         """``new`` failed: put ``old`` back through a second update (unless --no-rollback) and say how it went."""
