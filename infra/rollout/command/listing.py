@@ -3,6 +3,7 @@ from the Deployment's revisions where the cluster can be read."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from infra.kube.cluster import short
@@ -10,20 +11,18 @@ from infra.kube.revisions import Revision
 from infra.rollout import history
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session
-from infra.rollout.engine import EngineError
+from infra.rollout.engine import EngineError, StackEngine
 from infra.settings import Settings, SettingsError
 
 
 def releases(session: Session, values: dict[str, str]) -> list[history.Release]:
     """The stack's releases from its update history, numbered from its Deployment's revisions when its
     cluster can be read; the history alone otherwise (said). Stop when the history cannot be read."""
-    try:
-        settings = Settings.from_values(values)
-        found = history.updates(session.engine.history())
-    except SettingsError as err:
-        raise Stop(Outcome.REFUSED, str(err)) from None
-    except EngineError as err:
-        raise Stop(Outcome.NOT_READ, f"the stack's history could not be read: {err.summary}") from None
+    settings, found = updates_of(
+        session.engine,
+        values,
+        lambda err: Stop(Outcome.NOT_READ, f"the stack's history could not be read: {err.summary}"),
+    )
     revisions: list[Revision] = []
     if session.outputs.get("deploymentName"):
         try:
@@ -31,6 +30,19 @@ def releases(session: Session, values: dict[str, str]) -> list[history.Release]:
         except Exception as err:
             session.say(f"rollout: no revision numbers: the cluster could not be read ({short(err)})")
     return history.releases(found, revisions)
+
+
+def updates_of(
+    engine: StackEngine, values: dict[str, str], unread: Callable[[EngineError], Stop]
+) -> tuple[Settings, list[history.Update]]:
+    """The settings ``values`` make and ``engine``'s stack's updates (its history alone: no config read);
+    Stop for bad settings, or as ``unread`` says when the history cannot be read."""
+    try:
+        return Settings.from_values(values), history.updates(engine.history())
+    except SettingsError as err:
+        raise Stop(Outcome.REFUSED, str(err)) from None
+    except EngineError as err:
+        raise unread(err) from None
 
 
 def run(session: Session, values: dict[str, str]) -> Outcome:

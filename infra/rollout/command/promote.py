@@ -8,13 +8,12 @@ from datetime import UTC, datetime
 
 from infra import images
 from infra.rollout import history
+from infra.rollout.command.listing import updates_of
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.request import PromoteFrom, Request
 from infra.rollout.command.session import Session
 from infra.rollout.command.ship import Target
-from infra.rollout.engine import EngineError
 from infra.rollout.registry import RegistryError
-from infra.settings import Settings, SettingsError
 from infra.settings.keys import CANARY_TAG, IMAGE_DIGEST, IMAGE_REPOSITORY, IMAGE_TAG
 
 
@@ -38,15 +37,11 @@ def from_stack(session: Session, request: PromoteFrom, values: dict[str, str]) -
     def refused(why: str) -> Stop:
         return Stop(Outcome.NOT_PROMOTABLE, f"not promoting {source} to {request.stack}: {why}")
 
-    try:
-        settings = Settings.from_values(values)
-        # The source's update history alone (no config read): its secrets, under another passphrase or
-        # key than this stack's, are neither needed nor shown.
-        updates = history.updates(session.source_engine.history())
-    except SettingsError as err:
-        raise Stop(Outcome.REFUSED, str(err)) from None
-    except EngineError as err:
-        raise Stop(Outcome.REFUSED, f"--from {source}: {err.summary}") from None
+    # The source's update history alone (no config read): its secrets, under another passphrase or key
+    # than this stack's, are neither needed nor shown.
+    settings, updates = updates_of(
+        session.source_engine, values, lambda err: Stop(Outcome.REFUSED, f"--from {source}: {err.summary}")
+    )
     chosen = history.promotable(history.releases(updates), settings.soak_seconds, datetime.now(UTC))
     if isinstance(chosen, str):
         raise refused(f"stack {source}: {chosen}")
