@@ -47,6 +47,7 @@ class Settle(Protocol):
         timeout: float,
         fargate: bool,
         say: Callable[[str], None],
+        keeps_running: bool = False,
     ) -> str: ...
 
 
@@ -63,6 +64,7 @@ def wait_for_rollout(
     timeout: int,
     fargate: bool,
     settle: Settle,
+    keeps_running: bool = False,
 ) -> pulumi.Output[str] | None:
     """After ``deployment`` is applied, wait for its rollout by ``settle`` (``timeout`` seconds at most); the
     Output fails the update with the cause if it does not complete. None in a preview."""
@@ -77,7 +79,9 @@ def wait_for_rollout(
     async def wait(values: list[Any]) -> str:
         ns, running, config = values
         return await asyncio.to_thread(
-            lambda: settle(ns, running, config or None, timeout=timeout, fargate=fargate, say=say)
+            lambda: settle(
+                ns, running, config or None, timeout=timeout, fargate=fargate, say=say, keeps_running=keeps_running
+            )
         )
 
     # The Deployment's id orders the wait after the provider applied it. Nothing need hold the Output:
@@ -93,6 +97,7 @@ def settle(
     timeout: float,
     fargate: bool,
     say: Callable[[str], None],
+    keeps_running: bool = False,
     reader: Callable[[str | None], Watched] | None = None,
 ) -> str:
     """Wait until the app's Deployment in ``namespace`` is complete on ``image``; its summary, or
@@ -114,9 +119,18 @@ def settle(
     if first.image != image:
         # The provider applied the image (the spec says it at once) or, with nothing to apply, left what
         # something else set: drift, which only an update that reads the cluster first puts back.
+        if keeps_running:
+            # The stack names no image (ignoreChanges on it): a refresh takes what runs, nothing puts the
+            # state's image back.
+            advice = (
+                f"the stack names no image and keeps what runs: `pulumi up --refresh` takes {first.image} as "
+                "what runs; set imageTag and run `pulumi up` (or `rollout`) to ship another"
+            )
+        else:
+            advice = f"`pulumi up --refresh` puts {image} back"
         raise RolloutFailed(
             f"Deployment {where} runs {first.image}, but the stack says {image}: changed outside Pulumi (a "
-            f"`kubectl set image`?); `pulumi up --refresh` puts {image} back"
+            f"`kubectl set image`?); {advice}"
         )
     if first.complete:
         return f"complete: {first}"

@@ -79,6 +79,7 @@ def wait_for_rollout(
         timeout=settings.await_timeout_seconds,
         fargate=settings.eks is not None,
         settle=settle,
+        keeps_running=settings.keeps_running_image,
     )
 
 

@@ -147,6 +147,20 @@ def test_another_image_is_drift_said_at_once_or_a_change_during_the_rollout() ->
     assert f"runs {OLD}, but the stack says {NEW}" in str(failed.value)
     assert f"`pulumi up --refresh` puts {NEW} back" in str(failed.value)
     assert drifted.views == []
+    # A stack that names no image keeps what runs (ignoreChanges on the image): a refresh adopts it,
+    # nothing puts NEW back, and the advice says so.
+    with pytest.raises(RolloutFailed) as kept:
+        settle(
+            "rolling",
+            NEW,
+            None,
+            timeout=60,
+            fargate=False,
+            say=lambda _: None,
+            keeps_running=True,
+            reader=lambda _: Recorded(state(OLD, 3, 3, 3)),
+        )
+    assert f"`pulumi up --refresh` takes {OLD} as what runs" in str(kept.value) and "puts" not in str(kept.value)
     changed = Recorded(state(NEW, 0, 0, 3, current=False), state(OLD, 3, 3, 3))
     with pytest.raises(RolloutFailed) as failed:
         wait(changed)
