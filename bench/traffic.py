@@ -400,7 +400,18 @@ def base_image_seconds() -> int | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cluster-start-s", type=float, default=0.0)
+    parser.add_argument(
+        "--only", choices=("all", "analysis"), default="all", help="analysis: the bad release's part alone"
+    )
     args = parser.parse_args()
+    if args.only == "analysis":
+        for version in (OLD, NEW):
+            run([str(ROOT / "cluster" / "images.sh"), "app", version])
+        run([str(ROOT / "cluster" / "images.sh"), "app", analysis.BAD, "errors"])
+        with tempfile.TemporaryDirectory(prefix="rolling-traffic-") as tmp:
+            analysis.write(analysis.measure(Path(tmp), REPOSITORY, service_url))
+        print((RESULTS / "analysis.md").read_text())
+        return 0
     NODE["cluster_up_s"] = args.cluster_start_s
     progress(f"building the app image {OLD} and {NEW}")
     for version in (OLD, NEW):

@@ -53,3 +53,14 @@ def test_the_verdict_table_is_the_simulation_and_the_simulation_holds_its_cells(
         again = verdict.cell(rate, traffic, runs, random.Random(f"1-{rate}-{traffic}"))
         assert again.aborted == cells[(rate, traffic)]["aborted"], (rate, traffic)
         assert again.median_s == cells[(rate, traffic)]["median_s"], (rate, traffic)
+
+
+def test_the_bad_release_table_is_the_last_analysis_run() -> None:
+    text = doc("benchmarks.md")
+    ways = {w["name"]: w for w in results("analysis.json")["ways"]}
+    for name, row in (("canary 1", "`rollout --canary 1`"), ("no canary", "`rollout` (analysis during")):
+        way = ways[name]
+        found = re.search(re.escape(row) + r"[^|]*\| [^|]+ \| (\d+) of (\d+) \| ([\d.]+) s \|", text)
+        assert found is not None, row
+        assert (int(found.group(1)), int(found.group(2))) == (way["bad_responses"], way["requests"])
+        assert float(found.group(3)) == way["first_bad_to_restored_s"]
