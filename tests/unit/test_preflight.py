@@ -156,3 +156,16 @@ def test_modules_are_found_by_what_the_node_uses_built_in_or_loaded(tmp_path: Pa
 def test_without_modprobe_the_line_says_how_to_get_it() -> None:
     (found,) = lines(modules=frozenset({"overlay"}), which=lambda t: None if t == "modprobe" else f"/usr/bin/{t}")
     assert found.endswith("apt-get install kmod, then `modprobe br_netfilter`")
+
+
+def test_the_readme_lists_what_the_preflight_checks() -> None:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("> **Before you start**")
+    prerequisites = readme[start : readme.index("## ", start)]
+    for tool in preflight.TOOLS:
+        assert f"`{tool}`" in prerequisites, tool
+    for module in preflight.MODULES:
+        assert f"`{module}`" in prerequisites, module
+    assert f"Go {preflight.go_needed()}" in prerequisites
+    assert f"{preflight.MEMORY_GIB:.0f} GiB" in prerequisites and f"{preflight.DISK_COLD_GIB:.0f} GB" in prerequisites
+    assert "ROLLING_DEBIAN_MIRROR" in prerequisites and "`make preflight`" in prerequisites
