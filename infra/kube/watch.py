@@ -30,6 +30,9 @@ EXPLAINING = frozenset({"Failed", "BackOff", "FailedScheduling", "FailedCreate",
 # SuccessfulCreate, a SuccessfulDelete for every pod of every rollout, kept an hour) grow with each
 # rollout and the replica count: reading them every second is what made the wait's end grow with size.
 WARNINGS = "type=Warning"
+# A mitigation (a canary scaled away, an image put back) holds the engine's interruption until it
+# returns: it gets a few seconds, then the rollback through Pulumi does the same anyway.
+MITIGATE_TIMEOUT = (3, 5)
 
 
 def health(api: client.ApiClient, namespace: str, name: str = DEPLOYMENT) -> Health:
