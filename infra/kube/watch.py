@@ -70,14 +70,16 @@ class LiveCluster:
         """Deployment ``name`` to ``replicas`` pods (its scale subresource, as `kubectl scale` does)."""
         body = {"spec": {"replicas": replicas}}
         client.AppsV1Api(self.api).patch_namespaced_deployment_scale(
-            name, namespace, body, _request_timeout=MITIGATE_TIMEOUT
+            name, namespace, body, _request_timeout=MITIGATE_TIMEOUT, _preload_content=False
         )
 
     def set_image(self, namespace: str, name: str, container: str, image: str) -> None:
         """``container`` of Deployment ``name`` to ``image``, as `kubectl set image` does (a strategic merge
         patch of the pod template): a template the Deployment had before brings its ReplicaSet back."""
         body = {"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}}
-        client.AppsV1Api(self.api).patch_namespaced_deployment(name, namespace, body, _request_timeout=MITIGATE_TIMEOUT)
+        client.AppsV1Api(self.api).patch_namespaced_deployment(
+            name, namespace, body, _request_timeout=MITIGATE_TIMEOUT, _preload_content=False
+        )
 
 
 class Progress:

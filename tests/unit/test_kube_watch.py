@@ -151,3 +151,55 @@ def test_before_the_new_replica_set_exists_no_pod_is_read() -> None:
     namespace.sets = namespace.sets[:1]
     progress = view(namespace, [], Verdict(image=NEW, fargate=False, act=lambda: None))
     assert progress.pods_of(NEW) == []
+
+
+def test_the_mitigations_patch_as_kubectl_does_a_strategic_merge_and_the_scale_subresource() -> None:
+    # The old image back in the template must merge into the container by name (a JSON merge patch would
+    # replace the whole container list with name and image alone): the client sends a dict as a strategic
+    # merge patch (kubernetes/client/rest.py), which this holds on the wire.
+    import http.server
+    import json as json_
+    import threading
+
+    from infra.kube.watch import LiveCluster
+
+    seen: list[tuple[str, str, str, dict[str, Any]]] = []
+
+    class Api(http.server.BaseHTTPRequestHandler):
+        def do_PATCH(self) -> None:
+            body = json_.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.command, self.path, self.headers["Content-Type"], body))
+            answer = json_.dumps(body).encode()  # the object as patched, as far as the client reads it
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        live = LiveCluster(client.ApiClient(client.Configuration(host=f"http://127.0.0.1:{server.server_address[1]}")))
+        live.set_image("rolling", "nginx-deployment", "nginx", "app:1.0")
+        live.scale("rolling", "nginx-canary", 0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    template = {"spec": {"template": {"spec": {"containers": [{"name": "nginx", "image": "app:1.0"}]}}}}
+    assert seen == [
+        (
+            "PATCH",
+            "/apis/apps/v1/namespaces/rolling/deployments/nginx-deployment",
+            "application/strategic-merge-patch+json",
+            template,
+        ),
+        (
+            "PATCH",
+            "/apis/apps/v1/namespaces/rolling/deployments/nginx-canary/scale",
+            "application/strategic-merge-patch+json",
+            {"spec": {"replicas": 0}},
+        ),
+    ]
