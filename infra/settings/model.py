@@ -235,8 +235,9 @@ class Settings:
     min_requests: int = setting(
         _int_between(1, 100000),
         default=50,
-        description="Responses of the new version the analysis needs before it judges: with fewer it reports "
-        "not enough evidence and never rolls back.",
+        description="Responses of the new version the analysis needs before it judges their ratio and latency: "
+        "with fewer it rolls back only on errors beyond doubt (a sequential test), else reports not enough "
+        "evidence.",
         accepted="1 to 100000",
     )
     bake_seconds: int = setting(
