@@ -121,7 +121,7 @@ class Load:
         self,
         url: str,
         rate: int,
-        duration_s: int,
+        duration_s: float,
         out: Path,
         *,
         keepalive: bool,
@@ -185,7 +185,7 @@ class PlainLoad:
         self,
         url: str,
         rate: int,
-        duration_s: int,
+        duration_s: float,
         out: Path,
         *,
         keepalive: bool,
@@ -215,6 +215,13 @@ class PlainLoad:
         self.responses.sort(key=lambda r: r.t)
         with self.out.open("w") as sink:
             sink.writelines(json.dumps(r.__dict__) + "\n" for r in self.responses)
+
+    def wait(self, within_s: float) -> bool:
+        """Wait at most ``within_s`` for the load to end by itself (its duration run out); whether it has."""
+        end = time.monotonic() + within_s
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, end - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
 
     def _work(self, worker: int, start: float) -> None:
         parts = urlsplit(self.url)

@@ -13,6 +13,7 @@ from kubernetes import client
 from infra.identity import LABELS
 from infra.kube.status import Verdict
 from infra.kube.watch import Progress
+from tests.unit.loopback import serving
 
 NEW, OLD = "registry/app:2", "registry/app:1"
 EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -159,7 +160,6 @@ def test_the_mitigations_patch_as_kubectl_does_a_strategic_merge_and_the_scale_s
     # merge patch (kubernetes/client/rest.py), which this holds on the wire.
     import http.server
     import json as json_
-    import threading
 
     from infra.kube.watch import LiveCluster
 
@@ -179,15 +179,10 @@ def test_the_mitigations_patch_as_kubectl_does_a_strategic_merge_and_the_scale_s
         def log_message(self, *_: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        live = LiveCluster(client.ApiClient(client.Configuration(host=f"http://127.0.0.1:{server.server_address[1]}")))
+    with serving(Api) as url:
+        live = LiveCluster(client.ApiClient(client.Configuration(host=url)))
         live.set_image("rolling", "nginx-deployment", "nginx", "app:1.0")
         live.scale("rolling", "nginx-canary", 0)
-    finally:
-        server.shutdown()
-        server.server_close()
     template = {"spec": {"template": {"spec": {"containers": [{"name": "nginx", "image": "app:1.0"}]}}}}
     assert seen == [
         (

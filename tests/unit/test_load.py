@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import http.server
-import threading
-import time
 from pathlib import Path
 
 from rigs import load
+from tests.unit.loopback import serving
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -91,12 +90,10 @@ class _Server(http.server.BaseHTTPRequestHandler):
 
 def _plain_load(tmp_path: Path, abrupt: bool, keepalive: bool) -> list[load.Response]:
     handler = type("Handler", (_Server,), {"abrupt": abrupt})
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        url = f"http://127.0.0.1:{server.server_address[1]}/version.txt"
-        with load.PlainLoad(url, 60, 1, tmp_path / "plain.jsonl", keepalive=keepalive, connections=3) as sent:
-            time.sleep(1.2)
-        server.shutdown()
+    out = tmp_path / "plain.jsonl"
+    # 60 requests in 0.4 s, then the load stops by itself.
+    with serving(handler) as url, load.PlainLoad(url, 150, 0.4, out, keepalive=keepalive, connections=3) as sent:
+        assert sent.wait(5), "the load did not stop by itself at its duration"
     return sent.responses
 
 

@@ -6,13 +6,14 @@ import http.server
 import os
 import re
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.unit.loopback import serving
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
 SHA_PIN = re.compile(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}")
@@ -168,13 +169,8 @@ def version_server() -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
+    with serving(Handler) as url:
+        yield url
 
 
 SCRIPT = WORKFLOWS.parents[1] / "scripts" / "wait-for-version.sh"
@@ -189,7 +185,7 @@ def test_wait_for_version_returns_once_served(version_server: str) -> None:
 
 
 def test_wait_for_version_fails_when_never_served(version_server: str) -> None:
-    env = {**os.environ, "WAIT_INTERVAL_S": "1"}
+    env = {**os.environ, "WAIT_INTERVAL_S": "2"}
     done = subprocess.run(
         [str(SCRIPT), version_server, "def5678", "1"], check=False, capture_output=True, text=True, timeout=20, env=env
     )

@@ -1,0 +1,35 @@
+"""An HTTP server on loopback for the tests that need a real socket: the probe, the load tool, the workflows'
+scripts and the Kubernetes client's wire."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+# How often the serving thread looks for a shutdown: the library's 0.5 s would add half a second to every
+# test's end.
+POLL_S = 0.02
+
+
+class Server(http.server.ThreadingHTTPServer):
+    """A listen backlog for a prober's bursts of new connections (the library's 5 refuses some on a busy
+    machine, which an analysis would rightly count as failures)."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
+@contextmanager
+def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free loopback port for the block: its base URL, ``http://127.0.0.1:PORT``."""
+    server = Server(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL_S}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
