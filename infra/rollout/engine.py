@@ -169,6 +169,9 @@ class StackEngine(Protocol):
     def resources(self) -> list[dict[str, Any]]: ...
     def outputs(self) -> dict[str, Any]: ...
     def history(self) -> list[dict[str, Any]]: ...
+    def tags(self) -> dict[str, str]: ...
+    def set_tag(self, name: str, value: str) -> None: ...
+    def remove_tag(self, name: str) -> None: ...
     def interrupt(self) -> None: ...
 
 
@@ -260,3 +263,14 @@ class Engine:
         """The stack's updates, newest first, as `pulumi stack history --json` gives them: kind, result,
         start and end, message, environment (git, CI) and the config each ran with (secrets hidden)."""
         return list(json.loads(self.run("stack", "history", "--json")) or [])
+
+    def tags(self) -> dict[str, str]:
+        """The stack's tags: metadata kept with the stack in its backend, beside its state (not in its config
+        file, nor in any checkout)."""
+        return {str(k): str(v) for k, v in (json.loads(self.run("stack", "tag", "ls", "--json")) or {}).items()}
+
+    def set_tag(self, name: str, value: str) -> None:
+        self.run("stack", "tag", "set", name, value)
+
+    def remove_tag(self, name: str) -> None:
+        self.run("stack", "tag", "rm", name)

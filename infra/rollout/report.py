@@ -62,6 +62,11 @@ class Report:
     analysis: Evidence | None = None
     # `rollout history`: the stack's releases, newest first.
     releases: list[dict[str, Any]] | None = None
+    # A release an earlier run left unjudged (stage, image, previous, since, by): found by this run, which
+    # aborted it first (or, `rollout status`, showed it).
+    unfinished: dict[str, str] | None = None
+    # `rollout status`: what the stack runs now.
+    status: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +82,8 @@ class Report:
             "error": self.error,
             "restored": self.restored,
             "analysis": self.analysis,
+            "unfinished": self.unfinished,
+            **({"status": self.status} if self.status is not None else {}),
         }
 
     def as_json(self) -> str:
@@ -105,6 +112,8 @@ class Report:
             restored=found.get("restored"),
             analysis=cast(Evidence | None, found.get("analysis")),
             releases=found.get("releases"),
+            unfinished=found.get("unfinished"),
+            status=found.get("status"),
         )
 
     @contextmanager

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from kubernetes import client
@@ -143,26 +144,64 @@ def test_pause_then_promote_from_another_process(deployed: LocalStack) -> None:
     assert deployed.preview().change_summary == {"same": 9}
 
 
-def test_interrupted_during_the_canary_analysis_then_aborted_from_another_process(deployed: LocalStack) -> None:
-    deployed.set(**QUICK, canarySeconds=120)
-    command = [sys.executable, "-m", "infra.rollout", "--stack", deployed.stack.name, "--json"]
+def runner_lost_during(stack: LocalStack, *args: str, reached: Callable[[], bool]) -> None:
+    """`rollout ARGS` killed with SIGKILL, with every process it started, once ``reached`` holds (a runner lost:
+    no handler runs), and its checkout with it: the stack file is put back as it was before the run."""
+    stack_file = stack.workdir / f"Pulumi.{stack.stack.name}.yaml"
+    checkout = stack_file.read_text()
+    command = [sys.executable, "-m", "infra.rollout", "--stack", stack.stack.name, "--json", *args, "--yes"]
     with subprocess.Popen(
-        [*command, "--tag", "1.16.1", "--canary", "1", "--yes"],
-        cwd=deployed.workdir,
-        env={**os.environ, **deployed.env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        command,
+        cwd=stack.workdir,
+        env={**os.environ, **stack.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     ) as running:
-        wait_for(lambda: ready_pods_by_image(deployed).get(image("1.16.1")) == 1, 60, "the canary to be ready")
-        time.sleep(3)  # into the analysis
-        running.send_signal(signal.SIGINT)
-        out, err = running.communicate(timeout=60)
-    assert running.returncode == Exit.FAILED, err
-    assert json.loads(out)["outcome"] == "interrupted"
-    # What the interrupted command left is a canary the state knows of, which the next command ends.
-    assert deployed.preview().change_summary == {"same": 10}
+        try:
+            wait_for(reached, 90, "the run to reach its judgement")
+            time.sleep(2)  # into it
+        finally:
+            os.killpg(running.pid, signal.SIGKILL)
+    stack_file.write_text(checkout)
+
+
+def test_a_runner_lost_during_the_canary_leaves_it_recorded_and_the_next_run_removes_it(deployed: LocalStack) -> None:
+    deployed.set(**QUICK, canarySeconds=120)
+    generation = deployed.deployment().metadata.generation
+    canary_ready = lambda: ready_pods_by_image(deployed).get(image("1.16.1")) == 1  # noqa: E731
+    runner_lost_during(deployed, "--tag", "1.16.1", "--canary", "1", reached=canary_ready)
+    code, result, err = rollout(deployed, "status")
+    assert code == Exit.OK, err
+    assert result["unfinished"]["stage"] == "canary" and result["unfinished"]["image"] == image("1.16.1")
+    assert result["status"]["canary"] is None, "the checkout's config never had it"
+    # The next run on the stack removes the canary before anything else.
     code, result, err = rollout(deployed, "abort", "--yes")
-    assert code == Exit.OK and result["outcome"] == "canary removed", err
+    assert code == Exit.OK and result["outcome"] == "unfinished aborted", err
+    assert "its judgement never finished" in err
     wait_for(lambda: no_canary(deployed) and pods_of(deployed, image("1.16.1")) == 0, 30, "the canary to go")
+    assert deployed.deployment().metadata.generation == generation
     assert_restored(deployed)
+    code, result, _ = rollout(deployed, "status")
+    assert result["unfinished"] is None
+
+
+def test_a_runner_lost_during_the_bake_never_counts_as_shipped_and_the_rerun_judges_it_again(
+    deployed: LocalStack,
+) -> None:
+    deployed.set(**QUICK, bakeSeconds=120)
+    baking = lambda: ready_pods_by_image(deployed) == {image("1.16.1"): 3}  # noqa: E731
+    runner_lost_during(deployed, "--tag", "1.16.1", reached=baking)
+    code, result, err = rollout(deployed, "history")
+    assert code == Exit.OK, err
+    assert result["releases"][0]["outcome"] == "unjudged", result["releases"][0]
+    assert result["unfinished"]["stage"] == "bake"
+    # The pipeline's re-run: the release is put back first, then shipped again and judged from the start.
+    deployed.set(bakeSeconds=3)
+    code, result, err = rollout(deployed, "--tag", "1.16.1", "--yes")
+    assert code == Exit.OK and result["outcome"] == "succeeded", err
+    assert f"Put {image('1.14.2')} back" in err
+    assert result["unfinished"]["image"] == image("1.16.1")
+    assert result["oldImage"] == image("1.14.2") and result["analysis"]["state"] == "pass", result
+    assert ready_pods_by_image(deployed) == {image("1.16.1"): 3}
+    assert deployed.preview().change_summary == {"same": 9}

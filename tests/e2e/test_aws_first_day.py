@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from infra.rollout.command.unfinished import JUDGING
 from rigs import aws_emulator
 from rigs.aws_emulator import ACCOUNT, REGION, Credentials, Emulator
 from rigs.project import copy_project
@@ -225,6 +226,10 @@ def test_the_first_day_as_written_then_each_ci_role_at_its_own_steps_and_no_othe
         allowed(pulumi(repo, deploy, "config", "set", "--stack", "dev", "rolling:imageTag", "1.15.0"), "config")
         allowed(pulumi(repo, deploy, "up", "--stack", "dev", "--yes"), "the deploy role's up on dev")
         refused(pulumi(repo, deploy, "up", "--stack", "prod", "--yes"), "an up of prod by the deploy role")
+        # The record of a release under judgement, in the stack's tags (infra/rollout/command/unfinished.py).
+        for step in (["set", JUDGING, "{}"], ["ls", "--json"], ["rm", JUDGING]):
+            allowed(pulumi(repo, deploy, "stack", "tag", *step, "--stack", "dev"), f"the deploy role's tag {step[0]}")
+        refused(pulumi(repo, deploy, "stack", "tag", "set", JUDGING, "{}", "--stack", "prod"), "a tag on prod")
 
         # The promote role reads dev's history, writes prod (stack file, history, backups, lock: the
         # paths under the backend URL's own path), and cannot write dev.
@@ -232,6 +237,11 @@ def test_the_first_day_as_written_then_each_ci_role_at_its_own_steps_and_no_othe
         allowed(pulumi(repo, promote, "config", "set", "--stack", "prod", "rolling:imageTag", "1.15.0"), "config")
         allowed(pulumi(repo, promote, "up", "--stack", "prod", "--yes"), "the promote role's up on prod")
         refused(pulumi(repo, promote, "up", "--stack", "dev", "--yes"), "an up of dev by the promote role")
+        # It reads dev's record (a release unjudged there is not promoted) and writes prod's own.
+        allowed(pulumi(repo, promote, "stack", "tag", "ls", "--json", "--stack", "dev"), "dev's tags")
+        for step in (["set", JUDGING, "{}"], ["rm", JUDGING]):
+            allowed(pulumi(repo, promote, "stack", "tag", *step, "--stack", "prod"), f"promote role: tag {step[0]}")
+        refused(pulumi(repo, promote, "stack", "tag", "set", JUDGING, "{}", "--stack", "dev"), "a tag on dev")
     finally:
         for stack in ("prod", "dev"):
             pulumi(repo, owner, "cancel", "--stack", stack, "--yes")

@@ -50,6 +50,9 @@ class FakeEngine:
         self.refreshed: list[list[str]] = []
         self.interrupts = 0
         self.preview_texts: list[str] = []
+        # The stack's tags, kept in the backend; and what the engine was asked to do, in order.
+        self.stack_tags: dict[str, str] = {}
+        self.steps: list[str] = []
 
     def run(self, *args: str) -> str:
         self.commands.append(args)
@@ -83,6 +86,7 @@ class FakeEngine:
 
     def up(self, config: dict[str, str], plan: Path | None = None) -> None:
         assert plan is None or plan.is_file(), "the plan is there while the update runs"
+        self.steps.append("up")
         self.plans.append(plan)
         self.up_configs.append(config)
         if "rolling:canaryTag" in config:
@@ -113,6 +117,17 @@ class FakeEngine:
 
     def interrupt(self) -> None:
         self.interrupts += 1
+
+    def tags(self) -> dict[str, str]:
+        return dict(self.stack_tags)
+
+    def set_tag(self, name: str, value: str) -> None:
+        self.steps.append(f"tag {name}")
+        self.stack_tags[name] = value
+
+    def remove_tag(self, name: str) -> None:
+        self.steps.append(f"untag {name}")
+        self.stack_tags.pop(name, None)
 
 
 class ServedEngine(FakeEngine):

@@ -70,6 +70,7 @@ def test_json_report_shape() -> None:
         "error": None,
         "restored": None,
         "analysis": None,
+        "unfinished": None,
     }
     assert Report.from_json(out).changed is True
 

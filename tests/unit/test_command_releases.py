@@ -10,6 +10,7 @@ import pytest
 
 from infra import release
 from infra.kube import revisions as kube_revisions
+from infra.rollout.command import unfinished
 from infra.rollout.command.session import Session
 from infra.rollout.engine import EngineError
 from infra.rollout.exits import Exit
@@ -152,3 +153,20 @@ def test_promote_refuses_an_image_gone_from_the_registry() -> None:
     promoted = release_run(PROMOTE, ReleasedEngine([], "1.0.0", PROD_REPO), shipped_dev(), FakeRegistry({}))
     assert run(promoted) == Exit.NOT_PROMOTABLE
     assert "is not in its registry any more" in str(promoted.report.error)
+
+
+def test_promote_refuses_a_release_whose_judgement_never_finished() -> None:
+    # dev's last update went through, but the run judging it died in its bake: not shipped, whatever the
+    # history says.
+    dev = shipped_dev()
+    dev.stack_tags = {
+        unfinished.JUDGING: unfinished.encode("bake", "2026-12-05T10:00:00Z", "ci"),
+        unfinished.IMAGE: f"{RELEASE_REPO}:1.1.0",
+        unfinished.PREVIOUS: f"{RELEASE_REPO}:1.0.0",
+    }
+    prod = ReleasedEngine([], "1.0.0", PROD_REPO)
+    registry = FakeRegistry({f"{RELEASE_REPO}:1.1.0": DIGEST})
+    promoted = release_run(PROMOTE, prod, dev, registry)
+    assert run(promoted) == Exit.NOT_PROMOTABLE
+    assert "its judgement never finished" in str(promoted.report.error)
+    assert prod.ups == [] and registry.copies == []

@@ -14,7 +14,6 @@ from infra.settings.keys import ANALYSIS, CANARY_TAG
 
 def run(session: Session, steps: Steps, values: dict[str, str]) -> Outcome:
     canary_tag(session.request, values)
-    config = {CANARY_TAG.full: ""}
     # Removing a canary serves nothing new: there is nothing to analyse.
     settings = Settings.from_values({**values, ANALYSIS.name: "false"})
     stack = session.request.stack
@@ -22,6 +21,14 @@ def run(session: Session, steps: Steps, values: dict[str, str]) -> Outcome:
         f"Remove the canary of stack {stack}: {settings.canary_replicas} pod(s) of {settings.canary_image}; "
         "the Deployment's pods stay as they are"
     )
+    remove_canary(session, steps, settings, plan_text)
+    session.say(f"rollout: removed the canary of stack {stack}; the Deployment's pods were not changed")
+    return Outcome.CANARY_REMOVED
+
+
+def remove_canary(session: Session, steps: Steps, settings: Settings, plan_text: str) -> None:
+    """Remove the stack's canary (``plan_text`` says which) through a preview, plan and confirmation; or Stop."""
+    config = {CANARY_TAG.full: ""}
     with steps.prepared(settings, config=config, plan_text=plan_text, canary=True) as prepared:
         try:
             with session.report.timed("up"):
@@ -30,5 +37,3 @@ def run(session: Session, steps: Steps, values: dict[str, str]) -> Outcome:
             if not isinstance(err, StackBusyError):
                 session.restore_config(config)
             raise session.engine_failed(err, "up") from None
-    session.say(f"rollout: removed the canary of stack {stack}; the Deployment's pods were not changed")
-    return Outcome.CANARY_REMOVED

@@ -11,6 +11,7 @@ from infra.rollout.command.judging import canary_window
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session
 from infra.rollout.command.steps import Prepared, Steps, summary
+from infra.rollout.command.unfinished import Record
 from infra.rollout.engine import EngineError
 from infra.rollout.gate import Gate
 from infra.rollout.review import CanarySummary
@@ -18,9 +19,9 @@ from infra.settings import Settings
 from infra.settings.keys import CANARY_REPLICAS, CANARY_TAG
 
 
-def run(session: Session, steps: Steps, new: Settings, replicas: int) -> None:
+def run(session: Session, steps: Steps, new: Settings, replicas: int, record: Record | None = None) -> None:
     """Run ``replicas`` pods of ``new`` and judge them: returns when they pass (the rest rolls next, or the
-    run pauses), else Stop once the canary is removed."""
+    run pauses), else Stop once the canary is removed. ``record`` says the canary is under judgement."""
     added = {CANARY_TAG.name: str(new.image_tag), CANARY_REPLICAS.name: str(replicas)}
     config = {CANARY_TAG.full: added[CANARY_TAG.name], CANARY_REPLICAS.full: added[CANARY_REPLICAS.name]}
     canary = Settings.from_values({**session.configured, **added})
@@ -46,6 +47,7 @@ def run(session: Session, steps: Steps, new: Settings, replicas: int) -> None:
             judge=judge,
             recover=lambda error, breach, p: remove(session, new, error, breach, p),
             mitigate=lambda: scale_away(session, new),
+            record=record,
         )
     if verdict is not None and verdict.state is State.INSUFFICIENT:
         session.say(f"analysis: the canary gave {verdict.line()}; going on: the rollout and its bake are analysed too")

@@ -3,12 +3,14 @@ from the Deployment's revisions where the cluster can be read."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from infra.kube.cluster import short
 from infra.kube.revisions import Revision
 from infra.rollout import history
+from infra.rollout.command import unfinished
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session
 from infra.rollout.engine import EngineError, StackEngine
@@ -48,6 +50,11 @@ def updates_of(
 def run(session: Session, values: dict[str, str]) -> Outcome:
     """`rollout history`: the stack's releases, newest first (a table; --json: `releases`)."""
     rows = releases(session, values)
+    left = unfinished.read(session.engine, session.request.stack)
+    if left is not None and rows and rows[0].image == left.image and left.stage == "bake":
+        # Its update succeeded, but its judgement never finished: not shipped.
+        rows[0] = dataclasses.replace(rows[0], outcome="unjudged")
+        session.report.unfinished = left.as_json()
     session.report.releases = [r.as_json() for r in rows]
     if not session.request.json:
         print(history.table(rows, datetime.now(UTC)), file=session.out)

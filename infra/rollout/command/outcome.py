@@ -23,6 +23,8 @@ class Outcome(enum.Enum):
     SUCCEEDED = ("succeeded", Exit.OK, Change.MADE)
     PAUSED = ("paused", Exit.OK, Change.MADE)
     CANARY_REMOVED = ("canary removed", Exit.OK, Change.MADE)
+    # `rollout abort` on a stack an earlier run left with a release unjudged: that release aborted.
+    UNFINISHED_ABORTED = ("unfinished aborted", Exit.OK, Change.MADE)
     LISTED = ("listed", Exit.OK, Change.NOTHING)
     UNCHANGED = ("unchanged", Exit.OK, Change.NOTHING)
     REFUSED = ("refused", Exit.USAGE, Change.NOTHING)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from infra import images
 from infra.rollout import history
+from infra.rollout.command import unfinished
 from infra.rollout.command.listing import updates_of
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.request import PromoteFrom, Request
@@ -37,6 +38,10 @@ def from_stack(session: Session, request: PromoteFrom, values: dict[str, str]) -
     def refused(why: str) -> Stop:
         return Stop(Outcome.NOT_PROMOTABLE, f"not promoting {source} to {request.stack}: {why}")
 
+    # A release whose judgement never finished has not shipped, whatever the history says.
+    left = unfinished.read(session.source_engine, source)
+    if left is not None:
+        raise refused(f"stack {source}: {left.line()}; the next rollout on {source} aborts it")
     # The source's update history alone (no config read): its secrets, under another passphrase or key
     # than this stack's, are neither needed nor shown.
     settings, updates = updates_of(

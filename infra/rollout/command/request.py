@@ -63,6 +63,11 @@ class History(Request):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Status(Request):
+    """Show what the stack runs now, and a release an earlier run left unjudged."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Undo(Request):
     """Ship the stack's previous release again, or ``revision``."""
 
@@ -75,6 +80,7 @@ ACTION_OF: dict[type[Request], str] = {
     PromoteFrom: "promote",
     Abort: "abort",
     History: "history",
+    Status: "status",
     Undo: "undo",
 }
 DESCRIPTIONS = {
@@ -84,10 +90,13 @@ DESCRIPTIONS = {
     "abort": "Remove a stack's canary; the Deployment's own pods stay as they are.",
     "history": "A stack's releases, newest first: revision, image, outcome, when, how long, who.",
     "undo": "Ship a stack's previous release again (or revision --to N), through the same safe path.",
+    "status": "What a stack runs now: its Deployment, its canary, and a release an earlier run left unjudged "
+    "(which the next rollout, or abort, aborts first).",
 }
 EPILOG = (
     "rollout promote|abort --stack S go on from a paused canary; rollout promote --from A --to B, "
-    "rollout history --stack S and rollout undo --stack S [--to N] work with releases"
+    "rollout history --stack S and rollout undo --stack S [--to N] work with releases; rollout status --stack S "
+    "shows what runs"
 )
 
 
@@ -117,6 +126,8 @@ def parse(argv: Sequence[str] | None = None) -> Request:
         return PromoteFrom(**common, source=args.source)
     if args.action == "undo":
         return Undo(**common, revision=args.revision)
+    if args.action == "status":
+        return Status(**common)
     return Abort(**common) if args.action == "abort" else History(**common)
 
 
@@ -158,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--to", dest="revision", type=_revision, metavar="N", help="the revision to put back")
         sub.add_argument("--json", action="store_true", help="print one JSON result on stdout")
         sub.add_argument("--cwd", default=".", help="the Pulumi project folder (default: the current one)")
-        if action != "history":
+        if action not in ("history", "status"):
             _changing_options(sub)
     return parser
 

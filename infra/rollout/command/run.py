@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from infra import images
-from infra.rollout.command import abort, listing, promote, ship, undo
+from infra.rollout.command import abort, listing, promote, recover, ship, status, undo
 from infra.rollout.command.judging import Judging
 from infra.rollout.command.outcome import Outcome, Stop
-from infra.rollout.command.request import Abort, History, Promote, PromoteFrom, Ship, Undo, parse
+from infra.rollout.command.request import Abort, History, Promote, PromoteFrom, Ship, Status, Undo, parse
 from infra.rollout.command.session import Session
 from infra.rollout.command.steps import Steps
 from infra.rollout.engine import interruptible_children
@@ -30,10 +30,20 @@ def act(session: Session, judging: Judging | None = None) -> Outcome:
             raise Stop(Outcome.REFUSED, f"--tag {err}") from None
     values = session.read_config()
     steps = Steps(session, judging or Judging(session))
+    if isinstance(request, History):
+        return listing.run(session, values)
+    if isinstance(request, Status):
+        return status.run(session, values)
+    # Every action that changes the stack aborts a release an earlier run left unjudged, first.
+    recovered = recover.run(session, steps, values)
+    if recovered is not None:
+        # `abort` asked for no more; nor did `undo` when the aborted release was the Deployment's own.
+        bake = (session.report.unfinished or {}).get("stage") == "bake"
+        if isinstance(request, Abort) or (isinstance(request, Undo) and request.revision is None and bake):
+            return recovered
+        values = session.reread_config()
     target: ship.Target
     match request:
-        case History():
-            return listing.run(session, values)
         case Abort():
             return abort.run(session, steps, values)
         case Ship():

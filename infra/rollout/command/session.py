@@ -59,6 +59,8 @@ class Session:
         self.region: str | None = None
         # Every response the analysis recorded in this run, for --record.
         self.evidence: list[Sample] = []
+        # Whether this run aborted a release an earlier run left unjudged (a change, whatever comes after).
+        self.recovered = False
         self._outputs: dict[str, Any] | None = None
 
     def say(self, line: str) -> None:
@@ -68,7 +70,11 @@ class Session:
         """Fill the report with how the run ended, say its error, and write its evidence (--record)."""
         self.report.exit, self.report.outcome = outcome.exit, outcome.word
         self.report.changed = None if outcome.change.value == "unknown" else not outcome.changed_nothing
-        self.report.error = outcome.message(message) if message else None
+        said = outcome.message(message) if message else None
+        if self.recovered and outcome.changed_nothing:
+            # The unfinished release this run aborted first was a change.
+            self.report.changed, said = True, message
+        self.report.error = said
         if self.report.error:
             self.say(f"rollout: {self.report.error}")
         if self.request.record and self.evidence:
@@ -96,6 +102,11 @@ class Session:
         with self.report.timed("outputs"):
             early.join()
         return self.configured
+
+    def reread_config(self) -> dict[str, str]:
+        """The config and outputs again, as an update of this run left them."""
+        self._outputs = None
+        return self.read_config()
 
     def _read_early(self) -> None:
         self.outputs  # noqa: B018 (read once, here)

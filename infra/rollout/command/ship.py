@@ -10,10 +10,11 @@ from infra import images, release
 from infra.identity import CONTAINER
 from infra.kube.status import Health
 from infra.rollout.analysis import Judgement
-from infra.rollout.command import canary
+from infra.rollout.command import canary, unfinished
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session
 from infra.rollout.command.steps import Steps, image_config
+from infra.rollout.command.unfinished import Record
 from infra.rollout.engine import CAUSE_KEY
 from infra.rollout.gate import Gate
 from infra.rollout.review import RolloutSummary
@@ -112,8 +113,15 @@ def ship(session: Session, steps: Steps, values: dict[str, str], target: Target)
             )
         session.say(f"rollout: {stack} already runs {old.image}; nothing to do")
         return Outcome.UNCHANGED
+    with unfinished.recorded(session, new.image, old.image) as record:
+        return judged(session, steps, old, new, target, record=record)
+
+
+def judged(session: Session, steps: Steps, old: Settings, new: Settings, target: Target, *, record: Record) -> Outcome:
+    """Ship ``new`` in place of ``old``, each stage under ``record``."""
+    stack = session.request.stack
     if target.canary:
-        canary.run(session, steps, new, target.canary)
+        canary.run(session, steps, new, target.canary, record)
         if target.pause:
             session.say(
                 f"rollout: paused with {target.canary} canary pod(s) of {new.image}: `rollout promote --stack "
@@ -140,6 +148,7 @@ def ship(session: Session, steps: Steps, values: dict[str, str], target: Target)
             judge=bake,
             recover=lambda error, breach, p: steps.roll_back(old, new, error, breach, p),
             mitigate=lambda: undo_in_cluster(session, old, new),
+            record=record,
         )
     session.say(f"rollout: {stack} runs {new.image} on all {new.replicas} replicas")
     return Outcome.SUCCEEDED

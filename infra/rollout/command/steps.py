@@ -19,6 +19,7 @@ from infra.rollout.analysis import Judgement
 from infra.rollout.command.judging import Judging
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session, UnconfirmedError
+from infra.rollout.command.unfinished import Record
 from infra.rollout.engine import CAUSE_KEY, EngineError, StackBusyError
 from infra.rollout.gate import Gate
 from infra.rollout.review import describe, unexpected_steps
@@ -182,12 +183,14 @@ class Steps:
         judge: Callable[[Gate], Judgement],
         recover: Recovery,
         mitigate: Callable[[], None] | None = None,
+        record: Record | None = None,
     ) -> Judgement | None:
         """The update ``prepared``, judged from its start to the end of ``judge`` (the bake, or the canary's
         window) when there is analysis; its verdict. A failure is recovered from by ``recover``, whose Stop
         ends the run; a busy stack has its config put back; an update not confirmed is never a success.
         On a breach ``mitigate`` runs first, at once: the failing pods stop taking requests before the
-        engine is interrupted and the stack reconciled."""
+        engine is interrupted and the stack reconciled. ``record`` is moved to this stage before the update
+        starts, so that a run that dies from here on leaves the release recorded as unfinished."""
         s = self.session
         gate: Gate | None = None
 
@@ -196,6 +199,8 @@ class Steps:
                 self.mitigated(mitigate)
             prepared.verdict.decide(reason)
 
+        if record is not None:
+            record.stage("canary" if stage == "canary" else "bake")
         try:
             with ExitStack() as analysing:
                 if prepared.url:

@@ -1,0 +1,46 @@
+"""`rollout status`: what a stack runs now (its Deployment as the cluster has it, its canary), and a release an
+earlier run left unjudged, which the next `rollout` (or `rollout abort`) on the stack aborts first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.rollout.command import unfinished
+from infra.rollout.command.outcome import Outcome, Stop
+from infra.rollout.command.session import Session
+from infra.settings import Settings, SettingsError
+from infra.settings.keys import CANARY_REPLICAS, CANARY_TAG
+
+
+def run(session: Session, values: dict[str, str]) -> Outcome:
+    stack = session.request.stack
+    left = unfinished.read(session.engine, stack)
+    try:
+        settings = Settings.from_values(values)
+    except SettingsError as err:
+        raise Stop(Outcome.REFUSED, str(err)) from None
+    shown: dict[str, Any] = {"deployed": bool(session.outputs.get("deploymentName"))}
+    lines = []
+    if shown["deployed"]:
+        health = session.look(settings)
+        shown.update(image=health.image, replicas=health.replicas, ready=health.ready, complete=health.complete)
+        lines.append(f"stack {stack} runs {health}{'' if health.complete else ' (its rollout is not complete)'}")
+    else:
+        lines.append(f"stack {stack} has not been deployed")
+    canary = values.get(CANARY_TAG.name)
+    shown["canary"] = canary or None
+    if canary:
+        lines.append(
+            f"canary: {values.get(CANARY_REPLICAS.name) or 1} pod(s) of {canary} (`rollout promote --stack {stack}` "
+            f"rolls the rest, `rollout abort --stack {stack}` removes it)"
+        )
+    if left is not None:
+        session.report.unfinished = left.as_json()
+        lines.append(
+            f"unfinished: {left.line()}. The next `rollout` on {stack} aborts it before anything else; "
+            f"`rollout abort --stack {stack}` aborts it now"
+        )
+    session.report.status = shown
+    if not session.request.json:
+        print("\n".join(lines), file=session.out)
+    return Outcome.LISTED

@@ -1,0 +1,160 @@
+"""A release under judgement, recorded in the stack itself so that it outlives the run judging it.
+
+A run writes the record (three stack tags, kept by the backend beside the state: not in the config file, not
+in any checkout) before its canary or update starts, moves it from "canary" to "bake" when the rest rolls, and
+removes it once the release is judged and settled: shipped, paused after a passed canary, rolled back or
+removed. A run that ends before that (the CI runner lost, Ctrl-C twice, SIGKILL, a rollback that failed)
+leaves it; the next run on the stack finds it and aborts that release before anything else (its canary
+removed, or the version that ran before it put back), and `rollout status` shows it. So a canary is never
+left serving unjudged, and a release whose bake was cut short never counts as shipped.
+
+Tags rather than config: a config change lives in the runner's checkout and is lost with it. Each tag value
+stays under 256 characters, the limit the Pulumi Cloud backend holds tags to (pkg/util/validation/stack.go).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from infra import release
+from infra.rollout.command.outcome import Change, Outcome, Stop
+from infra.rollout.command.session import Session
+from infra.rollout.engine import EngineError, StackEngine
+
+# The record: its stage, since when and by whom (JSON); the release's image; the image that ran before it.
+# The first is written last and removed first: whoever finds it finds the others.
+JUDGING = "rolling:judging"
+IMAGE = "rolling:judging-image"
+PREVIOUS = "rolling:judging-previous"
+MOST_CHARS = 256
+
+# The endings after which the release is judged and nothing is left to do for it.
+SETTLED = frozenset(
+    {Outcome.SUCCEEDED, Outcome.PAUSED, Outcome.CANARY_REMOVED, Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.ABORTED}
+)
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A release whose judgement had begun: its stage ("canary" or "bake"), its image, the image that ran
+    before it (what aborting it puts back), since when (UTC, ISO 8601) and by whom."""
+
+    stage: str
+    image: str
+    previous: str
+    since: str
+    by: str
+
+    def line(self) -> str:
+        return (
+            f"{self.image} was in its {self.stage} since {self.since} (by {self.by}) and its judgement never "
+            f"finished; before it, {self.previous} ran"
+        )
+
+    def as_json(self) -> dict[str, str]:
+        return {"stage": self.stage, "image": self.image, "previous": self.previous, "since": self.since, "by": self.by}
+
+
+def read(engine: StackEngine, stack: str) -> Unfinished | None:
+    """``stack``'s unfinished release, if a run left one; Stop when the stack's tags cannot be read."""
+    try:
+        tags = engine.tags()
+    except EngineError as err:
+        raise Stop(Outcome.NOT_READ, f"could not read stack {stack}'s tags: {err.summary}") from None
+    if JUDGING not in tags:
+        return None
+    try:
+        record = json.loads(tags[JUDGING])
+        image = tags.get(IMAGE) or "an image not recorded"
+        return Unfinished(str(record["stage"]), image, tags.get(PREVIOUS, ""), str(record["since"]), str(record["by"]))
+    except (ValueError, KeyError, TypeError):
+        raise Stop(
+            Outcome.REFUSED,
+            f"stack {stack}'s tag {JUDGING} is not a record this command wrote ({tags[JUDGING]!r}); "
+            f"remove it with `pulumi stack tag rm {JUDGING} --stack {stack}`",
+        ) from None
+
+
+def encode(stage: str, since: str, by: str) -> str:
+    """The record's own tag value, under MOST_CHARS: who is shortened when it is longer."""
+    fields = {"stage": stage, "since": since, "by": by}
+    text = json.dumps(fields, separators=(",", ":"))
+    if len(text.encode()) > MOST_CHARS:
+        fields["by"] = by[: max(0, len(by) - (len(text.encode()) - MOST_CHARS) - 3)] + "..."
+        text = json.dumps(fields, separators=(",", ":"))
+    return text
+
+
+class Record:
+    """The record of one release while this run judges it."""
+
+    def __init__(self, session: Session, image: str, previous: str) -> None:
+        self.session, self.image, self.previous = session, image, previous
+        self.since = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.by = release.who()
+        self.written = False
+
+    def stage(self, stage: str) -> None:
+        """Record the release at ``stage``: written before the update that starts it."""
+        engine = self.session.engine
+        try:
+            if not self.written:
+                engine.set_tag(PREVIOUS, self.previous)
+                engine.set_tag(IMAGE, self.image)
+            engine.set_tag(JUDGING, encode(stage, self.since, self.by))
+        except EngineError as err:
+            raise Stop(
+                Outcome.NOT_READ if not self.written else Outcome.FAILED,
+                f"could not record the release in stack {self.session.request.stack}'s tags: {err.summary}",
+            ) from None
+        self.written = True
+
+    def remove(self) -> None:
+        if not self.written:
+            return
+        try:
+            for name in (JUDGING, IMAGE, PREVIOUS):
+                self.session.engine.remove_tag(name)
+        except EngineError as err:
+            self.session.say(
+                f"rollout: could not remove the record of {self.image} from stack {self.session.request.stack}'s "
+                f"tags ({err.summary}): the next run will take it for unfinished and roll it back; remove it with "
+                f"`pulumi stack tag rm {JUDGING} --stack {self.session.request.stack}`"
+            )
+
+
+@contextmanager
+def recorded(session: Session, image: str, previous: str) -> Iterator[Record]:
+    """The record of ``image`` for the block, written at each stage's start (``Record.stage``); removed when
+    the block ends with the release settled (or nothing changed), kept when it ends any other way, for the
+    next run to abort."""
+    record = Record(session, image, previous)
+    try:
+        yield record
+    except BaseException as ended:
+        if isinstance(ended, Stop) and (ended.outcome in SETTLED or ended.outcome.change is Change.NOTHING):
+            record.remove()
+        elif record.written:
+            session.say(
+                f"rollout: {image} stays recorded as unfinished in stack {session.request.stack}: the next "
+                "`rollout` on it aborts it first (`rollout status` shows it)"
+            )
+        raise
+    record.remove()
+
+
+def clear(session: Session) -> None:
+    """Remove the record of a release aborted by this run."""
+    for name in (JUDGING, IMAGE, PREVIOUS):
+        try:
+            session.engine.remove_tag(name)
+        except EngineError as err:
+            raise Stop(
+                Outcome.FAILED,
+                f"aborted the unfinished release, but could not remove its record from stack "
+                f"{session.request.stack}'s tags: {err.summary}",
+            ) from None

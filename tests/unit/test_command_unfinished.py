@@ -1,0 +1,205 @@
+"""A release under judgement is recorded in the stack (its tags) while a run judges it; a run that ends before
+the judgement does leaves it there, and the next run on the stack aborts it before anything else."""
+
+from __future__ import annotations
+
+import _thread
+import json
+import threading
+
+import pytest
+
+from infra.rollout.command.outcome import Outcome
+from infra.rollout.command.unfinished import IMAGE, JUDGING, MOST_CHARS, PREVIOUS, encode
+from infra.rollout.engine import EngineError
+from infra.rollout.exits import Exit
+from infra.rollout.report import Report
+from tests.unit.rollout_fakes import FakeEngine, ServedEngine, run, said, session, shipped
+
+OLD = "nginxinc/nginx-unprivileged:1.14.2"
+NEW = "nginxinc/nginx-unprivileged:1.16.1"
+RECORD = [f"tag {PREVIOUS}", f"tag {IMAGE}", f"tag {JUDGING}"]
+REMOVED = [f"untag {JUDGING}", f"untag {IMAGE}", f"untag {PREVIOUS}"]
+
+
+def left(stage: str, image: str = NEW, previous: str = OLD) -> dict[str, str]:
+    """The tags a run that died at ``stage`` leaves."""
+    return {JUDGING: encode(stage, "2026-12-05T10:00:00Z", "ci (run 7)"), IMAGE: image, PREVIOUS: previous}
+
+
+def test_a_release_is_recorded_before_its_update_and_removed_once_it_shipped() -> None:
+    engine = ServedEngine()
+    code, _ = shipped(engine=engine)
+    assert code == Exit.OK
+    assert engine.steps == [*RECORD, "up", *REMOVED]
+    assert engine.stack_tags == {}
+
+
+def test_a_canary_is_recorded_as_such_then_as_a_bake_when_the_rest_rolls() -> None:
+    engine = ServedEngine()
+    seen: list[str] = []
+    set_tag = engine.set_tag
+
+    def recording(name: str, value: str) -> None:
+        set_tag(name, value)
+        if name == JUDGING:
+            seen.append(json.loads(value)["stage"])
+
+    engine.set_tag = recording  # type: ignore[method-assign]
+    code, _ = shipped("--canary", "1", engine=engine)
+    assert code == Exit.OK
+    assert seen == ["canary", "bake"]
+    assert engine.steps == [*RECORD, "up", f"tag {JUDGING}", "up", *REMOVED]
+
+
+def test_a_run_that_ends_before_its_judgement_leaves_the_release_recorded() -> None:
+    engine = ServedEngine(bakeSeconds="600")
+    s = session(["--stack", "dev", "--tag", "1.16.1", "--yes"], engine=engine)
+    interrupt = threading.Timer(0.3, _thread.interrupt_main)  # Ctrl-C, during the bake (12 s here)
+    interrupt.start()
+    try:
+        code = run(s)
+    finally:
+        interrupt.cancel()
+    assert code == Exit.FAILED and s.report.outcome == "interrupted"
+    stage = json.loads(engine.stack_tags[JUDGING])["stage"]
+    assert (stage, engine.stack_tags[IMAGE], engine.stack_tags[PREVIOUS]) == ("bake", NEW, OLD)
+    assert "stays recorded as unfinished" in said(s)
+
+
+@pytest.mark.parametrize("statuses", [{"1.16.1": 500}, {}])
+def test_a_release_judged_either_way_leaves_no_record(statuses: dict[str, int]) -> None:
+    engine = ServedEngine()
+    code, _ = shipped(engine=engine, statuses=statuses)
+    assert code in (Exit.OK, Exit.ABORTED)
+    assert engine.stack_tags == {}
+
+
+def test_a_run_that_changes_nothing_writes_no_record() -> None:
+    engine = FakeEngine()
+    s = session(["--stack", "dev", "--tag", "1.16.1"], engine=engine)  # no --yes, no terminal: not confirmed
+    assert run(s) == Exit.NOT_CONFIRMED
+    assert [step for step in engine.steps if "tag" in step] == []
+
+
+def test_the_next_run_puts_back_what_ran_before_a_release_cut_short_in_its_bake_then_ships() -> None:
+    engine = ServedEngine()
+    engine.tag = "1.16.1"  # the dead run's update went through
+    engine.stack_tags = left("bake")
+    code, s = shipped(tag="1.17.0", engine=engine)
+    assert code == Exit.OK, said(s)
+    assert engine.ups == ["1.14.2", "1.17.0"], "the unfinished release gave way first"
+    assert engine.up_configs[0]["rolling:canaryTag"] == ""
+    assert "rollback" in engine.up_configs[0]["rolling:changeCause"]
+    assert engine.steps[: engine.steps.index("up") + 4] == ["up", *REMOVED]
+    assert engine.refreshed, "the Deployment was read back first: the dead run may have been cut short"
+    assert "1.16.1 was in its bake since 2026-12-05T10:00:00Z (by ci (run 7))" in said(s)
+    assert s.report.unfinished is not None and s.report.unfinished["image"] == NEW
+    assert engine.stack_tags == {}
+
+
+def test_a_rerun_of_the_same_release_judges_it_from_the_start() -> None:
+    engine = ServedEngine()
+    engine.tag = "1.16.1"
+    engine.stack_tags = left("bake")
+    code, s = shipped(tag="1.16.1", engine=engine)
+    assert code == Exit.OK, said(s)
+    assert engine.ups == ["1.14.2", "1.16.1"]
+    assert s.report.analysis is not None and s.report.analysis["state"] == "pass"
+
+
+def test_the_next_run_removes_a_canary_left_unjudged() -> None:
+    engine = ServedEngine()
+    engine.canary = "1.16.1"
+    engine.stack_tags = left("canary")
+    code, s = shipped(tag="1.17.0", engine=engine)
+    assert code == Exit.OK, said(s)
+    assert engine.up_configs[0] == {"rolling:canaryTag": ""}
+    assert engine.ups[0] == "canary:-" and engine.ups[-1] == "1.17.0"
+
+
+def test_abort_aborts_an_unfinished_release_and_nothing_else() -> None:
+    engine = FakeEngine(tag="1.16.1")
+    engine.stack_tags = left("bake")
+    s = session(["abort", "--stack", "dev", "--yes", "--json"], engine=engine)
+    assert run(s) == Exit.OK
+    assert s.report.outcome == Outcome.UNFINISHED_ABORTED.word and s.report.changed is True
+    assert engine.ups == ["1.14.2"] and engine.stack_tags == {}
+
+
+def test_a_run_that_changes_nothing_more_after_the_abort_still_says_it_changed_the_stack() -> None:
+    engine = ServedEngine()
+    engine.tag = "1.16.1"
+    engine.stack_tags = left("bake")
+    code, s = shipped(tag="1.14.2", engine=engine)  # what the abort put back
+    assert code == Exit.OK and s.report.outcome == "unchanged"
+    assert s.report.changed is True
+    assert "nothing was changed" not in said(s)
+
+
+def test_an_abort_that_fails_keeps_the_record_and_goes_no_further() -> None:
+    engine = ServedEngine(failing={"1.14.2"})
+    engine.tag = "1.16.1"
+    engine.stack_tags = left("bake")
+    code, s = shipped(tag="1.17.0", engine=engine)
+    assert code == Exit.ROLLBACK_FAILED, said(s)
+    assert engine.ups == ["1.14.2"], "nothing shipped on top of it"
+    assert JUDGING in engine.stack_tags
+
+
+def test_a_record_without_what_it_restores_is_refused_with_what_to_do() -> None:
+    engine = ServedEngine()
+    engine.stack_tags = {JUDGING: left("bake")[JUDGING], IMAGE: NEW}
+    code, s = shipped(tag="1.17.0", engine=engine)
+    assert code == Exit.USAGE and engine.ups == []
+    assert f"pulumi stack tag rm {JUDGING} --stack dev" in said(s)
+
+
+def test_tags_that_cannot_be_read_stop_the_run_before_anything() -> None:
+    engine = ServedEngine()
+
+    def unreadable() -> dict[str, str]:
+        raise EngineError(["stack", "tag", "ls"], 255, "", "error: AccessDenied")
+
+    engine.tags = unreadable  # type: ignore[method-assign]
+    code, s = shipped(engine=engine)
+    assert code == Exit.FAILED and engine.ups == []
+    assert "could not read stack dev's tags" in said(s) and "nothing was changed" in said(s)
+
+
+def test_status_shows_what_runs_and_the_unfinished_release() -> None:
+    engine = FakeEngine(tag="1.16.1")
+    engine.stack_tags = left("bake")
+    s = session(["status", "--stack", "dev"], engine=engine)
+    assert run(s) == Exit.OK
+    shown = s.out.getvalue()  # type: ignore[attr-defined]
+    assert f"stack dev runs {NEW}: 3/3 ready" in shown
+    assert "unfinished: nginxinc/nginx-unprivileged:1.16.1 was in its bake" in shown
+    assert "`rollout abort --stack dev` aborts it now" in shown
+    assert engine.ups == [] and engine.stack_tags, "status changes nothing"
+    s = session(["status", "--stack", "dev", "--json"], engine=engine)
+    run(s)
+    report = Report.from_json(s.report.as_json())
+    assert s.out.getvalue() == ""  # type: ignore[attr-defined]
+    shape = {"deployed": True, "image": NEW, "replicas": 3, "ready": 3, "complete": True, "canary": None}
+    assert report.status == shape
+    assert report.unfinished is not None and report.unfinished["stage"] == "bake"
+
+
+def test_history_does_not_count_an_unjudged_release_as_shipped() -> None:
+    engine = FakeEngine(tag="1.16.1")
+    engine.stack_tags = left("bake")
+    ended = {"kind": "update", "result": "succeeded", "startTime": "2026-12-05T10:00:00.000Z"}
+    engine.history = lambda: [  # type: ignore[method-assign]
+        {**ended, "version": 2, "message": f"ship {NEW} by ci", "config": {"rolling:imageTag": {"value": "1.16.1"}}},
+        {**ended, "version": 1, "message": f"ship {OLD} by ci", "config": {"rolling:imageTag": {"value": "1.14.2"}}},
+    ]
+    s = session(["history", "--stack", "dev", "--json"], engine=engine)
+    assert run(s) == Exit.OK
+    assert s.report.releases is not None and s.report.releases[0]["outcome"] == "unjudged"
+
+
+def test_the_record_stays_under_the_length_tags_are_held_to() -> None:
+    text = encode("canary", "2026-12-05T10:00:00Z", "x" * 300)
+    assert len(text.encode()) <= MOST_CHARS
+    assert json.loads(text)["by"].endswith("...")
