@@ -159,11 +159,9 @@ def test_promote_refuses_a_release_whose_judgement_never_finished() -> None:
     # dev's last update went through, but the run judging it died in its bake: not shipped, whatever the
     # history says.
     dev = shipped_dev()
-    dev.stack_tags = {
-        unfinished.JUDGING: unfinished.encode("bake", "2026-12-05T10:00:00Z", "ci"),
-        unfinished.IMAGE: f"{RELEASE_REPO}:1.1.0",
-        unfinished.PREVIOUS: f"{RELEASE_REPO}:1.0.0",
-    }
+    dev.stack_tags = unfinished.encode(
+        "bake", "2026-12-05T10:00:00Z", "ci", f"{RELEASE_REPO}:1.1.0", f"{RELEASE_REPO}:1.0.0"
+    )
     prod = ReleasedEngine([], "1.0.0", PROD_REPO)
     registry = FakeRegistry({f"{RELEASE_REPO}:1.1.0": DIGEST})
     promoted = release_run(PROMOTE, prod, dev, registry)

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from infra.rollout.command.outcome import Outcome
-from infra.rollout.command.unfinished import IMAGE, JUDGING, MOST_CHARS, PREVIOUS, encode
+from infra.rollout.command.unfinished import IMAGE, JUDGING, MOST_CHARS, PREVIOUS, decode, encode
 from infra.rollout.engine import EngineError
 from infra.rollout.exits import Exit
 from infra.rollout.report import Report
@@ -18,13 +18,13 @@ from tests.unit.rollout_fakes import FakeEngine, ServedEngine, run, said, sessio
 
 OLD = "nginxinc/nginx-unprivileged:1.14.2"
 NEW = "nginxinc/nginx-unprivileged:1.16.1"
-RECORD = [f"tag {PREVIOUS}", f"tag {IMAGE}", f"tag {JUDGING}"]
-REMOVED = [f"untag {JUDGING}", f"untag {IMAGE}", f"untag {PREVIOUS}"]
+RECORD = [f"tag {JUDGING}"]
+REMOVED = [f"untag {JUDGING}"]
 
 
 def left(stage: str, image: str = NEW, previous: str = OLD) -> dict[str, str]:
     """The tags a run that died at ``stage`` leaves."""
-    return {JUDGING: encode(stage, "2026-12-05T10:00:00Z", "ci (run 7)"), IMAGE: image, PREVIOUS: previous}
+    return encode(stage, "2026-12-05T10:00:00Z", "ci (run 7)", image, previous)
 
 
 def test_a_release_is_recorded_before_its_update_and_removed_once_it_shipped() -> None:
@@ -62,8 +62,8 @@ def test_a_run_that_ends_before_its_judgement_leaves_the_release_recorded() -> N
     finally:
         interrupt.cancel()
     assert code == Exit.FAILED and s.report.outcome == "interrupted"
-    stage = json.loads(engine.stack_tags[JUDGING])["stage"]
-    assert (stage, engine.stack_tags[IMAGE], engine.stack_tags[PREVIOUS]) == ("bake", NEW, OLD)
+    record = json.loads(engine.stack_tags[JUDGING])
+    assert (record["stage"], record["image"], record["previous"]) == ("bake", NEW, OLD)
     assert "stays recorded as unfinished" in said(s)
 
 
@@ -91,7 +91,7 @@ def test_the_next_run_puts_back_what_ran_before_a_release_cut_short_in_its_bake_
     assert engine.ups == ["1.14.2", "1.17.0"], "the unfinished release gave way first"
     assert engine.up_configs[0]["rolling:canaryTag"] == ""
     assert "rollback" in engine.up_configs[0]["rolling:changeCause"]
-    assert engine.steps[: engine.steps.index("up") + 4] == ["up", *REMOVED]
+    assert engine.steps[: engine.steps.index("up") + 2] == ["up", *REMOVED]
     assert engine.refreshed, "the Deployment was read back first: the dead run may have been cut short"
     assert "1.16.1 was in its bake since 2026-12-05T10:00:00Z (by ci (run 7))" in said(s)
     assert s.report.unfinished is not None and s.report.unfinished["image"] == NEW
@@ -149,7 +149,9 @@ def test_an_abort_that_fails_keeps_the_record_and_goes_no_further() -> None:
 
 def test_a_record_without_what_it_restores_is_refused_with_what_to_do() -> None:
     engine = ServedEngine()
-    engine.stack_tags = {JUDGING: left("bake")[JUDGING], IMAGE: NEW}
+    engine.stack_tags = {
+        JUDGING: json.dumps({"stage": "bake", "since": "2026-12-05T10:00:00Z", "by": "ci", "image": NEW})
+    }
     code, s = shipped(tag="1.17.0", engine=engine)
     assert code == Exit.USAGE and engine.ups == []
     assert f"pulumi stack tag rm {JUDGING} --stack dev" in said(s)
@@ -199,7 +201,30 @@ def test_history_does_not_count_an_unjudged_release_as_shipped() -> None:
     assert s.report.releases is not None and s.report.releases[0]["outcome"] == "unjudged"
 
 
-def test_the_record_stays_under_the_length_tags_are_held_to() -> None:
-    text = encode("canary", "2026-12-05T10:00:00Z", "x" * 300)
-    assert len(text.encode()) <= MOST_CHARS
-    assert json.loads(text)["by"].endswith("...")
+def test_a_long_record_keeps_its_images_apart_each_tag_within_the_length_tags_are_held_to() -> None:
+    ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/rolling-prod@sha256:" + "d" * 64
+    tags = encode("bake", "2026-12-05T10:00:00Z", "x" * 300, ecr, ecr.replace("d", "e"))
+    assert list(tags) == [PREVIOUS, IMAGE, JUDGING], "the record's own tag last"
+    assert all(len(value.encode()) <= MOST_CHARS for value in tags.values())
+    assert json.loads(tags[JUDGING])["by"].endswith("...")
+    found = decode(tags, "prod")
+    assert found is not None and (found.image, found.previous) == (ecr, ecr.replace("d", "e"))
+
+
+def test_a_long_record_is_written_and_removed_whole() -> None:
+    engine = ServedEngine()
+    long_by = "someone-with-a-very-long-name " * 8
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("infra.release.who", lambda: long_by)
+        code, _ = shipped("--canary", "1", engine=engine)
+    assert code == Exit.OK
+    assert [step for step in engine.steps if "tag" in step] == [
+        f"tag {PREVIOUS}",
+        f"tag {IMAGE}",
+        f"tag {JUDGING}",
+        f"tag {JUDGING}",
+        f"untag {JUDGING}",
+        f"untag {PREVIOUS}",
+        f"untag {IMAGE}",
+    ]
+    assert engine.stack_tags == {}

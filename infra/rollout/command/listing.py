@@ -50,7 +50,7 @@ def updates_of(
 def run(session: Session, values: dict[str, str]) -> Outcome:
     """`rollout history`: the stack's releases, newest first (a table; --json: `releases`)."""
     rows = releases(session, values)
-    left = unfinished.read(session.engine, session.request.stack)
+    left = unfinished.of(session)
     if left is not None and rows and rows[0].image == left.image and left.stage == "bake":
         # Its update succeeded, but its judgement never finished: not shipped.
         rows[0] = dataclasses.replace(rows[0], outcome="unjudged")

@@ -18,7 +18,7 @@ from infra.settings.keys import ANALYSIS, CANARY_TAG
 def run(session: Session, steps: Steps, values: dict[str, str]) -> Outcome | None:
     """Abort the stack's unfinished release, if it has one: how that ended (None when there was none).
     Stop when it cannot be aborted: the record is kept, and the run goes no further."""
-    found = unfinished.read(session.engine, session.request.stack)
+    found = unfinished.of(session)
     if found is None:
         return None
     stack = session.request.stack
@@ -33,7 +33,7 @@ def run(session: Session, steps: Steps, values: dict[str, str]) -> Outcome | Non
         abort.remove_canary(session, steps, settings, plan_text)
     else:
         put_back(session, steps, values, found)
-    unfinished.clear(session)
+    unfinished.clear(session, session.tags())
     session.recovered = True
     session.say(f"rollout: aborted {found.image}; stack {stack} is as it was before it")
     return Outcome.UNFINISHED_ABORTED

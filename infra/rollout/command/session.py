@@ -62,6 +62,7 @@ class Session:
         # Whether this run aborted a release an earlier run left unjudged (a change, whatever comes after).
         self.recovered = False
         self._outputs: dict[str, Any] | None = None
+        self._tags: dict[str, str] | None = None
 
     def say(self, line: str) -> None:
         print(line, file=self.err, flush=True)
@@ -104,12 +105,14 @@ class Session:
         return self.configured
 
     def reread_config(self) -> dict[str, str]:
-        """The config and outputs again, as an update of this run left them."""
-        self._outputs = None
+        """The config, outputs and tags again, as an update of this run left them."""
+        self._outputs, self._tags = None, None
         return self.read_config()
 
     def _read_early(self) -> None:
         self.outputs  # noqa: B018 (read once, here)
+        with contextlib.suppress(EngineError):  # said where they are used
+            self.tags()
         with contextlib.suppress(ImportError):  # said where it is used
             import infra.kube.watch  # noqa: F401 (the live cluster's module, imported ahead of its use)
 
@@ -123,6 +126,13 @@ class Session:
             except EngineError:
                 self._outputs = {}
         return self._outputs
+
+    def tags(self) -> dict[str, str]:
+        """The stack's tags (where a release under judgement is recorded), read once: EngineError when they
+        cannot be."""
+        if self._tags is None:
+            self._tags = self.engine.tags()
+        return self._tags
 
     def cluster(self, settings: Settings) -> Cluster:
         """The cluster: through the stack's own kubeconfig output on eks, the configured or ambient one locally."""

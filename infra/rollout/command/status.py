@@ -14,7 +14,7 @@ from infra.settings.keys import CANARY_REPLICAS, CANARY_TAG
 
 def run(session: Session, values: dict[str, str]) -> Outcome:
     stack = session.request.stack
-    left = unfinished.read(session.engine, stack)
+    left = unfinished.of(session)
     try:
         settings = Settings.from_values(values)
     except SettingsError as err:

@@ -1,7 +1,7 @@
 """A release under judgement, recorded in the stack itself so that it outlives the run judging it.
 
-A run writes the record (three stack tags, kept by the backend beside the state: not in the config file, not
-in any checkout) before its canary or update starts, moves it from "canary" to "bake" when the rest rolls, and
+A run writes the record (a stack tag, kept by the backend beside the state: not in the config file, not in
+any checkout) before its canary or update starts, moves it from "canary" to "bake" when the rest rolls, and
 removes it once the release is judged and settled: shipped, paused after a passed canary, rolled back or
 removed. A run that ends before that (the CI runner lost, Ctrl-C twice, SIGKILL, a rollback that failed)
 leaves it; the next run on the stack finds it and aborts that release before anything else (its canary
@@ -9,7 +9,10 @@ removed, or the version that ran before it put back), and `rollout status` shows
 left serving unjudged, and a release whose bake was cut short never counts as shipped.
 
 Tags rather than config: a config change lives in the runner's checkout and is lost with it. Each tag value
-stays under 256 characters, the limit the Pulumi Cloud backend holds tags to (pkg/util/validation/stack.go).
+stays within 256 bytes, the limit the Pulumi Cloud backend holds tags to (pkg/util/validation/stack.go): a
+record longer than that (two long image references) keeps its images in two tags of their own. Each tag
+is one engine command (about 0.2 s on a file backend), and the engine rewrites the stack's whole tags file
+for each, so they are written one after another, never at once.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from infra.rollout.command.outcome import Change, Outcome, Stop
 from infra.rollout.command.session import Session
 from infra.rollout.engine import EngineError, StackEngine
 
-# The record: its stage, since when and by whom (JSON); the release's image; the image that ran before it.
-# The first is written last and removed first: whoever finds it finds the others.
+# The record (JSON): its stage, since when, by whom, the release's image and the image that ran before it;
+# the images in tags of their own when the whole would be too long. The record is written last and removed
+# first: whoever finds it finds the others.
 JUDGING = "rolling:judging"
 IMAGE = "rolling:judging-image"
 PREVIOUS = "rolling:judging-previous"
@@ -65,13 +69,28 @@ def read(engine: StackEngine, stack: str) -> Unfinished | None:
         tags = engine.tags()
     except EngineError as err:
         raise Stop(Outcome.NOT_READ, f"could not read stack {stack}'s tags: {err.summary}") from None
+    return decode(tags, stack)
+
+
+def of(session: Session) -> Unfinished | None:
+    """The unfinished release of the session's stack, if a run left one (its tags as read at the start)."""
+    try:
+        tags = session.tags()
+    except EngineError as err:
+        raise Stop(Outcome.NOT_READ, f"could not read stack {session.request.stack}'s tags: {err.summary}") from None
+    return decode(tags, session.request.stack)
+
+
+def decode(tags: dict[str, str], stack: str) -> Unfinished | None:
+    """The unfinished release ``tags`` record, if any; Stop for a record this command did not write."""
     if JUDGING not in tags:
         return None
     try:
         record = json.loads(tags[JUDGING])
-        image = tags.get(IMAGE) or "an image not recorded"
-        return Unfinished(str(record["stage"]), image, tags.get(PREVIOUS, ""), str(record["since"]), str(record["by"]))
-    except (ValueError, KeyError, TypeError):
+        image = str(record.get("image") or tags.get(IMAGE) or "an image not recorded")
+        previous = str(record.get("previous") or tags.get(PREVIOUS) or "")
+        return Unfinished(str(record["stage"]), image, previous, str(record["since"]), str(record["by"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise Stop(
             Outcome.REFUSED,
             f"stack {stack}'s tag {JUDGING} is not a record this command wrote ({tags[JUDGING]!r}); "
@@ -79,14 +98,20 @@ def read(engine: StackEngine, stack: str) -> Unfinished | None:
         ) from None
 
 
-def encode(stage: str, since: str, by: str) -> str:
-    """The record's own tag value, under MOST_CHARS: who is shortened when it is longer."""
+def encode(stage: str, since: str, by: str, image: str, previous: str) -> dict[str, str]:
+    """The record's tags, each within MOST_CHARS bytes: one, or with the images apart when the whole is longer
+    (and who shortened when even that is); the record's own tag last."""
+    whole = json.dumps(
+        {"stage": stage, "since": since, "by": by, "image": image, "previous": previous}, separators=(",", ":")
+    )
+    if len(whole.encode()) <= MOST_CHARS:
+        return {JUDGING: whole}
     fields = {"stage": stage, "since": since, "by": by}
     text = json.dumps(fields, separators=(",", ":"))
     if len(text.encode()) > MOST_CHARS:
         fields["by"] = by[: max(0, len(by) - (len(text.encode()) - MOST_CHARS) - 3)] + "..."
         text = json.dumps(fields, separators=(",", ":"))
-    return text
+    return {PREVIOUS: previous, IMAGE: image, JUDGING: text}
 
 
 class Record:
@@ -96,28 +121,27 @@ class Record:
         self.session, self.image, self.previous = session, image, previous
         self.since = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.by = release.who()
-        self.written = False
+        # The tags written so far, in order.
+        self.written: list[str] = []
 
     def stage(self, stage: str) -> None:
-        """Record the release at ``stage``: written before the update that starts it."""
+        """Record the release at ``stage``: written before the update that starts it (the images once)."""
         engine = self.session.engine
+        tags = encode(stage, self.since, self.by, self.image, self.previous)
         try:
-            if not self.written:
-                engine.set_tag(PREVIOUS, self.previous)
-                engine.set_tag(IMAGE, self.image)
-            engine.set_tag(JUDGING, encode(stage, self.since, self.by))
+            for name, value in tags.items():
+                if name == JUDGING or name not in self.written:
+                    engine.set_tag(name, value)
+                    self.written += [] if name in self.written else [name]
         except EngineError as err:
             raise Stop(
                 Outcome.NOT_READ if not self.written else Outcome.FAILED,
                 f"could not record the release in stack {self.session.request.stack}'s tags: {err.summary}",
             ) from None
-        self.written = True
 
     def remove(self) -> None:
-        if not self.written:
-            return
         try:
-            for name in (JUDGING, IMAGE, PREVIOUS):
+            for name in sorted(self.written, key=lambda n: n != JUDGING):  # the record's own tag first
                 self.session.engine.remove_tag(name)
         except EngineError as err:
             self.session.say(
@@ -147,9 +171,9 @@ def recorded(session: Session, image: str, previous: str) -> Iterator[Record]:
     record.remove()
 
 
-def clear(session: Session) -> None:
-    """Remove the record of a release aborted by this run."""
-    for name in (JUDGING, IMAGE, PREVIOUS):
+def clear(session: Session, tags: dict[str, str]) -> None:
+    """Remove the record in ``tags`` (the stack's) of a release aborted by this run."""
+    for name in (n for n in (JUDGING, IMAGE, PREVIOUS) if n in tags):
         try:
             session.engine.remove_tag(name)
         except EngineError as err:
