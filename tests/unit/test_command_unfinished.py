@@ -228,3 +228,13 @@ def test_a_long_record_is_written_and_removed_whole() -> None:
         f"untag {IMAGE}",
     ]
     assert engine.stack_tags == {}
+
+
+def test_status_names_the_canary_the_state_holds_though_the_checkout_does_not() -> None:
+    engine = FakeEngine()
+    engine.stack_tags = left("canary")
+    engine.outputs = lambda: {"deploymentName": "nginx-deployment", "image": OLD, "canaryImage": NEW}  # type: ignore[method-assign]
+    s = session(["status", "--stack", "dev"], engine=engine)
+    assert run(s) == Exit.OK
+    assert s.report.status is not None and s.report.status["canary"] == NEW
+    assert f"canary: {NEW}, unjudged" in s.out.getvalue()  # type: ignore[attr-defined]

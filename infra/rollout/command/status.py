@@ -27,13 +27,18 @@ def run(session: Session, values: dict[str, str]) -> Outcome:
         lines.append(f"stack {stack} runs {health}{'' if health.complete else ' (its rollout is not complete)'}")
     else:
         lines.append(f"stack {stack} has not been deployed")
-    canary = values.get(CANARY_TAG.name)
+    # The canary the state holds (the config in this checkout may not name it: a run that died left it).
+    canary = str(session.outputs.get("canaryImage") or "") or (
+        settings.canary_image if values.get(CANARY_TAG.name) else ""
+    )
     shown["canary"] = canary or None
-    if canary:
+    if canary and left is None:
         lines.append(
             f"canary: {values.get(CANARY_REPLICAS.name) or 1} pod(s) of {canary} (`rollout promote --stack {stack}` "
             f"rolls the rest, `rollout abort --stack {stack}` removes it)"
         )
+    elif canary:
+        lines.append(f"canary: {canary}, unjudged")
     if left is not None:
         session.report.unfinished = left.as_json()
         lines.append(
