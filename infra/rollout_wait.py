@@ -12,26 +12,60 @@ engine's error; the old pods keep serving (maxUnavailable holds) and the state r
 cluster was told, so the next `up` with the old tag restores it. It works with any provider build:
 the annotation is the official provider's.
 
-Previews never wait. An `up` that changes nothing still reads the cluster once: it succeeds only if
-the Deployment is there and complete.
+Previews never wait, and neither does an `up` that did not apply the Deployment (an infrastructure change,
+a `--target` elsewhere, a refresh, nothing to do): it reads the Deployment once and says how it is, as a
+warning when it is not complete or not what the stack says, and never fails for it. An infrastructure change
+is not held hostage by the app's health. Whether this update applied it is read from the Deployment's
+managed fields: the provider's field manager (`pulumi-kubernetes-…`, pkg/provider/provider.go
+fieldManagerName) gets a new time whenever it changes a field (ObjectMeta.managedFields, "the timestamp will
+also be updated if a field is added, the manager changes any of the owned fields value or removes a
+field"), and the provider checkpoints the live object, managed fields included, as the outputs.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import datetime
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pulumi
 
 from infra.identity import DEPLOYMENT
-from infra.kube.status import Verdict
+from infra.kube.status import Health, Verdict
 
 if TYPE_CHECKING:
+    import pulumi_kubernetes as k8s
+
     from infra.kube.cluster import Watched
 
 # The annotation that turns the provider's own wait off for the Deployment.
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+# The provider's Server-Side Apply field manager names start so (pkg/provider/provider.go, fieldManagerName;
+# "pulumi-kubernetes" alone in client-side apply mode).
+FIELD_MANAGER = "pulumi-kubernetes"
+# How far the cluster's clock may be behind this machine's for an apply of this update to still count as
+# one: an apply within this margin before the program started counts too (the update before it ended then,
+# and waiting for it is what every update did before).
+CLOCK_MARGIN = datetime.timedelta(minutes=2)
+
+
+def applied_since(managed_fields: Sequence[Any] | None, started: datetime.datetime) -> bool:
+    """Whether the provider applied a change to the object whose ``managed_fields`` these are since
+    ``started`` (less CLOCK_MARGIN); True when the fields do not say (an object never read back): wait."""
+    times = []
+    for entry in managed_fields or []:
+        manager, when = _field(entry, "manager"), _field(entry, "time")
+        if isinstance(manager, str) and manager.startswith(FIELD_MANAGER) and isinstance(when, str):
+            try:
+                times.append(datetime.datetime.fromisoformat(when.replace("Z", "+00:00")))
+            except ValueError:
+                return True
+    return not times or max(times) >= started - CLOCK_MARGIN
+
+
+def _field(entry: Any, name: str) -> Any:
+    return entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)
 
 
 class Settle(Protocol):
@@ -48,6 +82,7 @@ class Settle(Protocol):
         fargate: bool,
         say: Callable[[str], None],
         keeps_running: bool = False,
+        applied: bool = True,
     ) -> str: ...
 
 
@@ -56,7 +91,7 @@ class RolloutFailed(pulumi.RunError):
 
 
 def wait_for_rollout(
-    deployment: pulumi.CustomResource,
+    deployment: k8s.apps.v1.Deployment,
     namespace: pulumi.Input[str],
     image: pulumi.Input[str],
     kubeconfig: pulumi.Input[str] | None,
@@ -70,23 +105,37 @@ def wait_for_rollout(
     Output fails the update with the cause if it does not complete. None in a preview."""
     if pulumi.runtime.is_dry_run():
         return None
+    started = datetime.datetime.now(datetime.UTC)
     loop = asyncio.get_event_loop()
 
+    # The engine's log is written from the program's event loop, not the waiting thread.
     def say(message: str) -> None:
-        # The engine's log is written from the program's event loop, not the waiting thread.
         loop.call_soon_threadsafe(lambda: pulumi.log.info(message, resource=deployment))
 
+    def warn(message: str) -> None:
+        loop.call_soon_threadsafe(lambda: pulumi.log.warn(message, resource=deployment))
+
     async def wait(values: list[Any]) -> str:
-        ns, running, config = values
+        ns, running, config, _, metadata = values
+        applied = applied_since(_field(metadata, "managed_fields") or _field(metadata, "managedFields"), started)
         return await asyncio.to_thread(
             lambda: settle(
-                ns, running, config or None, timeout=timeout, fargate=fargate, say=say, keeps_running=keeps_running
+                ns,
+                running,
+                config or None,
+                timeout=timeout,
+                fargate=fargate,
+                # What is said of an app this update did not change is a warning, never an error.
+                say=say if applied else warn,
+                keeps_running=keeps_running,
+                applied=applied,
             )
         )
 
-    # The Deployment's id orders the wait after the provider applied it. Nothing need hold the Output:
-    # the SDK awaits every Output before the program ends, so its failure fails the update.
-    return pulumi.Output.all(namespace, image, kubeconfig or "", deployment.id).apply(lambda v: wait(v[:3]))
+    # The Deployment's id orders the wait after the provider applied it; its metadata says whether it did.
+    # Nothing need hold the Output: the SDK awaits every Output before the program ends, so its failure fails
+    # the update.
+    return pulumi.Output.all(namespace, image, kubeconfig or "", deployment.id, deployment.metadata).apply(wait)
 
 
 def settle(
@@ -98,11 +147,56 @@ def settle(
     fargate: bool,
     say: Callable[[str], None],
     keeps_running: bool = False,
+    applied: bool = True,
     reader: Callable[[str | None], Watched] | None = None,
 ) -> str:
     """Wait until the app's Deployment in ``namespace`` is complete on ``image``; its summary, or
     RolloutFailed naming why not: a definitive failure, the deadline, an absent Deployment, or a
-    cluster that cannot be read. ``reader`` makes the cluster from the kubeconfig (the Kubernetes API)."""
+    cluster that cannot be read. Unless ``applied`` (this update applied the Deployment): read once, said,
+    never a failure. ``reader`` makes the cluster from the kubeconfig (the Kubernetes API)."""
+    from infra.kube.cluster import unread  # a preview never loads the Kubernetes client
+
+    where = f"{namespace}/{DEPLOYMENT}"
+    if not applied:
+        unchanged = f"this update did not change Deployment {where} and does not wait for it"
+        try:
+            _, found = read_app(namespace, image, kubeconfig, keeps_running=keeps_running, reader=reader)
+        except RolloutFailed as failed:
+            say(f"{unchanged}; {failed}")
+            return f"not changed by this update: {failed}"
+        if not found.complete:
+            say(f"{unchanged}; its rollout is not complete: {found}")
+        return f"not changed by this update: {found}"
+    cluster, first = read_app(namespace, image, kubeconfig, keeps_running=keeps_running, reader=reader)
+    if first.complete:
+        return f"complete: {first}"
+    verdict = Verdict(image=image, fargate=fargate, act=lambda: None)
+    try:
+        with cluster.progress(namespace, say, verdict=verdict) as view:
+            reason = view.wait_complete(timeout)
+        state = cluster.health(namespace, DEPLOYMENT)
+    except Exception as err:
+        raise RolloutFailed(f"lost sight of the rollout: {unread(err, where, cluster.name)[1]}") from None
+    if reason is not None:
+        raise RolloutFailed(
+            f"the rollout of Deployment {where} to {image} failed: {reason}. The old pods keep serving; set "
+            "the previous imageTag and run `pulumi up` to go back (the `rollout` command does so by itself)"
+        )
+    if state.image != image:
+        raise RolloutFailed(f"Deployment {where} was changed to {state.image} during its rollout to {image}")
+    return f"complete: {state}"
+
+
+def read_app(
+    namespace: str,
+    image: str,
+    kubeconfig: str | None,
+    *,
+    keeps_running: bool,
+    reader: Callable[[str | None], Watched] | None,
+) -> tuple[Watched, Health]:
+    """The cluster and the app's Deployment in it, running ``image``; RolloutFailed when it cannot be read,
+    is absent, or runs another image (changed outside Pulumi, with what puts it right)."""
     from infra.kube.cluster import live_cluster, short, unread  # a preview never loads the Kubernetes client
 
     where = f"{namespace}/{DEPLOYMENT}"
@@ -132,20 +226,4 @@ def settle(
             f"Deployment {where} runs {first.image}, but the stack says {image}: changed outside Pulumi (a "
             f"`kubectl set image`?); {advice}"
         )
-    if first.complete:
-        return f"complete: {first}"
-    verdict = Verdict(image=image, fargate=fargate, act=lambda: None)
-    try:
-        with cluster.progress(namespace, say, verdict=verdict) as view:
-            reason = view.wait_complete(timeout)
-        state = cluster.health(namespace, DEPLOYMENT)
-    except Exception as err:
-        raise RolloutFailed(f"lost sight of the rollout: {unread(err, where, cluster.name)[1]}") from None
-    if reason is not None:
-        raise RolloutFailed(
-            f"the rollout of Deployment {where} to {image} failed: {reason}. The old pods keep serving; set "
-            "the previous imageTag and run `pulumi up` to go back (the `rollout` command does so by itself)"
-        )
-    if state.image != image:
-        raise RolloutFailed(f"Deployment {where} was changed to {state.image} during its rollout to {image}")
-    return f"complete: {state}"
+    return cluster, first

@@ -83,6 +83,9 @@ class Recorder(pulumi.runtime.Mocks):
     caller_arn: str = CALLER_ARN
     # The Kubernetes version the stack's EKS cluster runs (aws.eks.get_cluster); None: no cluster yet.
     cluster_version: str | None = None
+    # When the provider last applied the Deployment, as its managed fields say (RFC 3339); None: they say
+    # nothing (an object never read back).
+    deployment_applied_at: str | None = None
 
     def settle(self, namespace: str, image: str, kubeconfig: str | None, **how: Any) -> str:
         """Stands in for the wait on a cluster: records what was asked, finds the rollout complete."""
@@ -109,6 +112,9 @@ class Recorder(pulumi.runtime.Mocks):
         if args.typ.startswith("kubernetes:") and "metadata" in outputs:
             metadata = dict(outputs["metadata"])
             metadata.setdefault("namespace", "default")
+            if args.typ == "kubernetes:apps/v1:Deployment" and self.deployment_applied_at is not None:
+                applied = {"manager": "pulumi-kubernetes-1f2e3d4c", "operation": "Apply"}
+                metadata["managedFields"] = [{**applied, "time": self.deployment_applied_at}]
             outputs["metadata"] = metadata
         return f"{args.name}-id", outputs
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
+from infra.settings import Settings
+from infra.stack import build
 from rigs.offline import ALB_HOSTNAME
-from tests.unit.harness import Run, run_program
+from tests.unit.harness import Recorder, Run, run_program
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SERVICE = "kubernetes:core/v1:Service"
@@ -68,6 +72,21 @@ def test_up_waits_for_the_rollout_itself_bounded_by_the_progress_deadline(target
     no_tag = {k: v for k, v in TARGETS[target].items() if k != "imageTag"}
     (kept,) = run_program(no_tag).mocks.waits  # names no tag: keeps what runs
     assert kept["keeps_running"] is True
+
+
+@pytest.mark.parametrize(("applied_at", "waits"), [("now", True), ("2026-01-05T10:00:00Z", False), (None, True)])
+def test_an_update_that_did_not_apply_the_deployment_does_not_wait_for_it(
+    target: str, applied_at: str | None, waits: bool
+) -> None:
+    # The Deployment's managed fields say when the provider last changed it: this update (now), an update
+    # long ago (an infrastructure change, a --target elsewhere, nothing to do), or nothing (wait: the safe side).
+    def program(mocks: Recorder) -> Mapping[str, object]:
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        mocks.deployment_applied_at = now if applied_at == "now" else applied_at
+        return build(Settings.load(), mocks.settle)
+
+    (wait,) = run_program(TARGETS[target], program).mocks.waits
+    assert wait["applied"] is waits
 
 
 def test_program_owns_the_deployment(target: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -11,7 +13,7 @@ from infra.identity import DEPLOYMENT
 from infra.kube.cluster import short
 from infra.kube.revisions import Revision
 from infra.kube.status import Health, Verdict
-from infra.rollout_wait import RolloutFailed, settle
+from infra.rollout_wait import CLOCK_MARGIN, RolloutFailed, applied_since, settle
 
 OLD = "localhost:5000/rolling-app:1.14.2"
 NEW = "localhost:5000/rolling-app:1.16.1"
@@ -175,3 +177,55 @@ def test_a_connection_error_is_said_by_the_systems_reason() -> None:
     err = MaxRetryError(None, "/apis/apps/v1/namespaces/rolling/deployments/x", inner)  # type: ignore[arg-type]
     assert short(err) == "[Errno 111] Connection refused"
     assert short(ValueError("first line\nsecond")) == "ValueError: first line"
+
+
+STARTED = datetime.datetime(2026, 12, 5, 12, 0, tzinfo=datetime.UTC)
+
+
+def entry(manager: str, at: datetime.datetime) -> dict[str, str]:
+    return {"manager": manager, "operation": "Apply", "time": at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def test_the_provider_applied_the_deployment_when_its_field_manager_changed_it_since_the_update_began() -> None:
+    long_ago = STARTED - datetime.timedelta(days=3)
+    assert applied_since([entry("pulumi-kubernetes-1f2e3d4c", STARTED + datetime.timedelta(seconds=4))], STARTED)
+    assert not applied_since([entry("pulumi-kubernetes-1f2e3d4c", long_ago)], STARTED)
+    # Another manager's change since (`kubectl set image`, the HPA) is not this update's.
+    changed_outside = [entry("pulumi-kubernetes-1f2e3d4c", long_ago), entry("kubectl", STARTED)]
+    assert not applied_since(changed_outside, STARTED)
+    # Client-side apply's manager; the Kubernetes SDK's typed entries; a cluster clock a little behind.
+    assert applied_since([entry("pulumi-kubernetes", STARTED)], STARTED)
+    assert applied_since([SimpleNamespace(manager="pulumi-kubernetes-9", time="2026-12-05T12:00:01Z")], STARTED)
+    assert applied_since([entry("pulumi-kubernetes-1", STARTED - CLOCK_MARGIN / 2)], STARTED)
+    # Fields that say nothing: waited for, as before.
+    assert applied_since(None, STARTED) and applied_since([entry("kubectl", long_ago)], STARTED)
+
+
+@pytest.mark.parametrize(
+    ("cluster", "said"),
+    [
+        (Recorded(state(OLD, 3, 3, 3)), f"runs {OLD}, but the stack says {NEW}: changed outside Pulumi"),
+        (Recorded(state(NEW, 1, 2, 4)), "its rollout is not complete"),
+        (Recorded(state(NEW, 3, 3, 3), error=ApiException(status=503, reason="Service Unavailable")), "503"),
+    ],
+)
+def test_an_update_that_did_not_apply_the_deployment_says_how_the_app_is_and_never_fails_for_it(
+    cluster: Recorded, said: str
+) -> None:
+    lines: list[str] = []
+    summary = settle(
+        "rolling", NEW, None, timeout=60, fargate=False, say=lines.append, applied=False, reader=lambda _: cluster
+    )
+    assert summary.startswith("not changed by this update")
+    assert len(lines) == 1 and said in lines[0], lines
+    assert "this update did not change Deployment rolling/nginx-deployment and does not wait for it" in lines[0]
+    assert cluster.views == [], "nothing waited"
+
+
+def test_an_update_that_did_not_apply_a_complete_deployment_says_nothing() -> None:
+    lines: list[str] = []
+    cluster = Recorded(state(NEW, 3, 3, 3))
+    summary = settle(
+        "rolling", NEW, None, timeout=60, fargate=False, say=lines.append, applied=False, reader=lambda _: cluster
+    )
+    assert summary == f"not changed by this update: {state(NEW, 3, 3, 3)}" and lines == []
