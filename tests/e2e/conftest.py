@@ -22,6 +22,23 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+# The longest tests (a minute and more: docs/development.md), started first: one of them started last would
+# keep its worker busy while the others have nothing left to do.
+LONGEST = (
+    "test_a_dead_daemon_stops_the_node",
+    "test_sha_tags_ship",
+    "test_promote_ships_the_digest",
+    "test_a_deploy_waits_for_another_update",
+    "test_the_first_day_as_written",
+    "test_history_tells_each_release",
+    "test_a_runner_lost_during",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.name.startswith(LONGEST))
+
+
 @pytest.fixture
 def deployed(tmp_path: Path) -> Iterator[LocalStack]:
     """The app deployed at version 1.14.2 with 3 replicas in a namespace of its own."""
