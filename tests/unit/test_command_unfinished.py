@@ -27,6 +27,17 @@ def left(stage: str, image: str = NEW, previous: str = OLD) -> dict[str, str]:
     return encode(stage, "2026-12-05T10:00:00Z", "ci (run 7)", image, previous)
 
 
+def after_a_dead_run(stage: str, failing: frozenset[str] = frozenset()) -> ServedEngine:
+    """A stack a run left at ``stage`` of 1.16.1 (over 1.14.2): its canary, or its Deployment, runs it."""
+    engine = ServedEngine(failing)
+    if stage == "canary":
+        engine.canary = "1.16.1"
+    else:
+        engine.tag = "1.16.1"
+    engine.stack_tags = left(stage)
+    return engine
+
+
 def test_a_release_is_recorded_before_its_update_and_removed_once_it_shipped() -> None:
     engine = ServedEngine()
     code, _ = shipped(engine=engine)
@@ -99,9 +110,7 @@ def test_the_next_run_puts_back_what_ran_before_a_release_cut_short_in_its_bake_
 
 
 def test_a_rerun_of_the_same_release_judges_it_from_the_start() -> None:
-    engine = ServedEngine()
-    engine.tag = "1.16.1"
-    engine.stack_tags = left("bake")
+    engine = after_a_dead_run("bake")
     code, s = shipped(tag="1.16.1", engine=engine)
     assert code == Exit.OK, said(s)
     assert engine.ups == ["1.14.2", "1.16.1"]
@@ -109,9 +118,7 @@ def test_a_rerun_of_the_same_release_judges_it_from_the_start() -> None:
 
 
 def test_the_next_run_removes_a_canary_left_unjudged() -> None:
-    engine = ServedEngine()
-    engine.canary = "1.16.1"
-    engine.stack_tags = left("canary")
+    engine = after_a_dead_run("canary")
     code, s = shipped(tag="1.17.0", engine=engine)
     assert code == Exit.OK, said(s)
     assert engine.up_configs[0] == {"rolling:canaryTag": ""}
@@ -128,9 +135,7 @@ def test_abort_aborts_an_unfinished_release_and_nothing_else() -> None:
 
 
 def test_a_run_that_changes_nothing_more_after_the_abort_still_says_it_changed_the_stack() -> None:
-    engine = ServedEngine()
-    engine.tag = "1.16.1"
-    engine.stack_tags = left("bake")
+    engine = after_a_dead_run("bake")
     code, s = shipped(tag="1.14.2", engine=engine)  # what the abort put back
     assert code == Exit.OK and s.report.outcome == "unchanged"
     assert s.report.changed is True
@@ -138,9 +143,7 @@ def test_a_run_that_changes_nothing_more_after_the_abort_still_says_it_changed_t
 
 
 def test_an_abort_that_fails_keeps_the_record_and_goes_no_further() -> None:
-    engine = ServedEngine(failing={"1.14.2"})
-    engine.tag = "1.16.1"
-    engine.stack_tags = left("bake")
+    engine = after_a_dead_run("bake", failing=frozenset({"1.14.2"}))
     code, s = shipped(tag="1.17.0", engine=engine)
     assert code == Exit.ROLLBACK_FAILED, said(s)
     assert engine.ups == ["1.14.2"], "nothing shipped on top of it"
