@@ -15,6 +15,12 @@ from infra.rollout.engine import Engine, EngineError, interruptible_children
 from infra.rollout.exits import Exit
 from infra.rollout.registry import RegistryError
 
+# How long a deploy or a promotion waits for another update's lock: longer than the longest update that holds
+# it, an infrastructure apply (the first one makes the VPC, the cluster, its add-ons and the load balancer
+# controller: about 20 minutes, docs/aws.md; a control plane version update "should finish within a few
+# minutes", the EKS API reference's UpdateClusterVersion), with room to spare.
+LOCK_WAIT_S = 45 * 60
+
 
 def promote_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
@@ -24,7 +30,7 @@ def promote_main(argv: Sequence[str]) -> int:
     parser.add_argument("--to", dest="stack", required=True, help="the stack to promote it to, such as prod")
     parser.add_argument("--cwd", default=".", help="the Pulumi project folder (default: the current one)")
     parser.add_argument("--url-timeout", type=int, default=300, help="seconds the url has to serve the release")
-    parser.add_argument("--lock-wait", type=int, default=600, help="seconds to wait for another update's lock")
+    parser.add_argument("--lock-wait", type=int, default=LOCK_WAIT_S, help="seconds to wait for another update's lock")
     parser.add_argument("--summary", help="append the summary (Markdown) here (default: $GITHUB_STEP_SUMMARY)")
     args = parser.parse_args(argv)
     project = Path(args.cwd).resolve()
@@ -47,7 +53,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--revision", required=True, help="the full commit SHA the image is built from")
     parser.add_argument("--cwd", default=".", help="the Pulumi project folder (default: the current one)")
     parser.add_argument("--url-timeout", type=int, default=300, help="seconds the url has to serve the tag")
-    parser.add_argument("--lock-wait", type=int, default=600, help="seconds to wait for another update's lock")
+    parser.add_argument("--lock-wait", type=int, default=LOCK_WAIT_S, help="seconds to wait for another update's lock")
     parser.add_argument(
         "--canary", type=int, default=0, metavar="N", help="run N canary pods first and analyse them (rollout --canary)"
     )

@@ -149,6 +149,14 @@ def test_infrastructure_is_previewed_then_applied_after_review() -> None:
     assert apply["environment"] == "dev-infrastructure"
     up = step_using(apply, "pulumi/actions")["with"]
     assert (up["command"], up["stack-name"], up["policyPacks"]) == ("up", "dev", "policy")
+    # Once applied, the deploy runs again: one stopped by this change pending (exit 7) or by a stack not
+    # made yet (exit 8) would never run again by itself. Its token may start a workflow_dispatch, no more.
+    assert apply["permissions"]["actions"] == "write"
+    last = apply["steps"][-1]
+    assert last["run"].startswith("gh workflow run deploy.yml --ref main")
+    assert last["env"]["GH_TOKEN"] == "${{ github.token }}"
+    assert "workflow_dispatch" in load("deploy.yml")["on"]
+    assert all("actions" not in job.get("permissions", {}) for job in load("deploy.yml")["jobs"].values())
     # The workflow the deploy names when it finds infrastructure changes pending.
     from infra import pipeline
 
