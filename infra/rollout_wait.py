@@ -44,15 +44,14 @@ SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 # The provider's Server-Side Apply field manager names start so (pkg/provider/provider.go, fieldManagerName;
 # "pulumi-kubernetes" alone in client-side apply mode).
 FIELD_MANAGER = "pulumi-kubernetes"
-# How far the cluster's clock may be behind this machine's for an apply of this update to still count as
-# one: an apply within this margin before the program started counts too (the update before it ended then,
-# and waiting for it is what every update did before).
-CLOCK_MARGIN = datetime.timedelta(minutes=2)
+# The managed fields' times and the API server's Date header are whole seconds, read a moment apart: an
+# apply this close before the update began counts as the update's (it is waited for, as before).
+MARGIN = datetime.timedelta(seconds=2)
 
 
-def applied_since(managed_fields: Sequence[Any] | None, started: datetime.datetime) -> bool:
-    """Whether the provider applied a change to the object whose ``managed_fields`` these are since
-    ``started`` (less CLOCK_MARGIN); True when the fields do not say (an object never read back): wait."""
+def last_applied(managed_fields: Sequence[Any] | None) -> datetime.datetime | None:
+    """When the provider last changed the object whose ``managed_fields`` these are (the cluster's clock);
+    None when they do not say (an object never read back, a time that does not parse)."""
     times = []
     for entry in managed_fields or []:
         manager, when = _field(entry, "manager"), _field(entry, "time")
@@ -60,8 +59,14 @@ def applied_since(managed_fields: Sequence[Any] | None, started: datetime.dateti
             try:
                 times.append(datetime.datetime.fromisoformat(when.replace("Z", "+00:00")))
             except ValueError:
-                return True
-    return not times or max(times) >= started - CLOCK_MARGIN
+                return None
+    return max(times) if times else None
+
+
+def applied_since(last: datetime.datetime | None, started: datetime.datetime) -> bool:
+    """Whether an apply at ``last`` was this update's, which began at ``started`` (both the cluster's clock);
+    True when ``last`` is not known: wait."""
+    return last is None or last >= started - MARGIN
 
 
 def _field(entry: Any, name: str) -> Any:
@@ -82,7 +87,9 @@ class Settle(Protocol):
         fargate: bool,
         say: Callable[[str], None],
         keeps_running: bool = False,
-        applied: bool = True,
+        started: datetime.datetime | None = None,
+        last_applied: datetime.datetime | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> str: ...
 
 
@@ -117,7 +124,7 @@ def wait_for_rollout(
 
     async def wait(values: list[Any]) -> str:
         ns, running, config, _, metadata = values
-        applied = applied_since(_field(metadata, "managed_fields") or _field(metadata, "managedFields"), started)
+        applied_at = last_applied(_field(metadata, "managed_fields") or _field(metadata, "managedFields"))
         return await asyncio.to_thread(
             lambda: settle(
                 ns,
@@ -125,10 +132,11 @@ def wait_for_rollout(
                 config or None,
                 timeout=timeout,
                 fargate=fargate,
-                # What is said of an app this update did not change is a warning, never an error.
-                say=say if applied else warn,
+                say=say,
                 keeps_running=keeps_running,
-                applied=applied,
+                started=started,
+                last_applied=applied_at,
+                warn=warn,
             )
         )
 
@@ -147,27 +155,41 @@ def settle(
     fargate: bool,
     say: Callable[[str], None],
     keeps_running: bool = False,
-    applied: bool = True,
+    started: datetime.datetime | None = None,
+    last_applied: datetime.datetime | None = None,
+    warn: Callable[[str], None] | None = None,
     reader: Callable[[str | None], Watched] | None = None,
 ) -> str:
     """Wait until the app's Deployment in ``namespace`` is complete on ``image``; its summary, or
     RolloutFailed naming why not: a definitive failure, the deadline, an absent Deployment, or a
-    cluster that cannot be read. Unless ``applied`` (this update applied the Deployment): read once, said,
-    never a failure. ``reader`` makes the cluster from the kubeconfig (the Kubernetes API)."""
-    from infra.kube.cluster import unread  # a preview never loads the Kubernetes client
+    cluster that cannot be read. When the update began at ``started`` (this machine's clock) and the
+    provider last applied the Deployment at ``last_applied`` (the cluster's), before it: read once, said by
+    ``warn``, never a failure. ``reader`` makes the cluster from the kubeconfig (the Kubernetes API)."""
+    from infra.kube.cluster import live_cluster, short, unread  # a preview never loads the Kubernetes client
 
     where = f"{namespace}/{DEPLOYMENT}"
-    if not applied:
+    try:
+        cluster = (reader or live_cluster)(kubeconfig)
+    except Exception as err:
+        raise RolloutFailed(
+            f"cannot read the cluster's kubeconfig to wait for Deployment {where}: {short(err)}"
+        ) from None
+    if (
+        started is not None
+        and last_applied is not None
+        and not applied_since(last_applied, on_cluster(cluster, started))
+    ):
+        tell = warn or say
         unchanged = f"this update did not change Deployment {where} and does not wait for it"
         try:
-            _, found = read_app(namespace, image, kubeconfig, keeps_running=keeps_running, reader=reader)
+            found = read_app(cluster, namespace, image, keeps_running=keeps_running)
         except RolloutFailed as failed:
-            say(f"{unchanged}; {failed}")
+            tell(f"{unchanged}; {failed}")
             return f"not changed by this update: {failed}"
         if not found.complete:
-            say(f"{unchanged}; its rollout is not complete: {found}")
+            tell(f"{unchanged}; its rollout is not complete: {found}")
         return f"not changed by this update: {found}"
-    cluster, first = read_app(namespace, image, kubeconfig, keeps_running=keeps_running, reader=reader)
+    first = read_app(cluster, namespace, image, keeps_running=keeps_running)
     if first.complete:
         return f"complete: {first}"
     verdict = Verdict(image=image, fargate=fargate, act=lambda: None)
@@ -187,25 +209,22 @@ def settle(
     return f"complete: {state}"
 
 
-def read_app(
-    namespace: str,
-    image: str,
-    kubeconfig: str | None,
-    *,
-    keeps_running: bool,
-    reader: Callable[[str | None], Watched] | None,
-) -> tuple[Watched, Health]:
-    """The cluster and the app's Deployment in it, running ``image``; RolloutFailed when it cannot be read,
-    is absent, or runs another image (changed outside Pulumi, with what puts it right)."""
-    from infra.kube.cluster import live_cluster, short, unread  # a preview never loads the Kubernetes client
+def on_cluster(cluster: Watched, at: datetime.datetime) -> datetime.datetime:
+    """``at`` (this machine's clock) on ``cluster``'s clock: shifted by how far apart the two are now, as the
+    API server's Date says (not shifted when it says nothing)."""
+    try:
+        server = cluster.server_time()
+    except Exception:
+        server = None
+    return at if server is None else at + (server - datetime.datetime.now(datetime.UTC))
+
+
+def read_app(cluster: Watched, namespace: str, image: str, *, keeps_running: bool) -> Health:
+    """The app's Deployment in ``cluster``, running ``image``; RolloutFailed when it cannot be read, is
+    absent, or runs another image (changed outside Pulumi, with what puts it right)."""
+    from infra.kube.cluster import unread  # a preview never loads the Kubernetes client
 
     where = f"{namespace}/{DEPLOYMENT}"
-    try:
-        cluster = (reader or live_cluster)(kubeconfig)
-    except Exception as err:
-        raise RolloutFailed(
-            f"cannot read the cluster's kubeconfig to wait for Deployment {where}: {short(err)}"
-        ) from None
     try:
         first = cluster.health(namespace, DEPLOYMENT)
     except Exception as err:
@@ -226,4 +245,4 @@ def read_app(
             f"Deployment {where} runs {first.image}, but the stack says {image}: changed outside Pulumi (a "
             f"`kubectl set image`?); {advice}"
         )
-    return cluster, first
+    return first

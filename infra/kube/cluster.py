@@ -3,14 +3,18 @@ Deployment's state and a live view of its rollout (watch.LiveCluster; fakes in t
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from infra.kube import access as kube_access
 from infra.kube.revisions import Revision
 from infra.kube.status import Health, Verdict
+
+if TYPE_CHECKING:
+    from infra.kube.logs import PodLogs
 
 
 class LiveView(AbstractContextManager["LiveView"], Protocol):
@@ -27,6 +31,9 @@ class Watched(Protocol):
 
     def health(self, namespace: str, name: str) -> Health: ...
     def progress(self, namespace: str, say: Callable[[str], None], verdict: Verdict | None = None) -> LiveView: ...
+    def server_time(self) -> datetime.datetime | None:
+        """The API server's clock now, to the second (its Date header); None when it does not say."""
+        ...
 
 
 class Cluster(Watched, Protocol):
@@ -38,6 +45,9 @@ class Cluster(Watched, Protocol):
     # Mitigation: what the rollout command does to a failing release at once, before Pulumi reconciles.
     def scale(self, namespace: str, name: str, replicas: int) -> None: ...
     def set_image(self, namespace: str, name: str, container: str, image: str) -> None: ...
+
+    # The app's pods' logs: users' own requests, for the analysis (infra/kube/logs.py).
+    def logs(self, namespace: str) -> PodLogs: ...
 
 
 # A kubeconfig (a path or the file's text; None: the ambient one) to the cluster it names.

@@ -3,6 +3,8 @@ ReplicaSet ready counts and the events that explain a delay, and watches for a d
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import threading
 import time
 from collections.abc import Callable
@@ -11,6 +13,7 @@ from typing import Any
 from kubernetes import client
 
 from infra.identity import DEPLOYMENT, SELECTOR
+from infra.kube.logs import PodLogs
 from infra.kube.revisions import Revision, revisions
 from infra.kube.status import Health, Verdict, definitive_failure, pending_cause, wait_complete
 
@@ -72,6 +75,14 @@ class LiveCluster:
         client.AppsV1Api(self.api).patch_namespaced_deployment_scale(
             name, namespace, body, _request_timeout=MITIGATE_TIMEOUT, _preload_content=False
         )
+
+    def server_time(self) -> datetime.datetime | None:
+        _, _, headers = client.VersionApi(self.api).get_code_with_http_info(_request_timeout=READ_TIMEOUT)
+        date = (headers or {}).get("Date")
+        return email.utils.parsedate_to_datetime(date) if date else None
+
+    def logs(self, namespace: str) -> PodLogs:
+        return PodLogs(self.api, namespace)
 
     def set_image(self, namespace: str, name: str, container: str, image: str) -> None:
         """``container`` of Deployment ``name`` to ``image``, as `kubectl set image` does (a strategic merge

@@ -1,6 +1,6 @@
-"""Where the analysis's evidence comes from, behind one interface: the command's own prober, or the ALB's
-metrics (analysisSource cloudwatch). The gate (infra/rollout/gate.py) judges whichever it is given; tests
-give it one of their own, on a clock of their own.
+"""Where the analysis's evidence comes from, behind one interface: the command's own prober with the users'
+own requests as the pods log them, or the ALB's metrics (analysisSource cloudwatch). The gate
+(infra/rollout/gate.py) judges whichever it is given; tests give it one of their own, on a clock of their own.
 """
 
 from __future__ import annotations
@@ -9,11 +9,18 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from infra.rollout import cloudwatch
 from infra.rollout.analysis import Judgement, Sample, Thresholds, judge
-from infra.rollout.prober import Prober
+from infra.rollout.prober import USER_AGENT, Prober
+
+if TYPE_CHECKING:
+    from infra.kube.logs import PodLogs, Request
+
+# The requests in the pods' logs that are not users': the prober's own (counted as it records them, with
+# the ones that got no answer) and the kubelet's probes.
+NOT_USERS = (USER_AGENT, "kube-probe/")
 
 # Before the update, the prober must get this many answers from the stack's url within this long (it runs
 # while the preview does), or the command stops: an analysis that cannot reach the url would judge
@@ -69,14 +76,38 @@ class Evidence(Protocol):
         ...
 
 
+def user_samples(requests: list[Request], since: float) -> list[Sample]:
+    """Users' ``requests`` (the prober's and the kubelet's left out) as samples on this process's monotonic
+    clock, those started at or after ``since`` (monotonic)."""
+    offset = time.monotonic() - time.time()
+    found = [
+        Sample(r.started + offset, r.status, r.seconds, r.version)
+        for r in requests
+        if not r.agent.startswith(NOT_USERS)
+    ]
+    return [s for s in found if s.t >= since]
+
+
 class Probe:
-    """The command's own requests to ``url``, ``rate`` a second, each on a new connection, never re-sent."""
+    """The command's own requests to ``url``, ``rate`` a second, each on a new connection, never re-sent;
+    and with ``users``, every request the app's pods log (users' own) while it runs."""
 
     every_s = 0.5
     settle_s = 0.0
 
-    def __init__(self, url: str, rate: float, *, most_s: float, reach_within_s: float = REACH_WITHIN_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        rate: float,
+        *,
+        most_s: float,
+        reach_within_s: float = REACH_WITHIN_S,
+        users: PodLogs | None = None,
+        say: Callable[[str], None] = lambda _: None,
+    ) -> None:
         self.url, self.rate, self.most_s, self.reach_within_s = url, rate, most_s, reach_within_s
+        self.users, self.say = users, say
+        self._said_users = False
         self._prober: Prober | None = None
         self._started = 0.0
         self._alone_since: float | None = None
@@ -96,12 +127,16 @@ class Probe:
     def __enter__(self) -> Probe:
         self._prober = Prober(self.url, self.rate, most_s=self.most_s)
         self._started, self._alone_since = time.monotonic(), None
+        if self.users is not None:
+            self.users.__enter__()
         self._prober.__enter__()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
         if self._prober is not None:
             self._prober.__exit__(kind, err, tb)
+        if self.users is not None:
+            self.users.__exit__(kind, err, tb)
 
     def alone(self) -> None:
         self._alone_since = time.monotonic()
@@ -110,7 +145,13 @@ class Probe:
         return judge(self.samples(), version, thresholds, alone_since=self._alone_since, final=final)
 
     def samples(self) -> list[Sample]:
-        return [] if self._prober is None else self._prober.samples(since=self._started)
+        probed = [] if self._prober is None else self._prober.samples(since=self._started)
+        if self.users is None:
+            return probed
+        if self.users.problem is not None and not self._said_users:
+            self._said_users = True
+            self.say(f"analysis: users' requests cannot be read from the pods' logs ({self.users.problem})")
+        return sorted(probed + user_samples(self.users.requests(), self._started), key=lambda s: s.t)
 
 
 class AlbMetrics:

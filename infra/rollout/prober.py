@@ -63,6 +63,10 @@ def _ip(*args: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
+# What the prober's requests say they are: the pods' logs name it, and the analysis tells them from users'.
+USER_AGENT = "rolling-analysis"
+
+
 class Prober:
     """GET ``url`` ``rate`` times a second, from when the block starts until it ends (at most ``most_s``)."""
 
@@ -136,7 +140,7 @@ class Prober:
         connection = kind(self._host, self._port, timeout=self.timeout_s)
         sent = self.clock()
         try:
-            connection.request("GET", self._path, headers={"Connection": "close", "User-Agent": "rolling-analysis"})
+            connection.request("GET", self._path, headers={"Connection": "close", "User-Agent": USER_AGENT})
             answer = connection.getresponse()
             answer.read()
             return Sample(sent, answer.status, self.clock() - sent, answer.getheader(VERSION_HEADER))

@@ -214,6 +214,12 @@ class FakeCluster:
     def set_image(self, namespace: str, name: str, container: str, image: str) -> None:
         self.changed.append(("set image", name, f"{container}={image}"))
 
+    def server_time(self) -> None:
+        return None
+
+    def logs(self, namespace: str) -> Any:
+        raise AssertionError("the command's tests give the analysis its evidence (AppEvidence)")
+
     def progress(self, namespace: str, say: Any, verdict: Verdict | None = None) -> FakeView:
         finding, self.finding = self.finding, None
         self.views.append(FakeView(self.problems.pop(0) if self.problems else None, verdict, finding))

@@ -198,3 +198,38 @@ def test_the_mitigations_patch_as_kubectl_does_a_strategic_merge_and_the_scale_s
             {"spec": {"replicas": 0}},
         ),
     ]
+
+
+def test_the_clusters_clock_is_its_api_servers_date() -> None:
+    import http.server
+    import json as json_
+
+    from infra.kube.watch import LiveCluster
+
+    class Api(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            assert self.path == "/version/"
+            version = {
+                "major": "1",
+                "minor": "35",
+                "gitVersion": "v1.35.0",
+                "gitCommit": "x",
+                "gitTreeState": "clean",
+                "buildDate": "2026-01-01T00:00:00Z",
+                "goVersion": "go1.25",
+                "compiler": "gc",
+                "platform": "linux/amd64",
+            }
+            body = json_.dumps(version).encode()
+            self.send_response(200)  # with the Date header, as every HTTP server
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    with serving(Api) as url:
+        said = LiveCluster(client.ApiClient(client.Configuration(host=url))).server_time()
+    assert said is not None and abs((said - datetime.datetime.now(datetime.UTC)).total_seconds()) < 2

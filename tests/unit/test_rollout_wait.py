@@ -13,7 +13,7 @@ from infra.identity import DEPLOYMENT
 from infra.kube.cluster import short
 from infra.kube.revisions import Revision
 from infra.kube.status import Health, Verdict
-from infra.rollout_wait import CLOCK_MARGIN, RolloutFailed, applied_since, settle
+from infra.rollout_wait import MARGIN, RolloutFailed, applied_since, last_applied, settle
 
 OLD = "localhost:5000/rolling-app:1.14.2"
 NEW = "localhost:5000/rolling-app:1.16.1"
@@ -52,8 +52,16 @@ class Recorded:
 
     name = "https://127.0.0.1:6443"
 
-    def __init__(self, *states: Health, error: Exception | None = None, verdict_after: int | None = None) -> None:
+    def __init__(
+        self,
+        *states: Health,
+        error: Exception | None = None,
+        verdict_after: int | None = None,
+        clock: datetime.datetime | None = None,
+    ) -> None:
         self.states = list(states)
+        # The API server's clock (its Date header); None: it does not say.
+        self.clock = clock
         self.error = error
         self.verdict_after = verdict_after
         self.reads = 0
@@ -71,6 +79,9 @@ class Recorded:
 
     def revisions(self, namespace: str, name: str) -> list[Revision]:
         return []
+
+    def server_time(self) -> datetime.datetime | None:
+        return self.clock
 
     def progress(self, namespace: str, say: Any, verdict: Verdict | None = None) -> View:
         self.views.append(View(self, verdict))
@@ -179,26 +190,48 @@ def test_a_connection_error_is_said_by_the_systems_reason() -> None:
     assert short(ValueError("first line\nsecond")) == "ValueError: first line"
 
 
-STARTED = datetime.datetime(2026, 12, 5, 12, 0, tzinfo=datetime.UTC)
+NOW = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
 def entry(manager: str, at: datetime.datetime) -> dict[str, str]:
     return {"manager": manager, "operation": "Apply", "time": at.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-def test_the_provider_applied_the_deployment_when_its_field_manager_changed_it_since_the_update_began() -> None:
-    long_ago = STARTED - datetime.timedelta(days=3)
-    assert applied_since([entry("pulumi-kubernetes-1f2e3d4c", STARTED + datetime.timedelta(seconds=4))], STARTED)
-    assert not applied_since([entry("pulumi-kubernetes-1f2e3d4c", long_ago)], STARTED)
-    # Another manager's change since (`kubectl set image`, the HPA) is not this update's.
-    changed_outside = [entry("pulumi-kubernetes-1f2e3d4c", long_ago), entry("kubectl", STARTED)]
-    assert not applied_since(changed_outside, STARTED)
-    # Client-side apply's manager; the Kubernetes SDK's typed entries; a cluster clock a little behind.
-    assert applied_since([entry("pulumi-kubernetes", STARTED)], STARTED)
-    assert applied_since([SimpleNamespace(manager="pulumi-kubernetes-9", time="2026-12-05T12:00:01Z")], STARTED)
-    assert applied_since([entry("pulumi-kubernetes-1", STARTED - CLOCK_MARGIN / 2)], STARTED)
-    # Fields that say nothing: waited for, as before.
-    assert applied_since(None, STARTED) and applied_since([entry("kubectl", long_ago)], STARTED)
+def test_when_the_provider_last_applied_is_its_field_managers_latest_time() -> None:
+    long_ago = NOW - datetime.timedelta(days=3)
+    ours = [entry("pulumi-kubernetes-1f2e3d4c", long_ago), entry("pulumi-kubernetes-1f2e3d4c", NOW)]
+    assert last_applied(ours) == NOW
+    # Another manager's change since (`kubectl set image`, the HPA) is not the provider's.
+    assert last_applied([entry("pulumi-kubernetes-1f2e3d4c", long_ago), entry("kubectl", NOW)]) == long_ago
+    # Client-side apply's manager; the Kubernetes SDK's typed entries.
+    assert last_applied([entry("pulumi-kubernetes", NOW)]) == NOW
+    assert last_applied([SimpleNamespace(manager="pulumi-kubernetes-9", time=entry("x", NOW)["time"])]) == NOW
+    # Fields that say nothing.
+    assert last_applied(None) is None and last_applied([entry("kubectl", NOW)]) is None
+    assert last_applied([{"manager": "pulumi-kubernetes-1", "time": "yesterday"}]) is None
+
+
+def test_an_apply_since_the_update_began_is_the_updates() -> None:
+    assert applied_since(NOW, NOW - datetime.timedelta(seconds=5))
+    assert applied_since(NOW - MARGIN, NOW), "the same second, read a moment apart"
+    assert not applied_since(NOW - datetime.timedelta(seconds=10), NOW)
+    assert applied_since(None, NOW), "not known: waited for"
+
+
+def not_applied(cluster: Recorded, said: list[str]) -> str:
+    """The wait of an update that began now, whose Deployment the provider last changed an hour ago."""
+    return settle(
+        "rolling",
+        NEW,
+        None,
+        timeout=60,
+        fargate=False,
+        say=lambda line: pytest.fail(f"said as information: {line}"),
+        warn=said.append,
+        started=datetime.datetime.now(datetime.UTC),
+        last_applied=NOW - datetime.timedelta(hours=1),
+        reader=lambda _: cluster,
+    )
 
 
 @pytest.mark.parametrize(
@@ -209,14 +242,11 @@ def test_the_provider_applied_the_deployment_when_its_field_manager_changed_it_s
         (Recorded(state(NEW, 3, 3, 3), error=ApiException(status=503, reason="Service Unavailable")), "503"),
     ],
 )
-def test_an_update_that_did_not_apply_the_deployment_says_how_the_app_is_and_never_fails_for_it(
+def test_an_update_that_did_not_apply_the_deployment_warns_how_the_app_is_and_never_fails_for_it(
     cluster: Recorded, said: str
 ) -> None:
     lines: list[str] = []
-    summary = settle(
-        "rolling", NEW, None, timeout=60, fargate=False, say=lines.append, applied=False, reader=lambda _: cluster
-    )
-    assert summary.startswith("not changed by this update")
+    assert not_applied(cluster, lines).startswith("not changed by this update")
     assert len(lines) == 1 and said in lines[0], lines
     assert "this update did not change Deployment rolling/nginx-deployment and does not wait for it" in lines[0]
     assert cluster.views == [], "nothing waited"
@@ -224,8 +254,27 @@ def test_an_update_that_did_not_apply_the_deployment_says_how_the_app_is_and_nev
 
 def test_an_update_that_did_not_apply_a_complete_deployment_says_nothing() -> None:
     lines: list[str] = []
-    cluster = Recorded(state(NEW, 3, 3, 3))
+    assert not_applied(Recorded(state(NEW, 3, 3, 3)), lines) == f"not changed by this update: {state(NEW, 3, 3, 3)}"
+    assert lines == []
+
+
+def test_the_update_began_on_the_clusters_clock() -> None:
+    # The update began a minute ago by this machine's clock and the provider applied the Deployment 30 s ago
+    # by the cluster's, whose clock is 5 minutes behind: the apply was before the update, on one clock.
+    behind = datetime.timedelta(minutes=5)
+    began = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=1)
+    lines: list[str] = []
+    cluster = Recorded(state(NEW, 1, 2, 4), state(NEW, 3, 3, 3), clock=datetime.datetime.now(datetime.UTC) - behind)
     summary = settle(
-        "rolling", NEW, None, timeout=60, fargate=False, say=lines.append, applied=False, reader=lambda _: cluster
+        "rolling",
+        NEW,
+        None,
+        timeout=60,
+        fargate=False,
+        say=lines.append,
+        started=began,
+        last_applied=datetime.datetime.now(datetime.UTC) - behind - datetime.timedelta(seconds=30),
+        reader=lambda _: cluster,
     )
-    assert summary == f"not changed by this update: {state(NEW, 3, 3, 3)}" and lines == []
+    assert summary.startswith("complete"), "the apply was this update's: waited for"
+    assert cluster.views, "it waited"

@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
+from infra.kube.cluster import short
 from infra.rollout import cloudwatch
 from infra.rollout.analysis import Thresholds
 from infra.rollout.command.session import Session
@@ -14,6 +16,9 @@ from infra.rollout.evidence import REACH_WITHIN_S, REAL_CLOCK, AlbMetrics, Clock
 from infra.rollout.gate import Gate
 from infra.rollout.prober import leaves_by
 from infra.settings import Settings
+
+if TYPE_CHECKING:
+    from infra.kube.logs import PodLogs
 
 # How long the prober may run past the rollout's own limit and the bake, at most.
 PROBE_MARGIN_S = 60
@@ -59,7 +64,22 @@ class Judging:
             metrics = cloudwatch.Metrics(self.session.metrics_runner(self.session.region), url)
             return AlbMetrics(metrics, self.session.say)
         most = settings.await_timeout_seconds + settings.bake_seconds + PROBE_MARGIN_S
-        return Probe(url, settings.analysis_rate, most_s=most, reach_within_s=self.reach_within_s)
+        return Probe(
+            url,
+            settings.analysis_rate,
+            most_s=most,
+            reach_within_s=self.reach_within_s,
+            users=self.users(settings),
+            say=self.session.say,
+        )
+
+    def users(self, settings: Settings) -> PodLogs | None:
+        """Users' own requests, from the pods' logs; None (said) when the cluster cannot be read from here."""
+        try:
+            return self.session.cluster(settings).logs(self.session.deployment(settings)[0])
+        except Exception as err:
+            self.session.say(f"analysis: users' requests cannot be read from the pods' logs ({short(err)})")
+            return None
 
     def evidence(self, url: str, settings: Settings) -> Evidence:
         if self._evidence is None:

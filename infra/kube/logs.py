@@ -1,0 +1,166 @@
+"""Users' own requests, as the app's pods log them, read through the Kubernetes API while a release is judged.
+
+The app writes one JSON line a request to its output (app/nginx.conf, the `rolling` log format: when, the
+status, how long, the version that answered, the client's User-Agent). Each pod's log is followed by one
+streaming request to the API server (`GET .../pods/NAME/log?follow=true`, what `kubectl logs -f` sends),
+which the kubelet serves: on Fargate too, where nothing else of the node can be reached. The pods are found
+by the app's label every LIST_EVERY_S, so the pods a rollout or a canary starts are followed as they come.
+
+What it costs: while a judgement runs, one open stream a pod through the API server, and the bytes of its
+log (about 150 bytes a request); the pods themselves do nothing new (their log is written anyway). So the
+evidence grows with the users' traffic, not with the probe's rate, and a pod that serves more says more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from kubernetes import client
+
+from infra.identity import CONTAINER, SELECTOR
+
+LIST_EVERY_S = 1.0
+FOLLOW_READ_TIMEOUT_S = 24 * 3600
+# A log line longer than this is not one of the app's: it is skipped, and its stream read on.
+MOST_LINE_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request a pod served: ``started`` (this machine's clock, epoch seconds), its ``status``, how many
+    ``seconds`` it took, the ``version`` that answered and the client's ``agent``."""
+
+    started: float
+    status: int
+    seconds: float
+    version: str
+    agent: str
+
+
+def parse(line: bytes | str) -> Request | None:
+    """The request an access-log line records, or None for any other line (an error log line, a partial one)."""
+    try:
+        record = json.loads(line)
+        ended, seconds = float(record["t"]), float(record["seconds"])
+        return Request(ended - seconds, int(record["status"]), seconds, str(record["version"]), str(record["agent"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The lines of a stream of ``chunks`` (the last one only when it ends with a newline)."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        yield from complete
+        if len(pending) > MOST_LINE_BYTES:
+            pending = b""
+
+
+def hang_up(stream: Any) -> None:
+    """End a follow: its connection shut, so that the thread blocked reading it returns at once (closing the
+    response alone does not wake a read under way), then closed."""
+    sock = getattr(getattr(stream, "connection", None), "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    stream.close()
+
+
+class PodLogs:
+    """Every request the app's pods in ``namespace`` log while the block runs (from when it was entered)."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, *, list_every_s: float = LIST_EVERY_S) -> None:
+        self.api, self.namespace, self.list_every_s = api, namespace, list_every_s
+        self._requests: list[Request] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._streams: dict[str, Any] = {}
+        self._threads: list[threading.Thread] = []
+        self._entered = 0.0
+        # Why the logs could not be read, once (said by the caller; the judgement goes on without them).
+        self.problem: str | None = None
+
+    def __enter__(self) -> PodLogs:
+        self._entered = time.time()
+        self._stop.clear()
+        finder = threading.Thread(target=self._find, daemon=True)
+        finder.start()
+        self._threads.append(finder)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        with self._lock:
+            streams = list(self._streams.values())
+        for stream in streams:
+            if stream is not None:
+                hang_up(stream)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def requests(self, since: float = 0.0) -> list[Request]:
+        """The requests logged so far that started at or after ``since`` (epoch seconds)."""
+        with self._lock:
+            return [r for r in self._requests if r.started >= since]
+
+    def _find(self) -> None:
+        core = client.CoreV1Api(self.api)
+        while not self._stop.is_set():
+            try:
+                pods = core.list_namespaced_pod(self.namespace, label_selector=SELECTOR, _request_timeout=(5, 10))
+            except Exception as err:
+                self.problem = self.problem or f"the pods could not be listed: {err.__class__.__name__}"
+                pods = None
+            for pod in pods.items if pods is not None else []:
+                name = pod.metadata.name
+                running = any(s.state and s.state.running for s in pod.status.container_statuses or [])
+                with self._lock:
+                    known = name in self._streams
+                    if running and not known:
+                        self._streams[name] = None
+                if running and not known:
+                    thread = threading.Thread(target=self._follow, args=(core, name), daemon=True)
+                    thread.start()
+                    self._threads.append(thread)
+            self._stop.wait(self.list_every_s)
+
+    def _follow(self, core: client.CoreV1Api, pod: str) -> None:
+        # From when the block was entered (the pod's earlier requests are another judgement's), whole seconds.
+        since = max(1, int(time.time() - self._entered) + 1)
+        try:
+            stream = core.read_namespaced_pod_log(
+                pod,
+                self.namespace,
+                container=CONTAINER,
+                follow=True,
+                since_seconds=since,
+                _preload_content=False,
+                # Seconds to connect; a follow may sit idle as long as users send nothing (it is closed at the end).
+                _request_timeout=(5, FOLLOW_READ_TIMEOUT_S),
+            )
+        except Exception as err:
+            self.problem = self.problem or f"the log of pod {pod} could not be read: {err.__class__.__name__}"
+            return
+        with self._lock:
+            if self._stop.is_set():
+                hang_up(stream)
+                return
+            self._streams[pod] = stream
+        try:
+            for line in lines(stream.stream(1024)):
+                request = parse(line)
+                if request is not None and request.started >= self._entered - 1:
+                    with self._lock:
+                        self._requests.append(request)
+        except Exception:  # the stream closed: the pod went, or the block ended
+            return

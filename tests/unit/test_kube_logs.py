@@ -1,0 +1,194 @@
+"""Users' own requests from the app's pods' logs (infra/kube/logs.py): the lines the app writes, and the pods
+followed through the Kubernetes API as the client really sends it, against a server on loopback."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from infra.kube.logs import PodLogs, Request, lines, parse
+from infra.rollout.analysis import State, Thresholds
+from infra.rollout.evidence import Probe, user_samples
+from tests.unit import loopback
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def line(
+    ended: float, status: int = 200, seconds: float = 0.002, version: str = "1.16.1", agent: str = "curl/8"
+) -> str:
+    return json.dumps({"t": ended, "status": status, "seconds": seconds, "version": version, "agent": agent})
+
+
+def test_the_apps_log_format_is_the_one_read() -> None:
+    # The line app/nginx.conf's `rolling` format writes, its variables filled in as nginx would.
+    conf = (ROOT / "app" / "nginx.conf").read_text()
+    (template,) = re.findall(r"log_format rolling escape=json '(.*)';", conf)
+    assert re.search(r"access_log /dev/stdout rolling;", conf)
+    filled = (
+        template.replace("$msec", "1733400000.125")
+        .replace("$status", "500")
+        .replace("$request_time", "0.250")
+        .replace("@VERSION@", "1.16.1")
+        .replace("$http_user_agent", "Mozilla/5.0")
+    )
+    assert parse(filled) == Request(1733399999.875, 500, 0.25, "1.16.1", "Mozilla/5.0")
+
+
+def test_other_lines_are_not_requests() -> None:
+    for other in ("2026/12/05 10:00:00 [warn] 1#1: an error log line", "", '{"t": 1}', "[1, 2]", '{"t": "x"'):
+        assert parse(other) is None
+
+
+def test_lines_are_whole_lines_however_the_stream_cuts_them() -> None:
+    chunks = [b'{"a":', b'1}\n{"b"', b":2}\n\n", b"partial"]
+    assert list(lines(iter(chunks))) == [b'{"a":1}', b'{"b":2}', b""]
+
+
+def test_users_are_told_from_the_prober_and_the_kubelet_on_the_monotonic_clock() -> None:
+    now = time.time()
+    requests = [
+        Request(now - 1.0, 500, 0.01, "1.16.1", "Mozilla/5.0"),
+        Request(now - 1.0, 200, 0.01, "1.16.1", "rolling-analysis"),
+        Request(now - 1.0, 200, 0.01, "1.16.1", "kube-probe/1.35"),
+        Request(now - 100.0, 500, 0.01, "1.16.1", "Mozilla/5.0"),  # before the judgement began
+    ]
+    (sample,) = user_samples(requests, since=time.monotonic() - 10)
+    assert (sample.status, sample.version, sample.latency_s) == (500, "1.16.1", 0.01)
+    assert abs(sample.t - (time.monotonic() - 1.0)) < 0.5
+
+
+class Api(http.server.BaseHTTPRequestHandler):
+    """The API server as the client meets it: the app's pods (p1 running, p2 pending), and p1's log, followed:
+    a line at once, another a moment later, the stream kept open (chunked, as the kubelet's is)."""
+
+    protocol_version = "HTTP/1.1"
+    asked: list[str] = []  # noqa: RUF012 (one test's record)
+
+    def do_GET(self) -> None:
+        self.asked.append(self.path)
+        if self.path.startswith("/api/v1/namespaces/rolling/pods?"):
+            running = {
+                "containerStatuses": [
+                    {
+                        "name": "nginx",
+                        "ready": True,
+                        "restartCount": 0,
+                        "image": "x",
+                        "imageID": "",
+                        "state": {"running": {}},
+                    }
+                ]
+            }
+            pods = {
+                "kind": "PodList",
+                "apiVersion": "v1",
+                "metadata": {},
+                "items": [
+                    {"metadata": {"name": "p1"}, "status": running},
+                    {"metadata": {"name": "p2"}, "status": {"phase": "Pending"}},
+                ],
+            }
+            body = json.dumps(pods).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        started = time.time()
+        for text in (line(started, 500, agent="Mozilla/5.0"), "an error log line", line(started + 0.1, 200)):
+            data = (text + "\n").encode()
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+            time.sleep(0.1)
+        threading.Event().wait(2)  # kept open, as a follow is, until the client closes it
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_the_running_pods_logs_are_followed_from_when_the_judgement_began() -> None:
+    Api.asked = []
+    with loopback.serving(Api) as url:
+        api = client.ApiClient(client.Configuration(host=url))
+        logs = PodLogs(api, "rolling", list_every_s=0.1)
+        with logs:
+            deadline = time.monotonic() + 5
+            while len(logs.requests()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            found = logs.requests()
+            ending = time.monotonic()
+        assert time.monotonic() - ending < 1, "the follows end with the block, though their streams stay open"
+    assert [(r.status, r.agent) for r in found] == [(500, "Mozilla/5.0"), (200, "curl/8")]
+    assert logs.problem is None
+    follows = [p for p in Api.asked if "/log?" in p]
+    assert len(follows) == 1 and follows[0].startswith("/api/v1/namespaces/rolling/pods/p1/log?"), Api.asked
+    assert "follow=true" in follows[0] and "container=nginx" in follows[0] and "sinceSeconds=" in follows[0]
+    assert all("labelSelector=app%3Dnginx" in p for p in Api.asked if "/log?" not in p)
+
+
+class Users:
+    """Users' requests as a pod log reader would give them: ``errors`` 500s of 1.16.1 since now."""
+
+    def __init__(self, errors: int, problem: str | None = None) -> None:
+        now = time.time()
+        self.found = [Request(now + i * 0.01, 500, 0.003, "1.16.1", "Mozilla/5.0") for i in range(errors)]
+        self.problem = problem
+        self.entered = False
+
+    def __enter__(self) -> Users:
+        self.entered = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.entered = False
+
+    def requests(self, since: float = 0.0) -> list[Request]:
+        return self.found
+
+
+class Healthy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("X-App-Version", "1.16.1")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_the_probe_judges_users_requests_beside_its_own() -> None:
+    # The probe's own requests all pass; users met errors: the verdict is the users'.
+    said: list[str] = []
+    users = Users(errors=12)
+    with loopback.serving(Healthy) as url:
+        probe = Probe(f"{url}/", 20, most_s=5, users=users, say=said.append)  # type: ignore[arg-type]
+        with probe:
+            assert users.entered
+            time.sleep(0.3)
+            judgement = probe.judgement("1.16.1", Thresholds(0.02, 1000, 50), final=False)
+    assert not users.entered
+    assert judgement.state is State.BREACH, judgement
+    assert judgement.errors >= 10 and said == []  # all but those a judging tick had not reached
+    # Logs that cannot be read are said once; the probe's requests are judged alone.
+    with (
+        loopback.serving(Healthy) as url,
+        Probe(f"{url}/", 20, most_s=5, users=Users(0, "403"), say=said.append) as probe,
+    ):
+        time.sleep(0.2)
+        probe.samples()
+        probe.samples()
+    assert said == ["analysis: users' requests cannot be read from the pods' logs (403)"]
