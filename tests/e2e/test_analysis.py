@@ -75,6 +75,23 @@ def test_a_release_that_serves_errors_is_aborted_and_the_old_version_serves_thro
     assert {(s["version"], s["status"]) for s in samples} == {("1.14.2", 200), (ERRORS, 500)}
 
 
+def test_users_own_requests_stop_a_bad_release_the_probe_alone_would_judge_slowly(deployed: LocalStack) -> None:
+    # The probe at one request a second would need minRequests (50) seconds; the users' own requests, as the
+    # pods log them, are judged beside it.
+    deployed.set(analysisRate=1)
+    url = ready_to_serve(deployed)
+    with plain_traffic(url, "analysis-users", keepalive=False) as users:
+        code, result, err = rollout(deployed, "--tag", ERRORS, "--yes")
+    assert code == Exit.ABORTED, err
+    evidence = result["analysis"]
+    assert evidence["state"] == "breach" and evidence["version"] == ERRORS, evidence
+    # More errors than the probe could have met in the window: the users' requests were counted.
+    assert evidence["errors"] > evidence["windowSeconds"] + 2, evidence
+    failed = [r for r in users.responses if r.failed]
+    assert {(r.status, r.version) for r in failed} == {(500, ERRORS)}
+    assert_restored(deployed)
+
+
 def test_a_slow_release_is_aborted_on_latency(deployed: LocalStack) -> None:
     deployed.set(**QUICK)
     code, result, err = rollout(deployed, "--tag", SLOW, "--yes", "--record", str(record("slow")))
