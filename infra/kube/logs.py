@@ -91,8 +91,12 @@ class PodLogs:
         self.problem: str | None = None
 
     def __enter__(self) -> PodLogs:
+        # Entered once for each judged release (a canary's, then the rollout's): every running pod is
+        # followed again from now.
         self._entered = time.time()
         self._stop.clear()
+        with self._lock:
+            self._streams, self._threads = {}, []
         finder = threading.Thread(target=self._find, daemon=True)
         finder.start()
         self._threads.append(finder)

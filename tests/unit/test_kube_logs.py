@@ -131,10 +131,15 @@ def test_the_running_pods_logs_are_followed_from_when_the_judgement_began() -> N
             found = logs.requests()
             ending = time.monotonic()
         assert time.monotonic() - ending < 1, "the follows end with the block, though their streams stay open"
+        # Entered again (the rollout after its canary): its pods are followed again.
+        with logs:
+            deadline = time.monotonic() + 5
+            while len([p for p in Api.asked if "/log?" in p]) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
     assert [(r.status, r.agent) for r in found] == [(500, "Mozilla/5.0"), (200, "curl/8")]
     assert logs.problem is None
     follows = [p for p in Api.asked if "/log?" in p]
-    assert len(follows) == 1 and follows[0].startswith("/api/v1/namespaces/rolling/pods/p1/log?"), Api.asked
+    assert len(follows) == 2 and follows[0].startswith("/api/v1/namespaces/rolling/pods/p1/log?"), Api.asked
     assert "follow=true" in follows[0] and "container=nginx" in follows[0] and "sinceSeconds=" in follows[0]
     assert all("labelSelector=app%3Dnginx" in p for p in Api.asked if "/log?" not in p)
 
