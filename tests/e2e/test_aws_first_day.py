@@ -242,6 +242,13 @@ def test_the_first_day_as_written_then_each_ci_role_at_its_own_steps_and_no_othe
         for step in (["set", JUDGING, "{}"], ["rm", JUDGING]):
             allowed(pulumi(repo, promote, "stack", "tag", *step, "--stack", "prod"), f"promote role: tag {step[0]}")
         refused(pulumi(repo, promote, "stack", "tag", "set", JUDGING, "{}", "--stack", "dev"), "a tag on dev")
+
+        # The infrastructure workflow: the preview role's preview saves its plan, which the infrastructure
+        # role applies, and nothing beyond it.
+        plan = str(tmp_path / "plan.json")
+        allowed(pulumi(repo, preview, "preview", "--stack", "dev", "--save-plan", plan), "the reviewed preview")
+        applied = pulumi(repo, infrastructure, "up", "--stack", "dev", "--plan", plan, "--yes", "--skip-preview")
+        allowed(applied, "the infrastructure role's apply of that plan")
     finally:
         for stack in ("prod", "dev"):
             pulumi(repo, owner, "cancel", "--stack", stack, "--yes")

@@ -144,11 +144,20 @@ def test_infrastructure_is_previewed_then_applied_after_review() -> None:
     assert "infra/**" in workflow["on"]["push"]["paths"]
     assert "workflow_dispatch" in workflow["on"]
     preview, apply = workflow["jobs"]["preview"], workflow["jobs"]["apply"]
-    assert step_using(preview, "pulumi/actions")["with"]["command"] == "preview"
     assert apply["needs"] == "preview"
     assert apply["environment"] == "dev-infrastructure"
-    up = step_using(apply, "pulumi/actions")["with"]
-    assert (up["command"], up["stack-name"], up["policyPacks"]) == ("up", "dev", "policy")
+    # The apply is held to the plan of the preview its reviewer saw: saved, carried as an artifact, applied.
+    (previewing,) = [s for s in preview["steps"] if "pulumi preview" in s.get("run", "")]
+    assert previewing["shell"] == "bash", "the default shell would let tee hide the preview's failure"
+    for flag in ("--stack dev", "--policy-pack policy", "--save-plan plan.json"):
+        assert flag in previewing["run"], flag
+    upload, download = step_using(preview, "actions/upload-artifact"), step_using(apply, "actions/download-artifact")
+    assert upload["with"]["name"] == download["with"]["name"] and upload["with"]["path"] == "plan.json"
+    (applying,) = [s for s in apply["steps"] if "pulumi up" in s.get("run", "")]
+    for flag in ("--stack dev", "--plan plan.json", "--policy-pack policy", "--yes"):
+        assert flag in applying["run"], flag
+    steps = apply["steps"]
+    assert steps.index(download) < steps.index(applying)
     # Once applied, the deploy runs again: one stopped by this change pending (exit 7) or by a stack not
     # made yet (exit 8) would never run again by itself. Its token may start a workflow_dispatch, no more.
     assert apply["permissions"]["actions"] == "write"
