@@ -325,3 +325,14 @@ def test_the_deploy_role_writes_devs_state_alone_and_the_infrastructure_role_nev
     assert deny["Resource"] == "arn:aws:iam::ACCOUNT_ID:role/rolling-ci-*"
     for needed in ("iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:PassRole"):
         assert needed in deny["Action"]
+
+
+def test_prods_passphrase_reaches_the_promote_job_alone() -> None:
+    # Prod's passphrase is a secret of the prod environment (docs/aws.md): only a job in that environment
+    # gets it, and no workflow a pull request runs works on prod.
+    for name in NAMES:
+        for job_name, job in load(name)["jobs"].items():
+            text = yaml.safe_dump(job)
+            if "--to prod" in text or "--stack prod" in text or "stack-name: prod" in text:
+                assert (name, job.get("environment")) == ("promote.yml", "prod"), (name, job_name)
+    assert "prod" not in (WORKFLOWS / "pull-request.yml").read_text()
