@@ -12,6 +12,7 @@ from infra.pipeline.steps import (
     INFRASTRUCTURE_WORKFLOW,
     reaches_url,
     run_rollout,
+    said_unfinished,
     unasked,
     until_unlocked,
     wait_served,
@@ -127,6 +128,7 @@ class Deploy:
         )
         self.report.rollout = result
         exit_code = Exit(code) if code in {int(e) for e in Exit} else Exit.FAILED
+        said_unfinished(result, self.report)
         if exit_code == Exit.INFRA_CHANGES:
             self.report.add(
                 f"infrastructure changes are pending on {self.stack}, and a deploy ships only the image: "

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.pipeline.steps import reaches_url, run_promotion, unasked, until_unlocked, wait_served
+from infra.pipeline.steps import reaches_url, run_promotion, said_unfinished, unasked, until_unlocked, wait_served
 from infra.pipeline.summary import Summary
 from infra.rollout.engine import Engine
 from infra.rollout.exits import Exit
@@ -40,6 +40,7 @@ class Promote:
         )
         self.report.rollout = result
         exit_code = Exit(code) if code in {int(e) for e in Exit} else Exit.FAILED
+        said_unfinished(result, self.report)
         if exit_code != Exit.OK:
             self.report.add(f"rollout: {result.outcome}: {result.error}")
             return exit_code

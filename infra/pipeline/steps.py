@@ -79,3 +79,13 @@ def unasked(report: Summary, tag: str) -> Exit:
         "cloudwatch) because the runner does not reach the ALB; the rollout confirmed the tag on every replica"
     )
     return Exit.OK
+
+
+def said_unfinished(result: Report, summary: Summary) -> None:
+    """Say in ``summary`` the release an earlier run left unjudged, which the command aborted first."""
+    if result.unfinished:
+        left = result.unfinished
+        summary.add(
+            f"first, {left.get('image')} was aborted: an earlier run left it unjudged in its {left.get('stage')} "
+            f"(since {left.get('since')}, by {left.get('by')})"
+        )

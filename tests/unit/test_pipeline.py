@@ -289,3 +289,10 @@ def test_a_stack_whose_settings_do_not_hold_is_refused_before_anything_is_built(
     assert run.run() == Exit.USAGE
     assert registry.pushed == [] and shipped == []
     assert "rolling:analysis" in run.report.lines[-1] and "nothing was changed" in run.report.lines[-1]
+
+
+def test_a_release_an_earlier_run_left_unjudged_is_said_first() -> None:
+    left = {"stage": "bake", "image": "r:1234567", "since": "2026-12-05T10:00:00Z", "by": "ci (run 7)"}
+    run, _, _ = deploy(rollouts=[(0, {"outcome": "succeeded", "unfinished": left})])
+    assert run.run() == Exit.OK
+    assert "first, r:1234567 was aborted: an earlier run left it unjudged in its bake" in "\n".join(run.report.lines)
