@@ -4,6 +4,7 @@ scripts and the Kubernetes client's wire."""
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,3 +34,13 @@ def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def send_json(handler: http.server.BaseHTTPRequestHandler, document: object) -> None:
+    """Answer ``handler``'s request with ``document``, as an API server does (200, JSON, its length)."""
+    body = json.dumps(document).encode()
+    handler.send_response(200)  # with the Date header, as every HTTP server
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from infra.kube import access as kube_access
+from tests.unit.loopback import send_json
 
 DOCUMENT = {
     "apiVersion": "v1",
@@ -97,12 +98,7 @@ def test_client_certificates_in_a_yaml_kubeconfig_never_touch_the_disk(tmp_path:
         def do_GET(self) -> None:
             cert = self.connection.getpeercert()
             seen.append(dict(x[0] for x in cert["subject"])["commonName"])
-            body = json.dumps(VERSION).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send_json(self, VERSION)
 
         def log_message(self, *args: Any) -> None:
             pass

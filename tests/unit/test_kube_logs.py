@@ -96,12 +96,7 @@ class Api(http.server.BaseHTTPRequestHandler):
                     {"metadata": {"name": "p2"}, "status": {"phase": "Pending"}},
                 ],
             }
-            body = json.dumps(pods).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            loopback.send_json(self, pods)
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")

@@ -13,7 +13,7 @@ from kubernetes import client
 from infra.identity import LABELS
 from infra.kube.status import Verdict
 from infra.kube.watch import Progress
-from tests.unit.loopback import serving
+from tests.unit.loopback import send_json, serving
 
 NEW, OLD = "registry/app:2", "registry/app:1"
 EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -169,12 +169,7 @@ def test_the_mitigations_patch_as_kubectl_does_a_strategic_merge_and_the_scale_s
         def do_PATCH(self) -> None:
             body = json_.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append((self.command, self.path, self.headers["Content-Type"], body))
-            answer = json_.dumps(body).encode()  # the object as patched, as far as the client reads it
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+            send_json(self, body)  # the object as patched, as far as the client reads it
 
         def log_message(self, *_: object) -> None:
             pass
@@ -202,7 +197,6 @@ def test_the_mitigations_patch_as_kubectl_does_a_strategic_merge_and_the_scale_s
 
 def test_the_clusters_clock_is_its_api_servers_date() -> None:
     import http.server
-    import json as json_
 
     from infra.kube.watch import LiveCluster
 
@@ -220,12 +214,7 @@ def test_the_clusters_clock_is_its_api_servers_date() -> None:
                 "compiler": "gc",
                 "platform": "linux/amd64",
             }
-            body = json_.dumps(version).encode()
-            self.send_response(200)  # with the Date header, as every HTTP server
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send_json(self, version)  # with the Date header, as every HTTP server
 
         def log_message(self, *_: object) -> None:
             pass
