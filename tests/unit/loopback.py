@@ -14,6 +14,20 @@ from contextlib import contextmanager
 POLL_S = 0.02
 
 
+# What an API server's /version answers (every field the Kubernetes client's model requires).
+API_VERSION = {
+    "major": "1",
+    "minor": "35",
+    "gitVersion": "v1.35.0",
+    "gitCommit": "x",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.26",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+
 class Server(http.server.ThreadingHTTPServer):
     """A listen backlog for a prober's bursts of new connections (the library's 5 refuses some on a busy
     machine, which an analysis would rightly count as failures)."""

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from infra.kube import access as kube_access
-from tests.unit.loopback import send_json
+from tests.unit.loopback import API_VERSION, send_json
 
 DOCUMENT = {
     "apiVersion": "v1",
@@ -77,17 +77,7 @@ def pki(tmp_path: Path) -> Path:
     return d
 
 
-VERSION = {
-    "major": "1",
-    "minor": "35",
-    "gitVersion": "v1.35.0",
-    "gitCommit": "x",
-    "gitTreeState": "clean",
-    "buildDate": "2026-01-01T00:00:00Z",
-    "goVersion": "go1.26",
-    "compiler": "gc",
-    "platform": "linux/amd64",
-}
+VERSION = API_VERSION
 
 
 def test_client_certificates_in_a_yaml_kubeconfig_never_touch_the_disk(tmp_path: Path, pki: Path) -> None:

@@ -13,7 +13,7 @@ from kubernetes import client
 from infra.identity import LABELS
 from infra.kube.status import Verdict
 from infra.kube.watch import Progress
-from tests.unit.loopback import send_json, serving
+from tests.unit.loopback import API_VERSION, send_json, serving
 
 NEW, OLD = "registry/app:2", "registry/app:1"
 EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -203,18 +203,7 @@ def test_the_clusters_clock_is_its_api_servers_date() -> None:
     class Api(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             assert self.path == "/version/"
-            version = {
-                "major": "1",
-                "minor": "35",
-                "gitVersion": "v1.35.0",
-                "gitCommit": "x",
-                "gitTreeState": "clean",
-                "buildDate": "2026-01-01T00:00:00Z",
-                "goVersion": "go1.25",
-                "compiler": "gc",
-                "platform": "linux/amd64",
-            }
-            send_json(self, version)  # with the Date header, as every HTTP server
+            send_json(self, API_VERSION)  # with the Date header, as every HTTP server
 
         def log_message(self, *_: object) -> None:
             pass
