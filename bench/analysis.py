@@ -9,6 +9,10 @@ how many bad responses users got, and the time from the first one to the old ver
 request again (or to the end of the window, when it never does). And what the analysis costs a good
 release: the same `rollout` of a healthy tag without analysis, with it (the bake), and with a canary.
 Writes bench/results/analysis.{json,md} and bench/results/analysis.png.
+
+LARGE, the same bad release on 9 replicas (maxSurge 25 %, maxUnavailable 50 %) with users at 120 requests
+a second, with a canary and without: the damage must not grow with replicas or traffic. Writes
+bench/results/analysis-large.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,24 @@ BAD = "1.1.0-errors"
 # Users' traffic goes on this long after the command returns: a release that stays shows it.
 AFTER_S = 10.0
 NAMESPACE = "bench-analysis"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The stack and its users: replicas, the rolling update's surge and unavailability, users' rate."""
+
+    stem: str
+    replicas: int = 3
+    settings: dict[str, str] = field(default_factory=dict)
+    rate: int = RATE
+    # The three ways and the costs of a healthy release; else the two ways with the analysis alone.
+    whole: bool = True
+
+
+STANDARD = Shape("analysis")
+LARGE = Shape(
+    "analysis-large", replicas=9, settings={"maxSurge": "25%", "maxUnavailable": "50%"}, rate=120, whole=False
+)
 
 
 def rollout(stack: Stack, *args: str) -> tuple[int, Report, float]:
@@ -57,11 +80,11 @@ def rollout(stack: Stack, *args: str) -> tuple[int, Report, float]:
     return done.returncode, result, took
 
 
-def bad_release(stack: Stack, url: str, name: str, *args: str) -> dict[str, Any]:
+def bad_release(stack: Stack, url: str, name: str, *args: str, shape: Shape = STANDARD) -> dict[str, Any]:
     """Ship BAD with users' traffic beside it; what users got, then back to OLD."""
-    progress(f"a release that answers errors: {name}")
-    out = RESULTS / "raw" / f"analysis-{name.replace(' ', '-')}.jsonl"
-    with load.PlainLoad(url, RATE, 400, out, keepalive=False) as users:
+    progress(f"a release that answers errors: {name} ({shape.replicas} replicas, users at {shape.rate}/s)")
+    out = RESULTS / "raw" / f"{shape.stem}-{name.replace(' ', '-')}.jsonl"
+    with load.PlainLoad(url, shape.rate, 400, out, keepalive=False) as users:
         time.sleep(2)
         start = time.time()
         code, result, took = rollout(stack, "--tag", BAD, *args)
@@ -112,22 +135,32 @@ def costs(stack: Stack) -> list[dict[str, Any]]:
     return rows
 
 
-def measure(workdir: Path, repository: str, url_of: Callable[[str], str]) -> dict[str, Any]:
-    """The three ways and the costs, on a stack of the app from ``repository``; ``url_of`` gives the
+def measure(workdir: Path, repository: str, url_of: Callable[[str], str], shape: Shape = STANDARD) -> dict[str, Any]:
+    """The ways (and the costs) of ``shape``, on a stack of the app from ``repository``; ``url_of`` gives the
     users' url of a namespace's Service."""
     stack = Stack(workdir, "analysis", NAMESPACE)
-    stack.configure(target="local", namespace=NAMESPACE, imageRepository=repository, imageTag=OLD, minReadySeconds=1)
+    stack.configure(
+        target="local",
+        namespace=NAMESPACE,
+        imageRepository=repository,
+        imageTag=OLD,
+        minReadySeconds=1,
+        replicas=shape.replicas,
+        **shape.settings,
+    )
     stack.up()
     try:
         url = url_of(NAMESPACE)
         ways = [
-            bad_release(stack, url, "canary 1", "--canary", "1"),
-            bad_release(stack, url, "no canary"),
+            bad_release(stack, url, "canary 1", "--canary", "1", shape=shape),
+            bad_release(stack, url, "no canary", shape=shape),
         ]
+        if not shape.whole:
+            return {"rate": shape.rate, "replicas": shape.replicas, "ways": ways, "costs": []}
         stack.configure(analysis="false")
-        ways.append(bad_release(stack, url, "no analysis"))
+        ways.append(bad_release(stack, url, "no analysis", shape=shape))
         stack.configure(analysis="true")
-        return {"rate": RATE, "ways": ways, "costs": costs(stack)}
+        return {"rate": shape.rate, "replicas": shape.replicas, "ways": ways, "costs": costs(stack)}
     finally:
         stack.destroy()
 
@@ -155,7 +188,8 @@ def plot(found: dict[str, Any], path: Path) -> None:
 
 def markdown(found: dict[str, Any]) -> str:
     lines = [
-        f"# A release that answers errors, users at {found['rate']} requests a second (new connections)",
+        f"# A release that answers errors, {found.get('replicas', 3)} replicas, users at {found['rate']} requests "
+        "a second (new connections)",
         "",
         "| way | outcome | bad responses users got | first bad to old version everywhere | command |",
         "|---|---|---|---|---|",
@@ -166,14 +200,15 @@ def markdown(found: dict[str, Any]) -> str:
             f"| {w['name']} | {w['outcome']} (exit {w['exit']}) | {w['bad_responses']} of {w['requests']} | "
             f"{restored} | {w['command_s']} s |"
         )
-    lines += ["", "# What it costs a healthy release", "", "| way | command |", "|---|---|"]
-    lines += [f"| {c['name']} | {c['command_s']} s |" for c in found["costs"]]
+    if found["costs"]:
+        lines += ["", "# What it costs a healthy release", "", "| way | command |", "|---|---|"]
+        lines += [f"| {c['name']} | {c['command_s']} s |" for c in found["costs"]]
     return "\n".join(lines) + "\n"
 
 
-def write(found: dict[str, Any]) -> None:
+def write(found: dict[str, Any], shape: Shape = STANDARD) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(found, RESULTS / "analysis.png")
-    (RESULTS / "analysis.md").write_text(markdown(found))
+    plot(found, RESULTS / f"{shape.stem}.png")
+    (RESULTS / f"{shape.stem}.md").write_text(markdown(found))
     slim = {**found, "ways": [{k: v for k, v in w.items() if k != "responses"} for w in found["ways"]]}
-    (RESULTS / "analysis.json").write_text(json.dumps(slim, indent=1))
+    (RESULTS / f"{shape.stem}.json").write_text(json.dumps(slim, indent=1))

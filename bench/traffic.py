@@ -401,16 +401,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cluster-start-s", type=float, default=0.0)
     parser.add_argument(
-        "--only", choices=("all", "analysis"), default="all", help="analysis: the bad release's part alone"
+        "--only",
+        choices=("all", "analysis", "analysis-large"),
+        default="all",
+        help="analysis: the bad release's part alone; analysis-large: the same on 9 replicas, users at 120/s",
     )
     args = parser.parse_args()
-    if args.only == "analysis":
+    if args.only != "all":
+        shape = analysis.LARGE if args.only == "analysis-large" else analysis.STANDARD
         for version in (OLD, NEW):
             run([str(ROOT / "cluster" / "images.sh"), "app", version])
         run([str(ROOT / "cluster" / "images.sh"), "app", analysis.BAD, "errors"])
         with tempfile.TemporaryDirectory(prefix="rolling-traffic-") as tmp:
-            analysis.write(analysis.measure(Path(tmp), REPOSITORY, service_url))
-        print((RESULTS / "analysis.md").read_text())
+            analysis.write(analysis.measure(Path(tmp), REPOSITORY, service_url, shape), shape)
+        print((RESULTS / f"{shape.stem}.md").read_text())
         return 0
     NODE["cluster_up_s"] = args.cluster_start_s
     progress(f"building the app image {OLD} and {NEW}")
@@ -437,6 +441,11 @@ def main() -> int:
         (workdir / "analysis").mkdir()
         analysis.write(analysis.measure(workdir / "analysis", REPOSITORY, service_url))
         print((RESULTS / "analysis.md").read_text())
+        (workdir / "analysis-large").mkdir()
+        analysis.write(
+            analysis.measure(workdir / "analysis-large", REPOSITORY, service_url, analysis.LARGE), analysis.LARGE
+        )
+        print((RESULTS / "analysis-large.md").read_text())
         (workdir / "in-a-row").mkdir()
         rows = in_a_row.measure(workdir / "in-a-row", REPOSITORY)
         print(f"plain ups in a row: {len(rows['incomplete_at_return'])} of {rows['rollouts']} returned incomplete")
