@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -130,9 +130,11 @@ class Record:
         tags = encode(stage, self.since, self.by, self.image, self.previous)
         try:
             for name, value in tags.items():
-                if name == JUDGING or name not in self.written:
-                    engine.set_tag(name, value)
-                    self.written += [] if name in self.written else [name]
+                if name in self.written and name != JUDGING:
+                    continue  # an image, written at the first stage
+                engine.set_tag(name, value)
+                if name not in self.written:
+                    self.written.append(name)
         except EngineError as err:
             raise Stop(
                 Outcome.NOT_READ if not self.written else Outcome.FAILED,
@@ -141,8 +143,7 @@ class Record:
 
     def remove(self) -> None:
         try:
-            for name in sorted(self.written, key=lambda n: n != JUDGING):  # the record's own tag first
-                self.session.engine.remove_tag(name)
+            remove_tags(self.session.engine, self.written)
         except EngineError as err:
             self.session.say(
                 f"rollout: could not remove the record of {self.image} from stack {self.session.request.stack}'s "
@@ -171,14 +172,19 @@ def recorded(session: Session, image: str, previous: str) -> Iterator[Record]:
     record.remove()
 
 
+def remove_tags(engine: StackEngine, names: Iterable[str]) -> None:
+    """Remove the record's tags among ``names``, its own first: a reader never finds it without the others."""
+    for name in sorted((n for n in names if n in (JUDGING, IMAGE, PREVIOUS)), key=lambda n: n != JUDGING):
+        engine.remove_tag(name)
+
+
 def clear(session: Session, tags: dict[str, str]) -> None:
     """Remove the record in ``tags`` (the stack's) of a release aborted by this run."""
-    for name in (n for n in (JUDGING, IMAGE, PREVIOUS) if n in tags):
-        try:
-            session.engine.remove_tag(name)
-        except EngineError as err:
-            raise Stop(
-                Outcome.FAILED,
-                f"aborted the unfinished release, but could not remove its record from stack "
-                f"{session.request.stack}'s tags: {err.summary}",
-            ) from None
+    try:
+        remove_tags(session.engine, tags)
+    except EngineError as err:
+        raise Stop(
+            Outcome.FAILED,
+            f"aborted the unfinished release, but could not remove its record from stack "
+            f"{session.request.stack}'s tags: {err.summary}",
+        ) from None
