@@ -143,6 +143,15 @@ def controller_values(
 
 
 @dataclass(frozen=True)
+class Weights:
+    """Users' requests split between the app's Service and the canary's, each a target group of the ALB:
+    ``canary`` percent to the canary, the rest to the app (canaryTraffic weights)."""
+
+    canary_service: pulumi.Input[str]
+    canary: int
+
+
+@dataclass(frozen=True)
 class AppIngressArgs:
     namespace: pulumi.Input[str]
     service_name: pulumi.Input[str]
@@ -151,6 +160,28 @@ class AppIngressArgs:
     scheme: str
     deregistration_delay_seconds: int
     certificate_arn: str | None
+    # None: the app's Service alone, as the Ingress's default backend.
+    weights: Weights | None = None
+
+
+# The forward action the listener's default rule runs with weights: the Ingress's default backend names it in
+# place of a Service, with the port `use-annotation` (the controller's docs/guide/ingress/annotations.md,
+# "actions"; its model_build_listener.go builds the listener's default actions from the default backend
+# through the same backend builder as the rules', annotations included).
+WEIGHTED_ACTION = "weighted"
+USE_ANNOTATION = "use-annotation"
+
+
+def forward_action(stable: str, canary: str, port: str, canary_weight: int) -> str:
+    """The forward action's JSON: both target groups always, the canary's at weight 0 when it takes nothing,
+    so its target group, and the readiness gates of the pods behind it, exist before its first pod."""
+    groups = [
+        {"serviceName": stable, "servicePort": port, "weight": 100 - canary_weight},
+        {"serviceName": canary, "servicePort": port, "weight": canary_weight},
+    ]
+    # No stickiness: a user's requests follow the weights, so the canary's share is the share of requests.
+    forward = {"targetGroups": groups, "targetGroupStickinessConfig": {"enabled": False}}
+    return json.dumps({"type": "forward", "forwardConfig": forward}, separators=(",", ":"))
 
 
 def ingress_annotations(args: AppIngressArgs) -> dict[str, str]:
@@ -177,6 +208,30 @@ def ingress_annotations(args: AppIngressArgs) -> dict[str, str]:
     return {prefix + key: value for key, value in annotations.items()}
 
 
+def weighted_annotations(args: AppIngressArgs) -> dict[str, pulumi.Input[str]]:
+    """With weights, the forward action, from both Services' names (so the Ingress follows both)."""
+    weights = args.weights
+    if weights is None:
+        return {}
+    action = pulumi.Output.all(args.service_name, weights.canary_service).apply(
+        lambda names: forward_action(names[0], names[1], args.service_port, weights.canary)
+    )
+    return {f"alb.ingress.kubernetes.io/actions.{WEIGHTED_ACTION}": action}
+
+
+def default_backend(args: AppIngressArgs) -> k8s.networking.v1.IngressBackendArgs:
+    """The app's Service, or with weights the forward action that splits requests between the two."""
+    if args.weights is None:
+        name, port = args.service_name, args.service_port
+    else:
+        name, port = WEIGHTED_ACTION, USE_ANNOTATION
+    return k8s.networking.v1.IngressBackendArgs(
+        service=k8s.networking.v1.IngressServiceBackendArgs(
+            name=name, port=k8s.networking.v1.ServiceBackendPortArgs(name=port)
+        )
+    )
+
+
 class AppIngress(pulumi.ComponentResource):
     """An Ingress of class alb in front of the app's Service; its ALB's address is ``url``."""
 
@@ -187,16 +242,12 @@ class AppIngress(pulumi.ComponentResource):
         ingress = k8s.networking.v1.Ingress(
             f"{name}-ingress",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=name, namespace=args.namespace, annotations=ingress_annotations(args)
+                name=name,
+                namespace=args.namespace,
+                annotations={**ingress_annotations(args), **weighted_annotations(args)},
             ),
             spec=k8s.networking.v1.IngressSpecArgs(
-                ingress_class_name=INGRESS_CLASS,
-                default_backend=k8s.networking.v1.IngressBackendArgs(
-                    service=k8s.networking.v1.IngressServiceBackendArgs(
-                        name=args.service_name,
-                        port=k8s.networking.v1.ServiceBackendPortArgs(name=args.service_port),
-                    )
-                ),
+                ingress_class_name=INGRESS_CLASS, default_backend=default_backend(args)
             ),
             # Created once the controller is ready. On destroy the provider waits until the Ingress is
             # gone, which is when the controller has deleted the ALB (its finalizer): only then may the

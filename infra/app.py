@@ -15,14 +15,20 @@ from infra.identity import (
     APP,
     CANARY_DEPLOYMENT,
     CANARY_LABELS,
+    CANARY_SERVICE,
     DEPLOYMENT,
     LABELS,
     SERVICE,
+    WEIGHTED_CANARY_LABELS,
 )
 from infra.pod import KEEPALIVE_FILE, PROBE_PATH, WebAppArgs, deployment_spec, keepalive_conf
 from infra.rollout_wait import SKIP_AWAIT
 
-__all__ = ["PROBE_PATH", "WebApp", "WebAppArgs"]
+__all__ = ["PROBE_PATH", "BeforePods", "WebApp", "WebAppArgs"]
+
+# What must exist before the first pods, made from the namespace, the app's Service's name and the canary's
+# (None without canaryTraffic weights): on eks, the ALB Ingress.
+BeforePods = Callable[[pulumi.Input[str], pulumi.Output[str], pulumi.Output[str] | None], Sequence[pulumi.Resource]]
 
 # The Service's port; the container's is a setting (8080 for the unprivileged app image).
 SERVICE_PORT = 80
@@ -53,7 +59,7 @@ class WebApp(pulumi.ComponentResource):
         name: str,
         args: WebAppArgs,
         opts: pulumi.ResourceOptions | None = None,
-        before_pods: Callable[[pulumi.Input[str], pulumi.Output[str]], Sequence[pulumi.Resource]] | None = None,
+        before_pods: BeforePods | None = None,
     ) -> None:
         # The Kubernetes provider arrives in opts (providers=[...]) and reaches
         # every child through parent=self.
@@ -80,24 +86,14 @@ class WebApp(pulumi.ComponentResource):
             )
             namespace = ns.metadata.name
 
-        service = k8s.core.v1.Service(
-            f"{name}-service",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=SERVICE,
-                namespace=namespace,
-                labels=LABELS,
-                # The provider's wait for a new Service lasts until a pod backs it, 10 minutes at most
-                # (pulumi-kubernetes pkg/await/service.go): a first deploy whose pods can never start held
-                # `up` that long although the program's own wait knew in seconds. The program's wait for the
-                # Deployment is the one judge of ready pods, and so of a Service with endpoints.
-                annotations=SKIP_AWAIT,
-            ),
-            spec=k8s.core.v1.ServiceSpecArgs(
-                type="ClusterIP",
-                selector=LABELS,
-                ports=[k8s.core.v1.ServicePortArgs(name="http", port=SERVICE_PORT, target_port="http", protocol="TCP")],
-            ),
-            opts=child,
+        service = _service(f"{name}-service", SERVICE, LABELS, namespace, child)
+        # With canaryTraffic weights, the canary's Service (and so its target group) always, its pods or not:
+        # the load balancer controller injects readiness gates only into pods made after it has bound their
+        # Service's target group, so a canary's first pod must find it there.
+        canary_service = (
+            _service(f"{name}-canary-service", CANARY_SERVICE, WEIGHTED_CANARY_LABELS, namespace, child)
+            if args.weighted_canary
+            else None
         )
         # The keep-alive limits, named by their content: a change makes a new ConfigMap, which changes
         # the pod template, so the pods restart with it (nginx reads its configuration at start).
@@ -116,7 +112,8 @@ class WebApp(pulumi.ComponentResource):
         # What must exist before the first pods do (on eks, the ALB Ingress: the load balancer controller
         # injects readiness gates only into pods created after it has bound the Service's target group).
         # A dependency orders creation only: a new tag still changes the Deployment alone.
-        gates = list(before_pods(namespace, service.metadata.name)) if before_pods else []
+        canary_name = canary_service.metadata.name if canary_service is not None else None
+        gates = list(before_pods(namespace, service.metadata.name, canary_name)) if before_pods else []
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -156,13 +153,14 @@ class WebApp(pulumi.ComponentResource):
         # updates of their own (the rollout command's canary steps); the provider waits for it to be
         # ready, and the rollout command's live view ends that wait on a definitive failure.
         self.canary = None
+        canary_labels = WEIGHTED_CANARY_LABELS if args.weighted_canary else CANARY_LABELS
         if args.canary_image is not None:
             self.canary = k8s.apps.v1.Deployment(
                 f"{name}-canary",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     name=CANARY_DEPLOYMENT,
                     namespace=namespace,
-                    labels=CANARY_LABELS,
+                    labels=canary_labels,
                     annotations={
                         "pulumi.com/patchForce": "true",
                         **({} if "@" in args.canary_image else {"checkov.io/skip1": DIGEST_SKIP}),
@@ -173,26 +171,24 @@ class WebApp(pulumi.ComponentResource):
                     keepalive.metadata.name,
                     image=args.canary_image,
                     replicas=args.canary_replicas,
-                    labels=CANARY_LABELS,
+                    labels=canary_labels,
                 ),
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=gates)),
             )
         # Only the serving port takes connections (where the cluster enforces NetworkPolicy: Fargate
         # and the local node do not). Egress is the app's own business and stays open.
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-network-policy",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=DEPLOYMENT, namespace=namespace, labels=LABELS),
-            spec=k8s.networking.v1.NetworkPolicySpecArgs(
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=LABELS),
-                policy_types=["Ingress"],
-                ingress=[
-                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                        ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=args.container_port, protocol="TCP")]
-                    )
-                ],
-            ),
-            opts=child,
+        _network_policy(
+            f"{name}-network-policy", DEPLOYMENT, LABELS, port=args.container_port, namespace=namespace, opts=child
         )
+        if args.weighted_canary:
+            _network_policy(
+                f"{name}-canary-network-policy",
+                CANARY_DEPLOYMENT,
+                WEIGHTED_CANARY_LABELS,
+                port=args.container_port,
+                namespace=namespace,
+                opts=child,
+            )
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=DEPLOYMENT, namespace=namespace, labels=LABELS),
@@ -216,6 +212,57 @@ class WebApp(pulumi.ComponentResource):
                 "serviceName": self.service_name,
             }
         )
+
+
+def _service(
+    name: str, service: str, labels: dict[str, str], namespace: pulumi.Input[str], opts: pulumi.ResourceOptions
+) -> k8s.core.v1.Service:
+    return k8s.core.v1.Service(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=service,
+            namespace=namespace,
+            labels=labels,
+            # The provider's wait for a new Service lasts until a pod backs it, 10 minutes at most
+            # (pulumi-kubernetes pkg/await/service.go): a first deploy whose pods can never start held
+            # `up` that long although the program's own wait knew in seconds. The program's wait for the
+            # Deployment is the one judge of ready pods, and so of a Service with endpoints.
+            annotations=SKIP_AWAIT,
+        ),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            type="ClusterIP",
+            selector=labels,
+            ports=[k8s.core.v1.ServicePortArgs(name="http", port=SERVICE_PORT, target_port="http", protocol="TCP")],
+        ),
+        opts=opts,
+    )
+
+
+def _network_policy(
+    name: str,
+    policy: str,
+    labels: dict[str, str],
+    *,
+    port: int,
+    namespace: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> None:
+    # Only the serving port takes connections (where the cluster enforces NetworkPolicy: Fargate
+    # and the local node do not). Egress is the app's own business and stays open.
+    k8s.networking.v1.NetworkPolicy(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=policy, namespace=namespace, labels=labels),
+        spec=k8s.networking.v1.NetworkPolicySpecArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+            policy_types=["Ingress"],
+            ingress=[
+                k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=port, protocol="TCP")]
+                )
+            ],
+        ),
+        opts=opts,
+    )
 
 
 def _running_image(spec: k8s.apps.v1.outputs.DeploymentSpec) -> str:

@@ -15,6 +15,14 @@ DEPLOYMENT = f"{APP}-deployment"
 # goes through its ReplicaSets or its status.
 CANARY_DEPLOYMENT = f"{APP}-canary"
 CANARY_LABELS = {**LABELS, "track": "canary"}
+# With canaryTraffic weights (eks) the canary has a Service, and so an ALB target group, of its own, whose
+# weight in the listener's forward action is its share of users' requests. Its pods must then not be behind
+# the app's Service (whose target group takes the rest): they carry an app label of their own. The
+# Deployment's selector does not match them either.
+CANARY_SERVICE = CANARY_DEPLOYMENT
+WEIGHTED_CANARY_LABELS = {"app": CANARY_SERVICE, "track": "canary"}
+# Every pod of the app, a canary's under either way: what the reader of users' requests follows.
+PODS_SELECTOR = f"app in ({APP},{CANARY_SERVICE})"
 CONTAINER = APP
 SERVICE = APP
 # `kubectl set image deployment/DEPLOYMENT CONTAINER=...`

@@ -78,6 +78,9 @@ class WebAppArgs:
     # command's `--canary`); None when there is none.
     canary_image: str | None = None
     canary_replicas: int = 1
+    # canaryTraffic weights: the canary has a Service (an ALB target group) of its own, its pods their own
+    # app label; else its pods are behind the app's Service.
+    weighted_canary: bool = False
     # Whether the rollout command analyses releases (said on the Deployment for the policy pack).
     analysis: bool = True
     # Why the image runs (kubernetes.io/change-cause, infra/release.py); None: not said.

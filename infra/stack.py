@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
@@ -36,7 +36,7 @@ def workload(
     provider: k8s.Provider,
     namespace_labels: Mapping[str, str] | None = None,
     depends_on: Sequence[pulumi.Resource] = (),
-    before_pods: Callable[[pulumi.Input[str], pulumi.Output[str]], Sequence[pulumi.Resource]] | None = None,
+    before_pods: app.BeforePods | None = None,
 ) -> app.WebApp:
     """The app's Kubernetes resources through ``provider``: what `python -m rigs.render` writes out."""
     return app.WebApp(
@@ -59,6 +59,7 @@ def workload(
             keep_running_image=settings.keeps_running_image,
             canary_image=settings.canary_image,
             canary_replicas=settings.canary_replicas,
+            weighted_canary=settings.canary_traffic == "weights",
             analysis=settings.analysis,
             change_cause=release.annotation(settings.change_cause, settings.image, settings.keeps_running_image),
         ),
@@ -93,11 +94,16 @@ def namespace_labels(settings: Settings) -> dict[str, str]:
 
 
 def ingress(
-    eks: EksSettings, namespace: pulumi.Input[str], service_name: pulumi.Input[str], opts: pulumi.ResourceOptions
+    eks: EksSettings,
+    namespace: pulumi.Input[str],
+    service_name: pulumi.Input[str],
+    canary_service_name: pulumi.Input[str] | None,
+    opts: pulumi.ResourceOptions,
 ) -> Any:
-    """The ALB Ingress in front of the app's Service (eks)."""
+    """The ALB Ingress in front of the app's Service, and the canary's with canaryTraffic weights (eks)."""
     from infra import alb
 
+    weights = None if canary_service_name is None else alb.Weights(canary_service_name, eks.canary_weight)
     return alb.AppIngress(
         "nginx",
         alb.AppIngressArgs(
@@ -108,6 +114,7 @@ def ingress(
             scheme=eks.alb_scheme,
             deregistration_delay_seconds=eks.deregistration_delay_seconds,
             certificate_arn=eks.certificate_arn,
+            weights=weights,
         ),
         opts,
     )
@@ -237,11 +244,13 @@ def _build_eks(settings: Settings, eks: EksSettings, outputs: dict[str, object],
     # and on destroy the app and its Ingress (with the ALB) go before the controller does.
     made: list[Any] = []
 
-    def alb_first(namespace: pulumi.Input[str], service_name: pulumi.Output[str]) -> list[pulumi.Resource]:
-        # Before the pods: the controller binds the target group while reconciling the Ingress, and
+    def alb_first(
+        namespace: pulumi.Input[str], service_name: pulumi.Output[str], canary_service_name: pulumi.Output[str] | None
+    ) -> list[pulumi.Resource]:
+        # Before the pods: the controller binds the target groups while reconciling the Ingress, and
         # injects readiness gates only into pods created after that.
         opts = pulumi.ResourceOptions(providers=[provider], depends_on=[controller])
-        made.append(ingress(eks, namespace, service_name, opts))
+        made.append(ingress(eks, namespace, service_name, canary_service_name, opts))
         return [made[0]]
 
     web = workload(settings, provider, namespace_labels(settings), depends_on=[controller], before_pods=alb_first)

@@ -5,6 +5,7 @@ stack in a scratch file backend (render, the end-to-end tests, the benchmarks)."
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -25,6 +26,8 @@ OIDC_ISSUER = "oidc.eks.ap-northeast-2.amazonaws.com/id/0123456789ABCDEF01234567
 SERVICE_IP = "198.18.16.10"
 ALB_HOSTNAME = "k8s-rolling-nginx-0123456789-1234567890.ap-northeast-2.elb.amazonaws.com"
 # Who runs the update, as `sts get-caller-identity` says in CI: a session of the infrastructure role.
+# Mocks.deployment_applied_at: the Deployment applied when it is registered.
+APPLIED_NOW = "now"
 CALLER_ARN = f"arn:aws:sts::{ACCOUNT}:assumed-role/rolling-ci-infrastructure/GitHubActions"
 
 
@@ -83,8 +86,8 @@ class Recorder(pulumi.runtime.Mocks):
     caller_arn: str = CALLER_ARN
     # The Kubernetes version the stack's EKS cluster runs (aws.eks.get_cluster); None: no cluster yet.
     cluster_version: str | None = None
-    # When the provider last applied the Deployment, as its managed fields say (RFC 3339); None: they say
-    # nothing (an object never read back).
+    # When the provider last applied the Deployment, as its managed fields say (RFC 3339); APPLIED_NOW: when
+    # it is registered here, as by this update; None: they say nothing (an object never read back).
     deployment_applied_at: str | None = None
 
     def settle(self, namespace: str, image: str, kubeconfig: str | None, **how: Any) -> str:
@@ -114,7 +117,10 @@ class Recorder(pulumi.runtime.Mocks):
             metadata.setdefault("namespace", "default")
             if args.typ == "kubernetes:apps/v1:Deployment" and self.deployment_applied_at is not None:
                 applied = {"manager": "pulumi-kubernetes-1f2e3d4c", "operation": "Apply"}
-                metadata["managedFields"] = [{**applied, "time": self.deployment_applied_at}]
+                at = self.deployment_applied_at
+                if at == APPLIED_NOW:
+                    at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                metadata["managedFields"] = [{**applied, "time": at}]
             outputs["metadata"] = metadata
         return f"{args.name}-id", outputs
 
@@ -149,9 +155,10 @@ class Recorder(pulumi.runtime.Mocks):
     def of_type(self, typ: str) -> list[Resource]:
         return [r for r in self.resources if r.type == typ]
 
-    def one(self, typ: str) -> Resource:
-        found = self.of_type(typ)
-        assert len(found) == 1, f"expected one {typ}, got {[r.name for r in found]}"
+    def one(self, typ: str, name: str | None = None) -> Resource:
+        """The one resource of ``typ`` (named ``name``, when given)."""
+        found = [r for r in self.of_type(typ) if name is None or r.name == name]
+        assert len(found) == 1, f"expected one {typ}{f' named {name}' if name else ''}, got {[r.name for r in found]}"
         return found[0]
 
 

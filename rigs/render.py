@@ -48,9 +48,11 @@ def render(target: str, directory: Path, values: Mapping[str, object] | None = N
         provider = k8s.Provider("render", render_yaml_to_directory=str(directory), kubeconfig="")
         eks = settings.eks
 
-        def alb_first(namespace: pulumi.Input[str], service_name: pulumi.Output[str]) -> list[pulumi.Resource]:
+        def alb_first(
+            namespace: pulumi.Input[str], service_name: pulumi.Output[str], canary: pulumi.Output[str] | None
+        ) -> list[pulumi.Resource]:
             opts = pulumi.ResourceOptions(providers=[provider])
-            return [] if eks is None else [stack.ingress(eks, namespace, service_name, opts)]
+            return [] if eks is None else [stack.ingress(eks, namespace, service_name, canary, opts)]
 
         stack.workload(settings, provider, stack.namespace_labels(settings), before_pods=alb_first)
 

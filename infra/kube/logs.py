@@ -25,7 +25,7 @@ from typing import Any
 
 from kubernetes import client
 
-from infra.identity import CONTAINER, SELECTOR
+from infra.identity import CONTAINER, PODS_SELECTOR
 
 LIST_EVERY_S = 1.0
 FOLLOW_READ_TIMEOUT_S = 24 * 3600
@@ -121,7 +121,7 @@ class PodLogs:
         core = client.CoreV1Api(self.api)
         while not self._stop.is_set():
             try:
-                pods = core.list_namespaced_pod(self.namespace, label_selector=SELECTOR, _request_timeout=(5, 10))
+                pods = core.list_namespaced_pod(self.namespace, label_selector=PODS_SELECTOR, _request_timeout=(5, 10))
             except Exception as err:
                 self.problem = self.problem or f"the pods could not be listed: {err.__class__.__name__}"
                 pods = None

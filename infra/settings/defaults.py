@@ -89,6 +89,11 @@ LOG_RETENTION_DAYS = (
     3653,
 )
 ECR_ON_DESTROY = ("delete", "retain")
+# How a canary on eks gets its share of users' requests: by the ALB's target-group weights (a Service and
+# target group of its own, its share stepped through canarySteps), or by its share of the pods behind the
+# one Service (what the local target always does).
+CANARY_TRAFFIC = ("weights", "pods")
+MAX_CANARY_STEPS = 5
 # Ports below this one need root (or CAP_NET_BIND_SERVICE) to bind.
 PRIVILEGED_PORTS_BELOW = 1024
 UPGRADE_POLICIES = ("standard", "extended")

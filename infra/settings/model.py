@@ -13,6 +13,7 @@ from infra.settings.defaults import (
     BAKE_DEFAULTS,
     BOOTSTRAP_IMAGE,
     CANARY_DEFAULTS,
+    CANARY_TRAFFIC,
     CONNECTION_MAX_DEFAULTS,
     DRAIN_DEFAULTS,
     KEEPALIVE_DEFAULTS,
@@ -272,6 +273,17 @@ class Settings:
         f"-1 picks {_per_target(CANARY_DEFAULTS)}.",
         accepted="0 to 3600",
         shown_default=f"`-1` ({_per_target(CANARY_DEFAULTS)})",
+    )
+    canary_traffic: str = setting(
+        _choice(CANARY_TRAFFIC),
+        default="",
+        unset=True,
+        description="How a canary gets its share of users' requests: weights (eks: a Service and ALB target group "
+        "of its own, weighted in the listener's forward action and stepped through canarySteps, each weight read "
+        "back from the ALB before it is judged, readiness gates from its first pod) or pods (its pods behind the "
+        "app's one Service, so its share is its share of the pods; the only way on local, which has no ALB).",
+        accepted="`weights` (eks only) or `pods`",
+        shown_default="weights on eks, pods on local",
     )
     change_cause: str | None = setting(
         _cause,

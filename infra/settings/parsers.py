@@ -4,13 +4,14 @@ and what is accepted (the key is added in front)."""
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import re
 from collections.abc import Callable
 
 from infra import fargate, images, release, strategy
 from infra.kube import access as kube_access
-from infra.settings.defaults import LOG_RETENTION_DAYS, LOG_TYPES
+from infra.settings.defaults import LOG_RETENTION_DAYS, LOG_TYPES, MAX_CANARY_STEPS
 
 
 def _pinned_image(value: str) -> str:
@@ -99,6 +100,19 @@ def _ratio(value: str) -> float:
 
 
 _LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _percent_steps(value: str) -> tuple[int, ...]:
+    """Shares of users' requests, in percent, each larger than the last: ``5,25``."""
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    if not parts:
+        raise ValueError("is empty; list percentages separated by commas, such as 5,25")
+    steps = tuple(_int_between(1, 99)(part) for part in parts)
+    if any(later <= earlier for earlier, later in itertools.pairwise(steps)):
+        raise ValueError(f"'{value}' must grow at every step, such as 5,25")
+    if len(steps) > MAX_CANARY_STEPS:
+        raise ValueError(f"'{value}' has {len(steps)} steps; use at most {MAX_CANARY_STEPS}")
+    return steps
 
 
 def _cause(value: str) -> str:

@@ -97,6 +97,12 @@ def read(values: Mapping[str, object], settings: type[S], rules: tuple[Rule, ...
     return make(**fields, local=part(LocalSettings, "local"), eks=part(EksSettings, "eks"))
 
 
+def _derive_canary_traffic(parsed: dict[str, Any], target: str) -> None:
+    # Unset: the ALB's weights where there is an ALB.
+    if "canary_traffic" in parsed and not parsed["canary_traffic"]:
+        parsed["canary_traffic"] = "weights" if target == "eks" else "pods"
+
+
 def derive(parsed: dict[str, Any], target: str) -> None:
     """Fill in what an unset key means, from the target and other keys, before any rule reads them. A key
     whose own value was refused is absent from ``parsed``; what depends on it stays unfilled."""
@@ -114,6 +120,7 @@ def derive(parsed: dict[str, Any], target: str) -> None:
             if target == "local" and drain:
                 # Unset, both fit a shorter drain than the default: each half of what it leaves.
                 parsed[key] = max(1, min(parsed[key], (drain - SERVICE_PROPAGATION_SECONDS) // 2))
+    _derive_canary_traffic(parsed, target)
     metrics = parsed.get("analysis_source") == "cloudwatch"
     for key, per_target in (
         ("bake_seconds", BAKE_DEFAULTS),

@@ -267,6 +267,31 @@ def _metrics_need_whole_minutes(parsed: Reads, target: str | None) -> str | None
     return None
 
 
+@rule("canary_weight", "canary_tag", "canary_traffic")
+def _weight_needs_a_canary(parsed: Reads, target: str | None) -> str | None:
+    if target != "eks":
+        if parsed.get("canary_traffic") == "weights":
+            return (
+                f"{NAMESPACE}:canaryTraffic weights needs the ALB of target eks; target {target} has none: a "
+                "canary there gets its share of requests by its share of the pods (canaryTraffic pods, the default)"
+            )
+        return None
+    weight = parsed.get("canary_weight")
+    if not weight:
+        return None
+    if parsed.get("canary_traffic") == "pods":
+        return (
+            f"{NAMESPACE}:canaryWeight {weight} weights a canary target group, which canaryTraffic pods has "
+            "none of; set canaryWeight 0, or canaryTraffic weights"
+        )
+    if not parsed.get("canary_tag"):
+        return (
+            f"{NAMESPACE}:canaryWeight {weight} sends {weight} % of users' requests to the canary, but canaryTag "
+            "is unset: there is no canary, and those requests would fail; set canaryWeight 0"
+        )
+    return None
+
+
 RULES: tuple[Rule, ...] = (
     _keepalive_positive,
     _keepalive_outlasts_alb,
@@ -283,6 +308,7 @@ RULES: tuple[Rule, ...] = (
     _eks_namespace_of_its_own,
     _sleep_action_available,
     _metrics_need_whole_minutes,
+    _weight_needs_a_canary,
 )
 
 

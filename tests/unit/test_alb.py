@@ -115,11 +115,13 @@ def test_kube_system_runs_on_fargate(default_run: Run) -> None:
 def test_ingress_targets_pod_ips_and_checks_the_probe_page(default_run: Run) -> None:
     ingress = default_run.mocks.one(INGRESS).inputs
     assert ingress["metadata"]["namespace"] == "rolling"
+    # canaryTraffic weights (the default): the listener's default action is the forward action the
+    # annotation below declares, named in place of a Service with the port `use-annotation`.
     assert ingress["spec"] == {
         "ingressClassName": "alb",
-        "defaultBackend": {"service": {"name": "nginx", "port": {"name": "http"}}},
+        "defaultBackend": {"service": {"name": "weighted", "port": {"name": "use-annotation"}}},
     }
-    assert alb_annotations(default_run) == {
+    assert {k: v for k, v in alb_annotations(default_run).items() if not k.startswith("actions.")} == {
         "scheme": "internet-facing",
         "target-type": "ip",
         "healthcheck-path": "/",
@@ -130,6 +132,40 @@ def test_ingress_targets_pod_ips_and_checks_the_probe_page(default_run: Run) -> 
         "target-group-attributes": "deregistration_delay.timeout_seconds=20",
         "listen-ports": '[{"HTTP":80}]',
     }
+
+
+def forward(result: Run) -> dict[str, Any]:
+    return dict(json.loads(alb_annotations(result)["actions.weighted"]))
+
+
+def test_every_request_goes_to_the_apps_target_group_until_a_canary_takes_a_share(default_run: Run) -> None:
+    # Both target groups always (the canary's at weight 0), so the canary's target group, and the readiness
+    # gates of its pods, exist before its first pod; no stickiness, so the share is a share of requests.
+    assert forward(default_run) == {
+        "type": "forward",
+        "forwardConfig": {
+            "targetGroups": [
+                {"serviceName": "nginx", "servicePort": "http", "weight": 100},
+                {"serviceName": "nginx-canary", "servicePort": "http", "weight": 0},
+            ],
+            "targetGroupStickinessConfig": {"enabled": False},
+        },
+    }
+    assert default_run.mocks.depends_on("nginx-ingress", "nginx-canary-service")
+
+
+def test_the_canarys_weight_is_its_share_of_requests() -> None:
+    groups = forward(run(canaryTag="1.16.1", canaryWeight=25))["forwardConfig"]["targetGroups"]
+    assert [(g["serviceName"], g["weight"]) for g in groups] == [("nginx", 75), ("nginx-canary", 25)]
+    # Its pods are made after the Ingress that binds its target group: they get readiness gates.
+    assert run(canaryTag="1.16.1").mocks.depends_on("nginx-canary", "nginx-ingress")
+
+
+def test_canary_traffic_by_pods_keeps_the_apps_service_as_the_default_backend() -> None:
+    result = run(canaryTraffic="pods")
+    ingress = result.mocks.one(INGRESS).inputs
+    assert ingress["spec"]["defaultBackend"] == {"service": {"name": "nginx", "port": {"name": "http"}}}
+    assert not [k for k in alb_annotations(result) if k.startswith("actions.")]
 
 
 def test_scheme_and_deregistration_delay_from_settings() -> None:

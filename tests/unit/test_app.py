@@ -11,7 +11,7 @@ import pytest
 from infra.rollout_wait import applied_since
 from infra.settings import Settings
 from infra.stack import build
-from rigs.offline import ALB_HOSTNAME
+from rigs.offline import ALB_HOSTNAME, APPLIED_NOW
 from tests.unit.harness import Recorder, Run, run_program
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -82,8 +82,7 @@ def test_an_update_that_did_not_apply_the_deployment_does_not_wait_for_it(
     # The Deployment's managed fields say when the provider last changed it: this update (now), an update
     # long ago (an infrastructure change, a --target elsewhere, nothing to do), or nothing (wait: the safe side).
     def program(mocks: Recorder) -> Mapping[str, object]:
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        mocks.deployment_applied_at = now if applied_at == "now" else applied_at
+        mocks.deployment_applied_at = APPLIED_NOW if applied_at == "now" else applied_at
         return build(Settings.load(), mocks.settle)
 
     (wait,) = run_program(TARGETS[target], program).mocks.waits
@@ -149,7 +148,7 @@ def test_an_image_that_needs_root_gets_the_four_capabilities_nginx_uses(target: 
 
 
 def test_only_the_serving_port_takes_connections(target: str) -> None:
-    policy = run(target, containerPort=9000).mocks.one(NETWORK_POLICY).inputs
+    policy = run(target, containerPort=9000).mocks.one(NETWORK_POLICY, "nginx-network-policy").inputs
     assert policy["metadata"]["namespace"] == "rolling"
     assert policy["spec"] == {
         "podSelector": {"matchLabels": {"app": "nginx"}},
@@ -167,7 +166,7 @@ def test_digest_skip_is_annotated_only_without_a_digest(target: str) -> None:
 
 
 def test_service_is_cluster_ip_on_port_80(target: str) -> None:
-    service = run(target).mocks.one(SERVICE).inputs
+    service = run(target).mocks.one(SERVICE, "nginx-service").inputs
     assert service["metadata"]["name"] == "nginx"
     assert service["spec"]["type"] == "ClusterIP"
     assert service["spec"]["selector"] == {"app": "nginx"}
@@ -198,7 +197,8 @@ def test_namespace_of_its_own_unless_default(target: str) -> None:
     result = run(target, namespace="web")
     assert result.mocks.one(NAMESPACE).inputs["metadata"]["name"] == "web"
     for typ in (DEPLOYMENT, SERVICE, PDB, NETWORK_POLICY):
-        assert result.mocks.one(typ).inputs["metadata"]["namespace"] == "web"
+        for resource in result.mocks.of_type(typ):
+            assert resource.inputs["metadata"]["namespace"] == "web"
     assert result.outputs["namespace"] == "web"
 
 
@@ -207,8 +207,9 @@ def test_every_kubernetes_resource_uses_the_explicit_provider(target: str) -> No
     (provider,) = mocks.of_type("pulumi:providers:kubernetes")
     kubernetes = [r for r in mocks.resources if r.type.startswith("kubernetes:")]
     # The app's six (namespace, keep-alive ConfigMap, Deployment, Service, PodDisruptionBudget,
-    # NetworkPolicy); on eks the controller's Helm release and the Ingress too.
-    assert len(kubernetes) == {"local": 6, "eks": 8}[target]
+    # NetworkPolicy); on eks the controller's Helm release, the Ingress, and the canary's Service and
+    # NetworkPolicy (canaryTraffic weights) too.
+    assert len(kubernetes) == {"local": 6, "eks": 10}[target]
     for resource in kubernetes:
         assert resource.provider is not None
         assert (
@@ -346,7 +347,7 @@ def test_no_canary_unless_the_settings_name_one(target: str) -> None:
 
 
 def test_a_canary_is_the_same_pod_but_for_its_image_and_track_label(target: str) -> None:
-    result = run(target, canaryTag="1.16.1", canaryReplicas=2)
+    result = run(target, canaryTag="1.16.1", canaryReplicas=2, canaryTraffic="pods")
     deployments = {r.inputs["metadata"]["name"]: r.inputs for r in result.mocks.of_type(DEPLOYMENT)}
     main, canary = deployments["nginx-deployment"], deployments["nginx-canary"]
     canary_labels = {"app": "nginx", "track": "canary"}
@@ -357,7 +358,7 @@ def test_a_canary_is_the_same_pod_but_for_its_image_and_track_label(target: str)
     (container,) = canary["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "nginxinc/nginx-unprivileged:1.16.1"
     # The main Deployment is untouched: its image, replicas and pods are as without a canary.
-    assert main == run(target).mocks.one(DEPLOYMENT).inputs
+    assert main == run(target, canaryTraffic="pods").mocks.one(DEPLOYMENT).inputs
     # Everything else of the pod is the main Deployment's: what is judged is the new version alone.
     main_pod = main["spec"]["template"]["spec"]
     canary_pod = canary["spec"]["template"]["spec"]
@@ -367,3 +368,38 @@ def test_a_canary_is_the_same_pod_but_for_its_image_and_track_label(target: str)
     service = result.mocks.one(SERVICE).inputs
     assert service["spec"]["selector"].items() <= canary_labels.items()
     assert result.outputs["canaryImage"] == "nginxinc/nginx-unprivileged:1.16.1"
+
+
+def test_a_weighted_canary_has_a_service_of_its_own_and_the_apps_service_not_its_pods() -> None:
+    # canaryTraffic weights (eks's default): the ALB weighs two target groups, one per Service, so a pod must
+    # be behind one of them only. The canary's pods carry an app label of their own.
+    result = run("eks", canaryTag="1.16.1", canaryReplicas=2)
+    canary = result.mocks.one(DEPLOYMENT, "nginx-canary").inputs
+    labels = {"app": "nginx-canary", "track": "canary"}
+    assert canary["metadata"]["labels"] == canary["spec"]["template"]["metadata"]["labels"] == labels
+    assert canary["spec"]["selector"] == {"matchLabels": labels}
+    app_service = result.mocks.one(SERVICE, "nginx-service").inputs["spec"]["selector"]
+    canary_service = result.mocks.one(SERVICE, "nginx-canary-service").inputs
+    assert not app_service.items() <= labels.items(), "the app's Service must not select the canary's pods"
+    assert canary_service["metadata"]["name"] == "nginx-canary"
+    assert canary_service["spec"]["selector"] == labels
+    assert canary_service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    # The Deployment's own selector does not match them either; the same rule covers their port.
+    main = result.mocks.one(DEPLOYMENT, "nginx-deployment").inputs
+    assert not main["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    policy = result.mocks.one(NETWORK_POLICY, "nginx-canary-network-policy").inputs["spec"]
+    assert policy["podSelector"] == {"matchLabels": labels}
+    # Everything else of the pod is still the main Deployment's.
+    assert {**canary["spec"]["template"]["spec"], "containers": None} == {
+        **main["spec"]["template"]["spec"],
+        "containers": None,
+    }
+
+
+def test_the_canarys_service_is_there_before_any_canary_and_after_it() -> None:
+    # Its target group, and so the readiness gates of the canary's first pod, exist before the first canary.
+    result = run("eks")
+    assert result.mocks.one(SERVICE, "nginx-canary-service").inputs["metadata"]["name"] == "nginx-canary"
+    assert [r.name for r in result.mocks.of_type(DEPLOYMENT)] == ["nginx-deployment"]
+    pods_way = run("eks", canaryTraffic="pods").mocks
+    assert [r.name for r in pods_way.of_type(SERVICE)] == ["nginx-service"]

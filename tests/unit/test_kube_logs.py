@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from kubernetes import client
 
@@ -136,7 +137,9 @@ def test_the_running_pods_logs_are_followed_from_when_the_judgement_began() -> N
     follows = [p for p in Api.asked if "/log?" in p]
     assert len(follows) == 2 and follows[0].startswith("/api/v1/namespaces/rolling/pods/p1/log?"), Api.asked
     assert "follow=true" in follows[0] and "container=nginx" in follows[0] and "sinceSeconds=" in follows[0]
-    assert all("labelSelector=app%3Dnginx" in p for p in Api.asked if "/log?" not in p)
+    # Every pod of the app, a weighted canary's too (its pods carry an app label of their own).
+    listed = [parse_qs(urlsplit(p).query)["labelSelector"] for p in Api.asked if "/log?" not in p]
+    assert listed and all(selector == ["app in (nginx,nginx-canary)"] for selector in listed)
 
 
 class Users:

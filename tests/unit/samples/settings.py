@@ -55,4 +55,8 @@ NON_DEFAULT = {
     "soakSeconds": "120",
     "canaryReplicas": "2",
     "canarySeconds": "45",
+    # Stated, though eks's own: the unset value is derived per target.
+    "canaryTraffic": "weights",
+    "canarySteps": "10,50",
+    "canaryWeight": "10",
 }
