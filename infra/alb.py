@@ -15,6 +15,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from infra.weights import ACTION, ACTION_ANNOTATION, USE_ANNOTATION, forward_action
+
 # The controller, pinned: its Helm chart (chart and app versions are the same since 3.0) and the IAM
 # permissions its documentation publishes for that version, kept as data beside this file:
 # docs/install/iam_policy.json at tag v3.5.0 of github.com/kubernetes-sigs/aws-load-balancer-controller.
@@ -164,26 +166,6 @@ class AppIngressArgs:
     weights: Weights | None = None
 
 
-# The forward action the listener's default rule runs with weights: the Ingress's default backend names it in
-# place of a Service, with the port `use-annotation` (the controller's docs/guide/ingress/annotations.md,
-# "actions"; its model_build_listener.go builds the listener's default actions from the default backend
-# through the same backend builder as the rules', annotations included).
-WEIGHTED_ACTION = "weighted"
-USE_ANNOTATION = "use-annotation"
-
-
-def forward_action(stable: str, canary: str, port: str, canary_weight: int) -> str:
-    """The forward action's JSON: both target groups always, the canary's at weight 0 when it takes nothing,
-    so its target group, and the readiness gates of the pods behind it, exist before its first pod."""
-    groups = [
-        {"serviceName": stable, "servicePort": port, "weight": 100 - canary_weight},
-        {"serviceName": canary, "servicePort": port, "weight": canary_weight},
-    ]
-    # No stickiness: a user's requests follow the weights, so the canary's share is the share of requests.
-    forward = {"targetGroups": groups, "targetGroupStickinessConfig": {"enabled": False}}
-    return json.dumps({"type": "forward", "forwardConfig": forward}, separators=(",", ":"))
-
-
 def ingress_annotations(args: AppIngressArgs) -> dict[str, str]:
     prefix = "alb.ingress.kubernetes.io/"
     annotations = {
@@ -214,9 +196,9 @@ def weighted_annotations(args: AppIngressArgs) -> dict[str, pulumi.Input[str]]:
     if weights is None:
         return {}
     action = pulumi.Output.all(args.service_name, weights.canary_service).apply(
-        lambda names: forward_action(names[0], names[1], args.service_port, weights.canary)
+        lambda names: forward_action(weights.canary, names[0], names[1])
     )
-    return {f"alb.ingress.kubernetes.io/actions.{WEIGHTED_ACTION}": action}
+    return {ACTION_ANNOTATION: action}
 
 
 def default_backend(args: AppIngressArgs) -> k8s.networking.v1.IngressBackendArgs:
@@ -224,7 +206,7 @@ def default_backend(args: AppIngressArgs) -> k8s.networking.v1.IngressBackendArg
     if args.weights is None:
         name, port = args.service_name, args.service_port
     else:
-        name, port = WEIGHTED_ACTION, USE_ANNOTATION
+        name, port = ACTION, USE_ANNOTATION
     return k8s.networking.v1.IngressBackendArgs(
         service=k8s.networking.v1.IngressServiceBackendArgs(
             name=name, port=k8s.networking.v1.ServiceBackendPortArgs(name=port)

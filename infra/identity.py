@@ -24,6 +24,8 @@ WEIGHTED_CANARY_LABELS = {"app": CANARY_SERVICE, "track": "canary"}
 # Every pod of the app, a canary's under either way: what the reader of users' requests follows.
 PODS_SELECTOR = f"app in ({APP},{CANARY_SERVICE})"
 CONTAINER = APP
+# The Ingress in front of the app on eks (its ALB).
+INGRESS = APP
 SERVICE = APP
 # `kubectl set image deployment/DEPLOYMENT CONTAINER=...`
 DEPLOYMENT_REF = f"deployment/{DEPLOYMENT}"
@@ -32,3 +34,4 @@ DEPLOYMENT_REF = f"deployment/{DEPLOYMENT}"
 ANALYSIS_ANNOTATION = "rolling/analysis"
 # The engine's type token of a Deployment.
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
+INGRESS_TYPE = "kubernetes:networking.k8s.io/v1:Ingress"

@@ -76,6 +76,13 @@ class LiveCluster:
             name, namespace, body, _request_timeout=MITIGATE_TIMEOUT, _preload_content=False
         )
 
+    def annotate_ingress(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        """Set ``annotations`` on Ingress ``name`` (a merge patch, as `kubectl annotate --overwrite` does)."""
+        body = {"metadata": {"annotations": annotations}}
+        client.NetworkingV1Api(self.api).patch_namespaced_ingress(
+            name, namespace, body, _request_timeout=MITIGATE_TIMEOUT, _preload_content=False
+        )
+
     def server_time(self) -> datetime.datetime | None:
         _, _, headers = client.VersionApi(self.api).get_code_with_http_info(_request_timeout=READ_TIMEOUT)
         date = (headers or {}).get("Date")

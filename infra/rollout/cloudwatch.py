@@ -36,8 +36,10 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from infra.identity import SERVICE
 from infra.rollout.analysis import Judgement, State, Thresholds
 from infra.rollout.report import MinuteEvidence
+from infra.weights import service_of
 
 PERIOD_S = 60
 # The old version alone, before the update: its error ratio and p99 are the baseline.
@@ -187,8 +189,8 @@ class TargetGroup:
 
 
 def find_target_group(run: Run, url: str) -> TargetGroup:
-    """The target group behind the stack's ``url``: the ALB whose DNS name it is, and its one target group
-    (the Ingress's backend: the app's Service)."""
+    """The target group behind the stack's ``url``: the ALB whose DNS name it is, and the target group of the
+    app's Service (with canaryTraffic weights, the canary's is there too)."""
     host = (urlsplit(url).hostname or "").lower()
     balancers = run(["elbv2", "describe-load-balancers"]).get("LoadBalancers", [])
     found = [b for b in balancers if str(b.get("DNSName", "")).lower() == host]
@@ -196,8 +198,11 @@ def find_target_group(run: Run, url: str) -> TargetGroup:
         raise MetricsError(f"no load balancer in this account and region has the DNS name {host}")
     arn = str(found[0]["LoadBalancerArn"])
     groups = run(["elbv2", "describe-target-groups", "--load-balancer-arn", arn]).get("TargetGroups", [])
+    if len(groups) > 1:
+        # With canaryTraffic weights the canary's target group is there too: the app's is its Service's.
+        groups = [g for g in groups if service_of(str(g.get("TargetGroupName", ""))) == SERVICE]
     if len(groups) != 1:
-        raise MetricsError(f"the load balancer {arn} has {len(groups)} target groups; the app's has one")
+        raise MetricsError(f"the load balancer {arn} has {len(groups)} target groups of the app's Service; it has one")
     return TargetGroup(arn_suffix(arn, "LoadBalancer"), arn_suffix(str(groups[0]["TargetGroupArn"]), "TargetGroup"))
 
 

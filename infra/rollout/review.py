@@ -10,15 +10,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from infra import images
-from infra.identity import CANARY_DEPLOYMENT, DEPLOYMENT_TYPE
+from infra.identity import CANARY_DEPLOYMENT, DEPLOYMENT_TYPE, INGRESS_TYPE
 from infra.release import CHANGE_CAUSE_PATH
 from infra.settings import Settings
+from infra.weights import ACTION_ANNOTATION
 
 # Steps that change nothing.
 QUIET_OPS = frozenset({"same", "read", "refresh"})
 # What a release changes on the Deployment: its container image, and two annotations that follow it (why
 # it runs, and the scanner's note on an image not pinned by digest), as the engine names them.
 RELEASE_PATHS = frozenset({images.CONTAINER_IMAGE_PATH, CHANGE_CAUSE_PATH, 'metadata.annotations["checkov.io/skip1"]'})
+# What a weighted canary's step changes on the Ingress: the forward action's weights.
+WEIGHT_PATHS = frozenset({f'metadata.annotations["{ACTION_ANNOTATION}"]'})
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,15 @@ class Step:
 
     @property
     def canary(self) -> bool:
-        """A step on the canary Deployment: creating it, removing it, or changing its image."""
-        return (
+        """A step on the canary Deployment (creating it, removing it, or changing its image), or one that
+        changes the canary's weight on the Ingress and nothing else (canaryTraffic weights)."""
+        weight_only = (
+            self.op == "update"
+            and self.type == INGRESS_TYPE
+            and self.changes is not None
+            and set(self.changes) <= WEIGHT_PATHS
+        )
+        return weight_only or (
             self.type == DEPLOYMENT_TYPE
             and self.name == CANARY_DEPLOYMENT
             and (self.op in ("create", "delete") or self.image_only)
@@ -101,22 +111,33 @@ class CanarySummary:
     stack: str
     settings: Settings
     seconds: int
+    # canaryTraffic weights: the shares of requests it takes in turn (percent), each judged for its own window
+    # (seconds); empty: its share is by its pods, judged for ``seconds``.
+    shares: tuple[tuple[int, int], ...] = ()
 
     def render(self) -> str:
         s = self.settings
+        if self.shares:
+            where = (
+                "behind a target group of its own, at weight 0 until ready; then "
+                + ", ".join(f"{share} %" for share, _ in self.shares)
+                + " of requests in turn, each read back from the ALB and judged"
+            )
+            window = "for " + ", ".join(f"{seconds}s at {share} %" for share, seconds in self.shares)
+        else:
+            where = "behind the same Service"
+            window = f"for {self.seconds}s" + (
+                ""
+                if self.seconds == s.canary_seconds
+                else f" (canarySeconds {s.canary_seconds}, longer to reach "
+                f"minRequests at {s.canary_replicas} pod(s) in {s.canary_replicas + s.replicas})"
+            )
         return "\n".join(
             [
                 f"Canary plan for stack {self.stack}",
                 f"  canary       {s.canary_replicas} pod(s) of {s.canary_image} beside the {s.replicas} of {s.image}, "
-                "behind the same Service",
-                f"  analysis     {s.analysis_rate} requests a second to the stack's url for {self.seconds}s"
-                + (
-                    ""
-                    if self.seconds == s.canary_seconds
-                    else f" (canarySeconds {s.canary_seconds}, longer to reach "
-                    f"minRequests at {s.canary_replicas} pod(s) in {s.canary_replicas + s.replicas})"
-                )
-                + ": at most "
+                + where,
+                f"  analysis     {s.analysis_rate} requests a second to the stack's url {window}" + ": at most "
                 f"{s.max_error_ratio:.1%} errors and p99 {s.max_p99_ms} ms, judged on {s.min_requests} responses "
                 "or more",
                 "  then         the rest of the replicas roll to it and the canary goes (or, with --pause, wait for "

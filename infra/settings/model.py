@@ -282,8 +282,8 @@ class Settings:
         "of its own, weighted in the listener's forward action and stepped through canarySteps, each weight read "
         "back from the ALB before it is judged, readiness gates from its first pod) or pods (its pods behind the "
         "app's one Service, so its share is its share of the pods; the only way on local, which has no ALB).",
-        accepted="`weights` (eks only) or `pods`",
-        shown_default="weights on eks, pods on local",
+        accepted="`weights` (eks only, not with analysisSource cloudwatch) or `pods`",
+        shown_default="weights on eks (pods with analysisSource cloudwatch), pods on local",
     )
     change_cause: str | None = setting(
         _cause,

@@ -98,9 +98,11 @@ def read(values: Mapping[str, object], settings: type[S], rules: tuple[Rule, ...
 
 
 def _derive_canary_traffic(parsed: dict[str, Any], target: str) -> None:
-    # Unset: the ALB's weights where there is an ALB.
+    # Unset: the ALB's weights where there is an ALB, unless the analysis reads the ALB's metrics, which judge
+    # the app's target group alone (a canary behind it, by its pods, is judged there).
     if "canary_traffic" in parsed and not parsed["canary_traffic"]:
-        parsed["canary_traffic"] = "weights" if target == "eks" else "pods"
+        weighs = target == "eks" and parsed.get("analysis_source") != "cloudwatch"
+        parsed["canary_traffic"] = "weights" if weighs else "pods"
 
 
 def derive(parsed: dict[str, Any], target: str) -> None:

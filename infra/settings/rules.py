@@ -267,7 +267,7 @@ def _metrics_need_whole_minutes(parsed: Reads, target: str | None) -> str | None
     return None
 
 
-@rule("canary_weight", "canary_tag", "canary_traffic")
+@rule("canary_weight", "canary_tag", "canary_traffic", "analysis_source")
 def _weight_needs_a_canary(parsed: Reads, target: str | None) -> str | None:
     if target != "eks":
         if parsed.get("canary_traffic") == "weights":
@@ -276,6 +276,12 @@ def _weight_needs_a_canary(parsed: Reads, target: str | None) -> str | None:
                 "canary there gets its share of requests by its share of the pods (canaryTraffic pods, the default)"
             )
         return None
+    if parsed.get("canary_traffic") == "weights" and parsed.get("analysis_source") == "cloudwatch":
+        return (
+            f"{NAMESPACE}:canaryTraffic weights gives the canary a target group of its own, whose requests "
+            "analysisSource cloudwatch does not read (it judges the app's target group): use canaryTraffic pods "
+            "with it (unset picks pods), or analysisSource probe"
+        )
     weight = parsed.get("canary_weight")
     if not weight:
         return None

@@ -5,6 +5,7 @@ in test_rollout_engine.py, test_kube_status.py, test_kube_watch.py and test_roll
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any, cast
 
 import yaml
 
-from infra.identity import CANARY_DEPLOYMENT, DEPLOYMENT, DEPLOYMENT_TYPE
+from infra.identity import CANARY_DEPLOYMENT, CANARY_SERVICE, DEPLOYMENT, DEPLOYMENT_TYPE, INGRESS_TYPE
 from infra.images import CONTAINER_IMAGE_PATH as IMAGE
 from infra.kube.revisions import Revision
 from infra.kube.status import Health, Verdict
@@ -23,7 +24,8 @@ from infra.rollout.command.run import execute
 from infra.rollout.command.session import Session
 from infra.rollout.engine import EngineError
 from infra.rollout.exits import Exit
-from infra.rollout.review import Step
+from infra.rollout.review import WEIGHT_PATHS, Step
+from infra.weights import ACTION_ANNOTATION
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD_IMAGE = "nginxinc/nginx-unprivileged:1.14.2"
@@ -143,6 +145,76 @@ class ServedEngine(FakeEngine):
         return {**super().outputs(), "url": self.URL}
 
 
+class AlbEngine(ServedEngine):
+    """An eks stack whose canary gets its share by the ALB's weights (canaryTraffic weights): the weight its
+    config declares, and the one the ALB applies (``applied``), which follows each update unless ``stuck``
+    (the load balancer controller is down); the cluster's Ingress annotation sets it too (a mitigation)."""
+
+    def __init__(self, failing: frozenset[str] | set[str] = frozenset(), *, stuck: bool = False, **config: str) -> None:
+        super().__init__(failing, target="eks", canarySteps="5,25", **config)
+        self.weight = 0
+        self.applied = 0
+        self.stuck = stuck
+        self.weights: list[int] = []
+
+    def config(self) -> dict[str, str]:
+        return {**super().config(), **({"rolling:canaryWeight": str(self.weight)} if self.weight else {})}
+
+    def outputs(self) -> dict[str, Any]:
+        return {**super().outputs(), "kubeconfig": "{}", "namespace": "rolling"}
+
+    def preview(self, config_file: Path, plan: Path) -> list[Step]:
+        steps = super().preview(config_file, plan)
+        config = cast(dict[str, Any], yaml.safe_load(config_file.read_text()))["config"]
+        if int(config.get("rolling:canaryWeight") or 0) != self.weight:
+            urn = f"urn:pulumi:dev::rolling::x${INGRESS_TYPE}::nginx-ingress"
+            steps.append(Step("update", INGRESS_TYPE, urn, tuple(WEIGHT_PATHS)))
+        return steps
+
+    def up(self, config: dict[str, str], plan: Path | None = None) -> None:
+        if "rolling:canaryWeight" in config:
+            self.weight = int(config["rolling:canaryWeight"] or 0)
+            self.weights.append(self.weight)
+            if not self.stuck:
+                self.applied = self.weight
+        super().up(config, plan)
+
+
+class FakeAlb:
+    """The AWS CLI's answers about ``engine``'s ALB: its listener forwards to the app's target group and the
+    canary's at the weight the ALB applied."""
+
+    APP, CANARY = "arn:aws:elasticloadbalancing:tg/app", "arn:aws:elasticloadbalancing:tg/canary"
+
+    def __init__(self, engine: AlbEngine) -> None:
+        self.engine = engine
+        self.reads = 0
+
+    def __call__(self, args: Any) -> Any:
+        operation = list(args[:2])
+        if operation == ["elbv2", "describe-load-balancers"]:
+            return {"LoadBalancers": [{"DNSName": "127.0.0.1", "LoadBalancerArn": "arn:lb"}]}
+        if operation == ["elbv2", "describe-target-groups"]:
+            return {
+                "TargetGroups": [
+                    {"TargetGroupArn": self.APP, "TargetGroupName": "k8s-rolling-nginx-0123456789"},
+                    {"TargetGroupArn": self.CANARY, "TargetGroupName": "k8s-rolling-nginxcan-9876543210"},
+                ]
+            }
+        if operation == ["elbv2", "describe-listeners"]:
+            return {"Listeners": [{"ListenerArn": "arn:listener/80", "Port": 80}]}
+        if operation == ["elbv2", "describe-rules"]:
+            self.reads += 1
+            weight = self.engine.applied
+            groups = [
+                {"TargetGroupArn": self.APP, "Weight": 100 - weight},
+                {"TargetGroupArn": self.CANARY, "Weight": weight},
+            ]
+            forward = {"Type": "forward", "ForwardConfig": {"TargetGroups": groups}}
+            return {"Rules": [{"IsDefault": True, "Actions": [forward]}]}
+        raise AssertionError(args)
+
+
 class FakeView:
     """A live view whose rollout completes, or not (``problem``), once the engine's update returns; with
     ``finding``, the watch finds a failure waiting cannot mend as it starts (twice: decided once)."""
@@ -213,6 +285,14 @@ class FakeCluster:
 
     def set_image(self, namespace: str, name: str, container: str, image: str) -> None:
         self.changed.append(("set image", name, f"{container}={image}"))
+
+    def annotate_ingress(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        self.changed.extend(("annotate ingress", name, f"{key}={value}") for key, value in annotations.items())
+        action = annotations.get(ACTION_ANNOTATION)
+        if isinstance(self.engine, AlbEngine) and action and not self.engine.stuck:
+            # The controller applies the Ingress's weights to the ALB.
+            groups = json.loads(action)["forwardConfig"]["targetGroups"]
+            self.engine.applied = next(g["weight"] for g in groups if g["serviceName"] == CANARY_SERVICE)
 
     def server_time(self) -> None:
         return None
@@ -306,7 +386,10 @@ class AppEvidence:
             while self._sent < due:
                 self._sent += 1
                 canary = self.engine.canary
-                version = canary if canary and self._sent % 4 == 0 else self.engine.tag
+                # By the ALB's weight when the canary has one (canaryTraffic weights), else one in four.
+                share = getattr(self.engine, "applied", None)
+                to_canary = self._sent % 100 < share if share is not None else self._sent % 4 == 0
+                version = canary if canary and to_canary else self.engine.tag
                 status = self.statuses.get(version, 200)
                 self._samples.append(Sample(self._since + self._sent / self.rate, status, self.latency_s, version))
             return list(self._samples)
@@ -348,8 +431,12 @@ def shipped(
     statuses: dict[str, int] | None = None,
     reachable: bool = True,
 ) -> tuple[Exit, Session]:
-    """`rollout --stack dev --tag TAG --yes EXTRA` run to its end, its app answering as ``statuses`` say."""
-    s = session(["--stack", "dev", "--tag", tag, "--yes", *extra], engine=engine, cluster=cluster)
+    """`rollout --stack dev --tag TAG --yes EXTRA` run to its end, its app answering as ``statuses`` say (the
+    ALB's answers from FakeAlb for an AlbEngine)."""
+    services: dict[str, Any] = (
+        {"metrics_runner": lambda region: FakeAlb(engine)} if isinstance(engine, AlbEngine) else {}
+    )
+    s = session(["--stack", "dev", "--tag", tag, "--yes", *extra], engine=engine, cluster=cluster, **services)
     clock = FastClock()
     evidence = AppEvidence(s.engine, clock, statuses or {}, reachable=reachable)
     return execute(s, Judging(s, evidence_for=lambda url, settings: evidence, clock=clock)), s

@@ -15,7 +15,7 @@ import yaml
 import infra.program
 from infra import settings
 from tests.unit.harness import Recorder, fresh_runtime, run_program
-from tests.unit.samples.settings import NON_DEFAULT
+from tests.unit.samples.settings import APART, NON_DEFAULT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,12 +91,18 @@ def test_the_configuration_tables_are_the_declarations() -> None:
 def test_every_declared_key_reaches_its_field() -> None:
     """Each key set to a valid non-default value comes out in the field its declaration names."""
     samples = NON_DEFAULT
-    loaded = settings.Settings.from_values({"target": "eks", **samples})
+    together = {"target": "eks", **{k: v for k, v in samples.items() if k not in APART}}
+    loaded = settings.Settings.from_values(together)
     assert loaded.eks is not None
     for d in settings.declarations():
         if d.key in ("target", "kubeconfig"):
             continue
-        holder = loaded.eks if d.eks_only else loaded
+        apart = (
+            settings.Settings.from_values({**together, d.key: samples[d.key], **APART[d.key]})
+            if d.key in APART
+            else None
+        )
+        holder = (apart or loaded).eks if d.eks_only else (apart or loaded)
         value = getattr(holder, d.field)
         assert value == d.parse(samples[d.key]) or d.key == "fargateNamespaces", d.key
         assert str(samples[d.key]) != str(d.default), f"pick a non-default sample for {d.key}"

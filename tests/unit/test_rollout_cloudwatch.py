@@ -31,7 +31,13 @@ OLD_ALONE = Baseline(requests=6000, errors=60, p99_ms=120.0)  # 1 % errors befor
 # The ARNs' shapes, from "CloudWatch metrics for your Application Load Balancer" (its dimensions' examples).
 ARN = "arn:aws:elasticloadbalancing:us-west-2:123456789012:"
 LB_ARN = ARN + "loadbalancer/app/k8s-rolling-app-5c1f3e9a2b/50dc6c495c0c9188"
-TG_ARN = ARN + "targetgroup/k8s-rolling-app-8d3c1e/73e2d6bc24d8a067"
+# Named as the load balancer controller names them: k8s-<namespace>-<service>-<hash>, each cut to 8.
+TG_NAME = "k8s-rolling-nginx-8d3c1e0a1b"
+TG_ARN = ARN + f"targetgroup/{TG_NAME}/73e2d6bc24d8a067"
+CANARY_TG = {
+    "TargetGroupArn": ARN + "targetgroup/k8s-rolling-nginxcan-0f9e8d7c6b/1e2d",
+    "TargetGroupName": "k8s-rolling-nginxcan-0f9e8d7c6b",
+}
 HOST = "k8s-rolling-app-5c1f3e9a2b-1234567890.us-west-2.elb.amazonaws.com"
 
 
@@ -96,16 +102,16 @@ def test_latency_is_held_against_the_new_version_only_where_the_old_one_kept_wit
 
 def test_the_dimensions_are_the_arns_resource_parts() -> None:
     assert cloudwatch.arn_suffix(LB_ARN, "LoadBalancer") == "app/k8s-rolling-app-5c1f3e9a2b/50dc6c495c0c9188"
-    assert cloudwatch.arn_suffix(TG_ARN, "TargetGroup") == "targetgroup/k8s-rolling-app-8d3c1e/73e2d6bc24d8a067"
+    assert cloudwatch.arn_suffix(TG_ARN, "TargetGroup") == f"targetgroup/{TG_NAME}/73e2d6bc24d8a067"
 
 
 class FakeAws:
     """The AWS CLI's answers, by service and operation; records every call."""
 
-    def __init__(self, balancers: list[dict[str, Any]] | None = None, groups: int = 1) -> None:
+    def __init__(self, balancers: list[dict[str, Any]] | None = None, groups: int = 1, canary: bool = False) -> None:
         self.calls: list[list[str]] = []
         self.balancers = balancers if balancers is not None else [{"DNSName": HOST, "LoadBalancerArn": LB_ARN}]
-        self.groups = groups
+        self.groups, self.canary = groups, canary
         self.metrics: dict[str, Any] = {"MetricDataResults": []}
         self.fail: str | None = None
 
@@ -116,7 +122,8 @@ class FakeAws:
         if args[:2] == ["elbv2", "describe-load-balancers"]:
             return {"LoadBalancers": self.balancers}
         if args[:2] == ["elbv2", "describe-target-groups"]:
-            return {"TargetGroups": [{"TargetGroupArn": TG_ARN, "LoadBalancerArns": [LB_ARN]}] * self.groups}
+            app = {"TargetGroupArn": TG_ARN, "TargetGroupName": TG_NAME, "LoadBalancerArns": [LB_ARN]}
+            return {"TargetGroups": [app] * self.groups + ([CANARY_TG] if self.canary else [])}
         if args[:2] == ["cloudwatch", "get-metric-data"]:
             return self.metrics
         raise AssertionError(args)
@@ -131,12 +138,14 @@ def test_the_target_group_is_found_from_the_stacks_url() -> None:
     )
     found = cloudwatch.find_target_group(aws, f"http://{HOST}")
     assert found == cloudwatch.TargetGroup(
-        "app/k8s-rolling-app-5c1f3e9a2b/50dc6c495c0c9188", "targetgroup/k8s-rolling-app-8d3c1e/73e2d6bc24d8a067"
+        "app/k8s-rolling-app-5c1f3e9a2b/50dc6c495c0c9188", f"targetgroup/{TG_NAME}/73e2d6bc24d8a067"
     )
+    # With canaryTraffic weights the canary's target group is on the same ALB: the app's is still the one read.
+    assert cloudwatch.find_target_group(FakeAws(canary=True), f"http://{HOST}") == found
     assert aws.calls[1] == ["elbv2", "describe-target-groups", "--load-balancer-arn", LB_ARN]
     with pytest.raises(MetricsError, match=r"no load balancer .* has the DNS name"):
         cloudwatch.find_target_group(FakeAws(balancers=[]), f"http://{HOST}")
-    with pytest.raises(MetricsError, match="has 2 target groups"):
+    with pytest.raises(MetricsError, match="has 2 target groups of the app's Service"):
         cloudwatch.find_target_group(FakeAws(groups=2), f"https://{HOST}")
 
 

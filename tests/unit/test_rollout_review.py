@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from infra.identity import DEPLOYMENT, DEPLOYMENT_TYPE
+from infra.identity import DEPLOYMENT, DEPLOYMENT_TYPE, INGRESS_TYPE
 from infra.images import CONTAINER_IMAGE_PATH as IMAGE
-from infra.rollout.review import RolloutSummary, Step, unexpected_steps
+from infra.rollout.review import CanarySummary, RolloutSummary, Step, unexpected_steps
 from infra.settings import Settings
 
 D = f"u::{DEPLOYMENT}"
@@ -83,3 +83,28 @@ def test_canary_steps_are_expected_only_in_a_canary_step() -> None:
         Step("create", "kubernetes:core/v1:Service", canary.replace(DEPLOYMENT_TYPE, "kubernetes:core/v1:Service")),
     ]
     assert unexpected_steps(others, canary=True) == others
+
+
+def test_a_weighted_canarys_share_on_the_ingress_is_a_canary_step_and_nothing_more() -> None:
+    ingress = f"urn:pulumi:dev::rolling::rolling:index:AppIngress${INGRESS_TYPE}::nginx-ingress"
+    share = Step(
+        "update", INGRESS_TYPE, ingress, ('metadata.annotations["alb.ingress.kubernetes.io/actions.weighted"]',)
+    )
+    assert unexpected_steps([share], canary=True) == []
+    assert unexpected_steps([share]) == [share], "outside a canary's steps, its share is an infrastructure change"
+    # Anything else of the Ingress (its scheme, a certificate, its backend) is not the canary's.
+    others = [
+        Step("update", INGRESS_TYPE, ingress, ('metadata.annotations["alb.ingress.kubernetes.io/scheme"]',)),
+        Step("update", INGRESS_TYPE, ingress, ("spec.defaultBackend",)),
+        Step("update", INGRESS_TYPE, ingress, None),
+        Step("replace", INGRESS_TYPE, ingress, share.changes),
+    ]
+    assert unexpected_steps(others, canary=True) == others
+
+
+def test_a_weighted_canarys_summary_says_each_share() -> None:
+    settings = Settings.from_values({"target": "eks", "imageTag": "1.14.2", "canaryTag": "1.16.1"})
+    text = CanarySummary("dev", settings, 150, ((5, 150), (25, 120))).render()
+    assert "behind a target group of its own, at weight 0 until ready; then 5 %, 25 % of requests in turn" in text
+    assert "to the stack's url for 150s at 5 %, 120s at 25 %: at most 2.0% errors" in text
+    assert "behind the same Service" in CanarySummary("dev", settings, 30).render()

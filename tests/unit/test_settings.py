@@ -430,3 +430,30 @@ def test_a_rule_declaring_a_field_the_settings_lack_stops_the_module_loading() -
 
     with pytest.raises(TypeError, match=r"rule misspelt declares \['replica'\]"):
         rules.check_declared((*rules.RULES, _misspelt), {d.field for d in declarations()})
+
+
+def test_a_canary_gets_its_share_by_weights_on_eks_and_by_pods_elsewhere() -> None:
+    eks = {"target": "eks", "imageTag": "1.16.1"}
+    assert Settings.from_values(eks).canary_traffic == "weights"
+    assert Settings.from_values(BASE).canary_traffic == "pods"
+    # The ALB's metrics judge the app's target group: a canary judged by them stays behind it.
+    assert Settings.from_values({**eks, "analysisSource": "cloudwatch"}).canary_traffic == "pods"
+    assert "needs the ALB of target eks; target local has none" in refused({**BASE, "canaryTraffic": "weights"})
+    said = refused({**eks, "analysisSource": "cloudwatch", "canaryTraffic": "weights"})
+    assert "rolling:canaryTraffic weights gives the canary a target group of its own" in said
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"canaryWeight": "5"}, "rolling:canaryWeight 5 sends 5 % of users' requests to the canary, but canaryTag"),
+        ({"canaryWeight": "5", "canaryTag": "1.2", "canaryTraffic": "pods"}, "which canaryTraffic pods has none of"),
+        ({"canarySteps": "25,5"}, "rolling:canarySteps '25,5' must grow at every step"),
+        ({"canarySteps": "5,100"}, "rolling:canarySteps 100 is out of range; use 1 to 99"),
+        ({"canarySteps": "1,2,3,4,5,6"}, "has 6 steps; use at most 5"),
+        ({"canaryWeight": "101", "canaryTag": "1.2"}, "rolling:canaryWeight 101"),
+    ],
+)
+def test_a_weighted_canarys_settings_are_checked(values: dict[str, str], says: str) -> None:
+    assert says in refused({"target": "eks", "imageTag": "1.16.1", **values})
+    assert Settings.from_values({"target": "eks", "canaryTag": "1.2", "canaryWeight": "5"}).eks is not None

@@ -3,6 +3,7 @@ Deployment's own pods stay as they are."""
 
 from __future__ import annotations
 
+from infra.rollout.command import weighted
 from infra.rollout.command.outcome import Outcome
 from infra.rollout.command.promote import canary_tag
 from infra.rollout.command.session import Session
@@ -28,7 +29,8 @@ def run(session: Session, steps: Steps, values: dict[str, str]) -> Outcome:
 
 def remove_canary(session: Session, steps: Steps, settings: Settings, plan_text: str) -> None:
     """Remove the stack's canary (``plan_text`` says which) through a preview, plan and confirmation; or Stop."""
-    config = {CANARY_TAG.full: ""}
+    weighted.to_zero(session, steps, settings)
+    config = {CANARY_TAG.full: "", **steps.canary_removed()}
     with steps.prepared(settings, config=config, plan_text=plan_text, canary=True) as prepared:
         try:
             with session.report.timed("up"):

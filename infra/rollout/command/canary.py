@@ -7,6 +7,7 @@ import time
 
 from infra.identity import CANARY_DEPLOYMENT
 from infra.rollout.analysis import Judgement, State
+from infra.rollout.command import weighted
 from infra.rollout.command.judging import canary_window
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session
@@ -22,6 +23,9 @@ from infra.settings.keys import CANARY_REPLICAS, CANARY_TAG
 def run(session: Session, steps: Steps, new: Settings, replicas: int, record: Record | None = None) -> None:
     """Run ``replicas`` pods of ``new`` and judge them: returns when they pass (the rest rolls next, or the
     run pauses), else Stop once the canary is removed. ``record`` says the canary is under judgement."""
+    if new.canary_traffic == "weights":
+        weighted.run(session, steps, new, replicas, record)
+        return
     added = {CANARY_TAG.name: str(new.image_tag), CANARY_REPLICAS.name: str(replicas)}
     config = {CANARY_TAG.full: added[CANARY_TAG.name], CANARY_REPLICAS.full: added[CANARY_REPLICAS.name]}
     canary = Settings.from_values({**session.configured, **added})

@@ -32,11 +32,13 @@ def uses_metrics(settings: Settings) -> bool:
     return settings.eks is not None and settings.eks.analysis_source == "cloudwatch"
 
 
-def canary_window(settings: Settings) -> int:
+def canary_window(settings: Settings, share: float | None = None) -> int:
     """How long a canary is analysed: canarySeconds, or longer when the prober's share of requests that
-    reach the canary (its pods among all: the Service spreads connections evenly) could not bring
-    minRequests responses in that time, with half as many again to spare."""
-    share = settings.canary_replicas / (settings.canary_replicas + settings.replicas)
+    reach the canary (``share``, its weight on the ALB; by default its pods among all, since the Service
+    spreads connections evenly) could not bring minRequests responses in that time, with half as many again
+    to spare."""
+    if share is None:
+        share = settings.canary_replicas / (settings.canary_replicas + settings.replicas)
     needed = math.ceil(1.5 * settings.min_requests / (settings.analysis_rate * share))
     return max(settings.canary_seconds, needed)
 

@@ -57,7 +57,7 @@ def put_back(session: Session, steps: Steps, values: dict[str, str], found: unfi
         raise Stop(Outcome.REFUSED, f"cannot put {found.previous} back: {err}") from None
     session.report.old_image, session.report.new_image = found.image, old.image
     cause = release.Cause("rollback", old.image, release.who(), note).text()
-    config = {**image_config(old, session.configured), CANARY_TAG.full: "", CAUSE_KEY: cause}
+    config = {**image_config(old, session.configured), CANARY_TAG.full: "", **steps.canary_removed(), CAUSE_KEY: cause}
     plan_text = f"Put {old.image} back on stack {stack} in place of {found.image}, whose judgement never finished"
     # The run that died may have been cut short in its update: the state may not say what the cluster runs.
     session.refresh_deployment()

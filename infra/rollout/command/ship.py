@@ -10,7 +10,7 @@ from infra import images, release
 from infra.identity import CONTAINER
 from infra.kube.status import Health
 from infra.rollout.analysis import Judgement
-from infra.rollout.command import canary, unfinished
+from infra.rollout.command import canary, unfinished, weighted
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session
 from infra.rollout.command.steps import Steps, image_config
@@ -128,7 +128,9 @@ def judged(session: Session, steps: Steps, old: Settings, new: Settings, target:
                 f"{stack}` rolls the rest, `rollout abort --stack {stack}` removes the canary"
             )
             return Outcome.PAUSED
-    # Promoting a canary removes it in the same update that rolls the rest.
+    # Promoting a canary removes it in the same update that rolls the rest; a weighted one first takes no
+    # more requests, so none is sent to pods being removed.
+    weighted.to_zero(session, steps, new)
     cause = release.Cause(target.verb, new.image, release.who(), target.note).text()
     config = {**image_config(new, session.configured), **steps.canary_removed(), CAUSE_KEY: cause}
     plan_text = RolloutSummary(stack, old.image, new.image, new, cause).render()

@@ -24,7 +24,7 @@ from infra.rollout.engine import CAUSE_KEY, EngineError, StackBusyError
 from infra.rollout.gate import Gate
 from infra.rollout.review import describe, unexpected_steps
 from infra.settings import Settings
-from infra.settings.keys import CANARY_TAG, IMAGE_DIGEST, IMAGE_REPOSITORY, IMAGE_TAG
+from infra.settings.keys import CANARY_TAG, CANARY_WEIGHT, IMAGE_DIGEST, IMAGE_REPOSITORY, IMAGE_TAG
 
 
 class IncompleteRolloutError(Exception):
@@ -78,11 +78,12 @@ class Steps:
 
     @contextmanager
     def prepared(
-        self, new: Settings, *, config: dict[str, str], plan_text: str, canary: bool = False
+        self, new: Settings, *, config: dict[str, str], plan_text: str, canary: bool = False, ask: bool = True
     ) -> Iterator[Prepared]:
         """Everything before an update: preview ``config`` (nothing written), refuse steps beyond the
         Deployment's image (the canary's own, for ``canary``), make sure the analysis has its evidence,
-        show the plan and confirm (Stop otherwise). The plan is there for the block."""
+        show the plan and confirm (Stop otherwise; not ``ask``: a step of what was confirmed, such as a
+        canary's next share). The plan is there for the block."""
         s = self.session
         with tempfile.TemporaryDirectory(prefix="rollout-") as scratch, ThreadPoolExecutor(2) as background:
             # The live view's client (the Kubernetes library is slow to import) is made while the preview
@@ -110,7 +111,8 @@ class Steps:
             if unreached is not None:
                 raise Stop(Outcome.NOT_PROBED, unreached)
             s.say(plan_text)
-            self.confirm()
+            if ask:
+                self.confirm()
             yield Prepared(view, verdict, url, plan)
 
     def preview_config(self, scratch: Path, config: dict[str, str]) -> Path:
@@ -136,8 +138,10 @@ class Steps:
             raise Stop(Outcome.NOT_CONFIRMED, "declined")
 
     def canary_removed(self) -> dict[str, str]:
-        """The config that removes the stack's canary, when it has one."""
-        return {CANARY_TAG.full: ""} if self.session.configured.get(CANARY_TAG.name) else {}
+        """The config that removes the stack's canary, when it has one (and its weight, when it has one)."""
+        configured = self.session.configured
+        weighted = {CANARY_WEIGHT.full: "0"} if configured.get(CANARY_WEIGHT.name, "0") not in ("", "0") else {}
+        return {CANARY_TAG.full: "", **weighted} if configured.get(CANARY_TAG.name) else weighted
 
     def live_view(self, settings: Settings, verdict: Verdict | None = None) -> LiveView | None:
         """The live view; a rollout goes on without it when the cluster cannot be reached from here."""

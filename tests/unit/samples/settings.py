@@ -55,8 +55,10 @@ NON_DEFAULT = {
     "soakSeconds": "120",
     "canaryReplicas": "2",
     "canarySeconds": "45",
-    # Stated, though eks's own: the unset value is derived per target.
-    "canaryTraffic": "weights",
+    # With analysisSource cloudwatch, a canary is judged behind the app's Service (unset derives it).
+    "canaryTraffic": "pods",
     "canarySteps": "10,50",
     "canaryWeight": "10",
 }
+# Keys whose sample above needs other keys to differ from it: each is read apart, with these.
+APART = {"canaryWeight": {"canaryTraffic": "weights", "analysisSource": "probe"}}
