@@ -8,9 +8,10 @@ import json
 from typing import Any
 
 from infra.identity import INGRESS
+from infra.rollout.command.unfinished import encode
 from infra.rollout.exits import Exit
 from infra.weights import ACTION_ANNOTATION
-from tests.unit.rollout_fakes import AlbEngine, FakeAlb, FakeCluster, run, said, session, shipped
+from tests.unit.rollout_fakes import OLD_IMAGE, AlbEngine, FakeAlb, FakeCluster, run, said, session, shipped
 
 
 def gave_back_then_removed(engine: AlbEngine) -> bool:
@@ -91,3 +92,16 @@ def test_abort_gives_the_canarys_share_back_before_it_removes_it() -> None:
     assert engine.weights == [5, 25, 0] and gave_back_then_removed(engine)
     assert engine.up_configs[-1] == {"rolling:canaryTag": ""}
     assert engine.canary is None and engine.tag == "1.14.2"
+
+
+def test_a_weighted_canary_a_dead_run_left_gives_its_share_back_before_the_next_run_removes_it() -> None:
+    # The runner died while the canary had 25 % of requests: the next run on the stack finds the record.
+    engine = AlbEngine()
+    engine.canary, engine.weight, engine.applied = "1.16.1", 25, 25
+    engine.stack_tags = encode(
+        "canary", "2026-12-05T10:00:00Z", "ci (run 7)", OLD_IMAGE.replace("1.14.2", "1.16.1"), OLD_IMAGE
+    )
+    code, s = shipped(tag="1.17.0", engine=engine)
+    assert code == Exit.OK, said(s)
+    assert engine.up_configs[:2] == [{"rolling:canaryWeight": "0"}, {"rolling:canaryTag": ""}]
+    assert engine.applied == 0 and engine.tag == "1.17.0" and engine.stack_tags == {}

@@ -336,3 +336,30 @@ def test_prods_passphrase_reaches_the_promote_job_alone() -> None:
             if "--to prod" in text or "--stack prod" in text or "stack-name: prod" in text:
                 assert (name, job.get("environment")) == ("promote.yml", "prod"), (name, job_name)
     assert "prod" not in (WORKFLOWS / "pull-request.yml").read_text()
+
+
+@pytest.mark.parametrize("role", ["deploy", "promote"])
+def test_the_roles_that_ship_may_read_the_weights_a_weighted_canary_is_judged_at_and_nothing_more(role: str) -> None:
+    import json
+
+    from infra.rollout import listener
+
+    statements = json.loads((IAM / f"{role}-policy.json").read_text())["Statement"]
+    (weights,) = [s for s in statements if s["Sid"] == "CanaryReadsTheAlbWeights"]
+    # The calls infra/rollout/listener.py makes through the AWS CLI to read a canary's share back.
+    made: set[tuple[str, str]] = set()
+
+    def record(args: Any) -> Any:
+        made.add((args[0], args[1]))
+        return {
+            "LoadBalancers": [{"DNSName": "alb.example", "LoadBalancerArn": "arn:lb"}],
+            "TargetGroups": [{"TargetGroupArn": "arn:tg", "TargetGroupName": "k8s-rolling-nginx-0123456789"}],
+            "Listeners": [{"ListenerArn": "arn:listener", "Port": 80}],
+            "Rules": [{"IsDefault": True, "Actions": [{"Type": "forward", "TargetGroupArn": "arn:tg"}]}],
+        }
+
+    assert listener.read(record, "http://alb.example") != []
+    needed = {f"elasticloadbalancing:{''.join(part.title() for part in op.split('-'))}" for _, op in made}
+    assert set(weights["Action"]) == needed
+    assert weights["Resource"] == "*"
+    assert all(a.split(":")[1].startswith("Describe") for a in weights["Action"])

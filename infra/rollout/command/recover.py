@@ -5,7 +5,7 @@ gives way to the version that ran before it, through the same preview, plan and 
 from __future__ import annotations
 
 from infra import release
-from infra.rollout.command import abort, unfinished
+from infra.rollout.command import abort, unfinished, weighted
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session, UnconfirmedError
 from infra.rollout.command.ship import Target
@@ -61,6 +61,8 @@ def put_back(session: Session, steps: Steps, values: dict[str, str], found: unfi
     plan_text = f"Put {old.image} back on stack {stack} in place of {found.image}, whose judgement never finished"
     # The run that died may have been cut short in its update: the state may not say what the cluster runs.
     session.refresh_deployment()
+    # A weighted canary it left takes no more requests before it goes.
+    weighted.to_zero(session, steps, old)
     with steps.prepared(old, config=config, plan_text=plan_text, canary=True) as prepared:
         try:
             with session.report.timed("rollback"):

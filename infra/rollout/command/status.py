@@ -9,7 +9,7 @@ from infra.rollout.command import unfinished
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session
 from infra.settings import Settings, SettingsError
-from infra.settings.keys import CANARY_REPLICAS, CANARY_TAG
+from infra.settings.keys import CANARY_REPLICAS, CANARY_TAG, CANARY_WEIGHT
 
 
 def run(session: Session, values: dict[str, str]) -> Outcome:
@@ -32,10 +32,12 @@ def run(session: Session, values: dict[str, str]) -> Outcome:
         settings.canary_image if values.get(CANARY_TAG.name) else ""
     )
     shown["canary"] = canary or None
+    weight = values.get(CANARY_WEIGHT.name) or ""
+    share = f", {weight} % of requests by the ALB's weights" if weight not in ("", "0") else ""
     if canary and left is None:
         lines.append(
-            f"canary: {values.get(CANARY_REPLICAS.name) or 1} pod(s) of {canary} (`rollout promote --stack {stack}` "
-            f"rolls the rest, `rollout abort --stack {stack}` removes it)"
+            f"canary: {values.get(CANARY_REPLICAS.name) or 1} pod(s) of {canary}{share} (`rollout promote --stack "
+            f"{stack}` rolls the rest, `rollout abort --stack {stack}` removes it)"
         )
     elif canary:
         lines.append(f"canary: {canary}, unjudged")
