@@ -90,11 +90,7 @@ class WebApp(pulumi.ComponentResource):
         # With canaryTraffic weights, the canary's Service (and so its target group) always, its pods or not:
         # the load balancer controller injects readiness gates only into pods made after it has bound their
         # Service's target group, so a canary's first pod must find it there.
-        canary_service = (
-            _service(f"{name}-canary-service", CANARY_SERVICE, WEIGHTED_CANARY_LABELS, namespace, child)
-            if args.weighted_canary
-            else None
-        )
+        canary_service = _weighted_canary(name, args, namespace, child) if args.weighted_canary else None
         # The keep-alive limits, named by their content: a change makes a new ConfigMap, which changes
         # the pod template, so the pods restart with it (nginx reads its configuration at start).
         conf = keepalive_conf(args.keep_alive_seconds, args.connection_max_seconds)
@@ -180,15 +176,6 @@ class WebApp(pulumi.ComponentResource):
         _network_policy(
             f"{name}-network-policy", DEPLOYMENT, LABELS, port=args.container_port, namespace=namespace, opts=child
         )
-        if args.weighted_canary:
-            _network_policy(
-                f"{name}-canary-network-policy",
-                CANARY_DEPLOYMENT,
-                WEIGHTED_CANARY_LABELS,
-                port=args.container_port,
-                namespace=namespace,
-                opts=child,
-            )
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=DEPLOYMENT, namespace=namespace, labels=LABELS),
@@ -236,6 +223,30 @@ def _service(
         ),
         opts=opts,
     )
+
+
+def _weighted_canary(
+    name: str, args: WebAppArgs, namespace: pulumi.Input[str], opts: pulumi.ResourceOptions
+) -> k8s.core.v1.Service:
+    """What a weighted canary's pods have of their own, since the app's objects select by its app label: their
+    Service (the ALB's second target group), the same port rule, and a disruption budget."""
+    _network_policy(
+        f"{name}-canary-network-policy",
+        CANARY_DEPLOYMENT,
+        WEIGHTED_CANARY_LABELS,
+        port=args.container_port,
+        namespace=namespace,
+        opts=opts,
+    )
+    k8s.policy.v1.PodDisruptionBudget(
+        f"{name}-canary-pdb",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=CANARY_DEPLOYMENT, namespace=namespace, labels=WEIGHTED_CANARY_LABELS),
+        spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+            max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=WEIGHTED_CANARY_LABELS)
+        ),
+        opts=opts,
+    )
+    return _service(f"{name}-canary-service", CANARY_SERVICE, WEIGHTED_CANARY_LABELS, namespace, opts)
 
 
 def _network_policy(

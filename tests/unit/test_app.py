@@ -177,7 +177,7 @@ def test_service_is_cluster_ip_on_port_80(target: str) -> None:
 
 @pytest.mark.parametrize(("extra", "budget"), [({}, 1), ({"replicas": 10, "maxUnavailable": "30%"}, 3)])
 def test_disruption_budget_follows_rollout(target: str, extra: dict[str, object], budget: int) -> None:
-    pdb = run(target, **extra).mocks.one(PDB).inputs
+    pdb = run(target, **extra).mocks.one(PDB, "nginx-pdb").inputs
     assert pdb["spec"]["maxUnavailable"] == budget
     assert pdb["spec"]["selector"] == {"matchLabels": {"app": "nginx"}}
 
@@ -207,9 +207,9 @@ def test_every_kubernetes_resource_uses_the_explicit_provider(target: str) -> No
     (provider,) = mocks.of_type("pulumi:providers:kubernetes")
     kubernetes = [r for r in mocks.resources if r.type.startswith("kubernetes:")]
     # The app's six (namespace, keep-alive ConfigMap, Deployment, Service, PodDisruptionBudget,
-    # NetworkPolicy); on eks the controller's Helm release, the Ingress, and the canary's Service and
-    # NetworkPolicy (canaryTraffic weights) too.
-    assert len(kubernetes) == {"local": 6, "eks": 10}[target]
+    # NetworkPolicy); on eks the controller's Helm release, the Ingress, and the canary's Service,
+    # NetworkPolicy and PodDisruptionBudget (canaryTraffic weights) too.
+    assert len(kubernetes) == {"local": 6, "eks": 11}[target]
     for resource in kubernetes:
         assert resource.provider is not None
         assert (
@@ -389,6 +389,8 @@ def test_a_weighted_canary_has_a_service_of_its_own_and_the_apps_service_not_its
     assert not main["spec"]["selector"]["matchLabels"].items() <= labels.items()
     policy = result.mocks.one(NETWORK_POLICY, "nginx-canary-network-policy").inputs["spec"]
     assert policy["podSelector"] == {"matchLabels": labels}
+    budget = result.mocks.one(PDB, "nginx-canary-pdb").inputs["spec"]
+    assert budget == {"maxUnavailable": 1, "selector": {"matchLabels": labels}}
     # Everything else of the pod is still the main Deployment's.
     assert {**canary["spec"]["template"]["spec"], "containers": None} == {
         **main["spec"]["template"]["spec"],

@@ -31,6 +31,13 @@ def test_the_program_passes_every_rule(target: str) -> None:
     assert all_violations(program_resources(target)) == []
 
 
+@pytest.mark.parametrize("traffic", ["weights", "pods"])
+def test_a_canary_of_two_pods_passes_every_rule_either_way(traffic: str) -> None:
+    # A weighted canary's pods carry an app label of their own: their budget and port rule are their own too.
+    resources = program_resources("eks", canaryTag="1.16.1", canaryReplicas=2, canaryTraffic=traffic)
+    assert all_violations(resources) == []
+
+
 def deployment(**changes: Any) -> rules.Resource:
     (found,) = [r for r in program_resources("local") if r.type == rules.DEPLOYMENT]
     props = copy.deepcopy(dict(found.props))
