@@ -14,7 +14,6 @@ from infra.rollout.command.session import Session
 from infra.rollout.command.steps import Prepared, Steps, summary
 from infra.rollout.command.unfinished import Record
 from infra.rollout.engine import EngineError
-from infra.rollout.gate import Gate
 from infra.rollout.review import CanarySummary
 from infra.settings import Settings
 from infra.settings.keys import CANARY_REPLICAS, CANARY_TAG
@@ -38,17 +37,11 @@ def run(session: Session, steps: Steps, new: Settings, replicas: int, record: Re
     seconds = canary_window(canary)
     plan_text = CanarySummary(session.request.stack, canary, seconds).render()
     with steps.prepared(new, config=config, plan_text=plan_text, canary=True) as prepared:
-
-        def judge(gate: Gate) -> Judgement:
-            with session.report.timed("canaryAnalysis"):
-                return gate.bake(seconds)
-
-        verdict = steps.judged_update(
+        verdict = steps.judged_canary(
             prepared,
             new,
             config,
-            stage="canary",
-            judge=judge,
+            seconds=seconds,
             recover=lambda error, breach, p: remove(session, new, error, breach, p),
             mitigate=lambda: scale_away(session, new),
             record=record,

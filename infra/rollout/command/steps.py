@@ -229,6 +229,30 @@ class Steps:
         except UnconfirmedError as err:
             raise Stop(Outcome.UNCONFIRMED, str(err)) from None
 
+    def judged_canary(
+        self,
+        prepared: Prepared,
+        new: Settings,
+        config: dict[str, str],
+        *,
+        seconds: int,
+        recover: Recovery,
+        mitigate: Callable[[], None],
+        record: Record | None,
+        first: Callable[[], None] | None = None,
+    ) -> Judgement | None:
+        """The canary's update ``prepared``, judged for ``seconds`` once ``first`` (if any) has run; its verdict."""
+
+        def judge(gate: Gate) -> Judgement:
+            if first is not None:
+                first()
+            with self.session.report.timed("canaryAnalysis"):
+                return gate.bake(seconds)
+
+        return self.judged_update(
+            prepared, new, config, stage="canary", judge=judge, recover=recover, mitigate=mitigate, record=record
+        )
+
     def mitigated(self, mitigate: Callable[[], None]) -> None:
         """Run ``mitigate`` (once: later breaches find it done), timed; a failure is said, never raised: the
         reconciliation through Pulumi that follows restores the old version anyway."""

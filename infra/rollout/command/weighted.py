@@ -18,7 +18,6 @@ from infra.rollout.command.steps import IncompleteRolloutError, Steps
 from infra.rollout.command.unfinished import Record
 from infra.rollout.engine import EngineError
 from infra.rollout.evidence import Clock
-from infra.rollout.gate import Gate
 from infra.rollout.review import CanarySummary
 from infra.settings import Settings
 from infra.settings.keys import CANARY_REPLICAS, CANARY_TAG, CANARY_WEIGHT, strip
@@ -79,24 +78,23 @@ def step(
     said = f"rollout: the canary of {new.image} takes {share} % of requests, judged for {seconds}s"
     with steps.prepared(new, config=config, plan_text=said, canary=True, ask=False) as prepared:
 
-        def judge(gate: Gate) -> Judgement:
+        def applied() -> None:
+            """The share is judged only once the ALB has it."""
             try:
                 took = listener.await_share(session.metrics_runner(session.region), url, share, steps.judging.clock)
             except WeightsError as err:
                 raise IncompleteRolloutError(str(err)) from None
             session.say(f"rollout: the ALB gives the canary {share} % of requests ({took:.0f}s after the update)")
-            with session.report.timed("canaryAnalysis"):
-                return gate.bake(seconds)
 
-        verdict = steps.judged_update(
+        verdict = steps.judged_canary(
             prepared,
             new,
             config,
-            stage="canary",
-            judge=judge,
+            seconds=seconds,
             recover=lambda error, breach, _: remove(session, steps, new, error, breach),
             mitigate=lambda: turn_away(session, new, url, steps.judging.clock),
             record=record,
+            first=applied,
         )
     session.configured = {**session.configured, CANARY_WEIGHT.name: str(share)}
     return verdict
