@@ -4,10 +4,10 @@ reach minRequests) before the rest rolls; removed when it fails, the Deployment'
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from infra.identity import CANARY_DEPLOYMENT
 from infra.rollout.analysis import Judgement, State
-from infra.rollout.command import weighted
 from infra.rollout.command.judging import canary_window
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session
@@ -22,9 +22,6 @@ from infra.settings.keys import CANARY_REPLICAS, CANARY_TAG
 def run(session: Session, steps: Steps, new: Settings, replicas: int, record: Record | None = None) -> None:
     """Run ``replicas`` pods of ``new`` and judge them: returns when they pass (the rest rolls next, or the
     run pauses), else Stop once the canary is removed. ``record`` says the canary is under judgement."""
-    if new.canary_traffic == "weights":
-        weighted.run(session, steps, new, replicas, record)
-        return
     added = {CANARY_TAG.name: str(new.image_tag), CANARY_REPLICAS.name: str(replicas)}
     config = {CANARY_TAG.full: added[CANARY_TAG.name], CANARY_REPLICAS.full: added[CANARY_REPLICAS.name]}
     canary = Settings.from_values({**session.configured, **added})
@@ -62,8 +59,17 @@ def scale_away(session: Session, new: Settings) -> None:
     session.say("rollout: the canary scaled to 0 pods: it takes no more requests; removing it through Pulumi")
 
 
-def remove(session: Session, new: Settings, error: str, breach: Judgement | None, prepared: Prepared) -> Stop:
-    """The canary failed: remove it (the Deployment's own pods were never touched)."""
+def remove(
+    session: Session,
+    new: Settings,
+    error: str,
+    breach: Judgement | None,
+    prepared: Prepared,
+    *,
+    give_back: Callable[[], dict[str, str]] | None = None,
+) -> Stop:
+    """The canary failed: remove it (the Deployment's own pods were never touched); ``give_back`` first, which
+    says what else the removal sets (a weighted canary's share, once given back)."""
     known = prepared.known_at()
     session.say(f"rollout: the canary of {new.image} failed: {error}")
     session.say("rollout: removing the canary; the Deployment's pods were not changed")
@@ -71,7 +77,7 @@ def remove(session: Session, new: Settings, error: str, breach: Judgement | None
         with session.report.timed("rollback"):
             if prepared.verdict.reason is not None:
                 session.refresh_deployment()
-            session.engine.up({CANARY_TAG.full: ""})
+            session.engine.up({CANARY_TAG.full: "", **(give_back() if give_back is not None else {})})
     except EngineError as err:
         return Stop(
             Outcome.ROLLBACK_FAILED,

@@ -121,7 +121,7 @@ def judged(session: Session, steps: Steps, old: Settings, new: Settings, target:
     """Ship ``new`` in place of ``old``, each stage under ``record``."""
     stack = session.request.stack
     if target.canary:
-        canary.run(session, steps, new, target.canary, record)
+        (weighted if new.canary_traffic == "weights" else canary).run(session, steps, new, target.canary, record)
         if target.pause:
             session.say(
                 f"rollout: paused with {target.canary} canary pod(s) of {new.image}: `rollout promote --stack "

@@ -11,10 +11,11 @@ from infra.identity import CANARY_DEPLOYMENT, INGRESS
 from infra.kube.cluster import short
 from infra.rollout import listener
 from infra.rollout.analysis import Judgement, State
+from infra.rollout.command import canary
 from infra.rollout.command.judging import canary_window
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session
-from infra.rollout.command.steps import IncompleteRolloutError, Steps
+from infra.rollout.command.steps import IncompleteRolloutError, Prepared, Steps
 from infra.rollout.command.unfinished import Record
 from infra.rollout.engine import EngineError
 from infra.rollout.evidence import Clock
@@ -57,7 +58,7 @@ def run(session: Session, steps: Steps, new: Settings, replicas: int, record: Re
             with session.report.timed("canary"):
                 steps.update(new, prepared.view.result(), prepared.plan, config)
         except (EngineError, IncompleteRolloutError) as err:
-            raise remove(session, steps, new, prepared.verdict.reason or str(err), None) from None
+            raise remove(session, steps, new, prepared.verdict.reason or str(err), None, prepared=prepared) from None
     session.configured = {**session.configured, **added}
     session.say(f"rollout: {replicas} canary pod(s) of {new.image} ready behind their own target group, at weight 0")
     for share in shares:
@@ -91,7 +92,7 @@ def step(
             new,
             config,
             seconds=seconds,
-            recover=lambda error, breach, _: remove(session, steps, new, error, breach),
+            recover=lambda error, breach, p: remove(session, steps, new, error, breach, prepared=p),
             mitigate=lambda: turn_away(session, new, url, steps.judging.clock),
             record=record,
             first=applied,
@@ -134,22 +135,15 @@ def to_zero(session: Session, steps: Steps, new: Settings) -> None:
         session.say(f"rollout: could not take the canary's share to 0 first ({short(err)}); removing it anyway")
 
 
-def remove(session: Session, steps: Steps, new: Settings, error: str, breach: Judgement | None) -> Stop:
-    """The canary failed: its share to 0, then the canary removed (the Deployment's pods were never touched)."""
-    session.say(f"rollout: the canary of {new.image} failed: {error}")
-    session.say("rollout: removing the canary; the Deployment's pods were not changed")
-    try:
-        with session.report.timed("rollback"):
-            session.refresh_deployment()
-            # The failed update wrote its weight to the stack's config before it ran: read what it says now.
-            session.configured = strip(session.engine.config())
-            to_zero(session, steps, new)
-            session.engine.up({CANARY_TAG.full: "", **steps.canary_removed()})
-    except EngineError as err:
-        return Stop(
-            Outcome.ROLLBACK_FAILED,
-            f"{error}; removing the canary failed too: {short(err)}; "
-            f"run `rollout abort --stack {session.request.stack}`",
-        )
-    session.report.rolled_back = True
-    return Stop(Outcome.ABORTED if breach is not None else Outcome.ROLLED_BACK, error)
+def remove(
+    session: Session, steps: Steps, new: Settings, error: str, breach: Judgement | None, *, prepared: Prepared
+) -> Stop:
+    """The canary failed: its share to 0 first, then the canary removed (the Deployment's pods untouched)."""
+
+    def give_back() -> dict[str, str]:
+        # The failed update wrote its weight to the stack's config before it ran: read what it says now.
+        session.configured = strip(session.engine.config())
+        to_zero(session, steps, new)
+        return steps.canary_removed()
+
+    return canary.remove(session, new, error, breach, prepared, give_back=give_back)
