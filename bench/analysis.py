@@ -13,6 +13,10 @@ Writes bench/results/analysis.{json,md} and bench/results/analysis.png.
 LARGE, the same bad release on 9 replicas (maxSurge 25 %, maxUnavailable 50 %) with users at 120 requests
 a second, with a canary and without: the damage must not grow with replicas or traffic. Writes
 bench/results/analysis-large.{json,md,png}.
+
+SLOW, a release that answers every page correctly but in about 2 s (cluster/images.sh's slow kind), with a
+canary and without: a bad response is then one slower than maxP99Ms (1 s) as well as a failed one. Writes
+bench/results/analysis-slow.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -49,12 +53,21 @@ class Shape:
     rate: int = RATE
     # The three ways and the costs of a healthy release; else the two ways with the analysis alone.
     whole: bool = True
+    # The bad release: its tag and cluster/images.sh's kind; a response slower than ``slow_ms`` is bad too.
+    bad: str = BAD
+    kind: str = "errors"
+    slow_ms: int | None = None
+
+    def is_bad(self, response: load.Response) -> bool:
+        return response.failed or (self.slow_ms is not None and response.latency_s * 1000 > self.slow_ms)
 
 
 STANDARD = Shape("analysis")
 LARGE = Shape(
     "analysis-large", replicas=9, settings={"maxSurge": "25%", "maxUnavailable": "50%"}, rate=120, whole=False
 )
+SLOW = Shape("analysis-slow", whole=False, bad="1.1.0-slow", kind="slow", slow_ms=1000)
+SHAPES = {shape.stem: shape for shape in (STANDARD, LARGE, SLOW)}
 
 
 def rollout(stack: Stack, *args: str) -> tuple[int, Report, float]:
@@ -81,16 +94,16 @@ def rollout(stack: Stack, *args: str) -> tuple[int, Report, float]:
 
 
 def bad_release(stack: Stack, url: str, name: str, *args: str, shape: Shape = STANDARD) -> dict[str, Any]:
-    """Ship BAD with users' traffic beside it; what users got, then back to OLD."""
-    progress(f"a release that answers errors: {name} ({shape.replicas} replicas, users at {shape.rate}/s)")
+    """Ship the shape's bad release with users' traffic beside it; what users got, then back to OLD."""
+    progress(f"a release that answers {shape.kind}: {name} ({shape.replicas} replicas, users at {shape.rate}/s)")
     out = RESULTS / "raw" / f"{shape.stem}-{name.replace(' ', '-')}.jsonl"
     with load.PlainLoad(url, shape.rate, 400, out, keepalive=False) as users:
         time.sleep(2)
         start = time.time()
-        code, result, took = rollout(stack, "--tag", BAD, *args)
+        code, result, took = rollout(stack, "--tag", shape.bad, *args)
         time.sleep(AFTER_S)
         end = time.time()
-    bad = [r for r in users.responses if r.failed]
+    bad = [r for r in users.responses if shape.is_bad(r)]
     first = min((r.t for r in bad), default=None)
     last = max((r.t for r in bad), default=None)
     # Restored: the old version answered every request from the last bad one to the window's end.
@@ -106,7 +119,7 @@ def bad_release(stack: Stack, url: str, name: str, *args: str, shape: Shape = ST
         "bad_from_old_version": sum(r.version == OLD for r in bad),
         "analysis": result.analysis,
         "start": start,
-        "responses": [(round(r.t - start, 3), "failed" if r.failed else r.version) for r in users.responses],
+        "responses": [(round(r.t - start, 3), "failed" if shape.is_bad(r) else r.version) for r in users.responses],
     }
     if code == 0:  # shipped and stayed: put the old version back for the next way
         stack.configure(analysis="false")
@@ -156,7 +169,7 @@ def measure(workdir: Path, repository: str, url_of: Callable[[str], str], shape:
             bad_release(stack, url, "no canary", shape=shape),
         ]
         if not shape.whole:
-            return {"rate": shape.rate, "replicas": shape.replicas, "ways": ways, "costs": []}
+            return {"rate": shape.rate, "replicas": shape.replicas, "kind": shape.kind, "ways": ways, "costs": []}
         stack.configure(analysis="false")
         ways.append(bad_release(stack, url, "no analysis", shape=shape))
         stack.configure(analysis="true")
@@ -187,9 +200,10 @@ def plot(found: dict[str, Any], path: Path) -> None:
 
 
 def markdown(found: dict[str, Any]) -> str:
+    answers = "slowly (a bad response: failed, or slower than 1 s)" if found.get("kind") == "slow" else "errors"
     lines = [
-        f"# A release that answers errors, {found.get('replicas', 3)} replicas, users at {found['rate']} requests "
-        "a second (new connections)",
+        f"# A release that answers {answers}, {found.get('replicas', 3)} replicas, users at {found['rate']} "
+        "requests a second (new connections)",
         "",
         "| way | outcome | bad responses users got | first bad to old version everywhere | command |",
         "|---|---|---|---|---|",

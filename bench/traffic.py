@@ -402,16 +402,17 @@ def main() -> int:
     parser.add_argument("--cluster-start-s", type=float, default=0.0)
     parser.add_argument(
         "--only",
-        choices=("all", "analysis", "analysis-large"),
+        choices=("all", *analysis.SHAPES),
         default="all",
-        help="analysis: the bad release's part alone; analysis-large: the same on 9 replicas, users at 120/s",
+        help="analysis: the bad release's part alone; analysis-large: the same on 9 replicas, users at 120/s; "
+        "analysis-slow: a release that answers in about 2 s",
     )
     args = parser.parse_args()
     if args.only != "all":
-        shape = analysis.LARGE if args.only == "analysis-large" else analysis.STANDARD
+        shape = analysis.SHAPES[args.only]
         for version in (OLD, NEW):
             run([str(ROOT / "cluster" / "images.sh"), "app", version])
-        run([str(ROOT / "cluster" / "images.sh"), "app", analysis.BAD, "errors"])
+        run([str(ROOT / "cluster" / "images.sh"), "app", shape.bad, shape.kind])
         with tempfile.TemporaryDirectory(prefix="rolling-traffic-") as tmp:
             analysis.write(analysis.measure(Path(tmp), REPOSITORY, service_url, shape), shape)
         print((RESULTS / f"{shape.stem}.md").read_text())
@@ -422,6 +423,7 @@ def main() -> int:
         run([str(ROOT / "cluster" / "images.sh"), "app", version])
     run([str(ROOT / "cluster" / "images.sh"), "app", UNLIMITED, "unlimited"])
     run([str(ROOT / "cluster" / "images.sh"), "app", analysis.BAD, "errors"])
+    run([str(ROOT / "cluster" / "images.sh"), "app", analysis.SLOW.bad, analysis.SLOW.kind])
     NODE["base_image_s"] = base_image_seconds()
     with tempfile.TemporaryDirectory(prefix="rolling-traffic-") as tmp:
         workdir = Path(tmp)
@@ -446,6 +448,11 @@ def main() -> int:
             analysis.measure(workdir / "analysis-large", REPOSITORY, service_url, analysis.LARGE), analysis.LARGE
         )
         print((RESULTS / "analysis-large.md").read_text())
+        (workdir / "analysis-slow").mkdir()
+        analysis.write(
+            analysis.measure(workdir / "analysis-slow", REPOSITORY, service_url, analysis.SLOW), analysis.SLOW
+        )
+        print((RESULTS / "analysis-slow.md").read_text())
         (workdir / "in-a-row").mkdir()
         rows = in_a_row.measure(workdir / "in-a-row", REPOSITORY)
         print(f"plain ups in a row: {len(rows['incomplete_at_return'])} of {rows['rollouts']} returned incomplete")
