@@ -8,10 +8,12 @@ import json
 from typing import Any
 
 from infra.identity import INGRESS
+from infra.rollout.command.judging import canary_window
 from infra.rollout.command.unfinished import encode
 from infra.rollout.exits import Exit
+from infra.settings import Settings
 from infra.weights import ACTION_ANNOTATION
-from tests.unit.rollout_fakes import OLD_IMAGE, AlbEngine, FakeAlb, FakeCluster, run, said, session, shipped
+from tests.unit.rollout_fakes import OLD_IMAGE, ROOT, AlbEngine, FakeAlb, FakeCluster, run, said, session, shipped
 
 
 def gave_back_then_removed(engine: AlbEngine) -> bool:
@@ -105,3 +107,13 @@ def test_a_weighted_canary_a_dead_run_left_gives_its_share_back_before_the_next_
     assert code == Exit.OK, said(s)
     assert engine.up_configs[:2] == [{"rolling:canaryWeight": "0"}, {"rolling:canaryTag": ""}]
     assert engine.applied == 0 and engine.tag == "1.17.0" and engine.stack_tags == {}
+
+
+def test_each_share_is_judged_long_enough_to_reach_min_requests_as_the_docs_say() -> None:
+    # With the defaults (10 probe requests a second, minRequests 50, canarySeconds 120 on eks): at 5 % the
+    # canary gets half a request a second, and needs 150 s for 75; at 25 %, canarySeconds is enough.
+    settings = Settings.from_values({"target": "eks", "imageTag": "1.14.2", "canaryTag": "1.16.1"})
+    assert settings.eks is not None
+    assert [canary_window(settings, share / 100) for share in settings.eks.canary_steps] == [150, 120]
+    docs = " ".join((ROOT / "docs" / "rollouts.md").read_text().split())
+    assert "defaults 150 s at 5 %, and `canarySeconds`, 120 s, at 25 %" in docs
