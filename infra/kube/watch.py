@@ -36,12 +36,18 @@ WARNINGS = "type=Warning"
 # A mitigation (a canary scaled away, an image put back) holds the engine's interruption until it
 # returns: it gets a few seconds, then the rollback through Pulumi does the same anyway.
 MITIGATE_TIMEOUT = (3, 5)
+# How long a retirement waits for the Deployment controller to take in the template put back, at most.
+RETIRE_WITHIN_S = 2.0
 
 
 def health(api: client.ApiClient, namespace: str, name: str = DEPLOYMENT) -> Health:
     """The Deployment ``name`` (the app's, by default: by name, since a canary carries the app's labels too)."""
     deployment = client.AppsV1Api(api).read_namespaced_deployment(name, namespace, _request_timeout=READ_TIMEOUT)
     return Health.of(deployment)
+
+
+def _image(replica_set: Any) -> str:
+    return str(replica_set.spec.template.spec.containers[0].image)
 
 
 class LiveCluster:
@@ -54,17 +60,52 @@ class LiveCluster:
     def health(self, namespace: str, name: str) -> Health:
         return health(self.api, namespace, name)
 
-    def revisions(self, namespace: str, name: str) -> list[Revision]:
-        """The revisions of Deployment ``name``: its own ReplicaSets (not a canary's, which carry its labels)."""
+    def _own_sets(self, namespace: str, name: str) -> list[Any]:
+        """Deployment ``name``'s own ReplicaSets (not a canary's, which carry its labels)."""
         sets = client.AppsV1Api(self.api).list_namespaced_replica_set(
             namespace, label_selector=SELECTOR, _request_timeout=READ_TIMEOUT
         )
-        own = [
+        return [
             rs
             for rs in sets.items
             if any(o.kind == "Deployment" and o.name == name for o in rs.metadata.owner_references or [])
         ]
-        return revisions(own)
+
+    def revisions(self, namespace: str, name: str) -> list[Revision]:
+        """The revisions of Deployment ``name``."""
+        return revisions(self._own_sets(namespace, name))
+
+    def retire(self, namespace: str, name: str, image: str) -> bool:
+        """Take the pods of ``image`` out of Deployment ``name``'s Service at once: their ReplicaSet to no pods
+        (they leave the endpoints as they start to stop, their drain ending what they have). Only once the
+        Deployment controller has taken in a template that no longer names ``image`` (it scales an old
+        ReplicaSet down, never up: its rolling update's reconcileOldReplicaSets), and only while another of
+        its ReplicaSets has ready pods to take the requests; else the controller's own pace. Whether it did."""
+        apps = client.AppsV1Api(self.api)
+        deadline = time.monotonic() + RETIRE_WITHIN_S
+        while True:
+            deployment = apps.read_namespaced_deployment(name, namespace, _request_timeout=MITIGATE_TIMEOUT)
+            if (deployment.status.observed_generation or 0) >= (deployment.metadata.generation or 0):
+                break
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        if deployment.spec.template.spec.containers[0].image == image:
+            return False
+        sets = self._own_sets(namespace, name)
+        retiring = [rs for rs in sets if _image(rs) == image and (rs.spec.replicas or 0) > 0]
+        serving = any(_image(rs) != image and (rs.status.ready_replicas or 0) > 0 for rs in sets)
+        if not retiring or not serving:
+            return False
+        for rs in retiring:
+            apps.patch_namespaced_replica_set_scale(
+                rs.metadata.name,
+                namespace,
+                {"spec": {"replicas": 0}},
+                _request_timeout=MITIGATE_TIMEOUT,
+                _preload_content=False,
+            )
+        return True
 
     def progress(self, namespace: str, say: Callable[[str], None], verdict: Verdict | None = None) -> Progress:
         return Progress(self.api, namespace, say, verdict=verdict)

@@ -11,7 +11,9 @@ so the verdict is "insufficient" unless the errors are already beyond doubt. Whi
 errors beyond doubt end it (Wald's sequential test, ``beyond_doubt``: 5 failures of the first 5 at the
 default 2 %, never 1 in 2); at its end the ratio over the whole window decides, once. Judging the ratio at
 every look instead aborted 29 % of releases at half maxErrorRatio. The rates over simulated releases are
-in docs/benchmarks.md (bench/verdict.py).
+in docs/benchmarks.md (bench/verdict.py). Latency is judged the same way: a p99 within maxP99Ms means at
+most 1 % of the responses are slower than it, so responses slower than maxP99Ms beyond doubt at 1 % (5 of
+the first 5) end the window too; at its end the p99 over the window decides.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from infra.rollout.report import Evidence, MinuteEvidence
 # minRequests) at most ALPHA of the time; one at the bad rate (``bad_rate``) escapes it at most BETA.
 ALPHA = 0.01
 BETA = 0.01
+# The share of responses a p99 leaves above it.
+OVER_P99 = 0.01
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,14 @@ def judge(
             State.BREACH,
             f"{errors} of its {len(mine)} responses were errors: above maxErrorRatio "
             f"{thresholds.max_error_ratio:g} beyond doubt{'' if enough else ', before minRequests'}",
+        )
+    answered = [s for s in mine if s.answered]
+    slow = sum(s.latency_s * 1000 > thresholds.max_p99_ms for s in answered)
+    if beyond_doubt(len(answered), slow, OVER_P99):
+        return verdict(
+            State.BREACH,
+            f"{slow} of its {len(answered)} answers took longer than maxP99Ms {thresholds.max_p99_ms} ms: its p99 "
+            f"is above it beyond doubt{'' if enough else ', before minRequests'}",
         )
     if not enough:
         return verdict(

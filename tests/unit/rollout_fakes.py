@@ -286,6 +286,10 @@ class FakeCluster:
     def set_image(self, namespace: str, name: str, container: str, image: str) -> None:
         self.changed.append(("set image", name, f"{container}={image}"))
 
+    def retire(self, namespace: str, name: str, image: str) -> bool:
+        self.changed.append(("retire", name, image))
+        return True
+
     def annotate_ingress(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
         self.changed.extend(("annotate ingress", name, f"{key}={value}") for key, value in annotations.items())
         action = annotations.get(ACTION_ANNOTATION)

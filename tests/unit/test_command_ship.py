@@ -188,9 +188,12 @@ def test_a_release_that_serves_errors_after_its_rollout_is_aborted_and_rolled_ba
     cluster = FakeCluster(engine=engine)
     code, s = shipped("--record", str(record), engine=engine, cluster=cluster, statuses={"1.16.1": 500})
     assert code == Exit.ABORTED
-    # Mitigated first, once: the old image back in the template at once (as `kubectl rollout undo`), then
-    # the rollback through Pulumi, which reads the Deployment back before it runs.
-    assert cluster.changed == [("set image", DEPLOYMENT, f"nginx={OLD_IMAGE}")]
+    # Mitigated first, once: the old image back in the template at once (as `kubectl rollout undo`), the new
+    # version's pods out of the Service, then the rollback through Pulumi, which reads the Deployment back
+    # before it runs.
+    new_image = OLD_IMAGE.replace("1.14.2", "1.16.1")
+    assert cluster.changed == [("set image", DEPLOYMENT, f"nginx={OLD_IMAGE}"), ("retire", DEPLOYMENT, new_image)]
+    assert f"the pods of {new_image} are out of the Service" in said(s)
     assert engine.refreshed == [[f"urn::{DEPLOYMENT}"]]
     recorded = [json.loads(line) for line in record.read_text().splitlines()]
     assert {(r["version"], r["status"]) for r in recorded} == {("1.16.1", 500)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from infra.identity import LABELS
@@ -211,3 +212,71 @@ def test_the_clusters_clock_is_its_api_servers_date() -> None:
     with serving(Api) as url:
         said = LiveCluster(client.ApiClient(client.Configuration(host=url))).server_time()
     assert said is not None and abs((said - datetime.datetime.now(datetime.UTC)).total_seconds()) < 2
+
+
+class Apps:
+    """The apps API as a retirement reads it: the Deployment (the controller takes in its template on the
+    ``observed_on``-th read), its ReplicaSets, and the scales patched."""
+
+    def __init__(self, sets: list[Any], template_image: str, observed_on: int = 1) -> None:
+        self.sets, self.template_image, self.observed_on = sets, template_image, observed_on
+        self.reads = 0
+        self.scaled: list[tuple[str, int]] = []
+
+    def read_namespaced_deployment(self, name: str, namespace: str, **_: Any) -> Any:
+        self.reads += 1
+        observed = 2 if self.reads >= self.observed_on else 1
+        return client.V1Deployment(
+            metadata=client.V1ObjectMeta(name=name, generation=2),
+            spec=client.V1DeploymentSpec(
+                selector=client.V1LabelSelector(match_labels=LABELS),
+                template=client.V1PodTemplateSpec(
+                    spec=client.V1PodSpec(containers=[client.V1Container(name="nginx", image=self.template_image)])
+                ),
+            ),
+            status=client.V1DeploymentStatus(observed_generation=observed),
+        )
+
+    def list_namespaced_replica_set(self, namespace: str, label_selector: str = "", **_: Any) -> Any:
+        return type("List", (), {"items": [rs for rs in self.sets if matches(label_selector, rs.metadata.labels)]})()
+
+    def patch_namespaced_replica_set_scale(self, name: str, namespace: str, body: Any, **_: Any) -> None:
+        self.scaled.append((name, body["spec"]["replicas"]))
+
+
+def owned(rs: client.V1ReplicaSet, ready: int) -> client.V1ReplicaSet:
+    rs.metadata.owner_references = [
+        client.V1OwnerReference(api_version="apps/v1", kind="Deployment", name="nginx-deployment", uid="u")
+    ]
+    rs.status.ready_replicas = ready
+    return rs
+
+
+def retired(monkeypatch: pytest.MonkeyPatch, apps: Apps) -> bool:
+    from infra.kube import watch
+
+    monkeypatch.setattr(client, "AppsV1Api", lambda api: apps)
+    return watch.LiveCluster(client.ApiClient()).retire("rolling", "nginx-deployment", NEW)
+
+
+def test_a_failed_versions_pods_leave_the_service_at_once_once_the_old_template_is_taken_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Mid-rollout: 5 old pods ready, 7 new ones serving errors; the old image is back in the template, which
+    # the controller takes in on its second read.
+    apps = Apps(
+        [owned(replica_set("old", OLD, "old", 5, 0), 5), owned(replica_set("new", NEW, "new", 7, 1), 7)], OLD, 2
+    )
+    assert retired(monkeypatch, apps) is True
+    assert apps.scaled == [("new", 0)], "only the failed version's ReplicaSet, once the controller took the template in"
+    assert apps.reads == 2
+
+
+def test_no_pod_is_taken_out_while_no_other_version_can_take_the_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The rollout was complete: the old ReplicaSet has no ready pod yet, so the new pods keep serving (a slow
+    # answer beats none) while the Deployment brings the old ones back.
+    apps = Apps([owned(replica_set("old", OLD, "old", 3, 0), 0), owned(replica_set("new", NEW, "new", 9, 1), 9)], OLD)
+    assert retired(monkeypatch, apps) is False and apps.scaled == []
+    # Nor while the template still names the failed version (the old image never went back).
+    apps = Apps([owned(replica_set("old", OLD, "old", 5, 0), 5), owned(replica_set("new", NEW, "new", 7, 1), 7)], NEW)
+    assert retired(monkeypatch, apps) is False and apps.scaled == []

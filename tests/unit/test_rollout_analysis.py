@@ -88,6 +88,24 @@ def test_one_slow_response_in_a_hundred_is_within_p99() -> None:
     assert judge(samples, "1.1", THRESHOLDS).state is State.PASS
 
 
+def test_slow_answers_beyond_doubt_breach_before_min_requests_as_errors_do() -> None:
+    # A p99 within maxP99Ms leaves at most 1 % of the answers above it: five slow answers of the first five
+    # cannot be that, however few they are; while the window runs they end it.
+    verdict = judge(answers("1.1", 5, latency_s=2.1), "1.1", THRESHOLDS, final=False)
+    assert verdict.state is State.BREACH
+    assert verdict.reason.startswith("5 of its 5 answers took longer than maxP99Ms 1000 ms")
+    assert "before minRequests" in verdict.reason
+    # One slow answer in two, or four of four, proves nothing yet.
+    assert judge(answers("1.1", 1) + answers("1.1", 1, latency_s=2.1), "1.1", THRESHOLDS, final=False).state is (
+        State.INSUFFICIENT
+    )
+    assert judge(answers("1.1", 4, latency_s=2.1), "1.1", THRESHOLDS, final=False).state is State.INSUFFICIENT
+    # The old version's slowness is its own.
+    assert judge(answers("1.0", 20, latency_s=2.1) + answers("1.1", 5), "1.1", THRESHOLDS, final=False).state is (
+        State.INSUFFICIENT
+    )
+
+
 def test_the_old_versions_errors_are_not_blamed_on_the_new_one() -> None:
     samples = answers("1.0", 200, status=500) + answers("1.1", 60, t0=5) + answers(None, 30, status=502, t0=9)
     verdict = judge(samples, "1.1", THRESHOLDS)

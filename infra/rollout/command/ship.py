@@ -93,10 +93,15 @@ def versions(session: Session, values: dict[str, str], target: Target) -> tuple[
 def undo_in_cluster(session: Session, old: Settings, new: Settings) -> None:
     """The release failed its analysis: put the old image back in the Deployment's template at once, as
     `kubectl rollout undo` would. The template is the old one again (it depends on nothing but the image),
-    so the Deployment brings the old ReplicaSet back at its own pace; the rollback through Pulumi that
+    so the Deployment brings the old ReplicaSet back; the new version's pods leave the Service at once
+    while old ones are ready to serve (else at the Deployment's pace). The rollback through Pulumi that
     follows finds it done and makes the state say so."""
     namespace, name = session.deployment(new)
-    session.cluster(new).set_image(namespace, name, CONTAINER, old.image)
+    cluster = session.cluster(new)
+    cluster.set_image(namespace, name, CONTAINER, old.image)
+    if cluster.retire(namespace, name, new.image):
+        # The old pods left take every request while the Deployment brings the rest back.
+        session.say(f"rollout: the pods of {new.image} are out of the Service (their ReplicaSet at 0 pods)")
     session.say(f"rollout: the Deployment's template is {old.image} again; restoring it through Pulumi")
 
 
