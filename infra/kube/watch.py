@@ -12,6 +12,7 @@ from typing import Any
 
 from kubernetes import client
 
+from infra import strategy
 from infra.identity import DEPLOYMENT, SELECTOR
 from infra.kube.logs import PodLogs
 from infra.kube.revisions import Revision, revisions
@@ -36,8 +37,10 @@ WARNINGS = "type=Warning"
 # A mitigation (a canary scaled away, an image put back) holds the engine's interruption until it
 # returns: it gets a few seconds, then the rollback through Pulumi does the same anyway.
 MITIGATE_TIMEOUT = (3, 5)
-# How long a retirement waits for the Deployment controller to take in the template put back, at most.
-RETIRE_WITHIN_S = 2.0
+# How long a retirement waits for the Deployment controller to take in the template put back, and for
+# enough old pods to be ready, at most; and how often it looks meanwhile.
+RETIRE_WITHIN_S = 60.0
+RETIRE_EVERY_S = 0.1
 
 
 def health(api: client.ApiClient, namespace: str, name: str = DEPLOYMENT) -> Health:
@@ -48,6 +51,14 @@ def health(api: client.ApiClient, namespace: str, name: str = DEPLOYMENT) -> Hea
 
 def _image(replica_set: Any) -> str:
     return str(replica_set.spec.template.spec.containers[0].image)
+
+
+def _floor(deployment: Any) -> int:
+    """The ready pods a rollout of ``deployment`` keeps: its replicas less maxUnavailable, one at least."""
+    replicas = deployment.spec.replicas or 1
+    rolling = deployment.spec.strategy.rolling_update if deployment.spec.strategy else None
+    unavailable = rolling.max_unavailable if rolling is not None and rolling.max_unavailable is not None else "25%"
+    return max(1, replicas - strategy.resolve(strategy.parse_int_or_percent(unavailable), replicas, round_up=False))
 
 
 class LiveCluster:
@@ -76,27 +87,30 @@ class LiveCluster:
         return revisions(self._own_sets(namespace, name))
 
     def retire(self, namespace: str, name: str, image: str) -> bool:
-        """Take the pods of ``image`` out of Deployment ``name``'s Service at once: their ReplicaSet to no pods
-        (they leave the endpoints as they start to stop, their drain ending what they have). Only once the
+        """Take the pods of ``image`` out of Deployment ``name``'s Service: their ReplicaSet to no pods (they
+        leave the endpoints as they start to stop, their drain ending what they have). Only once the
         Deployment controller has taken in a template that no longer names ``image`` (it scales an old
-        ReplicaSet down, never up: its rolling update's reconcileOldReplicaSets), and only while another of
-        its ReplicaSets has ready pods to take the requests; else the controller's own pace. Whether it did."""
+        ReplicaSet down, never up: its rolling update's reconcileOldReplicaSets), and once the other
+        ReplicaSets have as many ready pods as the rollout itself keeps (replicas less maxUnavailable, one at
+        least), so the requests they take are not more than a rollout puts on them. Waits for both up to
+        RETIRE_WITHIN_S; whether it retired any."""
         apps = client.AppsV1Api(self.api)
         deadline = time.monotonic() + RETIRE_WITHIN_S
         while True:
             deployment = apps.read_namespaced_deployment(name, namespace, _request_timeout=MITIGATE_TIMEOUT)
-            if (deployment.status.observed_generation or 0) >= (deployment.metadata.generation or 0):
+            if deployment.spec.template.spec.containers[0].image == image:
+                return False
+            sets = self._own_sets(namespace, name)
+            retiring = [rs for rs in sets if _image(rs) == image and (rs.spec.replicas or 0) > 0]
+            if not retiring:
+                return False
+            observed = (deployment.status.observed_generation or 0) >= (deployment.metadata.generation or 0)
+            ready = sum(rs.status.ready_replicas or 0 for rs in sets if _image(rs) != image)
+            if observed and ready >= _floor(deployment):
                 break
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(0.05)
-        if deployment.spec.template.spec.containers[0].image == image:
-            return False
-        sets = self._own_sets(namespace, name)
-        retiring = [rs for rs in sets if _image(rs) == image and (rs.spec.replicas or 0) > 0]
-        serving = any(_image(rs) != image and (rs.status.ready_replicas or 0) > 0 for rs in sets)
-        if not retiring or not serving:
-            return False
+            time.sleep(RETIRE_EVERY_S)
         for rs in retiring:
             apps.patch_namespaced_replica_set_scale(
                 rs.metadata.name,

@@ -216,20 +216,31 @@ def test_the_clusters_clock_is_its_api_servers_date() -> None:
 
 class Apps:
     """The apps API as a retirement reads it: the Deployment (the controller takes in its template on the
-    ``observed_on``-th read), its ReplicaSets, and the scales patched."""
+    ``observed_on``-th read; 3 replicas, maxUnavailable 1), its ReplicaSets (whose ready pods ``ready`` says,
+    read by read), and the scales patched."""
 
     def __init__(self, sets: list[Any], template_image: str, observed_on: int = 1) -> None:
         self.sets, self.template_image, self.observed_on = sets, template_image, observed_on
         self.reads = 0
         self.scaled: list[tuple[str, int]] = []
+        self.ready: list[dict[str, int]] = []
 
     def read_namespaced_deployment(self, name: str, namespace: str, **_: Any) -> Any:
         self.reads += 1
+        if self.ready:
+            for rs in self.sets:
+                rs.status.ready_replicas = self.ready[0].get(rs.metadata.name, rs.status.ready_replicas)
+            if len(self.ready) > 1:
+                self.ready.pop(0)
         observed = 2 if self.reads >= self.observed_on else 1
         return client.V1Deployment(
             metadata=client.V1ObjectMeta(name=name, generation=2),
             spec=client.V1DeploymentSpec(
+                replicas=3,
                 selector=client.V1LabelSelector(match_labels=LABELS),
+                strategy=client.V1DeploymentStrategy(
+                    type="RollingUpdate", rolling_update=client.V1RollingUpdateDeployment(max_unavailable=1)
+                ),
                 template=client.V1PodTemplateSpec(
                     spec=client.V1PodSpec(containers=[client.V1Container(name="nginx", image=self.template_image)])
                 ),
@@ -252,31 +263,48 @@ def owned(rs: client.V1ReplicaSet, ready: int) -> client.V1ReplicaSet:
     return rs
 
 
-def retired(monkeypatch: pytest.MonkeyPatch, apps: Apps) -> bool:
+def retired(monkeypatch: pytest.MonkeyPatch, apps: Apps, within_s: float = 60.0) -> bool:
     from infra.kube import watch
 
     monkeypatch.setattr(client, "AppsV1Api", lambda api: apps)
+    monkeypatch.setattr(watch, "RETIRE_EVERY_S", 0.001)
+    monkeypatch.setattr(watch, "RETIRE_WITHIN_S", within_s)
     return watch.LiveCluster(client.ApiClient()).retire("rolling", "nginx-deployment", NEW)
 
 
-def test_a_failed_versions_pods_leave_the_service_at_once_once_the_old_template_is_taken_in(
+def rollout_sets(old_ready: int, new_ready: int) -> list[client.V1ReplicaSet]:
+    return [
+        owned(replica_set("old", OLD, "old", 3, 0), old_ready),
+        owned(replica_set("new", NEW, "new", 2, 1), new_ready),
+    ]
+
+
+def test_a_failed_versions_pods_leave_the_service_once_the_old_template_is_taken_in(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Mid-rollout: 5 old pods ready, 7 new ones serving errors; the old image is back in the template, which
-    # the controller takes in on its second read.
-    apps = Apps(
-        [owned(replica_set("old", OLD, "old", 5, 0), 5), owned(replica_set("new", NEW, "new", 7, 1), 7)], OLD, 2
-    )
+    # Mid-rollout: 2 old pods ready (3 replicas less maxUnavailable 1), 2 new ones serving errors; the old image
+    # is back in the template, which the controller takes in on its second read.
+    apps = Apps(rollout_sets(2, 2), OLD, observed_on=2)
     assert retired(monkeypatch, apps) is True
     assert apps.scaled == [("new", 0)], "only the failed version's ReplicaSet, once the controller took the template in"
     assert apps.reads == 2
 
 
-def test_no_pod_is_taken_out_while_no_other_version_can_take_the_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The rollout was complete: the old ReplicaSet has no ready pod yet, so the new pods keep serving (a slow
-    # answer beats none) while the Deployment brings the old ones back.
-    apps = Apps([owned(replica_set("old", OLD, "old", 3, 0), 0), owned(replica_set("new", NEW, "new", 9, 1), 9)], OLD)
-    assert retired(monkeypatch, apps) is False and apps.scaled == []
-    # Nor while the template still names the failed version (the old image never went back).
-    apps = Apps([owned(replica_set("old", OLD, "old", 5, 0), 5), owned(replica_set("new", NEW, "new", 7, 1), 7)], NEW)
+def test_the_failed_pods_go_once_enough_old_ones_are_ready_to_take_their_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The rollout was complete: no old pod is ready yet; the Deployment brings them back, one, then two.
+    apps = Apps(rollout_sets(0, 2), OLD)
+    apps.ready = [{"old": 0}, {"old": 0}, {"old": 1}, {"old": 2}]
+    assert retired(monkeypatch, apps) is True
+    assert apps.scaled == [("new", 0)] and apps.reads == 4, "not before two old pods were ready"
+    # Never while the old ones cannot take them, within the bound.
+    apps = Apps(rollout_sets(1, 2), OLD)
+    assert retired(monkeypatch, apps, within_s=0.05) is False and apps.scaled == []
+
+
+def test_nothing_is_taken_out_while_the_template_still_names_the_failed_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    apps = Apps(rollout_sets(3, 2), NEW)
     assert retired(monkeypatch, apps) is False and apps.scaled == []

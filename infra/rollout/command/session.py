@@ -63,12 +63,17 @@ class Session:
         self.recovered = False
         self._outputs: dict[str, Any] | None = None
         self._tags: dict[str, str] | None = None
+        # A failed release's pods being taken out beside the rollback (ship.undo_in_cluster), if any.
+        self.retiring: threading.Thread | None = None
 
     def say(self, line: str) -> None:
         print(line, file=self.err, flush=True)
 
     def end(self, outcome: Outcome, message: str | None = None) -> Outcome:
         """Fill the report with how the run ended, say its error, and write its evidence (--record)."""
+        if self.retiring is not None:
+            # Done by now (the rollback waited for the old version), or given up at its own bound.
+            self.retiring.join(timeout=5)
         self.report.exit, self.report.outcome = outcome.exit, outcome.word
         self.report.changed = None if outcome.change.value == "unknown" else not outcome.changed_nothing
         said = outcome.message(message) if message else None

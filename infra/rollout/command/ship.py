@@ -4,10 +4,12 @@ first, then the update judged through its bake, rolled back when it fails. `ship
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from infra import images, release
 from infra.identity import CONTAINER
+from infra.kube.cluster import short
 from infra.kube.status import Health
 from infra.rollout.analysis import Judgement
 from infra.rollout.command import canary, unfinished, weighted
@@ -99,10 +101,18 @@ def undo_in_cluster(session: Session, old: Settings, new: Settings) -> None:
     namespace, name = session.deployment(new)
     cluster = session.cluster(new)
     cluster.set_image(namespace, name, CONTAINER, old.image)
-    if cluster.retire(namespace, name, new.image):
-        # The old pods left take every request while the Deployment brings the rest back.
-        session.say(f"rollout: the pods of {new.image} are out of the Service (their ReplicaSet at 0 pods)")
     session.say(f"rollout: the Deployment's template is {old.image} again; restoring it through Pulumi")
+
+    def retire() -> None:
+        # Beside the rollback: the new pods go as soon as enough old ones are ready to take their requests.
+        try:
+            if cluster.retire(namespace, name, new.image):
+                session.say(f"rollout: the pods of {new.image} are out of the Service (their ReplicaSet at 0 pods)")
+        except Exception as err:  # the rollback through Pulumi restores the old version anyway
+            session.say(f"rollout: could not take the pods of {new.image} out at once ({short(err)})")
+
+    session.retiring = threading.Thread(target=retire, name="retire", daemon=True)
+    session.retiring.start()
 
 
 def ship(session: Session, steps: Steps, values: dict[str, str], target: Target) -> Outcome:
