@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -54,11 +55,14 @@ def _image(replica_set: Any) -> str:
 
 
 def _floor(deployment: Any) -> int:
-    """The ready pods a rollout of ``deployment`` keeps: its replicas less maxUnavailable, one at least."""
+    """The ready pods of the old version that may take a failed version's requests: half of what a rollout of
+    ``deployment`` keeps (its replicas less maxUnavailable), one at least. A failing pod's answers are worse
+    than a busier pod's; half the rollout's own floor keeps the busier pods within twice their load."""
     replicas = deployment.spec.replicas or 1
     rolling = deployment.spec.strategy.rolling_update if deployment.spec.strategy else None
     unavailable = rolling.max_unavailable if rolling is not None and rolling.max_unavailable is not None else "25%"
-    return max(1, replicas - strategy.resolve(strategy.parse_int_or_percent(unavailable), replicas, round_up=False))
+    kept = replicas - strategy.resolve(strategy.parse_int_or_percent(unavailable), replicas, round_up=False)
+    return max(1, math.ceil(kept / 2))
 
 
 class LiveCluster:
@@ -91,8 +95,7 @@ class LiveCluster:
         leave the endpoints as they start to stop, their drain ending what they have). Only once the
         Deployment controller has taken in a template that no longer names ``image`` (it scales an old
         ReplicaSet down, never up: its rolling update's reconcileOldReplicaSets), and once the other
-        ReplicaSets have as many ready pods as the rollout itself keeps (replicas less maxUnavailable, one at
-        least), so the requests they take are not more than a rollout puts on them. Waits for both up to
+        ReplicaSets have enough ready pods to take the requests (``_floor``). Waits for both up to
         RETIRE_WITHIN_S; whether it retired any."""
         apps = client.AppsV1Api(self.api)
         deadline = time.monotonic() + RETIRE_WITHIN_S

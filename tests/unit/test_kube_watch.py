@@ -216,7 +216,7 @@ def test_the_clusters_clock_is_its_api_servers_date() -> None:
 
 class Apps:
     """The apps API as a retirement reads it: the Deployment (the controller takes in its template on the
-    ``observed_on``-th read; 3 replicas, maxUnavailable 1), its ReplicaSets (whose ready pods ``ready`` says,
+    ``observed_on``-th read; 5 replicas, maxUnavailable 1), its ReplicaSets (whose ready pods ``ready`` says,
     read by read), and the scales patched."""
 
     def __init__(self, sets: list[Any], template_image: str, observed_on: int = 1) -> None:
@@ -236,7 +236,7 @@ class Apps:
         return client.V1Deployment(
             metadata=client.V1ObjectMeta(name=name, generation=2),
             spec=client.V1DeploymentSpec(
-                replicas=3,
+                replicas=5,
                 selector=client.V1LabelSelector(match_labels=LABELS),
                 strategy=client.V1DeploymentStrategy(
                     type="RollingUpdate", rolling_update=client.V1RollingUpdateDeployment(max_unavailable=1)
@@ -282,8 +282,8 @@ def rollout_sets(old_ready: int, new_ready: int) -> list[client.V1ReplicaSet]:
 def test_a_failed_versions_pods_leave_the_service_once_the_old_template_is_taken_in(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Mid-rollout: 2 old pods ready (3 replicas less maxUnavailable 1), 2 new ones serving errors; the old image
-    # is back in the template, which the controller takes in on its second read.
+    # Mid-rollout: 2 old pods ready (half of 5 replicas less maxUnavailable 1), 2 new ones serving errors; the
+    # old image is back in the template, which the controller takes in on its second read.
     apps = Apps(rollout_sets(2, 2), OLD, observed_on=2)
     assert retired(monkeypatch, apps) is True
     assert apps.scaled == [("new", 0)], "only the failed version's ReplicaSet, once the controller took the template in"
