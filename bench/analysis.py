@@ -96,7 +96,12 @@ def rollout(stack: Stack, *args: str) -> tuple[int, Report, float]:
         result = Report.from_json(done.stdout)
     except ValueError:
         raise RuntimeError(f"rollout {' '.join(args)} printed no result: {done.stderr[-2000:]}") from None
+    LAST_SAID[:] = [line for line in done.stderr.splitlines() if line.startswith("rollout: ")]
     return done.returncode, result, took
+
+
+# The command's own account of its last run (its `rollout:` lines): what it did to the failing pods.
+LAST_SAID: list[str] = []
 
 
 def bad_release(stack: Stack, url: str, name: str, *args: str, shape: Shape = STANDARD) -> dict[str, Any]:
@@ -127,6 +132,7 @@ def bad_release(stack: Stack, url: str, name: str, *args: str, shape: Shape = ST
         "first_bad_to_restored_s": round(last - first, 1) if restored and first is not None and last else None,
         "bad_from_old_version": sum(r.version == OLD for r in bad),
         "bad_before_the_command": before,
+        "mitigation": [line for line in LAST_SAID if "out of the Service" in line or "scaled to 0" in line],
         "analysis": result.analysis,
         "start": start,
         "responses": [(round(r.t - start, 3), "failed" if shape.is_bad(r) else r.version) for r in users.responses],

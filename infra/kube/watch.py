@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import email.utils
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +12,6 @@ from typing import Any
 
 from kubernetes import client
 
-from infra import strategy
 from infra.identity import DEPLOYMENT, SELECTOR
 from infra.kube.logs import PodLogs
 from infra.kube.revisions import Revision, revisions
@@ -54,17 +52,6 @@ def _image(replica_set: Any) -> str:
     return str(replica_set.spec.template.spec.containers[0].image)
 
 
-def _floor(deployment: Any) -> int:
-    """The ready pods of the old version that may take a failed version's requests: half of what a rollout of
-    ``deployment`` keeps (its replicas less maxUnavailable), one at least. A failing pod's answers are worse
-    than a busier pod's; half the rollout's own floor keeps the busier pods within twice their load."""
-    replicas = deployment.spec.replicas or 1
-    rolling = deployment.spec.strategy.rolling_update if deployment.spec.strategy else None
-    unavailable = rolling.max_unavailable if rolling is not None and rolling.max_unavailable is not None else "25%"
-    kept = replicas - strategy.resolve(strategy.parse_int_or_percent(unavailable), replicas, round_up=False)
-    return max(1, math.ceil(kept / 2))
-
-
 class LiveCluster:
     """One cluster, read through the Kubernetes API (the rollout command's default cluster reader)."""
 
@@ -95,7 +82,8 @@ class LiveCluster:
         leave the endpoints as they start to stop, their drain ending what they have). Only once the
         Deployment controller has taken in a template that no longer names ``image`` (it scales an old
         ReplicaSet down, never up: its rolling update's reconcileOldReplicaSets), and once the other
-        ReplicaSets have enough ready pods to take the requests (``_floor``). Waits for both up to
+        ReplicaSets have a ready pod to take the requests: however few, their answers are better than a
+        failing version's (they are busier until the Deployment brings the rest back). Waits for both up to
         RETIRE_WITHIN_S; whether it retired any."""
         apps = client.AppsV1Api(self.api)
         deadline = time.monotonic() + RETIRE_WITHIN_S
@@ -109,7 +97,7 @@ class LiveCluster:
                 return False
             observed = (deployment.status.observed_generation or 0) >= (deployment.metadata.generation or 0)
             ready = sum(rs.status.ready_replicas or 0 for rs in sets if _image(rs) != image)
-            if observed and ready >= _floor(deployment):
+            if observed and ready > 0:
                 break
             if time.monotonic() >= deadline:
                 return False
