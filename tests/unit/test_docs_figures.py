@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
 
@@ -55,10 +57,18 @@ def test_the_verdict_table_is_the_simulation_and_the_simulation_holds_its_cells(
         assert again.median_s == cells[(rate, traffic)]["median_s"], (rate, traffic)
 
 
-def test_the_bad_release_table_is_the_last_analysis_run() -> None:
+@pytest.mark.parametrize(
+    ("stem", "rows"),
+    [
+        ("analysis", ("`rollout --canary 1`", "`rollout` (analysis during")),
+        ("analysis-large", ("`rollout --canary 1`, 9 replicas", "`rollout`, 9 replicas")),
+        ("analysis-slow", ("`rollout --canary 1`, a slow release", "`rollout`, a slow release")),
+    ],
+)
+def test_the_bad_release_tables_are_the_last_analysis_runs(stem: str, rows: tuple[str, str]) -> None:
     text = doc("benchmarks.md")
-    ways = {w["name"]: w for w in results("analysis.json")["ways"]}
-    for name, row in (("canary 1", "`rollout --canary 1`"), ("no canary", "`rollout` (analysis during")):
+    ways = {w["name"]: w for w in results(f"{stem}.json")["ways"]}
+    for name, row in zip(("canary 1", "no canary"), rows, strict=True):
         way = ways[name]
         found = re.search(re.escape(row) + r"[^|]*\| [^|]+ \| (\d+) of (\d+) \| ([\d.]+) s \|", text)
         assert found is not None, row
