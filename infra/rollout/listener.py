@@ -39,9 +39,11 @@ def read(run: Run, url: str) -> list[Listener]:
     return listeners
 
 
-def await_share(run: Run, url: str, percent: int, clock: Clock, within_s: float = APPLY_WITHIN_S) -> float:
+def await_share(run: Run, url: str, percent: int, clock: Clock, within_s: float | None = None) -> float:
     """Wait until every forwarding listener of the ALB gives the canary ``percent`` of requests; how long it
-    took (seconds). WeightsError when it does not within ``within_s``, saying what the ALB has."""
+    took (seconds). WeightsError when it does not within ``within_s`` (APPLY_WITHIN_S), saying what the ALB
+    has."""
+    within_s = APPLY_WITHIN_S if within_s is None else within_s
     start = clock.now()
     never = threading.Event()
     last: list[Listener] = []

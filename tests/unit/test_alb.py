@@ -155,10 +155,11 @@ def test_every_request_goes_to_the_apps_target_group_until_a_canary_takes_a_shar
 
 
 def test_the_canarys_weight_is_its_share_of_requests() -> None:
-    groups = forward(run(canaryTag="1.16.1", canaryWeight=25))["forwardConfig"]["targetGroups"]
+    result = run(canaryTag="1.16.1", canaryWeight=25)
+    groups = forward(result)["forwardConfig"]["targetGroups"]
     assert [(g["serviceName"], g["weight"]) for g in groups] == [("nginx", 75), ("nginx-canary", 25)]
     # Its pods are made after the Ingress that binds its target group: they get readiness gates.
-    assert run(canaryTag="1.16.1").mocks.depends_on("nginx-canary", "nginx-ingress")
+    assert result.mocks.depends_on("nginx-canary", "nginx-ingress")
 
 
 def test_canary_traffic_by_pods_keeps_the_apps_service_as_the_default_backend() -> None:

@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from infra.identity import INGRESS
+from infra.rollout import listener
 from infra.rollout.command.judging import canary_window
 from infra.rollout.command.unfinished import encode
 from infra.rollout.exits import Exit
@@ -61,12 +64,13 @@ def test_a_bad_canary_is_turned_away_on_the_ingress_at_once_then_removed() -> No
     assert s.report.analysis is not None and s.report.analysis["state"] == "breach"
 
 
-def test_a_weight_the_alb_never_applies_is_never_judged_and_the_canary_goes() -> None:
+def test_a_weight_the_alb_never_applies_is_never_judged_and_the_canary_goes(monkeypatch: pytest.MonkeyPatch) -> None:
     # The load balancer controller is down: the Ingress says 5 %, the ALB still sends the canary nothing.
+    monkeypatch.setattr(listener, "APPLY_WITHIN_S", 9.0)
     engine = AlbEngine(stuck=True)
     code, s = shipped("--canary", "1", engine=engine)
     assert code == Exit.ROLLED_BACK, said(s)
-    assert "the ALB did not give the canary 5 % of requests within 90s" in str(s.report.error)
+    assert "the ALB did not give the canary 5 % of requests within 9s" in str(s.report.error)
     assert "aws-load-balancer-controller" in str(s.report.error)
     assert "the canary passed" not in said(s)
     assert engine.canary is None and engine.tag == "1.14.2"
