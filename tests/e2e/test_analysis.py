@@ -85,8 +85,11 @@ def test_users_own_requests_stop_a_bad_release_the_probe_alone_would_judge_slowl
     assert code == Exit.ABORTED, err
     evidence = result["analysis"]
     assert evidence["state"] == "breach" and evidence["version"] == ERRORS, evidence
-    # More errors than the probe could have met in the window: the users' requests were counted.
-    assert evidence["errors"] > evidence["windowSeconds"] + 2, evidence
+    # More answers than the probe could have met in the window (one a second, and one more at its edges): the
+    # users' requests, as the pods logged them, were judged beside it. (How much sooner they stop a release is
+    # measured in make bench-traffic; here, with the other tests beside it, the log reader may come late.)
+    answers = sum(sum(by_status.values()) for by_status in evidence["responses"].values())
+    assert answers > int(evidence["windowSeconds"]) + 1, (evidence, err[-3000:])
     failed = [r for r in users.responses if r.failed]
     assert {(r.status, r.version) for r in failed} == {(500, ERRORS)}
     assert_restored(deployed)
