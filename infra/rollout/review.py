@@ -73,6 +73,33 @@ def unexpected_steps(steps: Iterable[Step], *, canary: bool = False) -> list[Ste
     return [step for step in steps if step.op not in QUIET_OPS and not step.image_only and not (canary and step.canary)]
 
 
+# How long after a new pod is ready the analysis has judged users' requests to it, on the node: the Service's
+# routes take it in (about 1 s), users' answers reach the pod's log and the gate's next look (every 0.5 s).
+# minReadySeconds at least this holds each step of the rolling update until its pods are judged: the
+# controller retires no more old pods before the new ones count as available.
+JUDGED_WITHIN_S = 3
+
+
+def unheld_steps(settings: Settings) -> str | None:
+    """Why a bad release may reach every pod before the analysis stops it, when it may; else None.
+
+    The analysis judges the new version's pods while they serve, and a breach puts the old version back
+    at once; the old pods still running take the requests again within a second. A step counts as done
+    minReadySeconds after its pods are ready: shorter than the analysis needs, and the next steps retire
+    the old pods before the verdict, so every request fails until old pods have started again (measured:
+    9 replicas at maxUnavailable 50 %, minReadySeconds 1, 497 failed requests of users at 120 a second;
+    docs/benchmarks.md). The ALB's metrics judge by the minute: no step is held that long."""
+    if not settings.analysis or settings.rollout.steps <= 1 or settings.min_ready_seconds >= JUDGED_WITHIN_S:
+        return None
+    if settings.eks is not None and settings.eks.analysis_source == "cloudwatch":
+        return None
+    return (
+        f"minReadySeconds {settings.min_ready_seconds} lets a step end before the analysis has judged its pods "
+        f"(about {JUDGED_WITHIN_S}s): a bad release may replace every pod before it is stopped. "
+        f"minReadySeconds {JUDGED_WITHIN_S} or more holds each step until it is judged"
+    )
+
+
 @dataclass(frozen=True)
 class RolloutSummary:
     """The rollout as a person reads it before saying yes."""
@@ -97,6 +124,9 @@ class RolloutSummary:
             f"{self.settings.min_ready_seconds}s, retire old ones)",
             f"  deadline     {self.settings.progress_deadline_seconds}s without progress fails the rollout",
         ]
+        unheld = unheld_steps(self.settings)
+        if unheld:
+            lines.append(f"  note         {unheld}")
         if self.settings.target == "eks":
             lines.append(
                 f"  pod size     {self.settings.pod_size} on Fargate ({self.settings.cpu} / {self.settings.memory})"

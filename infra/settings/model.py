@@ -110,7 +110,8 @@ class Settings:
     min_ready_seconds: int = setting(
         _int_at_least(0),
         default=5,
-        description="Seconds a new pod must stay ready before the rollout counts it available.",
+        description="Seconds a new pod must stay ready before the rollout counts it available and goes on; "
+        "with the analysis, long enough for it to judge each step (the rollout plan says when it is not).",
         accepted="≥ 0",
     )
     progress_deadline_seconds: int = setting(

@@ -6,7 +6,7 @@ import pytest
 
 from infra.identity import DEPLOYMENT, DEPLOYMENT_TYPE, INGRESS_TYPE
 from infra.images import CONTAINER_IMAGE_PATH as IMAGE
-from infra.rollout.review import CanarySummary, RolloutSummary, Step, unexpected_steps
+from infra.rollout.review import JUDGED_WITHIN_S, CanarySummary, RolloutSummary, Step, unexpected_steps
 from infra.settings import Settings
 
 D = f"u::{DEPLOYMENT}"
@@ -108,3 +108,22 @@ def test_a_weighted_canarys_summary_says_each_share() -> None:
     assert "behind a target group of its own, at weight 0 until ready; then 5 %, 25 % of requests in turn" in text
     assert "to the stack's url for 150s at 5 %, 120s at 25 %: at most 2.0% errors" in text
     assert "behind the same Service" in CanarySummary("dev", settings, 30).render()
+
+
+def test_the_plan_says_when_a_step_may_end_before_the_analysis_judges_it() -> None:
+    def plan(**values: object) -> str:
+        settings = Settings.from_values({"target": "local", "imageTag": "1.16.1", "replicas": 9, **values})
+        return RolloutSummary("local", "a", "b", settings).render()
+
+    short = plan(minReadySeconds=1, maxUnavailable="50%")
+    assert "minReadySeconds 1 lets a step end before the analysis has judged its pods" in short
+    assert f"minReadySeconds {JUDGED_WITHIN_S} or more holds each step" in short
+    assert "note" not in plan(minReadySeconds=JUDGED_WITHIN_S)
+    # Nothing to hold without the analysis, or when one step replaces every pod.
+    assert "note" not in plan(minReadySeconds=1, analysis="false")
+    assert "note" not in plan(minReadySeconds=1, replicas=1, maxSurge="1")
+    # The ALB's minutes judge no step: the note would promise what no minReadySeconds gives.
+    eks = Settings.from_values(
+        {"target": "eks", "imageTag": "1.16.1", "replicas": 9, "minReadySeconds": 1, "analysisSource": "cloudwatch"}
+    )
+    assert "note" not in RolloutSummary("dev", "a", "b", eks).render()
