@@ -63,14 +63,27 @@ class Gate:
     def samples(self) -> list[Sample]:
         return self.evidence.samples()
 
-    def bake(self, seconds: float) -> Judgement:
-        """Go on judging for ``seconds`` after the rollout; the verdict at the end, or the breach at once."""
+    def bake(self, seconds: float, *, enough_after: float | None = None) -> Judgement:
+        """Go on judging for ``seconds`` after the rollout; the verdict at the end, or the breach at once.
+        With ``enough_after``, the window may end sooner: from that many seconds on, as soon as minRequests
+        responses of the version are in (a canary whose users bring the evidence faster than the prober's
+        share would). Their count alone ends it, never their errors, so the ratio at the end is judged as
+        at a fixed window's. Only for evidence complete when recorded (not the ALB's minutes)."""
         settle_s = self.evidence.settle_s if seconds > 0 else 0.0
-        end = self.clock.now() + seconds + settle_s
+        start = self.clock.now()
+        end = start + seconds + settle_s
+        early = enough_after is not None and enough_after < seconds and not self.evidence.settle_s
         if seconds > 0:
             settle = f" (and {settle_s:.0f}s for its last minute to be reported)" if settle_s else ""
-            self.say(f"analysis: baking {self.version} for {seconds:.0f}s{settle}")
+            sooner = (
+                f", or from {enough_after:.0f}s once {self.thresholds.min_requests} responses of it are in"
+                if early
+                else ""
+            )
+            self.say(f"analysis: baking {self.version} for {seconds:.0f}s{sooner}{settle}")
         while self.breach is None and self.clock.now() < end:
+            if early and self.clock.now() - start >= (enough_after or 0.0) and self._enough():
+                break
             self.clock.wait(self._stop, min(self.evidence.every_s, max(0.0, end - self.clock.now())))
         if self.breach is not None:
             return self.breach
@@ -78,6 +91,9 @@ class Gate:
         if verdict.breached:
             self._breached(verdict)
         return self.breach or verdict
+
+    def _enough(self) -> bool:
+        return self.judgement(final=False).requests >= self.thresholds.min_requests
 
     def _breached(self, verdict: Judgement) -> bool:
         """Record the first breach and act on it; False when one was recorded already."""

@@ -153,15 +153,10 @@ class CanarySummary:
                 + ", ".join(f"{share} %" for share, _ in self.shares)
                 + " of requests in turn, each read back from the ALB and judged"
             )
-            window = "for " + ", ".join(f"{seconds}s at {share} %" for share, seconds in self.shares)
+            window = "for " + "; ".join(self.window(seconds, f" at {share} %") for share, seconds in self.shares)
         else:
             where = "behind the same Service"
-            window = f"for {self.seconds}s" + (
-                ""
-                if self.seconds == s.canary_seconds
-                else f" (canarySeconds {s.canary_seconds}, longer to reach "
-                f"minRequests at {s.canary_replicas} pod(s) in {s.canary_replicas + s.replicas})"
-            )
+            window = "for " + self.window(self.seconds, "")
         return "\n".join(
             [
                 f"Canary plan for stack {self.stack}",
@@ -174,6 +169,14 @@ class CanarySummary:
                 "`rollout promote` / `rollout abort`); on a breach the canary goes and nothing else changes",
             ]
         )
+
+    def window(self, seconds: int, share: str) -> str:
+        """A window of ``seconds`` at ``share``: canarySeconds, and longer only while the users' requests and
+        the prober's have not brought minRequests responses (``seconds``, what the prober's share alone needs)."""
+        least = self.settings.canary_seconds
+        if seconds <= least:
+            return f"{seconds}s{share}"
+        return f"{least}s{share}, longer until {self.settings.min_requests} responses of it are in (at most {seconds}s)"
 
 
 def describe(steps: Iterable[Step]) -> str:

@@ -38,6 +38,17 @@ def test_a_canary_that_passes_is_promoted_in_the_same_run(tmp_path: Path) -> Non
     assert "Canary plan for stack dev" in said(s)
 
 
+def test_a_canary_whose_users_bring_min_requests_is_judged_for_canary_seconds_not_the_probes_window() -> None:
+    # One probe request a second, a canary of 1 pod in 4: the probe alone would need 60 s for 10 answers.
+    # Users' requests (40 a second here) bring them at once: the window ends at canarySeconds.
+    engine = ServedEngine(analysisRate="1", canarySeconds="2")
+    code, s = shipped("--canary", "1", engine=engine)
+    assert code == Exit.OK
+    assert "baking 1.16.1 for 60s, or from 2s once 10 responses of it are in" in said(s)
+    passed = said(s).split("analysis: the canary passed: 1.16.1: ", 1)[1]
+    assert 10 <= int(passed.split(" requests", 1)[0]) < 100, passed[:80]
+
+
 def test_a_bad_canary_is_removed_and_the_deployment_never_touched() -> None:
     engine = ServedEngine()
     cluster = FakeCluster(engine=engine)

@@ -120,4 +120,4 @@ def test_each_share_is_judged_long_enough_to_reach_min_requests_as_the_docs_say(
     assert settings.eks is not None
     assert [canary_window(settings, share / 100) for share in settings.eks.canary_steps] == [150, 120]
     docs = " ".join((ROOT / "docs" / "rollouts.md").read_text().split())
-    assert "defaults 150 s at 5 %, and `canarySeconds`, 120 s, at 25 %" in docs
+    assert "`canarySeconds`, 120 s, then until `minRequests` answers are in, at most 150 s at 5 %" in docs

@@ -283,6 +283,30 @@ def test_the_gate_passes_a_healthy_bake_and_ends_a_bad_one_at_once() -> None:
     assert len(breaches) == 1
 
 
+def test_a_window_may_end_once_its_least_seconds_are_past_and_min_requests_are_in() -> None:
+    # A canary's window: canarySeconds at least, then as soon as minRequests responses of it are in, at most
+    # the window the prober's share alone would need. 40 answers a second bring the 10 asked for at once.
+    def window(**thresholds: Any) -> tuple[Judgement, float]:
+        with gate(serving(), [], **thresholds) as watching:
+            start = watching.clock.now()
+            verdict = watching.bake(60, enough_after=15)
+            return verdict, watching.clock.now() - start
+
+    verdict, took = window()
+    assert verdict.state is State.PASS and verdict.requests >= 10
+    assert 15 <= took < 17, took
+    # Evidence that does not come: the whole window, and not enough said at its end.
+    verdict, took = window(min_requests=100_000)
+    assert verdict.state is State.INSUFFICIENT and took >= 60
+    # Minutes that settle after they are read (the ALB's) never end a window early.
+    evidence = serving()
+    evidence.settle_s = 1.0
+    with gate(evidence, []) as watching:
+        start = watching.clock.now()
+        watching.bake(60, enough_after=15)
+        assert watching.clock.now() - start >= 61
+
+
 def wait(predicate: Callable[[], bool], timeout: float) -> None:
     end = time.monotonic() + timeout
     while not predicate():

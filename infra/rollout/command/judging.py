@@ -33,10 +33,11 @@ def uses_metrics(settings: Settings) -> bool:
 
 
 def canary_window(settings: Settings, share: float | None = None) -> int:
-    """How long a canary is analysed: canarySeconds, or longer when the prober's share of requests that
-    reach the canary (``share``, its weight on the ALB; by default its pods among all, since the Service
+    """How long a canary is analysed at most: canarySeconds, or longer when the prober's share of requests
+    that reach the canary (``share``, its weight on the ALB; by default its pods among all, since the Service
     spreads connections evenly) could not bring minRequests responses in that time, with half as many again
-    to spare."""
+    to spare. A window longer than canarySeconds ends as soon as minRequests responses are in after
+    canarySeconds (``Gate.bake``'s ``enough_after``): users' own requests usually bring them long before."""
     if share is None:
         share = settings.canary_replicas / (settings.canary_replicas + settings.replicas)
     needed = math.ceil(1.5 * settings.min_requests / (settings.analysis_rate * share))

@@ -241,13 +241,14 @@ class Steps:
         record: Record | None,
         first: Callable[[], None] | None = None,
     ) -> Judgement | None:
-        """The canary's update ``prepared``, judged for ``seconds`` once ``first`` (if any) has run; its verdict."""
+        """The canary's update ``prepared``, judged once ``first`` (if any) has run for ``seconds``, or from
+        canarySeconds on until minRequests responses of it are in; its verdict."""
 
         def judge(gate: Gate) -> Judgement:
             if first is not None:
                 first()
             with self.session.report.timed("canaryAnalysis"):
-                return gate.bake(seconds)
+                return gate.bake(seconds, enough_after=new.canary_seconds)
 
         return self.judged_update(
             prepared, new, config, stage="canary", judge=judge, recover=recover, mitigate=mitigate, record=record

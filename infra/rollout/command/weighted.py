@@ -76,7 +76,8 @@ def step(
     config = {CANARY_WEIGHT.full: str(share)}
     canary = Settings.from_values({**session.configured, CANARY_WEIGHT.name: str(share)})
     seconds = canary_window(canary, share / 100)
-    said = f"rollout: the canary of {new.image} takes {share} % of requests, judged for {seconds}s"
+    window = CanarySummary(session.request.stack, canary, seconds).window(seconds, "")
+    said = f"rollout: the canary of {new.image} takes {share} % of requests, judged for {window}"
     with steps.prepared(new, config=config, plan_text=said, canary=True, ask=False) as prepared:
 
         def applied() -> None:
