@@ -4,15 +4,20 @@
 2. `rollout`: the analysis during the rollout and the bake, then the rollback;
 3. `rollout` with `analysis: false`: readiness alone, as before: the release ships and stays.
 
-Users' traffic beside it: RATE requests a second, a new connection each, never re-sent. For each way:
+Users' traffic beside it: RATE requests a second, a new connection each, never re-sent, and never held
+back by slow answers (up to USERS_WAIT_S of them in flight at once). For each way:
 how many bad responses users got, and the time from the first one to the old version answering every
 request again (or to the end of the window, when it never does). And what the analysis costs a good
 release: the same `rollout` of a healthy tag without analysis, with it (the bake), and with a canary.
 Writes bench/results/analysis.{json,md} and bench/results/analysis.png.
 
 LARGE, the same bad release on 9 replicas (maxSurge 25 %, maxUnavailable 50 %) with users at 120 requests
-a second, with a canary and without: the damage must not grow with replicas or traffic. Writes
-bench/results/analysis-large.{json,md,png}.
+a second, with a canary and without: the damage must not grow with replicas or traffic. And once more
+without a canary at minReadySeconds 1, which lets each step end before the analysis has judged it (the
+rollout plan's note): what that costs. Writes bench/results/analysis-large.{json,md,png}.
+
+Every shape's stack holds each step of a rolling update minReadySeconds JUDGED_WITHIN_S (3), what the
+rollout plan asks of a stack with the analysis (infra/rollout/review.py).
 
 SLOW, a release that answers every page correctly but in about 2 s (cluster/images.sh's slow kind), with a
 canary and without: a bad response is then one slower than maxP99Ms (1 s) as well as a failed one. Writes
@@ -32,6 +37,7 @@ from typing import Any
 
 from bench.run import RESULTS, Stack, progress
 from infra.rollout.report import Report
+from infra.rollout.review import JUDGED_WITHIN_S
 from rigs import load
 
 RATE = 60
@@ -40,6 +46,9 @@ OLD, GOOD = "1.0.0", "1.1.0"
 BAD = "1.1.0-errors"
 # Users' traffic goes on this long after the command returns: a release that stays shows it.
 AFTER_S = 10.0
+# Users' requests are sent on time whatever the answers take, up to this long each: a slow release does not
+# slow the users down (closed-loop clients would send fewer requests and hide part of its damage).
+USERS_WAIT_S = 3
 NAMESPACE = "bench-analysis"
 
 
@@ -57,6 +66,8 @@ class Shape:
     bad: str = BAD
     kind: str = "errors"
     slow_ms: int | None = None
+    # The ways beside the canary and the rollout: a name and the settings it changes for that way alone.
+    extra: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
     def is_bad(self, response: load.Response) -> bool:
         return response.failed or (self.slow_ms is not None and response.latency_s * 1000 > self.slow_ms)
@@ -71,9 +82,18 @@ LARGE = Shape(
     settings={"maxSurge": "25%", "maxUnavailable": "50%", "cpu": "125m", "memory": "128Mi"},
     rate=120,
     whole=False,
+    extra=(("no canary, minReadySeconds 1", (("minReadySeconds", "1"),)),),
 )
 SLOW = Shape("analysis-slow", whole=False, bad="1.1.0-slow", kind="slow", slow_ms=1000)
 SHAPES = {shape.stem: shape for shape in (STANDARD, LARGE, SLOW)}
+
+# NOISY: healthy releases of a service that answers 0.5 % of its users 500 in every version (cluster/images.sh's
+# flaky kind), RELEASES of them in a row, each judged: the analysis must ship every one (no false abort).
+# Writes bench/results/analysis-noisy.{json,md}.
+NOISY_STEM = "analysis-noisy"
+NOISY = ("1.0.0-flaky", "1.1.0-flaky")
+NOISY_KIND = "flaky"
+RELEASES = 20
 
 
 def rollout(stack: Stack, *args: str) -> tuple[int, Report, float]:
@@ -108,7 +128,9 @@ def bad_release(stack: Stack, url: str, name: str, *args: str, shape: Shape = ST
     """Ship the shape's bad release with users' traffic beside it; what users got, then back to OLD."""
     progress(f"a release that answers {shape.kind}: {name} ({shape.replicas} replicas, users at {shape.rate}/s)")
     out = RESULTS / "raw" / f"{shape.stem}-{name.replace(' ', '-')}.jsonl"
-    with load.PlainLoad(url, shape.rate, 400, out, keepalive=False) as users:
+    with load.PlainLoad(
+        url, shape.rate, 400, out, keepalive=False, timeout_s=5.0, connections=shape.rate * USERS_WAIT_S
+    ) as users:
         time.sleep(2)
         start = time.time()
         code, result, took = rollout(stack, "--tag", shape.bad, *args)
@@ -168,15 +190,16 @@ def measure(workdir: Path, repository: str, url_of: Callable[[str], str], shape:
     """The ways (and the costs) of ``shape``, on a stack of the app from ``repository``; ``url_of`` gives the
     users' url of a namespace's Service."""
     stack = Stack(workdir, "analysis", NAMESPACE)
-    stack.configure(
-        target="local",
-        namespace=NAMESPACE,
-        imageRepository=repository,
-        imageTag=OLD,
-        minReadySeconds=1,
-        replicas=shape.replicas,
+    configured: dict[str, object] = {
+        "target": "local",
+        "namespace": NAMESPACE,
+        "imageRepository": repository,
+        "imageTag": OLD,
+        "minReadySeconds": JUDGED_WITHIN_S,
+        "replicas": shape.replicas,
         **shape.settings,
-    )
+    }
+    stack.configure(**configured)
     stack.up()
     try:
         url = url_of(NAMESPACE)
@@ -184,6 +207,10 @@ def measure(workdir: Path, repository: str, url_of: Callable[[str], str], shape:
             bad_release(stack, url, "canary 1", "--canary", "1", shape=shape),
             bad_release(stack, url, "no canary", shape=shape),
         ]
+        for name, changes in shape.extra:
+            stack.configure(**dict(changes))
+            ways.append(bad_release(stack, url, name, shape=shape))
+            stack.configure(**{key: configured[key] for key, _ in changes})
         if not shape.whole:
             return {"rate": shape.rate, "replicas": shape.replicas, "kind": shape.kind, "ways": ways, "costs": []}
         stack.configure(analysis="false")
@@ -192,6 +219,91 @@ def measure(workdir: Path, repository: str, url_of: Callable[[str], str], shape:
         return {"rate": shape.rate, "replicas": shape.replicas, "ways": ways, "costs": costs(stack)}
     finally:
         stack.destroy()
+
+
+def noisy(workdir: Path, repository: str, url_of: Callable[[str], str]) -> dict[str, Any]:
+    """RELEASES judged releases in a row between NOISY's two versions, users' traffic beside them all: each
+    outcome, what the analysis counted, and the error ratio users met from each version."""
+    stack = Stack(workdir, "analysis", NAMESPACE)
+    stack.configure(
+        target="local",
+        namespace=NAMESPACE,
+        imageRepository=repository,
+        imageTag=NOISY[0],
+        minReadySeconds=JUDGED_WITHIN_S,
+        replicas=STANDARD.replicas,
+    )
+    stack.up()
+    releases = []
+    try:
+        url = url_of(NAMESPACE)
+        out = RESULTS / "raw" / f"{NOISY_STEM}.jsonl"
+        with load.PlainLoad(
+            url,
+            RATE,
+            RELEASES * 60,
+            out,
+            keepalive=False,
+            connections=RATE * USERS_WAIT_S,
+        ) as users:
+            time.sleep(2)
+            for number in range(RELEASES):
+                tag = NOISY[(number + 1) % 2]
+                progress(f"a healthy release answering 0.5 % errors, {number + 1} of {RELEASES}: {tag}")
+                code, result, took = rollout(stack, "--tag", tag)
+                releases.append(
+                    {
+                        "tag": tag,
+                        "exit": code,
+                        "outcome": result.outcome,
+                        "command_s": round(took, 1),
+                        "analysis": result.analysis,
+                    }
+                )
+        by_version: dict[str, list[int]] = {}
+        for r in users.responses:
+            counted = by_version.setdefault(r.version or "-", [0, 0])
+            counted[0] += 1
+            counted[1] += r.failed
+    finally:
+        stack.destroy()
+    return {
+        "rate": RATE,
+        "replicas": STANDARD.replicas,
+        "releases": releases,
+        "shipped": sum(r["exit"] == 0 for r in releases),
+        "users": {v: {"requests": n, "failed": bad} for v, (n, bad) in sorted(by_version.items())},
+    }
+
+
+def noisy_markdown(found: dict[str, Any]) -> str:
+    judged = [r["analysis"] or {} for r in found["releases"]]
+    requests = [j.get("requests", 0) for j in judged]
+    errors = [j.get("errors", 0) for j in judged]
+    users = ", ".join(
+        f"{v}: {c['failed']} of {c['requests']} ({c['failed'] / c['requests']:.2%})"
+        for v, c in found["users"].items()
+        if v in NOISY and c["requests"]
+    )
+    return (
+        "\n".join(
+            [
+                f"# Healthy releases that answer 0.5 % errors, old and new, {found['replicas']} replicas, users at "
+                f"{found['rate']} requests a second",
+                "",
+                f"{found['shipped']} of {len(found['releases'])} shipped; each judged on {min(requests)} to "
+                f"{max(requests)} "
+                f"responses of the new version, {min(errors)} to {max(errors)} of them errors; users met {users}.",
+            ]
+        )
+        + "\n"
+    )
+
+
+def write_noisy(found: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{NOISY_STEM}.md").write_text(noisy_markdown(found))
+    (RESULTS / f"{NOISY_STEM}.json").write_text(json.dumps(found, indent=1))
 
 
 def plot(found: dict[str, Any], path: Path) -> None:

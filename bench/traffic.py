@@ -402,12 +402,20 @@ def main() -> int:
     parser.add_argument("--cluster-start-s", type=float, default=0.0)
     parser.add_argument(
         "--only",
-        choices=("all", *analysis.SHAPES),
+        choices=("all", *analysis.SHAPES, analysis.NOISY_STEM),
         default="all",
         help="analysis: the bad release's part alone; analysis-large: the same on 9 replicas, users at 120/s; "
-        "analysis-slow: a release that answers in about 2 s",
+        "analysis-slow: a release that answers in about 2 s; analysis-noisy: 20 healthy releases answering 0.5 %% "
+        "errors",
     )
     args = parser.parse_args()
+    if args.only == analysis.NOISY_STEM:
+        for version in analysis.NOISY:
+            run([str(ROOT / "cluster" / "images.sh"), "app", version, analysis.NOISY_KIND])
+        with tempfile.TemporaryDirectory(prefix="rolling-traffic-") as tmp:
+            analysis.write_noisy(analysis.noisy(Path(tmp), REPOSITORY, service_url))
+        print((RESULTS / f"{analysis.NOISY_STEM}.md").read_text())
+        return 0
     if args.only != "all":
         shape = analysis.SHAPES[args.only]
         for version in (OLD, NEW):
@@ -453,6 +461,11 @@ def main() -> int:
             analysis.measure(workdir / "analysis-slow", REPOSITORY, service_url, analysis.SLOW), analysis.SLOW
         )
         print((RESULTS / "analysis-slow.md").read_text())
+        (workdir / analysis.NOISY_STEM).mkdir()
+        for version in analysis.NOISY:
+            run([str(ROOT / "cluster" / "images.sh"), "app", version, analysis.NOISY_KIND])
+        analysis.write_noisy(analysis.noisy(workdir / analysis.NOISY_STEM, REPOSITORY, service_url))
+        print((RESULTS / f"{analysis.NOISY_STEM}.md").read_text())
         (workdir / "in-a-row").mkdir()
         rows = in_a_row.measure(workdir / "in-a-row", REPOSITORY)
         print(f"plain ups in a row: {len(rows['incomplete_at_return'])} of {rows['rollouts']} returned incomplete")
