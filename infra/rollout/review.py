@@ -86,8 +86,8 @@ def unheld_steps(settings: Settings) -> str | None:
     The analysis judges the new version's pods while they serve, and a breach puts the old version back
     at once; the old pods still running take the requests again within a second. A step counts as done
     minReadySeconds after its pods are ready: shorter than the analysis needs, and the next steps retire
-    the old pods before the verdict, so every request fails until old pods have started again (measured:
-    9 replicas at maxUnavailable 50 %, minReadySeconds 1, 497 failed requests of users at 120 a second;
+    the old pods before the verdict, so every request fails until old pods have started again (measured on 9
+    replicas at maxUnavailable 50 %: hundreds of failed requests at minReadySeconds 1, a few dozen at 3;
     docs/benchmarks.md). The ALB's metrics judge by the minute: no step is held that long."""
     if not settings.analysis or settings.rollout.steps <= 1 or settings.min_ready_seconds >= JUDGED_WITHIN_S:
         return None
