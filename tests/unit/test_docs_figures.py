@@ -60,17 +60,36 @@ def test_the_verdict_table_is_the_simulation_and_the_simulation_holds_its_cells(
 @pytest.mark.parametrize(
     ("stem", "rows"),
     [
-        ("analysis", ("`rollout --canary 1`", "`rollout` (analysis during")),
-        ("analysis-large", ("`rollout --canary 1`, 9 replicas", "`rollout`, 9 replicas")),
-        ("analysis-slow", ("`rollout --canary 1`, a slow release", "`rollout`, a slow release")),
+        ("analysis", {"canary 1": "`rollout --canary 1`", "no canary": "`rollout` (analysis during"}),
+        (
+            "analysis-large",
+            {
+                "canary 1": "`rollout --canary 1`, 9 replicas",
+                "no canary": "`rollout`, 9 replicas, `minReadySeconds` 3",
+                "no canary, minReadySeconds 1": "`rollout`, 9 replicas, `minReadySeconds` 1",
+            },
+        ),
+        (
+            "analysis-slow",
+            {"canary 1": "`rollout --canary 1`, a slow release", "no canary": "`rollout`, a slow release"},
+        ),
     ],
 )
-def test_the_bad_release_tables_are_the_last_analysis_runs(stem: str, rows: tuple[str, str]) -> None:
+def test_the_bad_release_tables_are_the_last_analysis_runs(stem: str, rows: dict[str, str]) -> None:
     text = doc("benchmarks.md")
     ways = {w["name"]: w for w in results(f"{stem}.json")["ways"]}
-    for name, row in zip(("canary 1", "no canary"), rows, strict=True):
+    assert set(ways) >= set(rows)
+    for name, row in rows.items():
         way = ways[name]
         found = re.search(re.escape(row) + r"[^|]*\| [^|]+ \| (\d+) of (\d+) \| ([\d.]+) s \|", text)
         assert found is not None, row
         assert (int(found.group(1)), int(found.group(2))) == (way["bad_responses"], way["requests"])
         assert float(found.group(3)) == way["first_bad_to_restored_s"]
+
+
+def test_the_noisy_releases_are_the_last_run() -> None:
+    text = doc("benchmarks.md")
+    found = results("analysis-noisy.json")
+    published = " ".join((RESULTS / "analysis-noisy.md").read_text().split("\n", 2)[2].split())
+    assert published in text
+    assert f"{found['shipped']} of {len(found['releases'])} shipped" in published
