@@ -153,10 +153,12 @@ class CanarySummary:
                 + ", ".join(f"{share} %" for share, _ in self.shares)
                 + " of requests in turn, each read back from the ALB and judged"
             )
-            window = "for " + "; ".join(self.window(seconds, f" at {share} %") for share, seconds in self.shares)
+            window = "for " + "; ".join(
+                canary_window_text(s, seconds, f" at {share} %") for share, seconds in self.shares
+            )
         else:
             where = "behind the same Service"
-            window = "for " + self.window(self.seconds, "")
+            window = "for " + canary_window_text(s, self.seconds)
         return "\n".join(
             [
                 f"Canary plan for stack {self.stack}",
@@ -170,13 +172,15 @@ class CanarySummary:
             ]
         )
 
-    def window(self, seconds: int, share: str) -> str:
-        """A window of ``seconds`` at ``share``: canarySeconds, and longer only while the users' requests and
-        the prober's have not brought minRequests responses (``seconds``, what the prober's share alone needs)."""
-        least = self.settings.canary_seconds
-        if seconds <= least:
-            return f"{seconds}s{share}"
-        return f"{least}s{share}, longer until {self.settings.min_requests} responses of it are in (at most {seconds}s)"
+
+def canary_window_text(settings: Settings, seconds: int, share: str = "") -> str:
+    """A canary's window of at most ``seconds`` at ``share``, as people read it: canarySeconds, and longer only
+    while the users' requests and the prober's have not brought minRequests responses (``seconds``, what the
+    prober's share alone needs)."""
+    least = settings.canary_seconds
+    if seconds <= least:
+        return f"{seconds}s{share}"
+    return f"{least}s{share}, longer until {settings.min_requests} responses of it are in (at most {seconds}s)"
 
 
 def describe(steps: Iterable[Step]) -> str:

@@ -19,7 +19,7 @@ from infra.rollout.command.steps import IncompleteRolloutError, Prepared, Steps
 from infra.rollout.command.unfinished import Record
 from infra.rollout.engine import EngineError
 from infra.rollout.evidence import Clock
-from infra.rollout.review import CanarySummary
+from infra.rollout.review import CanarySummary, canary_window_text
 from infra.settings import Settings
 from infra.settings.keys import CANARY_REPLICAS, CANARY_TAG, CANARY_WEIGHT, strip
 from infra.weights import ACTION_ANNOTATION, WeightsError, forward_action
@@ -76,8 +76,10 @@ def step(
     config = {CANARY_WEIGHT.full: str(share)}
     canary = Settings.from_values({**session.configured, CANARY_WEIGHT.name: str(share)})
     seconds = canary_window(canary, share / 100)
-    window = CanarySummary(session.request.stack, canary, seconds).window(seconds, "")
-    said = f"rollout: the canary of {new.image} takes {share} % of requests, judged for {window}"
+    said = (
+        f"rollout: the canary of {new.image} takes {share} % of requests, judged for "
+        f"{canary_window_text(canary, seconds)}"
+    )
     with steps.prepared(new, config=config, plan_text=said, canary=True, ask=False) as prepared:
 
         def applied() -> None:
