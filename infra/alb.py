@@ -15,6 +15,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from infra import address
 from infra.weights import ACTION, ACTION_ANNOTATION, USE_ANNOTATION, forward_action
 
 # The controller, pinned: its Helm chart (chart and app versions are the same since 3.0) and the IAM
@@ -238,7 +239,7 @@ class AppIngress(pulumi.ComponentResource):
         )
         scheme = "https" if args.certificate_arn else "http"
         # The provider waits for the ALB's address before it reports the Ingress created.
-        self.url = ingress.status.apply(lambda status: f"{scheme}://{_hostname(status)}")
+        self.url = ingress.status.apply(lambda status: address.url(scheme, _hostname(status)))
         self.register_outputs({"url": self.url})
 
 

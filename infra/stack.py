@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import access, app, eks_versions, images, release, rollout_wait
+from infra import access, address, app, eks_versions, images, release, rollout_wait
 from infra.settings import EksSettings, Settings
 
 
@@ -27,7 +27,7 @@ def build(settings: Settings, settle: rollout_wait.Settle = rollout_wait.settle)
         wait_for_rollout(settings, web, kubeconfig, settle)
         _app_outputs(settings, web, outputs)
         # The Service's address, which this machine routes to the local node.
-        outputs["url"] = web.cluster_ip.apply(lambda ip: f"http://{ip}")
+        outputs["url"] = web.cluster_ip.apply(lambda ip: address.url("http", ip))
     return outputs
 
 

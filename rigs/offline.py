@@ -89,6 +89,10 @@ class Recorder(pulumi.runtime.Mocks):
     # When the provider last applied the Deployment, as its managed fields say (RFC 3339); APPLIED_NOW: when
     # it is registered here, as by this update; None: they say nothing (an object never read back).
     deployment_applied_at: str | None = None
+    # A preview that creates the stack: the provider gives no address yet (the Service's IP, the ALB's
+    # hostname), which the update does; said as known and empty (the pinned provider's Service, seen on
+    # the local target: spec without clusterIP), the harder case for the program.
+    previewing: bool = False
 
     def settle(self, namespace: str, image: str, kubeconfig: str | None, **how: Any) -> str:
         """Stands in for the wait on a cluster: records what was asked, finds the rollout complete."""
@@ -108,10 +112,12 @@ class Recorder(pulumi.runtime.Mocks):
             kind = args.typ.rsplit(":", 1)[1][0].lower() + args.typ.rsplit(":", 1)[1][1:]
             outputs.setdefault("arn", f"arn:aws:iam::{ACCOUNT}:{kind}/{args.name}")
             outputs.setdefault("name", args.name)
-        if args.typ == "kubernetes:core/v1:Service":
+        if args.typ == "kubernetes:core/v1:Service" and not self.previewing:
             outputs["spec"] = {**dict(outputs.get("spec") or {}), "clusterIP": SERVICE_IP}
         if args.typ == "kubernetes:networking.k8s.io/v1:Ingress":
-            outputs["status"] = {"loadBalancer": {"ingress": [{"hostname": ALB_HOSTNAME}]}}
+            # Previewing, a status with no address yet (as the API server makes a new Ingress's), said known.
+            ingress = [] if self.previewing else [{"hostname": ALB_HOSTNAME}]
+            outputs["status"] = {"loadBalancer": {"ingress": ingress}}
         if args.typ.startswith("kubernetes:") and "metadata" in outputs:
             metadata = dict(outputs["metadata"])
             metadata.setdefault("namespace", "default")
@@ -184,6 +190,8 @@ class Run:
     mocks: Recorder
     outputs: dict[str, Any]
     secret_outputs: set[str]
+    # The outputs a preview leaves to the update (unknown; their value above is None).
+    unknown_outputs: set[str] = field(default_factory=set)
 
 
 @contextmanager
@@ -192,15 +200,17 @@ def fresh_runtime(
     stack: str = "unit",
     caller_arn: str = CALLER_ARN,
     cluster_version: str | None = None,
+    preview: bool = False,
 ) -> Iterator[Recorder]:
-    """A new event loop, new mocks and new config; everything reset afterwards."""
+    """A new event loop, new mocks and new config (a preview's, when ``preview``); everything reset
+    afterwards."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    mocks = Recorder(caller_arn=caller_arn, cluster_version=cluster_version)
+    mocks = Recorder(caller_arn=caller_arn, cluster_version=cluster_version, previewing=preview)
     # A key with a namespace of its own (aws:region) is set as it is.
     pulumi.runtime.set_all_config({(k if ":" in k else f"rolling:{k}"): str(v) for k, v in config.items()})
     runtime_settings.reset_options()
-    pulumi.runtime.set_mocks(mocks, project="rolling", stack=stack, preview=False, monitor=_Monitor(mocks))
+    pulumi.runtime.set_mocks(mocks, project="rolling", stack=stack, preview=preview, monitor=_Monitor(mocks))
     try:
         yield mocks
     finally:
@@ -215,18 +225,21 @@ def run_program(
     program: Callable[[Recorder], Mapping[str, Any]] | None = None,
     caller_arn: str = CALLER_ARN,
     cluster_version: str | None = None,
+    preview: bool = False,
 ) -> Run:
     """Run ``program`` (by default load + build, the rollout's wait recorded by the mocks) under mocks, as
     ``caller_arn``, with an EKS cluster running
-    ``cluster_version`` (None: none made yet); resolve every output."""
+    ``cluster_version`` (None: none made yet), as an update or (``preview``) a preview that creates the
+    stack; resolve every output."""
     from infra.settings import Settings
     from infra.stack import build
 
     body = program or (lambda mocks: build(Settings.load(), mocks.settle))
     resolved: dict[str, Any] = {}
     secrets: set[str] = set()
+    unknown: set[str] = set()
 
-    with fresh_runtime(config, caller_arn=caller_arn, cluster_version=cluster_version) as mocks:
+    with fresh_runtime(config, caller_arn=caller_arn, cluster_version=cluster_version, preview=preview) as mocks:
 
         @pulumi.runtime.test  # type: ignore[untyped-decorator]
         def execute() -> pulumi.Output[Any]:
@@ -238,8 +251,12 @@ def run_program(
                     resolved[key] = await out.future()
                     if await out.is_secret():
                         secrets.add(key)
+                    # Unknown to the engine: not known, or known to hold an unknown (pulumi.UNKNOWN).
+                    if not await out.is_known() or pulumi.output.contains_unknowns(resolved[key]):
+                        unknown.add(key)
+                        resolved[key] = None
 
             return pulumi.Output.from_input(asyncio.ensure_future(settle()))
 
         execute()
-    return Run(mocks, resolved, secrets)
+    return Run(mocks, resolved, secrets, unknown)
