@@ -14,7 +14,15 @@ On eks the registry is ECR (scripts/registry.sh); on local it is the node's (clu
 
 from infra.pipeline.deploy import REVISION_LABEL, Deploy
 from infra.pipeline.promote import Promote
-from infra.pipeline.steps import INFRASTRUCTURE_WORKFLOW, until_unlocked
+from infra.pipeline.steps import INFRASTRUCTURE_WORKFLOW, infrastructure_workflow, until_unlocked
 from infra.pipeline.summary import Summary
 
-__all__ = ["INFRASTRUCTURE_WORKFLOW", "REVISION_LABEL", "Deploy", "Promote", "Summary", "until_unlocked"]
+__all__ = [
+    "INFRASTRUCTURE_WORKFLOW",
+    "REVISION_LABEL",
+    "Deploy",
+    "Promote",
+    "Summary",
+    "infrastructure_workflow",
+    "until_unlocked",
+]

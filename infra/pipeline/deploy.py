@@ -9,7 +9,7 @@ from pathlib import Path
 
 from infra import images
 from infra.pipeline.steps import (
-    INFRASTRUCTURE_WORKFLOW,
+    infrastructure_workflow,
     reaches_url,
     run_rollout,
     said_unfinished,
@@ -63,14 +63,15 @@ class Deploy:
             self.report.add(
                 f"stack {self.stack} cannot be read ({said.strip() or err}): create it first "
                 f"(`pulumi stack init {self.stack}`, docs/aws.md), then run the infrastructure workflow "
-                f"({INFRASTRUCTURE_WORKFLOW}). Nothing was changed."
+                f"({infrastructure_workflow(self.stack)}). Nothing was changed."
             )
             return Exit.NOT_BOOTSTRAPPED
         if not outputs.get("image"):
             self.report.add(
                 f"stack {self.stack} has not been deployed yet (it has no outputs): its infrastructure comes first. "
-                f"Run the infrastructure workflow ({INFRASTRUCTURE_WORKFLOW}), or `pulumi up --stack {self.stack}` "
-                "with the rights to create it, then deploy again. Nothing was changed."
+                f"Run the infrastructure workflow ({infrastructure_workflow(self.stack)}), "
+                f"or `pulumi up --stack {self.stack}` with the rights to create it, then deploy again. "
+                "Nothing was changed."
             )
             return Exit.NOT_BOOTSTRAPPED
         values = keys.strip(config)
@@ -135,8 +136,8 @@ class Deploy:
                 f"{result.error or ''}".rstrip()
             )
             self.report.add(
-                f"they are applied by the infrastructure workflow ({INFRASTRUCTURE_WORKFLOW}) after review; "
-                "this commit ships once they are (re-run this deploy, or the next merge ships)"
+                f"they are applied by the infrastructure workflow ({infrastructure_workflow(self.stack)}) "
+                "after review; this commit ships once they are (re-run this deploy, or the next merge ships)"
             )
         elif exit_code == Exit.OK:
             self.report.add(f"rollout: {result.outcome} ({result.old_image} -> {result.new_image})")

@@ -7,7 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.pipeline.steps import reaches_url, run_promotion, said_unfinished, unasked, until_unlocked, wait_served
+from infra.pipeline.steps import (
+    infrastructure_workflow,
+    reaches_url,
+    run_promotion,
+    said_unfinished,
+    unasked,
+    until_unlocked,
+    wait_served,
+)
 from infra.pipeline.summary import Summary
 from infra.rollout.engine import Engine
 from infra.rollout.exits import Exit
@@ -41,6 +49,16 @@ class Promote:
         self.report.rollout = result
         exit_code = Exit(code) if code in {int(e) for e in Exit} else Exit.FAILED
         said_unfinished(result, self.report)
+        if exit_code == Exit.INFRA_CHANGES:
+            self.report.add(
+                f"infrastructure changes are pending on {self.stack}, and a promotion ships only the image: "
+                f"{result.error or ''}".rstrip()
+            )
+            self.report.add(
+                f"they are applied by {self.stack}'s infrastructure workflow ({infrastructure_workflow(self.stack)}) "
+                "after review; run this promotion again once they are. Nothing was changed"
+            )
+            return exit_code
         if exit_code != Exit.OK:
             self.report.add(f"rollout: {result.outcome}: {result.error}")
             return exit_code

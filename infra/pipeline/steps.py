@@ -15,8 +15,15 @@ from infra.rollout.report import Report
 from infra.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-# The workflow that applies infrastructure changes; the deploy names it when it finds some pending.
+# The workflows that apply a stack's infrastructure changes, after review; a deploy or a promotion names
+# its stack's when it finds some pending. Dev's is the one for any stack not listed.
 INFRASTRUCTURE_WORKFLOW = ".github/workflows/infrastructure.yml"
+INFRASTRUCTURE_WORKFLOWS = {"prod": ".github/workflows/infrastructure-prod.yml"}
+
+
+def infrastructure_workflow(stack: str) -> str:
+    """The workflow that applies ``stack``'s infrastructure."""
+    return INFRASTRUCTURE_WORKFLOWS.get(stack, INFRASTRUCTURE_WORKFLOW)
 
 
 def rollout_command(project: Path, *args: str) -> tuple[int, Report]:

@@ -31,8 +31,9 @@ ADMIN_ROLE = "platform-admin"
 PLACEHOLDERS = {"<state-bucket>": BUCKET, "<account>": ACCOUNT, "<your-admin-role>": ADMIN_ROLE}
 IAM_PLACEHOLDERS = {"ACCOUNT_ID": ACCOUNT, "REGION": REGION, "OWNER/REPO": "octo/rolling", "STATE_BUCKET": BUCKET}
 # Lines of the runbook that need the AWS provider plugin (pulumi-aws, pulumi-eks), which is not built here;
-# the role steps below run the same stacks on the local target instead.
-REPLACED = ("pulumi up --stack prod",)
+# the role steps below run the same stacks on the local target instead. Every `up` of the first day is a
+# workflow's (the CI roles' steps below), none a line of the runbook.
+REPLACED: tuple[str, ...] = ()
 DOCUMENTED_BACKEND = re.compile(r"pulumi login (s3://\S+)")
 
 
@@ -156,6 +157,22 @@ def refused(done: subprocess.CompletedProcess[str], what: str) -> None:
     assert "AccessDenied" in said or "code=PermissionDenied" in said, f"{what}: not refused by IAM:\n{said[-2000:]}"
 
 
+def prod_stack_found(repo: Path, env: dict[str, str], tmp_path: Path) -> bool:
+    """Prod's infrastructure workflow's first step (`id: stack`), its script as written, run as ``env``."""
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "infrastructure-prod.yml").read_text())
+    (step,) = [s for s in workflow["jobs"]["preview"]["steps"] if s.get("id") == "stack"]
+    output = tmp_path / "github-output"
+    output.unlink(missing_ok=True)
+    summary = tmp_path / "github-summary"
+    done = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step["run"]],
+        cwd=repo, env=env | {"GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary)},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, f"the workflow's stack check failed:\n{done.stdout}\n{done.stderr}"
+    return output.read_text() == "exists=true\n"
+
+
 def test_the_first_day_as_written_then_each_ci_role_at_its_own_steps_and_no_others(
     tmp_path: Path, emulator: Emulator
 ) -> None:
@@ -177,16 +194,26 @@ def test_the_first_day_as_written_then_each_ci_role_at_its_own_steps_and_no_othe
     assert dev["config"]["rolling:previewRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/rolling-ci-preview"
     assert dev["config"]["rolling:clusterAdmins"] == f"arn:aws:iam::{ACCOUNT}:role/{ADMIN_ROLE}"
     assert prod["config"]["rolling:deployRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/rolling-ci-promote"
-    # Nobody listed as an admin is the role that runs dev's infrastructure `up` (EKS's creator entry).
-    assert "rolling-ci-infrastructure" not in dev["config"]["rolling:clusterAdmins"]
+    assert prod["config"]["rolling:previewRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/rolling-ci-preview"
+    assert prod["config"]["rolling:clusterAdmins"] == f"arn:aws:iam::{ACCOUNT}:role/{ADMIN_ROLE}"
+    # Nobody listed as an admin is the role that runs the infrastructure `up`s (EKS's creator entry).
+    for stack in (dev, prod):
+        assert "rolling-ci-infrastructure" not in stack["config"]["rolling:clusterAdmins"]
 
     # Each CI role as documented: trusted by GitHub's OIDC provider for its workflow's subject alone. The
     # emulator cannot run that exchange, so each role's trust is then replaced by one naming the emulator's
     # administrator, who takes the sessions; the permission policies stay as the runbook put them.
     subjects = {
         "deploy": "repo:octo/rolling:environment:dev",
-        "preview": ["repo:octo/rolling:pull_request", "repo:octo/rolling:ref:refs/heads/main"],
-        "infrastructure": "repo:octo/rolling:environment:dev-infrastructure",
+        "preview": [
+            "repo:octo/rolling:pull_request",
+            "repo:octo/rolling:ref:refs/heads/main",
+            "repo:octo/rolling:environment:prod-preview",
+        ],
+        "infrastructure": [
+            "repo:octo/rolling:environment:dev-infrastructure",
+            "repo:octo/rolling:environment:prod-infrastructure",
+        ],
         "promote": "repo:octo/rolling:environment:prod",
     }
     for role, subject in subjects.items():
@@ -216,7 +243,13 @@ def test_the_first_day_as_written_then_each_ci_role_at_its_own_steps_and_no_othe
     promote = as_role("promote")
     try:
         allowed(pulumi(repo, infrastructure, "up", "--stack", "dev", "--yes"), "the infrastructure role's up")
-        allowed(pulumi(repo, owner, "up", "--stack", "prod", "--yes"), "prod's first up by an admin")
+        # Prod's first `up` is its infrastructure workflow's: the preview role finds the stack (the step as
+        # written in the workflow) and saves the plan, which the infrastructure role applies.
+        assert prod_stack_found(repo, preview, tmp_path), "prod's workflow did not find the stack the runbook made"
+        plan = str(tmp_path / "prod-plan.json")
+        allowed(pulumi(repo, preview, "preview", "--stack", "prod", "--save-plan", plan), "prod's reviewed preview")
+        applied = pulumi(repo, infrastructure, "up", "--stack", "prod", "--plan", plan, "--yes", "--skip-preview")
+        allowed(applied, "prod's first up, by the infrastructure role, held to that plan")
 
         # Previews read and write nothing; the preview role may not update.
         allowed(pulumi(repo, preview, "preview", "--stack", "dev"), "the preview role's preview")

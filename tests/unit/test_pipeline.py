@@ -282,6 +282,18 @@ def test_a_refused_promotion_passes_the_reason_and_code_through() -> None:
     assert checked == [] and "not promoting dev to prod" in run.report.lines[-1]
 
 
+def test_a_promotion_stopped_by_pending_infrastructure_names_prods_own_workflow() -> None:
+    pending = "the preview changes more than the Deployment's image; nothing was changed:\n  update aws:eks/addon:Addon"
+    run, _, checked = promote([(int(Exit.INFRA_CHANGES), {"outcome": "refused", "error": pending})])
+    assert run.run() == Exit.INFRA_CHANGES
+    assert checked == []
+    text = run.report.markdown(Exit.INFRA_CHANGES)
+    assert "aws:eks/addon:Addon" in text
+    # Prod's changes are applied by prod's workflow (its own environment and reviewers), not dev's.
+    assert "prod's infrastructure workflow (.github/workflows/infrastructure-prod.yml)" in text
+    assert "run this promotion again once they are" in text
+
+
 def test_a_stack_whose_settings_do_not_hold_is_refused_before_anything_is_built() -> None:
     # The pipeline reads the stack's settings as the program does (Settings), never a key by hand: a value
     # the program would refuse stops the deploy here, naming the key, with nothing pushed or shipped.

@@ -36,16 +36,20 @@ def step_using(job: dict[str, Any], action: str) -> dict[str, Any]:
     return dict(found)
 
 
-NAMES = ["pull-request.yml", "deploy.yml", "infrastructure.yml", "promote.yml"]
+NAMES = ["pull-request.yml", "deploy.yml", "infrastructure.yml", "infrastructure-prod.yml", "promote.yml"]
 ROOT = WORKFLOWS.parents[1]
-# The role each job assumes: the deploy role rolls the app, the preview role only reads, and the
-# infrastructure role (behind the dev-infrastructure environment's reviewers) changes the rest.
+# The role each job assumes, and the environment it runs in (whose name is the OIDC subject the role
+# trusts; None: the event's): the deploy role rolls dev's app, the promote role prod's, the preview role
+# only reads, and the infrastructure role (behind each stack's infrastructure environment's reviewers)
+# changes the rest. Prod's preview runs in prod-preview for prod's passphrase, not for reviewers.
 ROLES = {
-    ("deploy.yml", "deploy"): "AWS_ROLE_ARN",
-    ("promote.yml", "promote"): "AWS_ROLE_ARN",
-    ("pull-request.yml", "preview"): "AWS_PREVIEW_ROLE_ARN",
-    ("infrastructure.yml", "preview"): "AWS_PREVIEW_ROLE_ARN",
-    ("infrastructure.yml", "apply"): "AWS_INFRA_ROLE_ARN",
+    ("deploy.yml", "deploy"): ("AWS_ROLE_ARN", "dev"),
+    ("promote.yml", "promote"): ("AWS_ROLE_ARN", "prod"),
+    ("pull-request.yml", "preview"): ("AWS_PREVIEW_ROLE_ARN", None),
+    ("infrastructure.yml", "preview"): ("AWS_PREVIEW_ROLE_ARN", None),
+    ("infrastructure.yml", "apply"): ("AWS_INFRA_ROLE_ARN", "dev-infrastructure"),
+    ("infrastructure-prod.yml", "preview"): ("AWS_PREVIEW_ROLE_ARN", "prod-preview"),
+    ("infrastructure-prod.yml", "apply"): ("AWS_INFRA_ROLE_ARN", "prod-infrastructure"),
 }
 
 
@@ -68,14 +72,10 @@ def test_least_permissions_and_no_stored_keys(name: str) -> None:
         )
         if uses_aws:
             assert job["permissions"]["id-token"] == "write", "AWS credentials come by OIDC"
-            # The OIDC subject a role trusts: an environment's name when the job has one (deploy: dev;
-            # infrastructure: dev-infrastructure, behind reviewers), else the event (previews).
-            environment = {"AWS_ROLE_ARN": "dev", "AWS_INFRA_ROLE_ARN": "dev-infrastructure"}
-            if name == "promote.yml":  # prod's own role, the same variable in the prod environment
-                environment["AWS_ROLE_ARN"] = "prod"
-            assert job.get("environment") == environment.get(ROLES[(name, job_name)])
+            variable, environment = ROLES[(name, job_name)]
+            assert job.get("environment") == environment
             aws = step_using(job, "aws-actions/configure-aws-credentials")
-            assert aws["with"]["role-to-assume"] == "${{ vars." + ROLES[(name, job_name)] + " }}"
+            assert aws["with"]["role-to-assume"] == "${{ vars." + variable + " }}"
         else:
             assert "id-token" not in job.get("permissions", {})
 
@@ -139,25 +139,37 @@ def test_promotion_is_by_hand_behind_prods_reviewers_one_at_a_time() -> None:
     assert names.index("aws-actions/configure-aws-credentials") < names.index("aws-actions/amazon-ecr-login")
 
 
-def test_infrastructure_is_previewed_then_applied_after_review() -> None:
-    workflow = load("infrastructure.yml")
-    assert "infra/**" in workflow["on"]["push"]["paths"]
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_infrastructure_is_previewed_then_applied_after_review(stack: str) -> None:
+    from infra import pipeline
+
+    # Each stack's own workflow, the one the pipeline names when it finds that stack's changes pending.
+    workflow = load(Path(pipeline.infrastructure_workflow(stack)).name)
+    assert workflow["concurrency"] == {"group": f"infrastructure-{stack}", "cancel-in-progress": False}
+    paths = workflow["on"]["push"]["paths"]
+    assert "infra/**" in paths and f"Pulumi.{stack}.yaml" in paths
+    assert not any(p.startswith("Pulumi.") and p not in ("Pulumi.yaml", f"Pulumi.{stack}.yaml") for p in paths)
     assert "workflow_dispatch" in workflow["on"]
     preview, apply = workflow["jobs"]["preview"], workflow["jobs"]["apply"]
     assert apply["needs"] == "preview"
-    assert apply["environment"] == "dev-infrastructure"
+    assert apply["environment"] == f"{stack}-infrastructure"
     # The apply is held to the plan of the preview its reviewer saw: saved, carried as an artifact, applied.
     (previewing,) = [s for s in preview["steps"] if "pulumi preview" in s.get("run", "")]
     assert previewing["shell"] == "bash", "the default shell would let tee hide the preview's failure"
-    for flag in ("--stack dev", "--policy-pack policy", "--save-plan plan.json"):
+    for flag in (f"--stack {stack}", "--policy-pack policy", "--save-plan plan.json"):
         assert flag in previewing["run"], flag
     upload, download = step_using(preview, "actions/upload-artifact"), step_using(apply, "actions/download-artifact")
     assert upload["with"]["name"] == download["with"]["name"] and upload["with"]["path"] == "plan.json"
     (applying,) = [s for s in apply["steps"] if "pulumi up" in s.get("run", "")]
-    for flag in ("--stack dev", "--plan plan.json", "--policy-pack policy", "--yes"):
+    for flag in (f"--stack {stack}", "--plan plan.json", "--policy-pack policy", "--yes"):
         assert flag in applying["run"], flag
     steps = apply["steps"]
     assert steps.index(download) < steps.index(applying)
+    if stack == "prod":
+        # Prod's app changes by promotion alone, behind prod's reviewers: nothing starts it.
+        assert "actions" not in apply["permissions"]
+        assert "gh workflow run" not in yaml.safe_dump(workflow)
+        return
     # Once applied, the deploy runs again: one stopped by this change pending (exit 7) or by a stack not
     # made yet (exit 8) would never run again by itself. Its token may start a workflow_dispatch, no more.
     assert apply["permissions"]["actions"] == "write"
@@ -166,10 +178,7 @@ def test_infrastructure_is_previewed_then_applied_after_review() -> None:
     assert last["env"]["GH_TOKEN"] == "${{ github.token }}"
     assert "workflow_dispatch" in load("deploy.yml")["on"]
     assert all("actions" not in job.get("permissions", {}) for job in load("deploy.yml")["jobs"].values())
-    # The workflow the deploy names when it finds infrastructure changes pending.
-    from infra import pipeline
-
-    assert (ROOT / pipeline.INFRASTRUCTURE_WORKFLOW).is_file()
+    assert pipeline.infrastructure_workflow("dev") == pipeline.INFRASTRUCTURE_WORKFLOW
 
 
 @pytest.fixture
@@ -215,8 +224,15 @@ def test_wait_for_version_fails_when_never_served(version_server: str) -> None:
 IAM = ROOT / "docs" / "iam"
 SUBJECTS = {
     "deploy": ["repo:OWNER/REPO:environment:dev"],
-    "preview": ["repo:OWNER/REPO:pull_request", "repo:OWNER/REPO:ref:refs/heads/main"],
-    "infrastructure": ["repo:OWNER/REPO:environment:dev-infrastructure"],
+    "preview": [
+        "repo:OWNER/REPO:pull_request",
+        "repo:OWNER/REPO:ref:refs/heads/main",
+        "repo:OWNER/REPO:environment:prod-preview",
+    ],
+    "infrastructure": [
+        "repo:OWNER/REPO:environment:dev-infrastructure",
+        "repo:OWNER/REPO:environment:prod-infrastructure",
+    ],
     "promote": ["repo:OWNER/REPO:environment:prod"],
 }
 
@@ -327,14 +343,17 @@ def test_the_deploy_role_writes_devs_state_alone_and_the_infrastructure_role_nev
         assert needed in deny["Action"]
 
 
-def test_prods_passphrase_reaches_the_promote_job_alone() -> None:
-    # Prod's passphrase is a secret of the prod environment (docs/aws.md): only a job in that environment
-    # gets it, and no workflow a pull request runs works on prod.
+def test_prods_passphrase_reaches_prods_environments_alone() -> None:
+    # Prod's passphrase is a secret of prod's environments (docs/aws.md: prod, prod-preview,
+    # prod-infrastructure, each limited to main): only a job in one of them gets it, every job that works on
+    # prod is in one, and no workflow a pull request runs works on prod.
+    documented = set(re.findall(r"^\| `(prod[\w-]*)` \|", (ROOT / "docs" / "aws.md").read_text(), re.M))
+    assert documented == {"prod", "prod-preview", "prod-infrastructure"}
     for name in NAMES:
         for job_name, job in load(name)["jobs"].items():
             text = yaml.safe_dump(job)
             if "--to prod" in text or "--stack prod" in text or "stack-name: prod" in text:
-                assert (name, job.get("environment")) == ("promote.yml", "prod"), (name, job_name)
+                assert job.get("environment") in documented, (name, job_name)
     assert "prod" not in (WORKFLOWS / "pull-request.yml").read_text()
 
 
@@ -363,3 +382,57 @@ def test_the_roles_that_ship_may_read_the_weights_a_weighted_canary_is_judged_at
     assert set(weights["Action"]) == needed
     assert weights["Resource"] == "*"
     assert all(a.split(":")[1].startswith("Describe") for a in weights["Action"])
+
+
+def stack_check_script() -> str:
+    (step,) = [s for s in load("infrastructure-prod.yml")["jobs"]["preview"]["steps"] if s.get("id") == "stack"]
+    assert step["shell"] == "bash"
+    return str(step["run"])
+
+
+@pytest.mark.parametrize(
+    ("listed", "exists"),
+    [
+        ('[{"name": "dev", "current": false}]', "false"),
+        ('[{"name": "dev"}, {"name": "prod"}]', "true"),
+        ('[{"name": "organization/rolling/prod"}]', "true"),
+        ('[{"name": "production"}]', "false"),
+        ("[]", "false"),
+    ],
+)
+def test_prods_infrastructure_workflow_waits_for_a_prod_stack(tmp_path: Path, listed: str, exists: str) -> None:
+    # A team running dev alone has no prod stack: prod's workflow says so and applies nothing, not a red run
+    # on every merge. The step's script as written, with `pulumi stack ls --json` answering ``listed``.
+    fake = tmp_path / "bin" / "pulumi"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\n[ \"$1 $2 $3\" = 'stack ls --json' ] || exit 9\necho '{listed}'\n")
+    fake.chmod(0o755)
+    output, summary = tmp_path / "output", tmp_path / "summary"
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
+    env |= {"GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary)}
+    done = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", stack_check_script()],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=20, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert output.read_text() == f"exists={exists}\n"
+    said = summary.read_text() if summary.exists() else ""
+    assert ("No prod stack yet" in said) == (exists == "false")
+
+
+def test_prods_infrastructure_workflow_fails_when_the_backend_cannot_be_read(tmp_path: Path) -> None:
+    fake = tmp_path / "bin" / "pulumi"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'error: AccessDenied' >&2\nexit 255\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "GITHUB_OUTPUT": str(tmp_path / "out")}
+    done = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", stack_check_script()],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=20, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0, "an unreadable backend is not 'no prod stack'"
+    assert not (tmp_path / "out").exists()
+    # The apply runs only after a preview saved a plan.
+    workflow = load("infrastructure-prod.yml")
+    assert workflow["jobs"]["apply"]["if"] == "needs.preview.outputs.planned == 'true'"
+    assert workflow["jobs"]["preview"]["outputs"]["planned"] == "${{ steps.stack.outputs.exists }}"
