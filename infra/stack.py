@@ -227,6 +227,7 @@ def _build_eks(settings: Settings, eks: EksSettings, outputs: dict[str, object],
             repository_name=eks.ecr_repository,
             keep_images=eks.ecr_keep_images,
             delete_images_on_destroy=eks.ecr_on_destroy == "delete",
+            adopt_existing=registry.adopts(eks.ecr_repository, eks.ecr_on_destroy == "delete"),
         ),
     )
     provider = fargate_cluster.provider

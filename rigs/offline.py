@@ -78,6 +78,10 @@ class Recorder(pulumi.runtime.Mocks):
     retained: set[str] = field(default_factory=set)
     # The properties each resource was registered to ignore changes to (by name).
     ignored: dict[str, list[str]] = field(default_factory=dict)
+    # The ID each resource was registered to import (the `import` option), by name.
+    imported: dict[str, str] = field(default_factory=dict)
+    # The ECR repositories the account has (aws.ecr.get_repositories).
+    repositories: tuple[str, ...] = ()
     # The filters the program asked availability zones with.
     zone_filters: list[Any] = field(default_factory=list)
     # The rollout waits the program asked for after applying the Deployment (infra/rollout_wait.py).
@@ -145,6 +149,8 @@ class Recorder(pulumi.runtime.Mocks):
             if self.cluster_version is None:  # the invoke fails, as AWS answers for a cluster not made yet
                 return {}, [("name", f"reading EKS Cluster ({args.args.get('name')}): ResourceNotFoundException")]
             return {"name": args.args.get("name"), "version": self.cluster_version}, []
+        if args.token == "aws:ecr/getRepositories:getRepositories":
+            return {"names": list(self.repositories), "id": "ap-northeast-2"}, []
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             self.zone_filters = list(args.args.get("filters") or [])
             return {
@@ -178,6 +184,8 @@ class _Monitor(MockMonitor):
         if request.retainOnDelete:
             recorder.retained.add(request.name)
         recorder.ignored[request.name] = list(request.ignoreChanges)
+        if request.importId:
+            recorder.imported[request.name] = request.importId
         for urns in request.propertyDependencies.values():
             recorder.dependencies[request.name] |= set(urns.urns)
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
@@ -200,13 +208,17 @@ def fresh_runtime(
     stack: str = "unit",
     caller_arn: str = CALLER_ARN,
     cluster_version: str | None = None,
+    *,
     preview: bool = False,
+    repositories: tuple[str, ...] = (),
 ) -> Iterator[Recorder]:
     """A new event loop, new mocks and new config (a preview's, when ``preview``); everything reset
     afterwards."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    mocks = Recorder(caller_arn=caller_arn, cluster_version=cluster_version, previewing=preview)
+    mocks = Recorder(
+        caller_arn=caller_arn, cluster_version=cluster_version, previewing=preview, repositories=repositories
+    )
     # A key with a namespace of its own (aws:region) is set as it is.
     pulumi.runtime.set_all_config({(k if ":" in k else f"rolling:{k}"): str(v) for k, v in config.items()})
     runtime_settings.reset_options()
@@ -225,12 +237,14 @@ def run_program(
     program: Callable[[Recorder], Mapping[str, Any]] | None = None,
     caller_arn: str = CALLER_ARN,
     cluster_version: str | None = None,
+    *,
     preview: bool = False,
+    repositories: tuple[str, ...] = (),
 ) -> Run:
     """Run ``program`` (by default load + build, the rollout's wait recorded by the mocks) under mocks, as
     ``caller_arn``, with an EKS cluster running
-    ``cluster_version`` (None: none made yet), as an update or (``preview``) a preview that creates the
-    stack; resolve every output."""
+    ``cluster_version`` (None: none made yet) and the ECR ``repositories``, as an update or (``preview``) a
+    preview that creates the stack; resolve every output."""
     from infra.settings import Settings
     from infra.stack import build
 
@@ -239,7 +253,9 @@ def run_program(
     secrets: set[str] = set()
     unknown: set[str] = set()
 
-    with fresh_runtime(config, caller_arn=caller_arn, cluster_version=cluster_version, preview=preview) as mocks:
+    with fresh_runtime(
+        config, caller_arn=caller_arn, cluster_version=cluster_version, preview=preview, repositories=repositories
+    ) as mocks:
 
         @pulumi.runtime.test  # type: ignore[untyped-decorator]
         def execute() -> pulumi.Output[Any]:

@@ -189,7 +189,8 @@ class EksSettings:
         _choice(ECR_ON_DESTROY),
         default="delete",
         description="what `pulumi destroy` does with the ECR repository: delete (with every image in it) or "
-        "retain (it stays in the account, images and all, and the stack forgets it).",
+        "retain (it stays in the account, images and all, and the stack forgets it; a stack made again takes "
+        "it over instead of failing on it).",
         accepted="`delete` (with its images) or `retain`",
         targets=("eks",),
     )

@@ -251,6 +251,12 @@ def test_the_first_day_as_written_then_each_ci_role_at_its_own_steps_and_no_othe
         applied = pulumi(repo, infrastructure, "up", "--stack", "prod", "--plan", plan, "--yes", "--skip-preview")
         allowed(applied, "prod's first up, by the infrastructure role, held to that plan")
 
+        # A stack that keeps its repository on destroy lists the account's repositories at every preview and
+        # update (infra/registry.py `adopts`): each role that previews may.
+        for role in ("preview", "deploy", "promote"):
+            listed = emulator.aws(emulator.assume(f"rolling-ci-{role}"), "ecr", "describe-repositories", check=False)
+            assert listed.returncode == 0, f"{role}: {listed.stdout}{listed.stderr}"
+
         # Previews read and write nothing; the preview role may not update.
         allowed(pulumi(repo, preview, "preview", "--stack", "dev"), "the preview role's preview")
         refused(pulumi(repo, preview, "up", "--stack", "dev", "--yes"), "an up by the preview role")

@@ -229,6 +229,26 @@ def test_ecr_repository_retained_when_asked() -> None:
     assert repository.name in result.mocks.retained
 
 
+def test_a_stack_made_again_takes_over_the_repository_its_destroy_left() -> None:
+    # `ecrOnDestroy: retain` leaves the repository, images and all, and the stack forgets it: made again,
+    # it would fail creating a repository of the same name (RepositoryAlreadyExistsException). It imports
+    # it instead, by name (the repository's import ID), and holds it as before.
+    left = run_program({**BASE, "ecrOnDestroy": "retain"}, repositories=("other", "rolling"))
+    (repository,) = left.mocks.of_type("aws:ecr/repository:Repository")
+    assert left.mocks.imported == {repository.name: "rolling"}
+    assert repository.name in left.mocks.retained
+    # A first stack (no such repository yet) creates it.
+    assert run_program({**BASE, "ecrOnDestroy": "retain"}, repositories=("other",)).mocks.imported == {}
+
+
+def test_a_repository_the_stack_would_delete_is_never_taken_over() -> None:
+    # Whoever made a repository of that name, a stack that deletes its repository with the images on
+    # destroy must not adopt it: creating it fails, naming it, and nothing of it is lost.
+    found = run_program(BASE, repositories=("rolling",))
+    assert found.mocks.imported == {}
+    assert "aws:ecr/getRepositories:getRepositories" not in found.mocks.calls
+
+
 def test_the_render_says_what_the_cluster_is_made_with() -> None:
     from rigs.render import cluster_summary
 
