@@ -70,6 +70,40 @@ def listed_caller(caller_arn: str, admins: tuple[str, ...]) -> str | None:
     return next((arn for arn in admins if _principal_key(arn) == caller), None)
 
 
+# The tag on every access entry the stack makes: its project and stack. An entry for a principal that
+# lacks it was made by someone else: EKS for the cluster's creator, or a person.
+OWNER_TAG = "rolling:stack"
+
+
+def caller_entry_refusal(
+    listed: str, caller_arn: str, cluster_exists: bool, entry_tags: dict[str, str] | None, owner: str
+) -> str | None:
+    """Why an update by ``caller_arn``, whom clusterAdmins lists as ``listed``, must not run, or None when it
+    may: EKS allows one access entry a principal. A cluster made by this update gives its creator one by
+    itself (pulumi-eks sets `bootstrapClusterCreatorAdminPermissions` in nodejs/eks/cluster/cluster.ts, with
+    no input to turn it off, and does not skip it among `accessEntries`: pulumi/pulumi-eks#2373), so a
+    listed caller's entry would be the second. On a cluster that exists, ``entry_tags`` are the tags of the
+    entry EKS has for the principal (None: it has none): one this stack made (tagged ``owner``) is the
+    stack's own, any other (the creator's, or one made by hand) makes the stack's fail with
+    ResourceInUseException."""
+    said = f"rolling:clusterAdmins names {listed}, the IAM principal running this update ({caller_arn})"
+    if not cluster_exists:
+        return (
+            f"{said}, and this update creates the cluster: EKS makes the principal that creates a cluster an "
+            "admin by an access entry of its own, and a second entry for it fails with ResourceInUseException. "
+            "Remove it from clusterAdmins (the role that creates the cluster, and runs its infrastructure "
+            "updates, needs no entry), or create the cluster as another principal (docs/aws.md, the first day)"
+        )
+    if entry_tags is None or entry_tags.get(OWNER_TAG) == owner:
+        return None
+    return (
+        f"{said}, and EKS already has an access entry for it that this stack did not make (the one EKS gave "
+        "the cluster's creator, or one made by hand): a second fails with ResourceInUseException. Remove it "
+        "from clusterAdmins if it created the cluster (it is an admin already), or delete the other entry "
+        "(`aws eks delete-access-entry`) for the stack to make its own"
+    )
+
+
 def _short(arn: str) -> str:
     """The principal's name, as a resource name part: `arn:aws:iam::1:role/ci/Deploy` -> `deploy`."""
     return re.sub(r"[^a-z0-9-]+", "-", arn.rsplit("/", 1)[-1].lower()).strip("-") or "principal"

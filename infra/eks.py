@@ -28,7 +28,12 @@ def log_group_name(cluster_name: str) -> str:
     return f"/aws/eks/{cluster_name}/cluster"
 
 
-def access_entry_args(entry: access.Entry) -> eks.AccessEntryArgs:
+def access_owner() -> str:
+    """The value of the access entries' owner tag: this project and stack."""
+    return f"{pulumi.get_project()}/{pulumi.get_stack()}"
+
+
+def access_entry_args(entry: access.Entry, owner: str) -> eks.AccessEntryArgs:
     policies = {
         grant.policy: eks.AccessPolicyAssociationArgs(
             policy_arn=grant.policy_arn(entry.partition),
@@ -39,7 +44,10 @@ def access_entry_args(entry: access.Entry) -> eks.AccessEntryArgs:
         )
         for grant in entry.grants
     }
-    return eks.AccessEntryArgs(principal_arn=entry.principal_arn, access_policies=policies)
+    # Tagged with the stack that made it: the preflight tells the stack's own entries from others'.
+    return eks.AccessEntryArgs(
+        principal_arn=entry.principal_arn, access_policies=policies, tags={access.OWNER_TAG: owner}
+    )
 
 
 @dataclass(frozen=True)
@@ -99,7 +107,8 @@ class FargateCluster(pulumi.ComponentResource):
             create_oidc_provider=True,
             authentication_mode=eks.AuthenticationMode.API,
             # Only its access entries reach the API server; the creator's own is pulumi-eks' default.
-            access_entries={entry.name: access_entry_args(entry) for entry in args.access_entries} or None,
+            access_entries={entry.name: access_entry_args(entry, access_owner()) for entry in args.access_entries}
+            or None,
             enabled_cluster_log_types=list(args.log_types),
             endpoint_public_access=args.public_endpoint,
             public_access_cidrs=list(args.public_access_cidrs) if args.public_endpoint else None,

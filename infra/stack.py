@@ -134,9 +134,10 @@ def _app_outputs(settings: Settings, web: app.WebApp, outputs: dict[str, object]
         outputs["canaryImage"] = settings.canary_image
 
 
-def _preflight(eks: EksSettings) -> None:
-    """Refuse what AWS would refuse later, mid-update (an ACM certificate must be in the ALB's region), and
-    warn in every preview when the Kubernetes version nears the end of standard support."""
+def _preflight(eks: EksSettings, owner: str) -> None:
+    """Refuse what AWS would refuse later, mid-update (an ACM certificate must be in the ALB's region, one
+    access entry a principal), and warn in every preview when the Kubernetes version nears the end of
+    standard support. ``owner``: the tag value of the access entries this stack makes."""
     import pulumi_aws as aws
 
     region = aws.config.region
@@ -148,15 +149,13 @@ def _preflight(eks: EksSettings) -> None:
         )
     caller = aws.get_caller_identity().arn
     listed = access.listed_caller(caller, eks.cluster_admins or ())
+    running = _running_version(eks.cluster_name)
     if listed:
-        raise pulumi.RunError(
-            f"rolling:clusterAdmins names {listed}, the IAM principal running this update ({caller}): EKS "
-            "already makes the principal that creates the cluster an admin, and a second access entry for it "
-            "fails with ResourceInUseException. Remove it from clusterAdmins (the role that creates the "
-            "cluster, and runs its infrastructure updates, needs no entry), or run `up` with the role that "
-            "created the cluster (docs/aws.md, the first day)"
-        )
-    ahead = eks_versions.ahead_of_settings(eks.kubernetes_version, _running_version(eks.cluster_name), eks.cluster_name)
+        tags = _access_entry_tags(eks.cluster_name, listed) if running else None
+        refusal = access.caller_entry_refusal(listed, caller, running is not None, tags, owner)
+        if refusal:
+            raise pulumi.RunError(refusal)
+    ahead = eks_versions.ahead_of_settings(eks.kubernetes_version, running, eks.cluster_name)
     if ahead:
         raise pulumi.RunError(ahead)
     warning = eks_versions.support_warning(eks.kubernetes_version, datetime.date.today())
@@ -167,6 +166,23 @@ def _preflight(eks: EksSettings) -> None:
             "neither rolling:clusterAdmins nor rolling:deployRoleArn is set: only the IAM principal that created "
             "the cluster can reach its API, so the deploy workflow cannot (docs/aws.md, the first day)"
         )
+
+
+def _access_entry_tags(cluster_name: str, principal_arn: str) -> dict[str, str] | None:
+    """The tags of the access entry the cluster has for ``principal_arn``, or None when it has none."""
+    import pulumi_aws as aws
+
+    try:
+        found = aws.eks.get_access_entry(cluster_name=cluster_name, principal_arn=principal_arn)
+    except Exception as err:
+        # The provider's data source answers a missing entry as not found (ResourceNotFoundException).
+        if "ResourceNotFoundException" in str(err) or "couldn't find resource" in str(err):
+            return None
+        raise pulumi.RunError(
+            f"cannot tell whether {principal_arn}, listed in rolling:clusterAdmins and running this update, "
+            f"already has an access entry in {cluster_name} ({err}); it needs eks:DescribeAccessEntry"
+        ) from err
+    return dict(found.tags or {})
 
 
 def _running_version(cluster_name: str) -> str | None:
@@ -186,7 +202,7 @@ def _build_eks(settings: Settings, eks: EksSettings, outputs: dict[str, object],
     from infra import alb, network, registry
     from infra import eks as eks_cluster
 
-    _preflight(eks)
+    _preflight(eks, eks_cluster.access_owner())
 
     vpc = network.Vpc(
         "rolling",

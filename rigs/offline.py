@@ -82,6 +82,8 @@ class Recorder(pulumi.runtime.Mocks):
     imported: dict[str, str] = field(default_factory=dict)
     # The ECR repositories the account has (aws.ecr.get_repositories).
     repositories: tuple[str, ...] = ()
+    # The access entries the stack's cluster has (aws.eks.get_access_entry): each principal's tags.
+    access_entries: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # The filters the program asked availability zones with.
     zone_filters: list[Any] = field(default_factory=list)
     # The rollout waits the program asked for after applying the Deployment (infra/rollout_wait.py).
@@ -149,6 +151,12 @@ class Recorder(pulumi.runtime.Mocks):
             if self.cluster_version is None:  # the invoke fails, as AWS answers for a cluster not made yet
                 return {}, [("name", f"reading EKS Cluster ({args.args.get('name')}): ResourceNotFoundException")]
             return {"name": args.args.get("name"), "version": self.cluster_version}, []
+        if args.token == "aws:eks/getAccessEntry:getAccessEntry":
+            principal = str(args.args.get("principalArn"))
+            if principal not in self.access_entries:  # as the provider's data source answers a missing one
+                return {}, [("principalArn", f"reading EKS Access Entry ({principal}): couldn't find resource")]
+            tags = dict(self.access_entries[principal])
+            return {"principalArn": principal, "tags": tags, "tagsAll": tags, "id": principal}, []
         if args.token == "aws:ecr/getRepositories:getRepositories":
             return {"names": list(self.repositories), "id": "ap-northeast-2"}, []
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
@@ -211,13 +219,18 @@ def fresh_runtime(
     *,
     preview: bool = False,
     repositories: tuple[str, ...] = (),
+    access_entries: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Iterator[Recorder]:
     """A new event loop, new mocks and new config (a preview's, when ``preview``); everything reset
     afterwards."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     mocks = Recorder(
-        caller_arn=caller_arn, cluster_version=cluster_version, previewing=preview, repositories=repositories
+        caller_arn=caller_arn,
+        cluster_version=cluster_version,
+        previewing=preview,
+        repositories=repositories,
+        access_entries=dict(access_entries or {}),
     )
     # A key with a namespace of its own (aws:region) is set as it is.
     pulumi.runtime.set_all_config({(k if ":" in k else f"rolling:{k}"): str(v) for k, v in config.items()})
@@ -240,11 +253,12 @@ def run_program(
     *,
     preview: bool = False,
     repositories: tuple[str, ...] = (),
+    access_entries: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Run:
     """Run ``program`` (by default load + build, the rollout's wait recorded by the mocks) under mocks, as
     ``caller_arn``, with an EKS cluster running
-    ``cluster_version`` (None: none made yet) and the ECR ``repositories``, as an update or (``preview``) a
-    preview that creates the stack; resolve every output."""
+    ``cluster_version`` (None: none made yet) with ``access_entries`` (principal: tags), and the ECR
+    ``repositories``, as an update or (``preview``) a preview that creates the stack; resolve every output."""
     from infra.settings import Settings
     from infra.stack import build
 
@@ -253,9 +267,9 @@ def run_program(
     secrets: set[str] = set()
     unknown: set[str] = set()
 
-    with fresh_runtime(
-        config, caller_arn=caller_arn, cluster_version=cluster_version, preview=preview, repositories=repositories
-    ) as mocks:
+    facts: dict[str, Any] = {"cluster_version": cluster_version, "repositories": repositories}
+    facts |= {"access_entries": access_entries, "preview": preview}
+    with fresh_runtime(config, caller_arn=caller_arn, **facts) as mocks:
 
         @pulumi.runtime.test  # type: ignore[untyped-decorator]
         def execute() -> pulumi.Output[Any]:

@@ -286,6 +286,42 @@ def test_the_principal_running_up_in_cluster_admins_is_refused_before_any_resour
     # ResourceInUseException about 12 minutes into the first `up`, and in every `up` after.
     with pytest.raises(Exception, match=r"rolling:clusterAdmins names .* the IAM principal running this update"):
         run_program({**BASE, "clusterAdmins": f"{listed},{PREVIEW}"}, caller_arn=caller)
+    # The same on the cluster it created: EKS's entry for it is not this stack's.
+    with pytest.raises(Exception, match=r"already has an access entry for it that this stack did not make"):
+        run_program(
+            {**BASE, "clusterAdmins": f"{listed},{PREVIEW}"}, caller_arn=caller, cluster_version="1.35",
+            access_entries={listed: {}},
+        )  # fmt: skip
+
+
+ADMIN_SESSION = "arn:aws:sts::123456789012:assumed-role/Admin/alice"
+
+
+def test_an_admin_listed_may_run_up_on_a_cluster_another_principal_created() -> None:
+    # A person listed in clusterAdmins runs `pulumi up` on a cluster the infrastructure role created: EKS
+    # has no entry for them yet (the stack makes it), or the one this stack made (tagged with it).
+    config = {**BASE, "clusterAdmins": ADMIN}
+    made = run_program(config, caller_arn=ADMIN_SESSION, cluster_version="1.35")
+    entries = made.mocks.one(CLUSTER).inputs["accessEntries"]
+    assert {e["principalArn"] for e in entries.values()} == {ADMIN}
+    # Every entry the stack makes carries the stack's name: what tells it from the creator's.
+    assert all(e["tags"] == {"rolling:stack": "rolling/unit"} for e in entries.values())
+    ours = {ADMIN: {"rolling:stack": "rolling/unit"}}
+    again = run_program(config, caller_arn=ADMIN_SESSION, cluster_version="1.35", access_entries=ours)
+    assert {e["principalArn"] for e in again.mocks.one(CLUSTER).inputs["accessEntries"].values()} == {ADMIN}
+    assert "aws:eks/getAccessEntry:getAccessEntry" in again.mocks.calls
+
+
+@pytest.mark.parametrize("tags", [{}, {"rolling:stack": "rolling/other"}], ids=["by-eks-or-by-hand", "another-stack"])
+def test_an_admin_listed_whose_entry_this_stack_did_not_make_is_refused_before_any_resource(
+    tags: dict[str, str],
+) -> None:
+    # The creator's entry (EKS made it, untagged) or one made by hand: the stack's would be a second.
+    with pytest.raises(Exception, match=r"EKS already has an access entry for it that this stack did not make"):
+        run_program(
+            {**BASE, "clusterAdmins": ADMIN}, caller_arn=ADMIN_SESSION, cluster_version="1.35",
+            access_entries={ADMIN: tags},
+        )  # fmt: skip
 
 
 def test_other_principals_in_cluster_admins_are_kept() -> None:
