@@ -1,19 +1,22 @@
-"""Whether a release serves its users well: the responses the new version gave, judged against thresholds.
+"""Whether a release serves its users well: the new version's answers, judged as they come.
 
-A pure function over recorded responses (`judge`), so that it is tested on responses really recorded on
-the node. Each response names the version that answered it (the app's `X-App-Version` header, set on
-every response, errors included: app/nginx.conf); only the new version's responses are held against
-it, so an old version that answers errors too is never blamed on the new one. A request that got no
-response at all (a refused or reset connection, a timeout) names no version: it is held against the
-release only once the new version answers alone (``alone_since``), when nothing else can have failed
-it. Below ``min_requests`` responses of the new version the ratio says little (1 error in 2 says nothing),
-so the verdict is "insufficient" unless the errors are already beyond doubt. While the window runs, only
-errors beyond doubt end it (Wald's sequential test, ``beyond_doubt``: 5 failures of the first 5 at the
-default 2 %, never 1 in 2); at its end the ratio over the whole window decides, once. Judging the ratio at
-every look instead aborted 29 % of releases at half maxErrorRatio. The rates over simulated releases are
-in docs/benchmarks.md (bench/verdict.py). Latency is judged the same way: a p99 within maxP99Ms means at
-most 1 % of the responses are slower than it, so responses slower than maxP99Ms beyond doubt at 1 % (5 of
-the first 5) end the window too; at its end the p99 over the window decides.
+A pure verdict over running counts (``Tally``, ``judge``), tested on answers really recorded on the node.
+Each answer names the version that gave it (the app's `X-App-Version` header, set on every response,
+errors included: app/nginx.conf), so an old version answering errors is never blamed on the new one. An
+answer that names no version (a refused or reset connection, a timeout, a load balancer's own 502, 503 or
+504) is held against the release under judgement, whichever pods it was meant for: missing evidence is
+a finding, never a pass.
+
+Two rates decide, each by a sequential test with two boundaries (infra/rollout/sequential.py): the share
+of answers that are errors (5xx, or none), against ``maxErrorRatio``, and the share slower than
+``maxP99Ms``, against the 1 % a p99 leaves above it. Either test condemning is a breach at once; the stage
+is cleared only when both have cleared it (and ``minRequests`` answers are in); until then it is pending,
+and a stage that ends pending is undecided, which aborts the release. The error rates are the whole
+release's: ``Thresholds.stages`` shares the false-abort budget among its stages' tests. What they come to
+over simulated releases is in docs/benchmarks.md (bench/verdict.py).
+
+A look costs the same at a hundred answers and at a million: the counts are kept as the answers come
+(``Tally.add``), and the p99 said with the verdict comes from a histogram of 1 % wide buckets.
 """
 
 from __future__ import annotations
@@ -21,22 +24,21 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from infra.rollout.report import Evidence, MinuteEvidence
+from infra.rollout.sequential import Decision, RateTest, latency_test, limit_test, llr_beside
 
-# The sequential test's error rates: a release exactly at maxErrorRatio is stopped by it (before
-# minRequests) at most ALPHA of the time; one at the bad rate (``bad_rate``) escapes it at most BETA.
-ALPHA = 0.01
-BETA = 0.01
-# The share of responses a p99 leaves above it.
-OVER_P99 = 0.01
+# The p99 said with a verdict is the largest answer in its bucket: within this share of the true one.
+BUCKET_WIDTH = 0.01
+# The stretch of time whose errors are judged beside the other versions' errors in it (the gate's look).
+SLOT_S = 0.5
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One request of the prober: sent at ``t`` (seconds), answered with ``status`` by ``version`` (None when
-    the response named none) after ``latency_s``; status 0 is no response (``error`` says why)."""
+    """One answer: sent at ``t`` (seconds), answered with ``status`` by ``version`` (None when the response
+    named none) after ``latency_s``; status 0 is no response (``error`` says why)."""
 
     t: float
     status: int
@@ -56,22 +58,130 @@ class Sample:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """What the new version must keep to (the settings maxErrorRatio, maxP99Ms, minRequests)."""
+    """What the new version must keep to (the settings maxErrorRatio, maxP99Ms, minRequests), and how many
+    stages the release is judged in (a canary's shares and the rollout): they share its error rates."""
 
     max_error_ratio: float
     max_p99_ms: int
     min_requests: int
+    stages: int = 1
+
+    @property
+    def tests(self) -> int:
+        """The tests a release runs in all: errors and latency, in each stage."""
+        return 2 * self.stages
+
+    def error_test(self) -> RateTest | None:
+        """The test of the error rate (None with maxErrorRatio 100 %: errors never abort)."""
+        return None if self.max_error_ratio >= 1 else limit_test(self.max_error_ratio, tests=self.tests)
+
+    def latency_test(self) -> RateTest:
+        return latency_test(tests=self.tests)
 
 
 class State(enum.Enum):
-    PASS = "pass"
-    BREACH = "breach"
-    INSUFFICIENT = "insufficient"
+    PASS = "pass"  # cleared: the evidence says the release is within its limits
+    BREACH = "breach"  # condemned: beyond a limit, beyond doubt
+    PENDING = "pending"  # not decided yet: the stage goes on
+    UNDECIDED = "undecided"  # the stage ended undecided, or its evidence went missing: the release stops
+
+
+@dataclass
+class _Version:
+    """One version's running counts."""
+
+    answers: int = 0  # answers it gave, of any status
+    bad: int = 0  # of them, errors
+    answered: int = 0  # with a response (a latency)
+    slow: int = 0  # of them, slower than the tally's limit
+    # Latency histogram: bucket -> [answers, the slowest in it (seconds)].
+    buckets: dict[int, list[float]] = field(default_factory=dict)
+
+    def p99_ms(self) -> float | None:
+        """The 99th percentile by nearest rank, as the slowest answer in its bucket (BUCKET_WIDTH)."""
+        if not self.answered:
+            return None
+        rank, seen = math.ceil(0.99 * self.answered), 0
+        for bucket in sorted(self.buckets):
+            seen += int(self.buckets[bucket][0])
+            if seen >= rank:
+                return self.buckets[bucket][1] * 1000
+        return None
+
+
+def _bucket(latency_s: float) -> int:
+    return int(math.log1p(max(0.0, latency_s) * 1000) / math.log1p(BUCKET_WIDTH))
+
+
+class Tally:
+    """Every answer of a stage, counted as it comes: by version and status, what the tests need of the judged
+    ``version``, and the error test's log likelihood ratio, each half second of answers (SLOT_S, by when
+    they were sent) judged beside the error rate the other versions showed in it."""
+
+    def __init__(self, version: str, thresholds: Thresholds) -> None:
+        self.version, self.thresholds = version, thresholds
+        self.slow_ms = thresholds.max_p99_ms
+        self.error_test = thresholds.error_test()
+        self.counts: dict[str, dict[int, int]] = {}
+        self.versions: dict[str, _Version] = {}
+        # Errors that named no version (no response, or a load balancer's 5xx): held against the release.
+        self.unversioned_bad = 0
+        self.first_t: float | None = None
+        self.last_t: float | None = None
+        # Each half second: [the judged version's answers, its errors, the others' answers, their errors].
+        self._slots: dict[int, list[int]] = {}
+        self.error_llr = 0.0
+
+    def add(self, sample: Sample) -> None:
+        by = self.counts.setdefault(sample.version or "-", {})
+        by[sample.status] = by.get(sample.status, 0) + 1
+        self.first_t = sample.t if self.first_t is None else min(self.first_t, sample.t)
+        self.last_t = sample.t if self.last_t is None else max(self.last_t, sample.t)
+        if sample.version is None:
+            self.unversioned_bad += sample.bad
+        else:
+            mine = self.versions.setdefault(sample.version, _Version())
+            mine.answers += 1
+            mine.bad += sample.bad
+            if sample.answered:
+                mine.answered += 1
+                mine.slow += sample.latency_s * 1000 > self.slow_ms
+                bucket = mine.buckets.setdefault(_bucket(sample.latency_s), [0, 0.0])
+                bucket[0] += 1
+                bucket[1] = max(bucket[1], sample.latency_s)
+        if sample.version is None and not sample.bad:
+            return  # an answer of no version that is not an error (not the app's) says nothing
+        slot = self._slots.setdefault(math.floor(sample.t / SLOT_S), [0, 0, 0, 0])
+        before = self._slot_llr(slot)
+        judged = sample.version is None or sample.version == self.version
+        slot[0 if judged else 2] += 1
+        slot[1 if judged else 3] += sample.bad
+        self.error_llr += self._slot_llr(slot) - before
+
+    def _slot_llr(self, slot: list[int]) -> float:
+        if self.error_test is None or slot[0] == 0:
+            return 0.0
+        # The others' error rate in the same half second, a little low (one answer more) where they are few.
+        return llr_beside(self.error_test, slot[0], slot[1], slot[3] / (slot[2] + 1))
+
+    def extend(self, samples: Iterable[Sample]) -> Tally:
+        for sample in samples:
+            self.add(sample)
+        return self
+
+    def others(self) -> tuple[int, int]:
+        """The other versions' answers and errors."""
+        found = [v for name, v in self.versions.items() if name != self.version]
+        return sum(v.answers for v in found), sum(v.bad for v in found)
+
+    @property
+    def span_s(self) -> float:
+        return 0.0 if self.first_t is None or self.last_t is None else self.last_t - self.first_t
 
 
 @dataclass(frozen=True)
 class Judgement:
-    """The verdict on the new version's responses so far, with its evidence."""
+    """The verdict on the new version's answers so far, with its evidence."""
 
     state: State
     version: str
@@ -79,18 +189,38 @@ class Judgement:
     errors: int
     p99_ms: float | None
     reason: str
-    # Every response of the window by the version that answered ("-" for none) and its status (0 for no
+    # Every answer of the window by the version that gave it ("-" for none) and its status (0 for no
     # response): the evidence, for people and for --json.
     counts: dict[str, dict[int, int]]
     window_s: float
-    # Where the evidence came from: the command's own prober, or the ALB's metrics (infra/rollout/cloudwatch.py),
-    # whose minutes are the evidence then.
+    # Where the evidence came from: the command's own prober and users' requests, or the ALB's metrics
+    # (infra/rollout/cloudwatch.py), whose minutes are the evidence then.
     source: str = "probe"
     minutes: tuple[MinuteEvidence, ...] = ()
+    # Answers slower than maxP99Ms, of the ones that had a response.
+    slow: int = 0
+    # Evidence that went missing (a pod's log that could not be read): each one a finding.
+    gaps: tuple[str, ...] = ()
 
     @property
     def breached(self) -> bool:
         return self.state is State.BREACH
+
+    @property
+    def fails(self) -> bool:
+        """Whether the release stops on it: condemned, or undecided."""
+        return self.state in (State.BREACH, State.UNDECIDED)
+
+    def ended(self) -> Judgement:
+        """The verdict at the stage's end: what is still pending there is undecided."""
+        if self.state is not State.PENDING:
+            return self
+        return _replace(self, State.UNDECIDED, f"its window ended before the evidence decided ({self.detail})")
+
+    @property
+    def detail(self) -> str:
+        """The reason's figures, in its brackets (or the whole reason)."""
+        return self.reason[self.reason.find("(") + 1 : -1] if self.reason.endswith(")") else self.reason
 
     def line(self) -> str:
         p99 = "-" if self.p99_ms is None else f"{self.p99_ms:.0f} ms"
@@ -107,31 +237,28 @@ class Judgement:
             "windowSeconds": round(self.window_s, 1),
             "responses": {v: {str(s): n for s, n in sorted(by.items())} for v, by in sorted(self.counts.items())},
         }
-        if self.source != "probe":
+        if self.source == "probe":
+            found["slow"], found["gaps"] = self.slow, list(self.gaps)
+        else:
             found["source"], found["minutes"] = self.source, list(self.minutes)
         return found
 
 
-def bad_rate(max_error_ratio: float) -> float:
-    """The error rate the sequential test tells from ``max_error_ratio``: three times it (at most 50 %)."""
-    return min(0.5, 3 * max_error_ratio)
-
-
-def beyond_doubt(responses: int, errors: int, max_error_ratio: float) -> bool:
-    """Whether ``errors`` among ``responses`` already put the release above ``max_error_ratio`` beyond
-    doubt: Wald's sequential probability ratio test of that ratio against ``bad_rate`` (A. Wald,
-    Sequential Analysis, 1947), at ALPHA and BETA. With a ratio of 0, one error is a breach no later
-    answer can undo."""
-    if errors <= 0:
-        return False
-    p0 = max_error_ratio
-    if p0 <= 0:
-        return True
-    p1 = bad_rate(p0)
-    if p1 <= p0:
-        return False  # a ratio of 50 % or more: nothing is beyond doubt before the window's end
-    ratio = errors * math.log(p1 / p0) + (responses - errors) * math.log((1 - p1) / (1 - p0))
-    return ratio >= math.log((1 - BETA) / ALPHA)
+def _replace(verdict: Judgement, state: State, reason: str) -> Judgement:
+    return Judgement(
+        state,
+        verdict.version,
+        verdict.requests,
+        verdict.errors,
+        verdict.p99_ms,
+        reason,
+        verdict.counts,
+        verdict.window_s,
+        verdict.source,
+        verdict.minutes,
+        verdict.slow,
+        verdict.gaps,
+    )
 
 
 def p99_ms(latencies_s: Iterable[float]) -> float | None:
@@ -142,66 +269,59 @@ def p99_ms(latencies_s: Iterable[float]) -> float | None:
     return ordered[math.ceil(0.99 * len(ordered)) - 1] * 1000
 
 
+def judge_tally(tally: Tally, *, final: bool = True, gaps: tuple[str, ...] = ()) -> Judgement:
+    """The judged version's answers in ``tally`` against its thresholds (module docstring); ``final``: at the
+    stage's end, where pending is undecided; ``gaps``: evidence that went missing, which stops the release
+    unless it is already condemned."""
+    version, thresholds = tally.version, tally.thresholds
+    mine = tally.versions.get(version, _Version())
+    requests, errors = mine.answers + tally.unversioned_bad, mine.bad + tally.unversioned_bad
+    error_test, slow_test = tally.error_test, thresholds.latency_test()
+    on_errors = Decision.CLEAR if error_test is None else error_test.decide_llr(tally.error_llr)
+    on_latency = slow_test.decide(mine.answered, mine.slow)
+
+    def verdict(state: State, reason: str) -> Judgement:
+        p99 = mine.p99_ms()
+        return Judgement(
+            state, version, requests, errors, p99, reason, tally.counts, tally.span_s, slow=mine.slow, gaps=gaps
+        )
+
+    unversioned = f" ({tally.unversioned_bad} of them with no version)" if tally.unversioned_bad else ""
+    if on_errors is Decision.CONDEMN:
+        answers, bad = tally.others()
+        beside = f", the old version's {bad} of {answers} at the same time" if answers else ""
+        return verdict(
+            State.BREACH,
+            f"{errors} of its {requests} responses were errors{unversioned}: above maxErrorRatio "
+            f"{thresholds.max_error_ratio:g} beyond doubt{beside}",
+        )
+    if on_latency is Decision.CONDEMN:
+        return verdict(
+            State.BREACH,
+            f"{mine.slow} of its {mine.answered} answers took longer than maxP99Ms {thresholds.max_p99_ms} ms: "
+            "more than a p99 allows, beyond doubt",
+        )
+    if gaps:
+        return verdict(State.UNDECIDED, "its evidence went missing: " + "; ".join(gaps))
+    cleared = on_errors is Decision.CLEAR and on_latency is Decision.CLEAR
+    if cleared and requests >= thresholds.min_requests:
+        return verdict(State.PASS, "within maxErrorRatio and maxP99Ms beyond doubt")
+    pending = [
+        *([] if on_errors is Decision.CLEAR else [f"errors {errors} of {requests}"]),
+        *([] if on_latency is Decision.CLEAR else [f"slow {mine.slow} of {mine.answered}"]),
+        *([] if requests >= thresholds.min_requests else [f"{requests} of the {thresholds.min_requests} minRequests"]),
+    ]
+    found = verdict(State.PENDING, f"not decided yet ({', '.join(pending)})")
+    return found.ended() if final else found
+
+
 def judge(
     samples: Iterable[Sample],
     version: str,
     thresholds: Thresholds,
     *,
-    alone_since: float | None = None,
     final: bool = True,
+    gaps: tuple[str, ...] = (),
 ) -> Judgement:
-    """The new ``version``'s responses in ``samples`` against ``thresholds``; requests sent from
-    ``alone_since`` on (the new version serving alone) that got no response count against it too.
-
-    While the window runs (``final`` False) only errors beyond doubt end it (``beyond_doubt``: the
-    observed ratio crosses maxErrorRatio by chance too often to be judged at every look); at its end the
-    ratio over the whole window decides, once."""
-    window = list(samples)
-    counts: dict[str, dict[int, int]] = {}
-    for s in window:
-        by = counts.setdefault(s.version or "-", {})
-        by[s.status] = by.get(s.status, 0) + 1
-    mine = [
-        s for s in window if s.version == version or (alone_since is not None and s.t >= alone_since and not s.answered)
-    ]
-    errors = sum(s.bad for s in mine)
-    p99 = p99_ms(s.latency_s for s in mine if s.answered)
-    span = (window[-1].t - window[0].t) if window else 0.0
-
-    def verdict(state: State, reason: str) -> Judgement:
-        return Judgement(state, version, len(mine), errors, p99, reason, counts, span)
-
-    enough = len(mine) >= thresholds.min_requests
-    if beyond_doubt(len(mine), errors, thresholds.max_error_ratio):
-        return verdict(
-            State.BREACH,
-            f"{errors} of its {len(mine)} responses were errors: above maxErrorRatio "
-            f"{thresholds.max_error_ratio:g} beyond doubt{'' if enough else ', before minRequests'}",
-        )
-    answered = [s for s in mine if s.answered]
-    slow = sum(s.latency_s * 1000 > thresholds.max_p99_ms for s in answered)
-    if beyond_doubt(len(answered), slow, OVER_P99):
-        return verdict(
-            State.BREACH,
-            f"{slow} of its {len(answered)} answers took longer than maxP99Ms {thresholds.max_p99_ms} ms: its p99 "
-            f"is above it beyond doubt{'' if enough else ', before minRequests'}",
-        )
-    if not enough:
-        return verdict(
-            State.INSUFFICIENT,
-            f"not enough evidence yet ({len(mine)} of the {thresholds.min_requests} responses minRequests asks for)",
-        )
-    if final and breaches_ratio(len(mine), errors, thresholds.max_error_ratio):
-        return verdict(
-            State.BREACH,
-            f"{errors / len(mine):.1%} of its responses were errors, "
-            f"more than maxErrorRatio {thresholds.max_error_ratio:g}",
-        )
-    if p99 is not None and p99 > thresholds.max_p99_ms:
-        return verdict(State.BREACH, f"its p99 latency {p99:.0f} ms is above maxP99Ms {thresholds.max_p99_ms}")
-    return verdict(State.PASS, "within maxErrorRatio and maxP99Ms" + ("" if final else " so far"))
-
-
-def breaches_ratio(responses: int, errors: int, max_error_ratio: float) -> bool:
-    """The window's end: more errors than maxErrorRatio allows over its responses."""
-    return errors > max_error_ratio * responses
+    """``judge_tally`` over ``samples`` counted anew (for recorded answers and tests)."""
+    return judge_tally(Tally(version, thresholds).extend(samples), final=final, gaps=gaps)

@@ -127,7 +127,7 @@ def judge_minutes(
     ]
     if not enough:
         return verdict(
-            State.INSUFFICIENT,
+            State.PENDING,
             f"not enough evidence yet ({requests:.0f} of the {thresholds.min_requests} requests minRequests asks "
             "for, in the target group's minutes)",
         )

@@ -12,15 +12,20 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
 from infra.rollout import cloudwatch
-from infra.rollout.analysis import Judgement, Sample, Thresholds, judge
+from infra.rollout.analysis import Judgement, Sample, Tally, Thresholds, judge_tally
 from infra.rollout.prober import USER_AGENT, Prober
 
 if TYPE_CHECKING:
     from infra.kube.logs import PodLogs, Request
 
 # The requests in the pods' logs that are not users': the prober's own (counted as it records them, with
-# the ones that got no answer) and the kubelet's probes.
-NOT_USERS = (USER_AGENT, "kube-probe/")
+# the ones that got no answer), the kubelet's probes and the ALB's health checks.
+NOT_USERS = (USER_AGENT, "kube-probe/", "ELB-HealthChecker/")
+# The status nginx logs for a connection it closed without a response: the client got none.
+NO_RESPONSE = 444
+# A running pod's log unread for longer than this (refused, or its stream ended and could not be followed
+# again) is evidence gone missing: the release stops, undecided.
+LOG_GAP_S = 10.0
 
 # Before the update, the prober must get this many answers from the stack's url within this long (it runs
 # while the preview does), or the command stops: an analysis that cannot reach the url would judge
@@ -64,7 +69,7 @@ class Evidence(Protocol):
     ) -> None: ...
 
     def alone(self) -> None:
-        """The new version now serves alone: a request without a response from here on is its failure."""
+        """The new version now serves alone (the ALB's metrics judge its minutes from here on alone)."""
         ...
 
     def judgement(self, version: str, thresholds: Thresholds, *, final: bool = True) -> Judgement:
@@ -78,10 +83,10 @@ class Evidence(Protocol):
 
 def user_samples(requests: list[Request], since: float) -> list[Sample]:
     """Users' ``requests`` (the prober's and the kubelet's left out) as samples on this process's monotonic
-    clock, those started at or after ``since`` (monotonic)."""
+    clock, those started at or after ``since`` (monotonic); one the server closed unanswered is no response."""
     offset = time.monotonic() - time.time()
     found = [
-        Sample(r.started + offset, r.status, r.seconds, r.version)
+        Sample(r.started + offset, 0 if r.status == NO_RESPONSE else r.status, r.seconds, r.version)
         for r in requests
         if not r.agent.startswith(NOT_USERS)
     ]
@@ -90,7 +95,8 @@ def user_samples(requests: list[Request], since: float) -> list[Sample]:
 
 class Probe:
     """The command's own requests to ``url``, ``rate`` a second, each on a new connection, never re-sent;
-    and with ``users``, every request the app's pods log (users' own) while it runs."""
+    and with ``users``, every request the app's pods log (users' own) while it runs. Each look counts only
+    what came since the last one (``Tally``): its cost does not grow with the window."""
 
     every_s = 0.5
     settle_s = 0.0
@@ -104,13 +110,16 @@ class Probe:
         reach_within_s: float = REACH_WITHIN_S,
         users: PodLogs | None = None,
         say: Callable[[str], None] = lambda _: None,
+        log_gap_s: float = LOG_GAP_S,
     ) -> None:
         self.url, self.rate, self.most_s, self.reach_within_s = url, rate, most_s, reach_within_s
-        self.users, self.say = users, say
+        self.users, self.say, self.log_gap_s = users, say, log_gap_s
         self._said_users = False
         self._prober: Prober | None = None
         self._started = 0.0
-        self._alone_since: float | None = None
+        self._lock = threading.Lock()
+        self._tally: Tally | None = None
+        self._probed = self._logged = 0
 
     def unreachable(self) -> str | None:
         with Prober(self.url, REACH_ANSWERS * 2, most_s=self.reach_within_s) as prober:
@@ -126,7 +135,9 @@ class Probe:
 
     def __enter__(self) -> Probe:
         self._prober = Prober(self.url, self.rate, most_s=self.most_s)
-        self._started, self._alone_since = time.monotonic(), None
+        self._started = time.monotonic()
+        with self._lock:
+            self._tally, self._probed, self._logged = None, 0, 0
         if self.users is not None:
             self.users.__enter__()
         self._prober.__enter__()
@@ -139,18 +150,43 @@ class Probe:
             self.users.__exit__(kind, err, tb)
 
     def alone(self) -> None:
-        self._alone_since = time.monotonic()
+        pass  # every answer names its version, or counts against the release under judgement all along
 
     def judgement(self, version: str, thresholds: Thresholds, *, final: bool = True) -> Judgement:
-        return judge(self.samples(), version, thresholds, alone_since=self._alone_since, final=final)
+        with self._lock:
+            if self._tally is None or (self._tally.version, self._tally.thresholds) != (version, thresholds):
+                self._tally, self._probed, self._logged = Tally(version, thresholds), 0, 0
+            tally = self._tally
+            if self._prober is not None:
+                probed = self._prober.recorded_from(self._probed)
+                self._probed += len(probed)
+                tally.extend(s for s in probed if s.t >= self._started)
+            if self.users is not None:
+                logged = self.users.requests_from(self._logged)
+                self._logged += len(logged)
+                tally.extend(user_samples(logged, self._started))
+            return judge_tally(tally, final=final, gaps=self.gaps())
+
+    def gaps(self) -> tuple[str, ...]:
+        """The evidence that went missing: the logs of running pods unread for longer than ``log_gap_s``."""
+        if self.users is None:
+            return ()
+        self._say_users()
+        return tuple(self.users.unread(self.log_gap_s))
+
+    def _say_users(self) -> None:
+        if self.users is not None and self.users.problem is not None and not self._said_users:
+            self._said_users = True
+            self.say(
+                f"analysis: users' requests cannot be read from the pods' logs ({self.users.problem}); following "
+                f"again, and stopping the release should it last {self.log_gap_s:.0f}s"
+            )
 
     def samples(self) -> list[Sample]:
         probed = [] if self._prober is None else self._prober.samples(since=self._started)
         if self.users is None:
             return probed
-        if self.users.problem is not None and not self._said_users:
-            self._said_users = True
-            self.say(f"analysis: users' requests cannot be read from the pods' logs ({self.users.problem})")
+        self._say_users()
         return sorted(probed + user_samples(self.users.requests(), self._started), key=lambda s: s.t)
 
 

@@ -1,8 +1,9 @@
 """The analysis as the rollout command runs it: evidence about a release, judged as it goes.
 
-While the rollout runs, a breach of the thresholds is acted on at once (``on_breach``: the command
-interrupts the engine's update, as for a definitive failure); after it completes, the bake goes on
-judging for its seconds. Every few seconds the live view hears how the new version is doing. Where the
+While the rollout runs, a breach of the thresholds (or evidence gone missing) is acted on at once
+(``on_breach``: the command interrupts the engine's update, as for a definitive failure); after it
+completes, the bake goes on judging for its seconds, then until the evidence decides. Every few
+seconds the live view hears how the new version is doing. Where the
 evidence comes from (the prober, the ALB's metrics) is the ``Evidence`` it is given (infra/rollout/evidence.py).
 """
 
@@ -12,7 +13,7 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
-from infra.rollout.analysis import Judgement, Sample, Thresholds
+from infra.rollout.analysis import Judgement, Sample, State, Thresholds
 from infra.rollout.evidence import REAL_CLOCK, Clock, Evidence
 
 # How often the live view hears the judgement.
@@ -63,37 +64,34 @@ class Gate:
     def samples(self) -> list[Sample]:
         return self.evidence.samples()
 
-    def bake(self, seconds: float, *, enough_after: float | None = None) -> Judgement:
-        """Go on judging for ``seconds`` after the rollout; the verdict at the end, or the breach at once.
-        With ``enough_after``, the window may end sooner: from that many seconds on, as soon as minRequests
-        responses of the version are in (a canary whose users bring the evidence faster than the prober's
-        share would). Their count alone ends it, never their errors, so the ratio at the end is judged as
-        at a fixed window's. Only for evidence complete when recorded (not the ALB's minutes)."""
+    def bake(self, seconds: float, *, longest: float | None = None) -> Judgement:
+        """Go on judging for at least ``seconds``, then until the evidence clears or condemns the release, at
+        most ``longest`` seconds in all (the stage's longest window); its verdict, the breach at once. A stage
+        still pending at its longest is undecided, and stops the release as a breach does. Evidence that is
+        judged by the minute after it settles (the ALB's) has a fixed window: ``seconds`` and its settling."""
         settle_s = self.evidence.settle_s if seconds > 0 else 0.0
         start = self.clock.now()
-        end = start + seconds + settle_s
-        early = enough_after is not None and enough_after < seconds and not self.evidence.settle_s
-        if seconds > 0:
+        least = start + seconds + settle_s
+        most = least if settle_s or longest is None else start + max(seconds, longest)
+        if seconds > 0 or most > least:
             settle = f" (and {settle_s:.0f}s for its last minute to be reported)" if settle_s else ""
-            sooner = (
-                f", or from {enough_after:.0f}s once {self.thresholds.min_requests} responses of it are in"
-                if early
-                else ""
-            )
-            self.say(f"analysis: baking {self.version} for {seconds:.0f}s{sooner}{settle}")
-        while self.breach is None and self.clock.now() < end:
-            if early and self.clock.now() - start >= (enough_after or 0.0) and self._enough():
-                break
-            self.clock.wait(self._stop, min(self.evidence.every_s, max(0.0, end - self.clock.now())))
+            then = f", then until its evidence decides (at most {most - start:.0f}s)" if most > least else ""
+            self.say(f"analysis: judging {self.version} for {seconds:.0f}s{then}{settle}")
+        while self.breach is None and self.clock.now() < most:
+            if self.clock.now() >= least:
+                verdict = self.judgement(final=False)
+                if verdict.state is State.PASS:
+                    return verdict
+                if verdict.fails:
+                    self._breached(verdict)
+                    break
+            self.clock.wait(self._stop, min(self.evidence.every_s, max(0.0, most - self.clock.now())))
         if self.breach is not None:
             return self.breach
-        verdict = self.judgement()
-        if verdict.breached:
+        verdict = self.judgement().ended()
+        if verdict.fails:
             self._breached(verdict)
         return self.breach or verdict
-
-    def _enough(self) -> bool:
-        return self.judgement(final=False).requests >= self.thresholds.min_requests
 
     def _breached(self, verdict: Judgement) -> bool:
         """Record the first breach and act on it; False when one was recorded already."""
@@ -111,7 +109,7 @@ class Gate:
             verdict = self.judgement(final=False)
             if self._stop.is_set():
                 return  # the block ended while judging: whatever follows it is not this gate's to stop
-            if verdict.breached:
+            if verdict.fails:
                 self._breached(verdict)
                 return
             if self.clock.now() - said >= SAY_EVERY_S:

@@ -111,6 +111,12 @@ class Prober:
             found = [s for s in self._samples if since is None or s.t >= since]
         return sorted(found, key=lambda s: s.t)
 
+    def recorded_from(self, index: int) -> list[Sample]:
+        """The responses recorded after the first ``index`` of them, in the order they were recorded: a reader
+        that keeps its place reads each once, however many there are."""
+        with self._lock:
+            return self._samples[index:]
+
     def wait_answers(self, count: int, within_s: float) -> list[Sample]:
         """Wait until ``count`` requests were answered, at most ``within_s`` seconds; the answered ones."""
         end = self.clock() + within_s

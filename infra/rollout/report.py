@@ -38,6 +38,9 @@ class Evidence(TypedDict, total=False):
     windowSeconds: float
     # Responses by version, then by status ("0": no response).
     responses: dict[str, dict[str, int]]
+    # Answers slower than maxP99Ms, and evidence that went missing (the prober and users' requests).
+    slow: int
+    gaps: list[str]
     source: str
     minutes: list[MinuteEvidence]
 

@@ -140,47 +140,41 @@ class CanarySummary:
 
     stack: str
     settings: Settings
-    seconds: int
-    # canaryTraffic weights: the shares of requests it takes in turn (percent), each judged for its own window
-    # (seconds); empty: its share is by its pods, judged for ``seconds``.
-    shares: tuple[tuple[int, int], ...] = ()
+    # canaryTraffic weights: the shares of requests it takes in turn (percent), each judged as a stage of its
+    # own; empty: its share is by its pods, judged once.
+    shares: tuple[int, ...] = ()
 
     def render(self) -> str:
         s = self.settings
         if self.shares:
             where = (
                 "behind a target group of its own, at weight 0 until ready; then "
-                + ", ".join(f"{share} %" for share, _ in self.shares)
+                + ", ".join(f"{share} %" for share in self.shares)
                 + " of requests in turn, each read back from the ALB and judged"
-            )
-            window = "for " + "; ".join(
-                canary_window_text(s, seconds, f" at {share} %") for share, seconds in self.shares
             )
         else:
             where = "behind the same Service"
-            window = "for " + canary_window_text(s, self.seconds)
+        window = canary_window_text(s) + (" at each share" if self.shares else "")
         return "\n".join(
             [
                 f"Canary plan for stack {self.stack}",
                 f"  canary       {s.canary_replicas} pod(s) of {s.canary_image} beside the {s.replicas} of {s.image}, "
                 + where,
-                f"  analysis     {s.analysis_rate} requests a second to the stack's url {window}" + ": at most "
-                f"{s.max_error_ratio:.1%} errors and p99 {s.max_p99_ms} ms, judged on {s.min_requests} responses "
-                "or more",
+                f"  analysis     {s.analysis_rate} requests a second to the stack's url and users' own, for {window}"
+                f": errors held to maxErrorRatio {s.max_error_ratio:.1%} and p99 to {s.max_p99_ms} ms, cleared on "
+                f"{s.min_requests} responses or more",
                 "  then         the rest of the replicas roll to it and the canary goes (or, with --pause, wait for "
-                "`rollout promote` / `rollout abort`); on a breach the canary goes and nothing else changes",
+                "`rollout promote` / `rollout abort`); on a breach, or no decision, the canary goes and nothing else "
+                "changes",
             ]
         )
 
 
-def canary_window_text(settings: Settings, seconds: int, share: str = "") -> str:
-    """A canary's window of at most ``seconds`` at ``share``, as people read it: canarySeconds, and longer only
-    while the users' requests and the prober's have not brought minRequests responses (``seconds``, what the
-    prober's share alone needs)."""
-    least = settings.canary_seconds
-    if seconds <= least:
-        return f"{seconds}s{share}"
-    return f"{least}s{share}, longer until {settings.min_requests} responses of it are in (at most {seconds}s)"
+def canary_window_text(settings: Settings) -> str:
+    """A canary's window, as people read it: canarySeconds, then until its evidence clears or condemns it, at
+    most analysisMaxSeconds (undecided then: aborted)."""
+    least, most = settings.canary_seconds, max(settings.canary_seconds, settings.analysis_max_seconds)
+    return f"{least}s, then until its evidence decides (at most {most}s)"
 
 
 def describe(steps: Iterable[Step]) -> str:

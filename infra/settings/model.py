@@ -223,33 +223,44 @@ class Settings:
     max_error_ratio: float = setting(
         _ratio,
         default="2%",
-        description="The most of the new version's responses that may be errors (5xx, or no response once the "
-        "new version serves alone) before the release is rolled back.",
+        description="The error ratio the new version's responses are held to (5xx, or no response, or a load "
+        "balancer's 5xx while it is judged). A release at half of it or less is aborted at most 1 % of the time, "
+        "one at three times it or more ships at most 1 % of the time, its stages combined (a sequential test: "
+        "docs/rollouts.md).",
         accepted="a percentage such as `2%`, or a decimal from 0 to 1 such as `0.02`",
     )
     max_p99_ms: int = setting(
         _int_between(1, 60000),
         default=1000,
-        description="The slowest the new version's 99th-percentile response (whole response, at the prober) may "
-        "be before the release is rolled back, in milliseconds.",
+        description="The slowest the new version's 99th-percentile response may be, in milliseconds: judged as "
+        "the share of answers slower than it, good at 1 % (a p99 within it), bad at 5 %, by the same sequential "
+        "test as the errors.",
         accepted="1 to 60000",
     )
     min_requests: int = setting(
         _int_between(1, 100000),
         default=50,
-        description="Responses of the new version the analysis needs before it judges their ratio and latency: "
-        "with fewer it rolls back only on errors beyond doubt (a sequential test), else reports not enough "
-        "evidence.",
+        description="The fewest responses of the new version a stage of the analysis must have before it may "
+        "clear the release (a breach needs none: errors beyond doubt stop it at once).",
         accepted="1 to 100000",
     )
     bake_seconds: int = setting(
         _int_between(-1, 3600),
         default=-1,
         unset=True,
-        description="Seconds the analysis goes on after the rollout completes before the release counts as "
-        f"shipped. -1 picks {_per_target(BAKE_DEFAULTS)}; 0 ends the analysis with the rollout.",
+        description="The least seconds the analysis goes on after the rollout completes; then until its evidence "
+        f"clears or condemns the release (at most analysisMaxSeconds). -1 picks {_per_target(BAKE_DEFAULTS)}; "
+        "0 lets a rollout the evidence already cleared end with it.",
         accepted="0 to 3600",
         shown_default=f"`-1` ({_per_target(BAKE_DEFAULTS)})",
+    )
+    analysis_max_seconds: int = setting(
+        _int_between(10, 7200),
+        default=600,
+        description="The longest a stage of the analysis (each share of a canary, the rollout with its bake) goes "
+        "on while its evidence has not decided; a stage still undecided then aborts the release (a release is "
+        "never shipped on too little evidence).",
+        accepted="10 to 7200",
     )
     canary_tag: str | None = setting(
         images.check_tag,
@@ -270,8 +281,8 @@ class Settings:
         _int_between(-1, 3600),
         default=-1,
         unset=True,
-        description="Seconds the rollout command analyses a canary before it rolls the rest of the replicas. "
-        f"-1 picks {_per_target(CANARY_DEFAULTS)}.",
+        description="The least seconds the rollout command analyses a canary (at each of its shares), then until its "
+        f"evidence clears or condemns it (at most analysisMaxSeconds). -1 picks {_per_target(CANARY_DEFAULTS)}.",
         accepted="0 to 3600",
         shown_default=f"`-1` ({_per_target(CANARY_DEFAULTS)})",
     )

@@ -17,7 +17,7 @@ from infra.identity import CANARY_DEPLOYMENT, CANARY_SERVICE, DEPLOYMENT, DEPLOY
 from infra.images import CONTAINER_IMAGE_PATH as IMAGE
 from infra.kube.revisions import Revision
 from infra.kube.status import Health, Verdict
-from infra.rollout.analysis import Judgement, Sample, Thresholds, judge
+from infra.rollout.analysis import Judgement, Sample, Tally, Thresholds, judge_tally
 from infra.rollout.command.judging import Judging
 from infra.rollout.command.request import parse
 from infra.rollout.command.run import execute
@@ -370,12 +370,16 @@ class AppEvidence:
         self._sent = 0
         self._since = 0.0
         self._alone: float | None = None
+        # Judged as the command's Probe judges: running counts, fed what came since the last look.
+        self._tally: Tally | None = None
+        self._fed = 0
 
     def unreachable(self) -> str | None:
         return None if self.reachable else "0 of 6 requests answered in 10s: [Errno 111] Connection refused"
 
     def __enter__(self) -> AppEvidence:
         self._samples, self._sent, self._since, self._alone = [], 0, self.clock.now(), None
+        self._tally, self._fed = None, 0
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -399,7 +403,13 @@ class AppEvidence:
             return list(self._samples)
 
     def judgement(self, version: str, thresholds: Thresholds, *, final: bool = True) -> Judgement:
-        return judge(self._record(), version, thresholds, alone_since=self._alone, final=final)
+        recorded = self._record()
+        with self._lock:
+            if self._tally is None or (self._tally.version, self._tally.thresholds) != (version, thresholds):
+                self._tally, self._fed = Tally(version, thresholds), 0
+            self._tally.extend(recorded[self._fed :])
+            self._fed = len(recorded)
+            return judge_tally(self._tally, final=final)
 
     def samples(self) -> list[Sample]:
         return self._record()

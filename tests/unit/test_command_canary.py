@@ -11,8 +11,9 @@ import pytest
 
 from infra import release
 from infra.identity import CANARY_DEPLOYMENT
-from infra.rollout.command.judging import canary_window
+from infra.rollout.command.judging import thresholds
 from infra.rollout.exits import Exit
+from infra.rollout.review import canary_window_text
 from infra.settings import Settings
 from tests.unit.rollout_fakes import FakeCluster, FakeEngine, ServedEngine, run, said, session, shipped
 
@@ -38,15 +39,16 @@ def test_a_canary_that_passes_is_promoted_in_the_same_run(tmp_path: Path) -> Non
     assert "Canary plan for stack dev" in said(s)
 
 
-def test_a_canary_whose_users_bring_min_requests_is_judged_for_canary_seconds_not_the_probes_window() -> None:
-    # One probe request a second, a canary of 1 pod in 4: the probe alone would need 60 s for 10 answers.
-    # Users' requests (40 a second here) bring them at once: the window ends at canarySeconds.
-    engine = ServedEngine(analysisRate="1", canarySeconds="2")
+def test_a_canary_is_judged_for_canary_seconds_then_only_until_its_evidence_clears_it() -> None:
+    # Answers at 40 a second, one in four the canary's: 10 a second, which clear it in about 11 s; canarySeconds
+    # is 2. The window ends at the first look that finds it cleared, long before its longest (600 s).
+    engine = ServedEngine(canarySeconds="2")
     code, s = shipped("--canary", "1", engine=engine)
     assert code == Exit.OK
-    assert "baking 1.16.1 for 60s, or from 2s once 10 responses of it are in" in said(s)
+    assert "judging 1.16.1 for 2s, then until its evidence decides (at most 600s)" in said(s)
     passed = said(s).split("analysis: the canary passed: 1.16.1: ", 1)[1]
-    assert 10 <= int(passed.split(" requests", 1)[0]) < 100, passed[:80]
+    assert 112 <= int(passed.split(" requests", 1)[0]) < 140, passed[:80]
+    assert s.report.durations["canaryAnalysis"] < 60
 
 
 def test_a_bad_canary_is_removed_and_the_deployment_never_touched() -> None:
@@ -110,14 +112,26 @@ def test_promote_or_abort_without_a_canary_changes_nothing(verb: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("values", "seconds"),
+    ("values", "stages"),
     [
-        ({"canarySeconds": "120"}, 120),  # 10 a second, 1 pod in 4: 300 responses, enough
-        ({}, 30),  # local's 15 s would bring about 37 of the 50 minRequests
-        ({"canaryReplicas": "3", "replicas": "3"}, 15),
-        ({"analysisRate": "1", "minRequests": "10"}, 60),
+        ({"target": "local"}, 2),  # the canary pod, then the rollout
+        ({"target": "eks"}, 3),  # 5 %, 25 %, then the rollout
+        ({"target": "eks", "canarySteps": "1,5,25,50"}, 5),
+        ({"target": "eks", "canaryTraffic": "pods"}, 2),
     ],
 )
-def test_a_canary_is_analysed_long_enough_to_reach_min_requests(values: dict[str, str], seconds: int) -> None:
-    settings = Settings.from_values({"target": "local", "imageTag": "1.0", "canaryTag": "1.1", **values})
-    assert canary_window(settings) == seconds
+def test_a_release_shares_its_error_rates_among_the_stages_it_is_judged_in(values: dict[str, str], stages: int) -> None:
+    settings = Settings.from_values({"imageTag": "1.0", "canaryTag": "1.1", **values})
+    limits = thresholds(settings)
+    assert limits.stages == stages
+    # Each stage runs two tests (errors, latency): each may condemn a good release at most 1 % / (2 x stages).
+    error_test = limits.error_test()
+    assert error_test is not None and error_test.alpha == pytest.approx(0.01 / (2 * stages))
+    assert limits.latency_test().alpha == pytest.approx(0.01 / (2 * stages))
+
+
+def test_the_plan_says_how_long_a_canary_is_judged() -> None:
+    settings = Settings.from_values({"target": "local", "imageTag": "1.0", "canaryTag": "1.1"})
+    assert canary_window_text(settings) == "15s, then until its evidence decides (at most 600s)"
+    longer = Settings.from_values({"target": "local", "imageTag": "1.0", "canarySeconds": "900"})
+    assert canary_window_text(longer) == "900s, then until its evidence decides (at most 900s)"

@@ -212,15 +212,17 @@ def test_a_healthy_release_passes_its_bake_and_says_so() -> None:
     assert code == Exit.OK, s.report.analysis
     evidence = s.report.analysis
     assert evidence is not None and evidence["state"] == "pass" and evidence["errors"] == 0
-    assert "analysis: baking 1.16.1 for 1s" in said(s)
+    assert "analysis: judging 1.16.1 for 1s, then until its evidence decides (at most 600s)" in said(s)
 
 
-def test_too_few_responses_are_not_enough_evidence_and_the_release_ships() -> None:
-    code, s = shipped(engine=ServedEngine(minRequests="5000"))
-    assert code == Exit.OK
+def test_a_release_its_evidence_never_decides_is_undecided_and_rolled_back_never_shipped() -> None:
+    engine = ServedEngine(minRequests="100000", analysisMaxSeconds="10")
+    code, s = shipped(engine=engine)
+    assert code == Exit.ABORTED, said(s)
     evidence = s.report.analysis
-    assert evidence is not None and evidence["state"] == "insufficient"
-    assert "not enough evidence" in str(evidence["reason"])
+    assert evidence is not None and evidence["state"] == "undecided"
+    assert "its window ended before the evidence decided" in str(evidence["reason"])
+    assert s.report.rolled_back and engine.tag == "1.14.2"
 
 
 def test_a_url_the_analysis_cannot_reach_stops_the_command_before_the_update() -> None:

@@ -143,12 +143,13 @@ def test_the_running_pods_logs_are_followed_from_when_the_judgement_began() -> N
 
 
 class Users:
-    """Users' requests as a pod log reader would give them: ``errors`` 500s of 1.16.1 since now."""
+    """Users' requests as a pod log reader would give them: ``errors`` 500s of 1.16.1 since now; ``unread``,
+    what it says of logs it could not read."""
 
-    def __init__(self, errors: int, problem: str | None = None) -> None:
+    def __init__(self, errors: int, problem: str | None = None, unread: tuple[str, ...] = ()) -> None:
         now = time.time()
         self.found = [Request(now + i * 0.01, 500, 0.003, "1.16.1", "Mozilla/5.0") for i in range(errors)]
-        self.problem = problem
+        self.problem, self._unread = problem, unread
         self.entered = False
 
     def __enter__(self) -> Users:
@@ -160,6 +161,12 @@ class Users:
 
     def requests(self, since: float = 0.0) -> list[Request]:
         return self.found
+
+    def requests_from(self, index: int) -> list[Request]:
+        return self.found[index:]
+
+    def unread(self, longer_than_s: float) -> list[str]:
+        return list(self._unread)
 
 
 class Healthy(http.server.BaseHTTPRequestHandler):
@@ -186,12 +193,105 @@ def test_the_probe_judges_users_requests_beside_its_own() -> None:
     assert not users.entered
     assert judgement.state is State.BREACH, judgement
     assert judgement.errors >= 10 and said == []  # all but those a judging tick had not reached
-    # Logs that cannot be read are said once; the probe's requests are judged alone.
+    # Logs that cannot be read are said once; once a running pod's log has gone unread past the bound, the
+    # evidence is missing and the release stops, undecided, whatever the probe's own requests say.
+    gap = "the log of pod p1 was not read for 11s (403 Forbidden)"
     with (
         loopback.serving(Healthy) as url,
-        Probe(f"{url}/", 20, most_s=5, users=Users(0, "403"), say=said.append) as probe,
+        Probe(f"{url}/", 20, most_s=5, users=Users(0, "403 Forbidden", (gap,)), say=said.append) as probe,
     ):
         time.sleep(0.2)
         probe.samples()
-        probe.samples()
-    assert said == ["analysis: users' requests cannot be read from the pods' logs (403)"]
+        judgement = probe.judgement("1.16.1", Thresholds(0.02, 1000, 1), final=False)
+    assert said == [
+        "analysis: users' requests cannot be read from the pods' logs (403 Forbidden); following again, and "
+        "stopping the release should it last 10s"
+    ]
+    assert judgement.state is State.UNDECIDED and gap in judgement.reason and judgement.gaps == (gap,)
+
+
+def send_pods(handler: http.server.BaseHTTPRequestHandler) -> None:
+    """The app's one pod, p1, running."""
+    running = {
+        "containerStatuses": [
+            {"name": "nginx", "ready": True, "restartCount": 0, "image": "x", "imageID": "", "state": {"running": {}}}
+        ]
+    }
+    items = [{"metadata": {"name": "p1"}, "status": running}]
+    loopback.send_json(handler, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
+
+
+class Refused(http.server.BaseHTTPRequestHandler):
+    """An API server that lists the pods but refuses their logs (no `pods/log` in the role)."""
+
+    protocol_version = "HTTP/1.1"
+    follows = 0
+
+    def do_GET(self) -> None:
+        if "/log?" not in self.path:
+            send_pods(self)
+            return
+        type(self).follows += 1
+        body = b'{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403}'
+        self.send_response(403)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_log_that_is_refused_is_asked_for_again_and_told_unread_past_the_bound() -> None:
+    Refused.follows = 0
+    with loopback.serving(Refused) as url:
+        logs = PodLogs(client.ApiClient(client.Configuration(host=url)), "rolling", list_every_s=0.1, retry_s=0.05)
+        with logs:
+            deadline = time.monotonic() + 5
+            while not logs.unread(0.3) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            unread = logs.unread(0.3)
+            assert logs.unread(60) == [], "not past a bound it has not reached"
+    assert len(unread) == 1 and unread[0].startswith("the log of pod p1 was not read for "), unread
+    assert unread[0].endswith("(403 Forbidden)")
+    assert Refused.follows >= 3, "asked for again while it stays refused"
+    assert logs.problem == "the log of pod p1 could not be read: 403 Forbidden"
+
+
+class Restarting(http.server.BaseHTTPRequestHandler):
+    """An API server whose pod's log stream ends after two lines (its container restarted), then, followed
+    again, gives the same two (the same seconds asked for again) and a third."""
+
+    protocol_version = "HTTP/1.1"
+    follows = 0
+    started = 0.0
+
+    def do_GET(self) -> None:
+        if "/log?" not in self.path:
+            send_pods(self)
+            return
+        type(self).follows += 1
+        t0 = type(self).started
+        texts = [line(t0 + 0.1, 500), line(t0 + 0.2)] + ([line(t0 + 0.3, 503)] if self.follows > 1 else [])
+        body = "".join(text + "\n" for text in texts).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_stream_that_ends_is_followed_again_and_no_line_is_read_twice() -> None:
+    Restarting.follows, Restarting.started = 0, time.time()
+    with loopback.serving(Restarting) as url:
+        logs = PodLogs(client.ApiClient(client.Configuration(host=url)), "rolling", list_every_s=0.1, retry_s=0.05)
+        with logs:
+            deadline = time.monotonic() + 5
+            while Restarting.follows < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            found = logs.requests()
+    assert [r.status for r in found] == [500, 200, 503]

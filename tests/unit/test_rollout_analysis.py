@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from infra.rollout.analysis import Judgement, Sample, State, Thresholds, beyond_doubt, judge, p99_ms
+from infra.rollout.analysis import Judgement, Sample, State, Tally, Thresholds, judge, judge_tally, p99_ms
 from infra.rollout.gate import Gate
 from infra.rollout.prober import VERSION_HEADER, Prober, leaves_by
 from tests.unit import loopback
 from tests.unit.rollout_fakes import AppEvidence, FastClock
 
-THRESHOLDS = Thresholds(max_error_ratio=0.02, max_p99_ms=1000, min_requests=50)
+THRESHOLDS = Thresholds(max_error_ratio=0.02, max_p99_ms=1000, min_requests=50, stages=2)
 
 
 def answers(
@@ -30,99 +30,144 @@ def answers(
     return [Sample(t0 + i * 0.1, status, latency_s, version) for i in range(count)]
 
 
-def test_below_min_requests_a_few_errors_are_not_enough_evidence() -> None:
-    # 1 error in 2, or 5 in 49 at maxErrorRatio 2 %: the ratio says little yet.
+def test_a_few_errors_among_few_answers_leave_the_stage_pending_and_undecided_at_its_end() -> None:
+    # 1 error in 2, or 2 in 49, at maxErrorRatio 2 %: neither boundary is crossed; the stage goes on, and a
+    # stage that ends so is undecided, which is never a pass.
     for mixed in (
         answers("1.1", 1, status=500) + answers("1.1", 1),
-        answers("1.1", 5, status=500) + answers("1.1", 44),
+        answers("1.1", 2, status=500) + answers("1.1", 47),
     ):
-        verdict = judge(mixed, "1.1", THRESHOLDS)
-        assert verdict.state is State.INSUFFICIENT and "not enough evidence" in verdict.reason, verdict
+        running = judge(mixed, "1.1", THRESHOLDS, final=False)
+        assert running.state is State.PENDING and "not decided yet" in running.reason, running
+        ended = judge(mixed, "1.1", THRESHOLDS)
+        assert ended.state is State.UNDECIDED and ended.fails, ended
+        assert "its window ended before the evidence decided" in ended.reason
 
 
-@pytest.mark.parametrize(("errors", "responses"), [(5, 5), (10, 10), (6, 49)])
-def test_errors_beyond_doubt_breach_before_min_requests(errors: int, responses: int) -> None:
+@pytest.mark.parametrize(("errors", "responses"), [(4, 4), (10, 10), (6, 49)])
+def test_errors_beyond_doubt_breach_at_any_look(errors: int, responses: int) -> None:
     failing = answers("1.1", errors, status=500) + answers("1.1", responses - errors)
-    verdict = judge(failing, "1.1", THRESHOLDS)
-    assert verdict.state is State.BREACH and "beyond doubt, before minRequests" in verdict.reason, verdict
+    verdict = judge(failing, "1.1", THRESHOLDS, final=False)
+    assert verdict.state is State.BREACH and "beyond doubt" in verdict.reason, verdict
     assert (verdict.requests, verdict.errors) == (responses, errors)
 
 
-def test_the_sequential_test_never_aborts_on_one_error_in_two_nor_on_four_of_four() -> None:
-    assert not beyond_doubt(2, 1, 0.02) and not beyond_doubt(4, 4, 0.02) and beyond_doubt(5, 5, 0.02)
-    assert beyond_doubt(1, 1, 0.0), "a ratio of 0: one error is a breach no later answer can undo"
-    assert not beyond_doubt(100, 100, 0.6), "above 50 %, nothing before the window's end"
-    assert not beyond_doubt(10, 0, 0.02)
+def test_a_clean_stage_is_cleared_once_both_tests_clear_and_min_requests_are_in() -> None:
+    # The error test clears after 89 clean answers, the latency test after 112 (a release of two stages).
+    assert judge(answers("1.1", 111), "1.1", THRESHOLDS, final=False).state is State.PENDING
+    cleared = judge(answers("1.1", 112), "1.1", THRESHOLDS, final=False)
+    assert cleared.state is State.PASS and "beyond doubt" in cleared.reason
+    # minRequests above that holds the clearing back, never a breach.
+    assert judge(answers("1.1", 150), "1.1", Thresholds(0.02, 1000, 200), final=False).state is State.PENDING
 
 
-def test_exactly_min_requests_is_enough_evidence_to_judge() -> None:
-    verdict = judge(answers("1.1", 50, status=500), "1.1", THRESHOLDS)
-    assert verdict.state is State.BREACH and verdict.requests == 50
-    assert judge(answers("1.1", 50), "1.1", THRESHOLDS).state is State.PASS
-
-
-def test_error_ratio_above_the_threshold_is_a_breach_and_at_it_is_not() -> None:
-    at = answers("1.1", 98) + answers("1.1", 2, status=503, t0=20)
-    assert judge(at, "1.1", THRESHOLDS).state is State.PASS  # 2 of 100: exactly 2 %
-    over = at + answers("1.1", 1, status=500, t0=30)
-    verdict = judge(over, "1.1", THRESHOLDS)
-    assert verdict.state is State.BREACH
-    assert "maxErrorRatio 0.02" in verdict.reason
+def test_a_release_at_half_the_limit_clears_and_one_at_three_times_it_is_condemned() -> None:
+    # 1 % errors (half of 2 %) over 600 answers, spread evenly; 6 % (three times it) over as many.
+    good = [Sample(i * 0.1, 500 if i % 100 == 50 else 200, 0.005, "1.1") for i in range(600)]
+    bad = [Sample(i * 0.1, 500 if i % 50 in (10, 30, 45) else 200, 0.005, "1.1") for i in range(600)]
+    assert judge(good, "1.1", THRESHOLDS).state is State.PASS
+    verdict = judge(bad, "1.1", THRESHOLDS)
+    assert verdict.state is State.BREACH and "maxErrorRatio 0.02" in verdict.reason
 
 
 def test_only_5xx_count_as_errors() -> None:
-    fine = answers("1.1", 60, status=404)
+    fine = answers("1.1", 150, status=404)
     assert judge(fine, "1.1", THRESHOLDS).state is State.PASS
 
 
-def test_slow_responses_breach_on_p99() -> None:
-    samples = answers("1.1", 90) + answers("1.1", 10, latency_s=2.1, t0=20)
-    verdict = judge(samples, "1.1", THRESHOLDS)
-    assert verdict.state is State.BREACH
-    assert verdict.p99_ms == pytest.approx(2100)
-    assert "maxP99Ms 1000" in verdict.reason
+def test_latency_is_the_share_of_slow_answers_never_the_slowest_of_a_few() -> None:
+    # One answer in a hundred slower than maxP99Ms is what a p99 within it allows; one among fewer than a
+    # hundred used to be the "p99" itself and abort the release.
+    few = answers("1.1", 60) + answers("1.1", 1, latency_s=3.0, t0=20)
+    assert judge(few, "1.1", THRESHOLDS, final=False).state is State.PENDING
+    spread = [Sample(i * 0.1, 200, 3.0 if i % 500 == 7 else 0.01, "1.1") for i in range(1000)]  # 0.2 % slow
+    verdict = judge(spread, "1.1", THRESHOLDS)
+    assert verdict.state is State.PASS and verdict.slow == 2, verdict
+    # 10 % of them slow: condemned, and the p99 said with it is the slow answers'.
+    slow = [Sample(i * 0.1, 200, 2.1 if i % 10 == 0 else 0.01, "1.1") for i in range(100)]
+    verdict = judge(slow, "1.1", THRESHOLDS)
+    assert verdict.state is State.BREACH and "maxP99Ms 1000" in verdict.reason
+    assert verdict.p99_ms == pytest.approx(2100, rel=0.011)
 
 
-def test_one_slow_response_in_a_hundred_is_within_p99() -> None:
-    samples = answers("1.1", 99) + answers("1.1", 1, latency_s=3.0, t0=20)
-    assert judge(samples, "1.1", THRESHOLDS).state is State.PASS
-
-
-def test_slow_answers_beyond_doubt_breach_before_min_requests_as_errors_do() -> None:
-    # A p99 within maxP99Ms leaves at most 1 % of the answers above it: five slow answers of the first five
-    # cannot be that, however few they are; while the window runs they end it.
+def test_slow_answers_beyond_doubt_breach_at_any_look_as_errors_do() -> None:
     verdict = judge(answers("1.1", 5, latency_s=2.1), "1.1", THRESHOLDS, final=False)
     assert verdict.state is State.BREACH
     assert verdict.reason.startswith("5 of its 5 answers took longer than maxP99Ms 1000 ms")
-    assert "before minRequests" in verdict.reason
-    # One slow answer in two, or four of four, proves nothing yet.
-    assert judge(answers("1.1", 1) + answers("1.1", 1, latency_s=2.1), "1.1", THRESHOLDS, final=False).state is (
-        State.INSUFFICIENT
-    )
-    assert judge(answers("1.1", 4, latency_s=2.1), "1.1", THRESHOLDS, final=False).state is State.INSUFFICIENT
+    # One slow answer in two, or three of three, proves nothing yet.
+    one = answers("1.1", 1) + answers("1.1", 1, latency_s=2.1)
+    assert judge(one, "1.1", THRESHOLDS, final=False).state is State.PENDING
+    assert judge(answers("1.1", 3, latency_s=2.1), "1.1", THRESHOLDS, final=False).state is State.PENDING
     # The old version's slowness is its own.
-    assert judge(answers("1.0", 20, latency_s=2.1) + answers("1.1", 5), "1.1", THRESHOLDS, final=False).state is (
-        State.INSUFFICIENT
-    )
+    beside = answers("1.0", 20, latency_s=2.1) + answers("1.1", 5)
+    assert judge(beside, "1.1", THRESHOLDS, final=False).state is State.PENDING
 
 
 def test_the_old_versions_errors_are_not_blamed_on_the_new_one() -> None:
-    samples = answers("1.0", 200, status=500) + answers("1.1", 60, t0=5) + answers(None, 30, status=502, t0=9)
+    samples = answers("1.0", 200, status=500) + answers("1.1", 150, t0=5)
     verdict = judge(samples, "1.1", THRESHOLDS)
     assert verdict.state is State.PASS
-    assert verdict.requests == 60 and verdict.errors == 0
-    assert verdict.counts == {"1.0": {500: 200}, "1.1": {200: 60}, "-": {502: 30}}
+    assert verdict.requests == 150 and verdict.errors == 0
+    assert verdict.counts == {"1.0": {500: 200}, "1.1": {200: 150}}
 
 
-def test_no_response_counts_against_the_release_only_once_it_serves_alone() -> None:
-    new = answers("1.1", 60)
-    dropped = [Sample(t, 0, 5.0, None, "TimeoutError: timed out") for t in (1.0, 2.0, 11.0, 12.0)]
-    samples = sorted(new + dropped, key=lambda s: s.t)
-    assert judge(samples, "1.1", THRESHOLDS).state is State.PASS  # during the rollout: anyone's
-    verdict = judge(samples, "1.1", THRESHOLDS, alone_since=10.0)
-    assert verdict.state is State.BREACH  # 2 of 62 after the new version serves alone
-    assert verdict.requests == 62 and verdict.errors == 2
-    assert verdict.p99_ms == pytest.approx(5)  # the latency of responses only
+def test_answers_with_no_version_count_against_the_release_under_judgement() -> None:
+    # A load balancer's 502s or a dropped connection name no version: while a release is judged they are its,
+    # whichever pods they were meant for. Missing evidence is never a pass.
+    new = answers("1.1", 150)
+    dropped = [Sample(1 + i / 10, 0, 5.0, None, "TimeoutError: timed out") for i in range(8)]
+    verdict = judge(new + dropped, "1.1", THRESHOLDS)
+    assert verdict.state is State.BREACH and "8 of them with no version" in verdict.reason, verdict
+    assert (verdict.requests, verdict.errors) == (158, 8)
+    assert verdict.p99_ms == pytest.approx(5, rel=0.011)  # the latency of responses only
+    unanswered = answers("1.1", 150) + answers(None, 8, status=502, t0=3)
+    assert judge(unanswered, "1.1", THRESHOLDS).state is State.BREACH
+    # Judged without them, the same answers clear it.
+    assert judge(new, "1.1", THRESHOLDS).state is State.PASS
+    # An answer with no version that is not an error (not the app's) says nothing.
+    assert judge(new + answers(None, 30, status=200), "1.1", THRESHOLDS).state is State.PASS
+
+
+def test_a_burst_of_errors_both_versions_answer_at_once_is_not_held_against_the_new_one() -> None:
+    # Half a second in which a dependency failed half the answers of both versions: the new version's errors
+    # are judged beside the old one's at the same time. The same errors with the old version fine condemn it.
+    def stage(old_status: int) -> list[Sample]:
+        before = [Sample(i * 0.05, 200, 0.005, "1.1") for i in range(40)]
+        burst = [Sample(5.0 + i * 0.01, 500, 0.005, "1.1") for i in range(6)]
+        old = [Sample(5.0 + i * 0.005, old_status if i % 2 else 200, 0.005, "1.0") for i in range(80)]
+        return sorted(before + burst + old, key=lambda s: s.t)
+
+    assert judge(stage(500), "1.1", THRESHOLDS, final=False).state is State.PENDING
+    verdict = judge(stage(200), "1.1", THRESHOLDS, final=False)
+    assert verdict.state is State.BREACH and "the old version's 0 of 80 at the same time" in verdict.reason
+
+
+def test_evidence_that_went_missing_stops_the_release_unless_it_is_already_condemned() -> None:
+    gap = ("the log of pod nginx-1 was not read for 12s (403 Forbidden)",)
+    verdict = judge(answers("1.1", 150), "1.1", THRESHOLDS, final=False, gaps=gap)
+    assert verdict.state is State.UNDECIDED and verdict.fails and "403 Forbidden" in verdict.reason
+    assert verdict.as_json()["gaps"] == list(gap)
+    assert judge(answers("1.1", 5, status=500), "1.1", THRESHOLDS, final=False, gaps=gap).state is State.BREACH
+
+
+def test_a_look_judges_running_counts_and_a_tally_fed_in_parts_says_what_one_fed_at_once_does() -> None:
+    samples = [
+        Sample(i * 0.02, 500 if i % 37 == 0 else 200, 0.001 * (i % 50), "1.1" if i % 3 else "1.0") for i in range(3000)
+    ]
+    whole = judge_tally(Tally("1.1", THRESHOLDS).extend(samples))
+    parts = Tally("1.1", THRESHOLDS)
+    for start in range(0, 3000, 250):
+        parts.extend(reversed(samples[start : start + 250]))  # as they are recorded: not in order
+        judge_tally(parts, final=False)
+    again = judge_tally(parts)
+    assert (again.state, again.requests, again.errors, again.slow, again.p99_ms) == (
+        whole.state,
+        whole.requests,
+        whole.errors,
+        whole.slow,
+        whole.p99_ms,
+    )
+    assert parts.error_llr == pytest.approx(Tally("1.1", THRESHOLDS).extend(samples).error_llr)
 
 
 def test_p99_by_nearest_rank() -> None:
@@ -135,14 +180,16 @@ def test_p99_by_nearest_rank() -> None:
 def test_the_evidence_is_said_for_json() -> None:
     verdict = judge(answers("1.0", 3) + answers("1.1", 2, status=500, t0=1), "1.1", THRESHOLDS)
     assert verdict.as_json() == {
-        "state": "insufficient",
+        "state": "undecided",
         "version": "1.1",
         "requests": 2,
         "errors": 2,
         "p99Ms": 5.0,
-        "reason": "not enough evidence yet (2 of the 50 responses minRequests asks for)",
+        "reason": "its window ended before the evidence decided (errors 2 of 2, slow 0 of 2, 2 of the 50 minRequests)",
         "windowSeconds": 1.1,
         "responses": {"1.0": {"200": 3}, "1.1": {"500": 2}},
+        "slow": 0,
+        "gaps": [],
     }
 
 
@@ -270,8 +317,7 @@ def test_a_judgement_that_ends_after_its_gate_acts_on_nothing() -> None:
 def test_the_gate_passes_a_healthy_bake_and_ends_a_bad_one_at_once() -> None:
     breaches: list[str] = []
     with gate(serving(), breaches) as watching:
-        watching.alone()
-        verdict = watching.bake(1.0)
+        verdict = watching.bake(1.0, longest=30)
     assert verdict.state is State.PASS and breaches == []
 
     with gate(serving(latency_s=0.05), breaches, max_p99_ms=20) as watching:
@@ -283,28 +329,35 @@ def test_the_gate_passes_a_healthy_bake_and_ends_a_bad_one_at_once() -> None:
     assert len(breaches) == 1
 
 
-def test_a_window_may_end_once_its_least_seconds_are_past_and_min_requests_are_in() -> None:
-    # A canary's window: canarySeconds at least, then as soon as minRequests responses of it are in, at most
-    # the window the prober's share alone would need. 40 answers a second bring the 10 asked for at once.
-    def window(**thresholds: Any) -> tuple[Judgement, float]:
+def test_a_stage_lasts_its_least_seconds_then_until_the_evidence_decides_at_most_its_longest() -> None:
+    # 40 answers a second clear a healthy release within seconds: the stage still lasts its least seconds
+    # (canarySeconds, bakeSeconds), then ends at the first look that finds it cleared.
+    def window(least: float, **thresholds: Any) -> tuple[Judgement, float]:
         with gate(serving(), [], **thresholds) as watching:
             start = watching.clock.now()
-            verdict = watching.bake(60, enough_after=15)
+            verdict = watching.bake(least, longest=60)
             return verdict, watching.clock.now() - start
 
-    verdict, took = window()
-    assert verdict.state is State.PASS and verdict.requests >= 10
-    assert 15 <= took < 17, took
-    # Evidence that does not come: the whole window, and not enough said at its end.
-    verdict, took = window(min_requests=100_000)
-    assert verdict.state is State.INSUFFICIENT and took >= 60
-    # Minutes that settle after they are read (the ALB's) never end a window early.
+    verdict, took = window(15)
+    assert verdict.state is State.PASS and verdict.requests >= 112
+    assert 15 <= took < 16, took
+    verdict, took = window(0)
+    assert verdict.state is State.PASS and took < 5, took
+    # Evidence that never decides: the longest window, then undecided, which stops the release.
+    breaches: list[str] = []
+    with gate(serving(), breaches, min_requests=100_000) as watching:
+        start = watching.clock.now()
+        verdict = watching.bake(15, longest=60)
+        took = watching.clock.now() - start
+    assert verdict.state is State.UNDECIDED and 60 <= took < 65, took
+    assert breaches and "its window ended before the evidence decided" in breaches[0]
+    # Minutes that settle after they are read (the ALB's) keep a fixed window.
     evidence = serving()
     evidence.settle_s = 1.0
     with gate(evidence, []) as watching:
         start = watching.clock.now()
-        watching.bake(60, enough_after=15)
-        assert watching.clock.now() - start >= 61
+        watching.bake(30, longest=600)
+        assert 31 <= watching.clock.now() - start < 32
 
 
 def wait(predicate: Callable[[], bool], timeout: float) -> None:
@@ -349,31 +402,21 @@ def test_recorded_errors_release_breaches_on_its_own_answers_alone() -> None:
     samples = recorded("analysis-errors.jsonl")
     versions = {s.version for s in samples}
     assert versions == {"1.14.2", "1.16.1-errors"}
-    verdict = judge(samples, "1.16.1-errors", Thresholds(0.02, 1000, 20))
+    verdict = judge(samples, "1.16.1-errors", THRESHOLDS)
     assert verdict.state is State.BREACH and "maxErrorRatio" in verdict.reason
     assert verdict.counts["1.14.2"].keys() == {200}
-    # Judged as the old version, the same responses are healthy: nothing of the new one is blamed on it.
-    assert judge(samples, "1.14.2", Thresholds(0.02, 1000, 20)).state is State.PASS
-    # With fewer than minRequests of them, its errors are still beyond doubt: the sequential test says so.
+    # Judged as the old version, the same responses are not condemned: nothing of the new one is blamed on
+    # it (too few of them to clear it, which is another matter).
+    assert judge(samples, "1.14.2", THRESHOLDS).state is not State.BREACH
+    # Whatever minRequests says, its errors are beyond doubt: the sequential test needs no least number.
     early = judge(samples, "1.16.1-errors", Thresholds(0.02, 1000, 10_000))
     assert early.state is State.BREACH and "beyond doubt" in early.reason
 
 
 def test_recorded_slow_release_breaches_on_p99_not_on_errors() -> None:
     samples = recorded("analysis-slow.jsonl")
-    verdict = judge(samples, "1.16.1-slow", Thresholds(0.02, 1000, 20))
+    verdict = judge(samples, "1.16.1-slow", THRESHOLDS)
     assert verdict.state is State.BREACH and "maxP99Ms" in verdict.reason and verdict.errors == 0
     assert verdict.p99_ms is not None and verdict.p99_ms > 1000
-    # A looser latency threshold passes it.
-    assert judge(samples, "1.16.1-slow", Thresholds(0.02, 10_000, 20)).state is State.PASS
-
-
-def test_while_the_window_runs_only_errors_beyond_doubt_end_it_and_the_ratio_decides_at_its_end() -> None:
-    # 3 errors in 100 (3 % > maxErrorRatio 2 %): not beyond doubt, so the window goes on; at its end the
-    # ratio over the whole window breaches. The ratio looked at every moment aborts good releases (a 1 %
-    # release passes 2 % early on a third of the time: docs/benchmarks.md).
-    some = answers("1.1", 3, status=500) + answers("1.1", 97)
-    running = judge(some, "1.1", THRESHOLDS, final=False)
-    assert running.state is State.PASS and running.reason.endswith("so far")
-    ended = judge(some, "1.1", THRESHOLDS)
-    assert ended.state is State.BREACH and "3.0% of its responses were errors" in ended.reason
+    # A looser latency threshold does not condemn it.
+    assert judge(samples, "1.16.1-slow", Thresholds(0.02, 10_000, 20)).state is not State.BREACH

@@ -83,9 +83,9 @@ def test_once_the_new_version_serves_alone_every_error_is_its_own() -> None:
 
 def test_too_few_requests_is_not_enough_evidence_never_a_breach() -> None:
     verdict = judge_minutes(minutes((20, 20, 5000.0)), OLD_ALONE, "1.1.0", LIMITS, alone_since=T0)
-    assert verdict.state is State.INSUFFICIENT
+    assert verdict.state is State.PENDING
     assert "20 of the 50" in verdict.reason
-    assert judge_minutes([], OLD_ALONE, "1.1.0", LIMITS, alone_since=None).state is State.INSUFFICIENT
+    assert judge_minutes([], OLD_ALONE, "1.1.0", LIMITS, alone_since=None).state is State.PENDING
 
 
 def test_latency_is_held_against_the_new_version_only_where_the_old_one_kept_within_it() -> None:

@@ -104,21 +104,21 @@ def test_a_weighted_canarys_share_on_the_ingress_is_a_canary_step_and_nothing_mo
 
 def test_a_weighted_canarys_summary_says_each_share() -> None:
     settings = Settings.from_values({"target": "eks", "imageTag": "1.14.2", "canaryTag": "1.16.1"})
-    text = CanarySummary("dev", settings, 150, ((5, 150), (25, 120))).render()
+    text = CanarySummary("dev", settings, (5, 25)).render()
     assert "behind a target group of its own, at weight 0 until ready; then 5 %, 25 % of requests in turn" in text
     assert (
-        "to the stack's url for 120s at 5 %, longer until 50 responses of it are in (at most 150s); 120s at 25 %: "
-        "at most 2.0% errors" in text
+        "and users' own, for 120s, then until its evidence decides (at most 600s) at each share: errors held to "
+        "maxErrorRatio 2.0% and p99 to 1000 ms" in text
     )
-    assert "behind the same Service" in CanarySummary("dev", settings, 30).render()
+    assert "behind the same Service" in CanarySummary("dev", settings).render()
 
 
-def test_a_canarys_window_is_canary_seconds_and_longer_only_until_min_requests_are_in() -> None:
+def test_a_canarys_window_is_canary_seconds_then_until_its_evidence_decides() -> None:
     local = Settings.from_values({"target": "local", "imageTag": "1.14.2", "canaryTag": "1.16.1"})
     assert local.canary_seconds == 15
-    assert "for 15s: at most" in CanarySummary("local", local, 15).render()
-    longer = CanarySummary("local", local, 30).render()
-    assert "for 15s, longer until 50 responses of it are in (at most 30s): at most" in longer
+    text = CanarySummary("local", local).render()
+    assert "for 15s, then until its evidence decides (at most 600s): errors held to" in text
+    assert "on a breach, or no decision, the canary goes" in text
 
 
 def test_the_plan_says_when_a_step_may_end_before_the_analysis_judges_it() -> None:

@@ -1,5 +1,5 @@
-"""A canary: N pods of the new version beside the old ones, judged for canarySeconds (or long enough to
-reach minRequests) before the rest rolls; removed when it fails, the Deployment's own pods untouched."""
+"""A canary: N pods of the new version beside the old ones, judged for canarySeconds and then until its
+evidence decides, before the rest rolls; removed when it fails, the Deployment's own pods untouched."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import time
 from collections.abc import Callable
 
 from infra.identity import CANARY_DEPLOYMENT
-from infra.rollout.analysis import Judgement, State
-from infra.rollout.command.judging import canary_window
+from infra.rollout.analysis import Judgement
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session
 from infra.rollout.command.steps import Prepared, Steps, summary
@@ -31,21 +30,17 @@ def run(session: Session, steps: Steps, new: Settings, replicas: int, record: Re
             "a canary is judged by the analysis, which this stack cannot run (rolling:analysis is false, or the "
             "stack has no url yet); ship without --canary",
         )
-    seconds = canary_window(canary)
-    plan_text = CanarySummary(session.request.stack, canary, seconds).render()
+    plan_text = CanarySummary(session.request.stack, canary).render()
     with steps.prepared(new, config=config, plan_text=plan_text, canary=True) as prepared:
         verdict = steps.judged_canary(
             prepared,
             new,
             config,
-            seconds=seconds,
             recover=lambda error, breach, p: remove(session, new, error, breach, p),
             mitigate=lambda: scale_away(session, new),
             record=record,
         )
-    if verdict is not None and verdict.state is State.INSUFFICIENT:
-        session.say(f"analysis: the canary gave {verdict.line()}; going on: the rollout and its bake are analysed too")
-    elif verdict is not None:
+    if verdict is not None:
         session.say(f"analysis: the canary passed: {verdict.line()}")
     session.configured = {**session.configured, **added}
 

@@ -3,7 +3,6 @@ the gate that judges each release (the canary's, then the rollout's and its bake
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -32,16 +31,17 @@ def uses_metrics(settings: Settings) -> bool:
     return settings.eks is not None and settings.eks.analysis_source == "cloudwatch"
 
 
-def canary_window(settings: Settings, share: float | None = None) -> int:
-    """How long a canary is analysed at most: canarySeconds, or longer when the prober's share of requests
-    that reach the canary (``share``, its weight on the ALB; by default its pods among all, since the Service
-    spreads connections evenly) could not bring minRequests responses in that time, with half as many again
-    to spare. A window longer than canarySeconds ends as soon as minRequests responses are in after
-    canarySeconds (``Gate.bake``'s ``enough_after``): users' own requests usually bring them long before."""
-    if share is None:
-        share = settings.canary_replicas / (settings.canary_replicas + settings.replicas)
-    needed = math.ceil(1.5 * settings.min_requests / (settings.analysis_rate * share))
-    return max(settings.canary_seconds, needed)
+def judged_stages(settings: Settings) -> int:
+    """The stages a release of this stack with a canary is judged in: each share of a weighted canary, or the
+    pod canary's one, and the rollout with its bake. They share the release's error rates (Thresholds), and a
+    release without a canary is held to the same share of them: a margin, never less."""
+    weights = settings.canary_traffic == "weights" and settings.eks is not None
+    return (len(settings.eks.canary_steps) if weights and settings.eks is not None else 1) + 1
+
+
+def thresholds(settings: Settings) -> Thresholds:
+    """What ``settings``'s release is held to, in each of its stages."""
+    return Thresholds(settings.max_error_ratio, settings.max_p99_ms, settings.min_requests, judged_stages(settings))
 
 
 class Judging:
@@ -142,10 +142,14 @@ class Judging:
     @contextmanager
     def gate(self, url: str, settings: Settings, on_breach: Callable[[str], None]) -> Iterator[Gate]:
         """The judgement of ``settings``'s release for the block; its responses join the run's evidence."""
-        thresholds = Thresholds(settings.max_error_ratio, settings.max_p99_ms, settings.min_requests)
         evidence = self.evidence(url, settings)
         gate = Gate(
-            evidence, str(settings.image_tag), thresholds, say=self.session.say, on_breach=on_breach, clock=self.clock
+            evidence,
+            str(settings.image_tag),
+            thresholds(settings),
+            say=self.session.say,
+            on_breach=on_breach,
+            clock=self.clock,
         )
         try:
             with gate:

@@ -155,7 +155,7 @@ def judged(session: Session, steps: Steps, old: Settings, new: Settings, target:
             """The new version serves alone: go on judging it for bakeSeconds."""
             gate.alone()
             with session.report.timed("bake"):
-                return gate.bake(new.bake_seconds)
+                return gate.bake(new.bake_seconds, longest=new.analysis_max_seconds)
 
         steps.judged_update(
             prepared,

@@ -215,7 +215,7 @@ class Steps:
                     return None
                 verdict = judge(gate)
                 s.report.analysis = verdict.as_json()
-                if verdict.breached:
+                if verdict.fails:
                     raise BreachError(f"the analysis found {verdict.line()}")
                 return verdict
         except StackBusyError as err:
@@ -235,20 +235,19 @@ class Steps:
         new: Settings,
         config: dict[str, str],
         *,
-        seconds: int,
         recover: Recovery,
         mitigate: Callable[[], None],
         record: Record | None,
         first: Callable[[], None] | None = None,
     ) -> Judgement | None:
-        """The canary's update ``prepared``, judged once ``first`` (if any) has run for ``seconds``, or from
-        canarySeconds on until minRequests responses of it are in; its verdict."""
+        """The canary's update ``prepared``, judged once ``first`` (if any) has run: for canarySeconds, then until
+        its evidence decides (at most analysisMaxSeconds); its verdict."""
 
         def judge(gate: Gate) -> Judgement:
             if first is not None:
                 first()
             with self.session.report.timed("canaryAnalysis"):
-                return gate.bake(seconds, enough_after=new.canary_seconds)
+                return gate.bake(new.canary_seconds, longest=new.analysis_max_seconds)
 
         return self.judged_update(
             prepared, new, config, stage="canary", judge=judge, recover=recover, mitigate=mitigate, record=record

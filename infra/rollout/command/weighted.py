@@ -10,9 +10,8 @@ from __future__ import annotations
 from infra.identity import CANARY_DEPLOYMENT, INGRESS
 from infra.kube.cluster import short
 from infra.rollout import listener
-from infra.rollout.analysis import Judgement, State
+from infra.rollout.analysis import Judgement
 from infra.rollout.command import canary
-from infra.rollout.command.judging import canary_window
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session
 from infra.rollout.command.steps import IncompleteRolloutError, Prepared, Steps
@@ -48,8 +47,7 @@ def run(session: Session, steps: Steps, new: Settings, replicas: int, record: Re
     config = {CANARY_TAG.full: added[CANARY_TAG.name], CANARY_REPLICAS.full: added[CANARY_REPLICAS.name]}
     canary = Settings.from_values({**session.configured, **added})
     shares = new.eks.canary_steps
-    windows = tuple((share, canary_window(canary, share / 100)) for share in shares)
-    plan_text = CanarySummary(session.request.stack, canary, windows[0][1], windows).render()
+    plan_text = CanarySummary(session.request.stack, canary, shares).render()
     if record is not None:
         # From here a canary may exist: a run that dies leaves it recorded, to be finished or removed.
         record.stage("canary")
@@ -63,9 +61,7 @@ def run(session: Session, steps: Steps, new: Settings, replicas: int, record: Re
     session.say(f"rollout: {replicas} canary pod(s) of {new.image} ready behind their own target group, at weight 0")
     for share in shares:
         verdict = step(session, steps, new, url=url, share=share, record=record)
-        if verdict is not None and verdict.state is State.INSUFFICIENT:
-            session.say(f"analysis: the canary at {share} % gave {verdict.line()}; going on")
-        elif verdict is not None:
+        if verdict is not None:
             session.say(f"analysis: the canary passed at {share} %: {verdict.line()}")
 
 
@@ -74,12 +70,7 @@ def step(
 ) -> Judgement | None:
     """Give the canary ``share`` percent of requests and judge it for its window there."""
     config = {CANARY_WEIGHT.full: str(share)}
-    canary = Settings.from_values({**session.configured, CANARY_WEIGHT.name: str(share)})
-    seconds = canary_window(canary, share / 100)
-    said = (
-        f"rollout: the canary of {new.image} takes {share} % of requests, judged for "
-        f"{canary_window_text(canary, seconds)}"
-    )
+    said = f"rollout: the canary of {new.image} takes {share} % of requests, judged for {canary_window_text(new)}"
     with steps.prepared(new, config=config, plan_text=said, canary=True, ask=False) as prepared:
 
         def applied() -> None:
@@ -94,7 +85,6 @@ def step(
             prepared,
             new,
             config,
-            seconds=seconds,
             recover=lambda error, breach, p: remove(session, steps, new, error, breach, prepared=p),
             mitigate=lambda: turn_away(session, new, url, steps.judging.clock),
             record=record,

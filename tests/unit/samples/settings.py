@@ -49,6 +49,7 @@ NON_DEFAULT = {
     "maxErrorRatio": "0.5%",
     "maxP99Ms": "250",
     "minRequests": "200",
+    "analysisMaxSeconds": "120",
     "bakeSeconds": "30",
     "canaryTag": "1.16.2",
     "changeCause": "ship nginx:1.16.2 by someone",
