@@ -4,7 +4,6 @@ a bench run that changes one makes this fail until the docs say it too."""
 from __future__ import annotations
 
 import json
-import random
 import re
 from pathlib import Path
 from typing import Any
@@ -44,17 +43,21 @@ def test_the_traffic_table_and_its_prose_are_the_last_run() -> None:
     assert f"| warm `cluster-up`, node Ready | {node['cluster_up_s']:g} s |" in text
 
 
-def test_the_verdict_table_is_the_simulation_and_the_simulation_holds_its_cells() -> None:
+def test_the_verdict_tables_are_the_simulation_and_the_simulation_holds_its_rows() -> None:
+    from dataclasses import asdict
+
     from bench import verdict
 
-    published = (RESULTS / "verdict.md").read_text().strip()
-    assert published in (ROOT / "docs" / "benchmarks.md").read_text()
-    cells = {(c["error_rate"], c["traffic"]): c for c in json.loads((RESULTS / "verdict.json").read_text())}
-    runs = next(iter(cells.values()))["runs"]
-    for rate, traffic in ((1.0, 10), (0.01, 10), (0.02, 100)):
-        again = verdict.cell(rate, traffic, runs, random.Random(f"1-{rate}-{traffic}"))
-        assert again.aborted == cells[(rate, traffic)]["aborted"], (rate, traffic)
-        assert again.median_s == cells[(rate, traffic)]["median_s"], (rate, traffic)
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
+    assert (RESULTS / "verdict.md").read_text().strip() in text
+    assert (RESULTS / "verdict-cost.md").read_text().strip() in text
+    found = results("verdict.json")
+    rows = {(r["way"], r["kind"], r["rate"], r["traffic"]): r for r in found["rows"]}
+    runs = found["rows"][0]["runs"]
+    local = verdict.WAYS[1]
+    for kind, rate, traffic in (("errors", 0.06, 10), ("slow", 0.01, 100)):
+        again = verdict.row(verdict.Release(local, kind, rate, traffic), runs)
+        assert asdict(again) == rows[(local.name, kind, rate, traffic)], (kind, rate, traffic)
 
 
 @pytest.mark.parametrize(
