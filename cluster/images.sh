@@ -10,7 +10,9 @@
 #                                         never-ready (the server never answers), crash (exits at start);
 #                                         unlimited serves, ignoring the stack's keep-alive limits;
 #                                         errors and slow pass their probes, but answer users 500, or
-#                                         slowly (about 2 s a page); flaky answers 0.5 % of users 500
+#                                         slowly (about 2 s a page); flaky answers 0.5 % of users 500,
+#                                         partial 5 %; resets closes 10 % of users' connections with
+#                                         no response at all
 #   cluster/images.sh base-ref            print the base image's reference
 #   cluster/images.sh revision REF        print the revision label of REF in the node's registry
 #                                         (empty when it has none); exit 3 when REF is not there
@@ -183,7 +185,21 @@ app() {
       sed -i 's|^http {|&\n    map "$http_user_agent/$request_id" $app_fail { "~^kube-probe/" 0; "~/[0-9a-f]{28}(00[0-9a-f]{2}\|01[0-3][0-9a-f]\|014[0-7])$" 1; default 0; }|' "$context/nginx.conf"
       # shellcheck disable=SC2016
       sed -i 's|^\( *\)index index.html;|&\n\1if ($app_fail) { return 500; }|' "$context/nginx.conf" ;;
-    *) echo "images: unknown kind '$kind'; use never-ready, crash, unlimited, errors, slow or flaky" >&2; exit 2 ;;
+    partial)
+      # Ready, and fails 1 user request in 20 (13 of the 256 values of the last two hex digits of nginx's
+      # random request id, 5.1 %): a release worse than maxErrorRatio that no single look gives away.
+      # shellcheck disable=SC2016
+      sed -i 's|^http {|&\n    map "$http_user_agent/$request_id" $app_fail { "~^kube-probe/" 0; "~/[0-9a-f]{30}0[0-9a-c]$" 1; default 0; }|' "$context/nginx.conf"
+      # shellcheck disable=SC2016
+      sed -i 's|^\( *\)index index.html;|&\n\1if ($app_fail) { return 500; }|' "$context/nginx.conf" ;;
+    resets)
+      # Ready, and closes 1 user connection in 10 (26 of 256 values, 10.2 %) without a response (nginx's
+      # 444): the client sees the connection end, no status and no version.
+      # shellcheck disable=SC2016
+      sed -i 's|^http {|&\n    map "$http_user_agent/$request_id" $app_drop { "~^kube-probe/" 0; "~/[0-9a-f]{30}([01][0-9a-f]\|2[0-9])$" 1; default 0; }|' "$context/nginx.conf"
+      # shellcheck disable=SC2016
+      sed -i 's|^\( *\)index index.html;|&\n\1if ($app_drop) { return 444; }|' "$context/nginx.conf" ;;
+    *) echo "images: unknown kind '$kind'; use never-ready, crash, unlimited, errors, slow, flaky, partial or resets" >&2; exit 2 ;;
   esac
   case $kind in
     # A second stage on the app's image: name the first one.
@@ -243,6 +259,6 @@ case ${1:-} in
   base) base ;;
   base-ref) base_ref ;;
   app) app "${2:?app needs a VERSION}" "${3:-}" ;;
-  *) echo "usage: $0 pause|base|base-ref|revision REF|digest REF|copy SRC DST|push REF VERSION REV|app VERSION [never-ready|crash|unlimited|errors|slow|flaky]" >&2
+  *) echo "usage: $0 pause|base|base-ref|revision REF|digest REF|copy SRC DST|push REF VERSION REV|app VERSION [never-ready|crash|unlimited|errors|slow|flaky|partial|resets]" >&2
      exit 2 ;;
 esac

@@ -20,7 +20,18 @@ UNLIMITED = "1.14.2-unlimited"
 # Ready (their probes pass) while users get a server error, or a slow page (about 2 s).
 ERRORS = "1.16.1-errors"
 SLOW = "1.16.1-slow"
-BROKEN = {NEVER_READY: "never-ready", CRASHING: "crash", UNLIMITED: "unlimited", ERRORS: "errors", SLOW: "slow"}
+# Ready, and failing a share of users' requests: 5 % answered 500, or 10 % of connections closed unanswered.
+PARTIAL = "1.16.1-partial"
+RESETS = "1.16.1-resets"
+BROKEN = {
+    NEVER_READY: "never-ready",
+    CRASHING: "crash",
+    UNLIMITED: "unlimited",
+    ERRORS: "errors",
+    SLOW: "slow",
+    PARTIAL: "partial",
+    RESETS: "resets",
+}
 # Never built: pulling it fails (ErrImagePull, then ImagePullBackOff).
 MISSING = "1.16.1-missing"
 
