@@ -14,6 +14,7 @@ from infra.kube.revisions import Revision
 from infra.kube.status import Health, Verdict
 
 if TYPE_CHECKING:
+    from infra.kube.lease import Holder, LeaseRecord
     from infra.kube.logs import PodLogs
 
 
@@ -50,6 +51,16 @@ class Cluster(Watched, Protocol):
 
     # The app's pods' logs: users' own requests, for the analysis (infra/kube/logs.py).
     def logs(self, namespace: str) -> PodLogs: ...
+
+    # The run's lease on its stack, held for the block (infra/kube/lease.py).
+    def lease(self, namespace: str, stack: str, holder: Holder) -> Held: ...
+
+
+class Held(AbstractContextManager["Held"], Protocol):
+    """A run's lease while it is held; ``lost`` is the lease of a run before it that was gone, and why."""
+
+    lost: LeaseRecord | None
+    lost_why: str | None
 
 
 # A kubeconfig (a path or the file's text; None: the ambient one) to the cluster it names.

@@ -13,10 +13,11 @@ import re
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from infra.kube.lease import LockOwner, lock_owners
 from infra.rollout.review import Step
 from infra.settings.keys import CHANGE_CAUSE
 
@@ -67,6 +68,11 @@ class EngineMissingError(EngineError):
 
 class StackBusyError(EngineError):
     """Another update holds the stack's lock: this command changed nothing."""
+
+    @property
+    def owners(self) -> list[LockOwner]:
+        """Who took each lock, when the backend says (a file or S3 backend); none when it does not."""
+        return lock_owners(str(self))
 
 
 def diagnostics(stdout: str) -> str:
@@ -173,6 +179,11 @@ class StackEngine(Protocol):
     def set_tag(self, name: str, value: str) -> None: ...
     def remove_tag(self, name: str) -> None: ...
     def interrupt(self) -> None: ...
+    def cancel(self) -> None: ...
+
+    # Called with the error when another update holds the stack: True when it removed that lock (its holder
+    # provably gone), and the command is run once more.
+    on_busy: Callable[[StackBusyError], bool] | None
 
 
 class Engine:
@@ -184,8 +195,23 @@ class Engine:
         self.env = dict(env or {})
         self._running: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
+        self.on_busy: Callable[[StackBusyError], bool] | None = None
 
     def run(self, *args: str) -> str:
+        """`pulumi ARGS --stack S`: its output; EngineError when it fails. When another update holds the stack
+        and ``on_busy`` removes that lock (its holder provably gone), the command runs once more."""
+        try:
+            return self._run(*args)
+        except StackBusyError as busy:
+            if self.on_busy is None or args[:1] == ("cancel",) or not self.on_busy(busy):
+                raise
+        return self._run(*args)
+
+    def cancel(self) -> None:
+        """Remove the stack's lock (`pulumi cancel`: on a file or S3 backend, every lock file of the stack)."""
+        self._run("cancel", "--yes")
+
+    def _run(self, *args: str) -> str:
         command = ["--non-interactive", *args, "--stack", self.stack]
         pipe = subprocess.PIPE
         env = {**os.environ, **self.env}

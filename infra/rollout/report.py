@@ -70,6 +70,8 @@ class Report:
     unfinished: dict[str, str] | None = None
     # `rollout status`: what the stack runs now.
     status: dict[str, Any] | None = None
+    # A lock a lost run left on the stack, removed by this run: who took it, when, and why it was gone.
+    lost: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +88,7 @@ class Report:
             "restored": self.restored,
             "analysis": self.analysis,
             "unfinished": self.unfinished,
+            "lostRun": self.lost,
             **({"status": self.status} if self.status is not None else {}),
         }
 
@@ -117,6 +120,7 @@ class Report:
             releases=found.get("releases"),
             unfinished=found.get("unfinished"),
             status=found.get("status"),
+            lost=found.get("lostRun"),
         )
 
     @contextmanager

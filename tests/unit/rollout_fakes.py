@@ -15,6 +15,7 @@ import yaml
 
 from infra.identity import CANARY_DEPLOYMENT, CANARY_SERVICE, DEPLOYMENT, DEPLOYMENT_TYPE, INGRESS_TYPE
 from infra.images import CONTAINER_IMAGE_PATH as IMAGE
+from infra.kube.lease import Holder, LeaseRecord
 from infra.kube.revisions import Revision
 from infra.kube.status import Health, Verdict
 from infra.rollout.analysis import Judgement, Sample, Tally, Thresholds, judge_tally
@@ -55,10 +56,16 @@ class FakeEngine:
         # The stack's tags, kept in the backend; and what the engine was asked to do, in order.
         self.stack_tags: dict[str, str] = {}
         self.steps: list[str] = []
+        self.on_busy: Any = None
+        # A lock another update left on the stack, met by the next up (StackBusyError).
+        self.locked: Any = None
 
     def run(self, *args: str) -> str:
         self.commands.append(args)
         return ""
+
+    def cancel(self) -> None:
+        self.commands.append(("cancel", "--yes"))
 
     def config(self) -> dict[str, str]:
         return {
@@ -88,6 +95,12 @@ class FakeEngine:
 
     def up(self, config: dict[str, str], plan: Path | None = None) -> None:
         assert plan is None or plan.is_file(), "the plan is there while the update runs"
+        if self.locked is not None:
+            # Another update's lock, as Engine.run meets it: removed only when on_busy says its holder is gone.
+            busy = self.locked
+            if self.on_busy is None or not self.on_busy(busy):
+                raise busy
+            self.locked = None
         self.steps.append("up")
         self.plans.append(plan)
         self.up_configs.append(config)
@@ -239,6 +252,20 @@ class FakeView:
         return self.problem
 
 
+class FakeHeld:
+    """A run's lease on a fake cluster: ``lost``, the lease of a run before it that was gone."""
+
+    def __init__(self, lost: LeaseRecord | None) -> None:
+        self.lost = lost
+        self.lost_why = None if lost is None else f"the run that held it ({lost.holder}) stopped renewing its lease"
+
+    def __enter__(self) -> FakeHeld:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
 class FakeCluster:
     """A cluster whose Deployment is ``state``, or runs what ``engine`` last shipped on 3 replicas, complete;
     each live view waits as ``problems`` say, in turn (an exception: the cluster is lost), and the first
@@ -262,6 +289,9 @@ class FakeCluster:
         self.revision_list: list[Revision] = []
         # What the command changed in the cluster itself (its mitigation of a failing release).
         self.changed: list[tuple[str, str, str]] = []
+        # The stack's lease: who held it before a run takes it (gone), and the runs that held it.
+        self.lost: LeaseRecord | None = None
+        self.held: list[str] = []
 
     def read(self, kubeconfig: str | None) -> FakeCluster:
         self.kubeconfigs.append(kubeconfig)
@@ -279,6 +309,10 @@ class FakeCluster:
     def revisions(self, namespace: str, name: str) -> list[Revision]:
         assert name == DEPLOYMENT
         return list(self.revision_list)
+
+    def lease(self, namespace: str, stack: str, holder: Holder) -> FakeHeld:
+        self.held.append(f"{namespace}/{stack}: {holder}")
+        return FakeHeld(self.lost)
 
     def scale(self, namespace: str, name: str, replicas: int) -> None:
         self.changed.append(("scale", name, str(replicas)))

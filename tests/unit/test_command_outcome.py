@@ -71,6 +71,7 @@ def test_json_report_shape() -> None:
         "restored": None,
         "analysis": None,
         "unfinished": None,
+        "lostRun": None,
     }
     assert Report.from_json(out).changed is True
 

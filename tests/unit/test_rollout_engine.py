@@ -315,3 +315,60 @@ def test_children_start_with_sigint_default_even_when_the_command_was_started_ig
     assert ignored_by_child("nothing")  # what a background start passes on
     assert not ignored_by_child("helper")
     assert not ignored_by_child("rollout command")
+
+
+LOCKED = (
+    "error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or delete the "
+    "lock file with `pulumi cancel`.\n  file:///s/.pulumi/locks/organization/rolling/dev/a.json: created by "
+    "runner@runner-3 (pid 4300) at 2026-12-07T08:00:00Z"
+)
+
+
+def locked_pulumi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A `pulumi` on PATH whose stack is locked until `pulumi cancel` runs; every command is recorded."""
+    (tmp_path / "locked").write_text(LOCKED)
+    script = tmp_path / "bin" / "pulumi"
+    script.parent.mkdir()
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {tmp_path}/commands\n'
+        f'case "$*" in *cancel*) rm -f {tmp_path}/locked; exit 0 ;; esac\n'
+        f"if [ -f {tmp_path}/locked ]; then cat {tmp_path}/locked >&2; exit 255; fi\n"
+        "exit 0\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{script.parent}:{os.environ['PATH']}")
+    return tmp_path / "commands"
+
+
+def test_a_lock_whose_holder_is_gone_is_removed_and_the_command_runs_once_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commands = locked_pulumi(tmp_path, monkeypatch)
+    engine = Engine(tmp_path, "dev")
+    seen: list[list[tuple[str, int]]] = []
+
+    def recover(busy: StackBusyError) -> bool:
+        seen.append([(o.host, o.pid) for o in busy.owners])
+        engine.cancel()
+        return True
+
+    engine.on_busy = recover
+    engine.up({"rolling:imageTag": "1.16.1"})
+    assert seen == [[("runner-3", 4300)]]
+    ran = [line.split(" --stack")[0] for line in commands.read_text().splitlines()]
+    assert [r.split()[1] for r in ran] == ["up", "cancel", "up"], ran
+
+
+def test_a_lock_that_may_be_live_is_left_and_the_command_fails_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commands = locked_pulumi(tmp_path, monkeypatch)
+    engine = Engine(tmp_path, "dev")
+    engine.on_busy = lambda busy: False
+    with pytest.raises(StackBusyError):
+        engine.up({"rolling:imageTag": "1.16.1"})
+    assert "cancel" not in commands.read_text()
+    # Without a hook (a run with no lease), the same.
+    with pytest.raises(StackBusyError):
+        Engine(tmp_path, "dev").up({"rolling:imageTag": "1.16.1"})

@@ -13,7 +13,7 @@ from infra import images
 from infra.rollout.command import abort, listing, promote, recover, ship, status, undo
 from infra.rollout.command.judging import Judging
 from infra.rollout.command.outcome import Outcome, Stop
-from infra.rollout.command.request import Abort, History, Promote, PromoteFrom, Ship, Status, Undo, parse
+from infra.rollout.command.request import Abort, History, Promote, PromoteFrom, Request, Ship, Status, Undo, parse
 from infra.rollout.command.session import Session
 from infra.rollout.command.steps import Steps
 from infra.rollout.engine import interruptible_children
@@ -34,6 +34,13 @@ def act(session: Session, judging: Judging | None = None) -> Outcome:
         return listing.run(session, values)
     if isinstance(request, Status):
         return status.run(session, values)
+    # Every action that changes the stack holds its lease (a lost run's lock is then removed when found).
+    with session.holding(values):
+        return changed(session, steps, values, request)
+
+
+def changed(session: Session, steps: Steps, values: dict[str, str], request: Request) -> Outcome:
+    """Run an action that changes the stack."""
     # Every action that changes the stack aborts a release an earlier run left unjudged, first.
     recovered = recover.run(session, steps, values)
     if recovered is not None:

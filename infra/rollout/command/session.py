@@ -6,13 +6,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from infra import release
 from infra.identity import DEPLOYMENT_TYPE
 from infra.kube.cluster import Cluster, ClusterReader, live_cluster, short, unread
+from infra.kube.lease import Holder, LeaseHeldError, LeaseRecord, gone
 from infra.kube.status import Health
 from infra.rollout import cloudwatch
 from infra.rollout.analysis import Sample
@@ -21,7 +25,7 @@ from infra.rollout.command.request import PromoteFrom, Request
 from infra.rollout.engine import Engine, EngineError, EngineMissingError, StackBusyError, StackEngine
 from infra.rollout.registry import Registry, registry_for
 from infra.rollout.report import Report
-from infra.settings import Settings, keys
+from infra.settings import Settings, SettingsError, keys
 
 
 class UnconfirmedError(Exception):
@@ -65,6 +69,8 @@ class Session:
         self._tags: dict[str, str] | None = None
         # A failed release's pods being taken out beside the rollback (ship.undo_in_cluster), if any.
         self.retiring: threading.Thread | None = None
+        # The lease of the run before this one, when that run was gone (lost) as this one took the stack.
+        self.lost: LeaseRecord | None = None
 
     def say(self, line: str) -> None:
         print(line, file=self.err, flush=True)
@@ -196,6 +202,75 @@ class Session:
                 self.engine.run("config", "set", key, before, "--plaintext")
             else:
                 self.engine.run("config", "rm", key)
+
+    @contextlib.contextmanager
+    def holding(self, values: dict[str, str]) -> Iterator[None]:
+        """Hold the stack's lease (infra/kube/lease.py) for the block, and remove a lock a lost run left (its
+        holder provably gone) when the engine finds one. A stack never deployed has no cluster to hold it in;
+        a cluster that will not hold it is said, and the run goes on as before (a lock it leaves then waits
+        for `pulumi cancel`)."""
+        stack = self.request.stack
+        try:
+            settings = Settings.from_values(values)
+            namespace, _ = self.deployment(settings)
+            held = self.cluster(settings).lease(namespace, stack, Holder.this(release.who()))
+        except (KeyError, SettingsError):
+            yield  # never deployed (no outputs yet), or settings the run refuses next
+            return
+        except Exception as err:
+            self.say(f"rollout: no lease on stack {stack} ({short(err)}): should this run be lost, its lock stays")
+            yield
+            return
+        try:
+            held.__enter__()
+        except LeaseHeldError as err:
+            raise Stop(Outcome.BUSY, str(err)) from None
+        except Exception as err:
+            self.say(f"rollout: no lease on stack {stack} ({short(err)}): should this run be lost, its lock stays")
+            yield
+            return
+        if held.lost is not None:
+            self.lost = held.lost
+            self.say(f"rollout: the run that held stack {stack} before this one is gone: {held.lost_why}")
+        self.engine.on_busy = self.recover_lock
+        try:
+            yield
+        finally:
+            self.engine.on_busy = None
+            held.__exit__(None, None, None)
+
+    def recover_lock(self, busy: StackBusyError) -> bool:
+        """Remove the stack's lock when every process that took it is provably gone (``lease.gone``): True once
+        removed; False when any may be live (a person's `pulumi up`, another run), or the backend names none."""
+        owners = busy.owners
+        if not owners or self.report.lost is not None:
+            return False
+        here, now = socket.gethostname(), time.time()
+        whys = [gone(owner, self.lost, now, here) for owner in owners]
+        if any(why is None for why in whys):
+            return False
+        stack = self.request.stack
+        for owner, why in zip(owners, whys, strict=True):
+            taken = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(owner.taken))
+            self.say(
+                f"rollout: stack {stack} was locked by {owner.user}@{owner.host} (pid {owner.pid}) at {taken}: {why}"
+            )
+        self.engine.cancel()
+        self.say(f"rollout: removed stack {stack}'s lock (`pulumi cancel`); going on")
+        self.report.lost = {
+            "locks": [
+                {
+                    "user": o.user,
+                    "host": o.host,
+                    "pid": o.pid,
+                    "taken": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(o.taken)),
+                }
+                for o in owners
+            ],
+            "why": "; ".join(str(w) for w in whys),
+            "run": str(self.lost.holder) if self.lost is not None and self.lost.holder is not None else None,
+        }
+        return True
 
     def engine_failed(self, err: EngineError, what: str, outcome: Outcome = Outcome.FAILED) -> Stop:
         """How a failed engine command ends the run: another update holding the stack, or ``outcome``."""
