@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from kubernetes import client
 
 from infra.identity import CANARY_DEPLOYMENT
@@ -20,7 +21,7 @@ from infra.rollout.exits import Exit
 from infra.settings import SERVICE_PROPAGATION_SECONDS
 from rigs import load
 from tests.e2e.harness import ARTIFACTS, LocalStack, api_client, plain_traffic, ready_to_serve, wait_for
-from tests.e2e.images import ERRORS, SLOW, image
+from tests.e2e.images import ERRORS, NEVER_READY, PARTIAL, RESETS, SLOW, image
 from tests.e2e.test_rollout import ready_pods_by_image
 from tests.e2e.test_rollout_command import rollout, tag
 
@@ -105,16 +106,34 @@ def test_a_slow_release_is_aborted_on_latency(deployed: LocalStack) -> None:
     assert_restored(deployed)
 
 
-def test_a_healthy_release_at_a_low_rate_is_not_aborted(deployed: LocalStack) -> None:
-    # One request a second: too few responses to judge by (minRequests 50), which is never a reason to
-    # roll back.
-    deployed.set(analysisRate=1, bakeSeconds=3)
+def test_a_release_its_evidence_cannot_decide_is_aborted_never_shipped(deployed: LocalStack) -> None:
+    # One request a second and no users: far too few answers to clear it within analysisMaxSeconds. Missing
+    # evidence is never a pass: the stage ends undecided and the release is rolled back.
+    deployed.set(analysisRate=1, bakeSeconds=3, analysisMaxSeconds=10)
     code, result, err = rollout(deployed, "--tag", "1.16.1", "--yes")
-    assert code == Exit.OK, err
+    assert code == Exit.ABORTED, err
     evidence = result["analysis"]
-    assert evidence["state"] == "insufficient" and evidence["errors"] == 0, evidence
-    assert "not enough evidence" in err
-    assert ready_pods_by_image(deployed) == {image("1.16.1"): 3}
+    assert evidence["state"] == "undecided" and evidence["errors"] == 0, evidence
+    assert "its window ended before the evidence decided" in evidence["reason"]
+    assert_restored(deployed)
+
+
+@pytest.mark.parametrize(("release", "status"), [(PARTIAL, 500), (RESETS, 0)])
+def test_a_release_failing_a_share_of_its_requests_is_aborted(deployed: LocalStack, release: str, status: int) -> None:
+    # 5 % of users' requests answered 500, or 10 % of their connections closed with no answer: no single look
+    # gives either away, the sequential test does. Users send requests that are never re-sent.
+    deployed.set(**QUICK)
+    url = ready_to_serve(deployed)
+    with plain_traffic(url, f"analysis-{release}", keepalive=False) as users:
+        code, result, err = rollout(deployed, "--tag", release, "--yes")
+    assert code == Exit.ABORTED, err
+    evidence = result["analysis"]
+    assert evidence["state"] == "breach" and evidence["version"] == release, evidence
+    assert "maxErrorRatio" in evidence["reason"], evidence
+    # What users met of it: errors of the new version only (500s), or connections it closed (no status).
+    failed = {(r.status, r.version) for r in users.responses if r.failed}
+    assert failed <= ({(500, release)} if status else {(0, "")}), failed
+    assert_restored(deployed)
 
 
 def pods_of(stack: LocalStack, reference: str) -> int:
@@ -204,6 +223,27 @@ def test_a_runner_lost_during_the_canary_leaves_it_recorded_and_the_next_run_rem
     assert_restored(deployed)
     code, result, _ = rollout(deployed, "status")
     assert result["unfinished"] is None
+
+
+def test_a_runner_lost_inside_an_update_leaves_a_lock_the_next_run_removes_by_itself(deployed: LocalStack) -> None:
+    # The canary never gets ready, so its `up` is still waiting on it, holding the stack's lock, when the runner
+    # is lost. The next run finds the lock, proves its holder gone (its lease's run and the `pulumi` that took
+    # it have ended), removes it, aborts the canary left unjudged and ships: no `pulumi cancel` by a person.
+    deployed.set(**QUICK)
+    created = lambda: pods_of(deployed, image(NEVER_READY)) == 1  # noqa: E731
+    runner_lost_during(deployed, "--tag", NEVER_READY, "--canary", "1", reached=created)
+    started = time.monotonic()
+    code, result, err = rollout(deployed, "--tag", "1.16.1", "--yes")
+    assert code == Exit.OK, err
+    lost = result["lostRun"]
+    assert lost is not None and lost["locks"] and "has ended" in lost["why"], result
+    assert "removed stack" in err and "(`pulumi cancel`); going on" in err
+    assert result["unfinished"]["stage"] == "canary", result
+    wait_for(lambda: no_canary(deployed) and pods_of(deployed, image(NEVER_READY)) == 0, 30, "the canary to go")
+    assert ready_pods_by_image(deployed) == {image("1.16.1"): 3}
+    assert time.monotonic() - started < 180
+    # The state says what runs, with no lock or pending operation left.
+    assert deployed.preview().change_summary == {"same": 9}
 
 
 def test_a_runner_lost_during_the_bake_never_counts_as_shipped_and_the_rerun_judges_it_again(
