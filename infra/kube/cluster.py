@@ -52,8 +52,9 @@ class Cluster(Watched, Protocol):
     # The app's pods' logs: users' own requests, for the analysis (infra/kube/logs.py).
     def logs(self, namespace: str) -> PodLogs: ...
 
-    # The run's lease on its stack, held for the block (infra/kube/lease.py).
+    # The run's lease on its stack, held for the block (infra/kube/lease.py), and as it stands.
     def lease(self, namespace: str, stack: str, holder: Holder) -> Held: ...
+    def lease_of(self, namespace: str, stack: str) -> LeaseRecord | None: ...
 
 
 class Held(AbstractContextManager["Held"], Protocol):

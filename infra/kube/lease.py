@@ -156,6 +156,12 @@ def lease_name(stack: str) -> str:
     return f"rolling-run-{cleaned}"
 
 
+def read_lease(api: client.ApiClient, namespace: str, stack: str) -> LeaseRecord | None:
+    """``stack``'s lease as it stands (None when no run holds one), read only."""
+    found = RunLease(api, namespace, stack, Holder("", 0)).read()
+    return None if found is None else found[0]
+
+
 class LeaseHeldError(Exception):
     """Another run holds the stack's lease and renews it: this run changed nothing."""
 

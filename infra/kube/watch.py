@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes import client
 
 from infra.identity import DEPLOYMENT, SELECTOR
-from infra.kube.lease import Holder, RunLease
+from infra.kube.lease import Holder, LeaseRecord, RunLease, read_lease
 from infra.kube.logs import PodLogs
 from infra.kube.revisions import Revision, revisions
 from infra.kube.status import Health, Verdict, definitive_failure, pending_cause, wait_complete
@@ -140,6 +140,9 @@ class LiveCluster:
 
     def lease(self, namespace: str, stack: str, holder: Holder) -> RunLease:
         return RunLease(self.api, namespace, stack, holder)
+
+    def lease_of(self, namespace: str, stack: str) -> LeaseRecord | None:
+        return read_lease(self.api, namespace, stack)
 
     def set_image(self, namespace: str, name: str, container: str, image: str) -> None:
         """``container`` of Deployment ``name`` to ``image``, as `kubectl set image` does (a strategic merge

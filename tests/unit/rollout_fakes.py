@@ -292,6 +292,8 @@ class FakeCluster:
         # The stack's lease: who held it before a run takes it (gone), and the runs that held it.
         self.lost: LeaseRecord | None = None
         self.held: list[str] = []
+        # The stack's lease as `rollout status` reads it.
+        self.current: LeaseRecord | None = None
 
     def read(self, kubeconfig: str | None) -> FakeCluster:
         self.kubeconfigs.append(kubeconfig)
@@ -309,6 +311,9 @@ class FakeCluster:
     def revisions(self, namespace: str, name: str) -> list[Revision]:
         assert name == DEPLOYMENT
         return list(self.revision_list)
+
+    def lease_of(self, namespace: str, stack: str) -> LeaseRecord | None:
+        return self.current
 
     def lease(self, namespace: str, stack: str, holder: Holder) -> FakeHeld:
         self.held.append(f"{namespace}/{stack}: {holder}")

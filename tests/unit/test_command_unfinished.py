@@ -6,15 +6,17 @@ from __future__ import annotations
 import _thread
 import json
 import threading
+import time
 
 import pytest
 
+from infra.kube.lease import Holder, LeaseRecord
 from infra.rollout.command.outcome import Outcome
 from infra.rollout.command.unfinished import IMAGE, JUDGING, MOST_CHARS, PREVIOUS, decode, encode
 from infra.rollout.engine import EngineError
 from infra.rollout.exits import Exit
 from infra.rollout.report import Report
-from tests.unit.rollout_fakes import FakeEngine, ServedEngine, run, said, session, shipped
+from tests.unit.rollout_fakes import FakeCluster, FakeEngine, ServedEngine, run, said, session, shipped
 
 OLD = "nginxinc/nginx-unprivileged:1.14.2"
 NEW = "nginxinc/nginx-unprivileged:1.16.1"
@@ -180,15 +182,44 @@ def test_status_shows_what_runs_and_the_unfinished_release() -> None:
     shown = s.out.getvalue()  # type: ignore[attr-defined]
     assert f"stack dev runs {NEW}: 3/3 ready" in shown
     assert "unfinished: nginxinc/nginx-unprivileged:1.16.1 was in its bake" in shown
+    assert "judged by nobody: it goes on serving, unjudged, until the next `rollout` on dev aborts it" in shown
     assert "`rollout abort --stack dev` aborts it now" in shown
     assert engine.ups == [] and engine.stack_tags, "status changes nothing"
     s = session(["status", "--stack", "dev", "--json"], engine=engine)
     run(s)
     report = Report.from_json(s.report.as_json())
     assert s.out.getvalue() == ""  # type: ignore[attr-defined]
+    judge = {
+        "who": "nobody",
+        "holder": None,
+        "since": None,
+        "renewed": None,
+        "then": "it goes on serving unjudged until the next `rollout` on the stack aborts it",
+    }
     shape = {"deployed": True, "image": NEW, "replicas": 3, "ready": 3, "complete": True, "canary": None}
-    assert report.status == shape
+    assert report.status == {**shape, "judge": judge}
     assert report.unfinished is not None and report.unfinished["stage"] == "bake"
+
+
+def test_status_says_a_live_run_judges_the_release_and_since_when() -> None:
+    # A run on another machine holds the stack's lease and renewed it a second ago: it judges the release.
+    engine = FakeEngine(tag="1.16.1")
+    engine.stack_tags = left("bake")
+    cluster = FakeCluster(engine=engine)
+    now = time.time()
+    runner = Holder("runner-3", 4242, "https://github.com/o/r/actions/runs/9")
+    cluster.current = LeaseRecord(runner, now - 30, now - 1, 20)
+    s = session(["status", "--stack", "dev"], engine=engine, cluster=cluster)
+    assert run(s) == Exit.OK
+    shown = s.out.getvalue()  # type: ignore[attr-defined]
+    assert "unfinished: nginxinc/nginx-unprivileged:1.16.1 is in its bake since" in shown
+    assert f"judged now by the run {runner}, since " in shown and "should that run be lost" in shown
+    # Once its lease has run out, nobody judges it.
+    cluster.current = LeaseRecord(runner, now - 90, now - 60, 20)
+    s = session(["status", "--stack", "dev", "--json"], engine=engine, cluster=cluster)
+    run(s)
+    assert s.report.status is not None and s.report.status["judge"]["who"] == "nobody"
+    assert s.report.status["judge"]["holder"] == str(runner)
 
 
 def test_history_does_not_count_an_unjudged_release_as_shipped() -> None:

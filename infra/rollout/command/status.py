@@ -3,8 +3,12 @@ earlier run left unjudged, which the next `rollout` (or `rollout abort`) on the 
 
 from __future__ import annotations
 
+import socket
+import time
 from typing import Any
 
+from infra.kube.cluster import short
+from infra.kube.lease import holder_gone
 from infra.rollout.command import unfinished
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session
@@ -43,11 +47,53 @@ def run(session: Session, values: dict[str, str]) -> Outcome:
         lines.append(f"canary: {canary}, unjudged")
     if left is not None:
         session.report.unfinished = left.as_json()
-        lines.append(
-            f"unfinished: {left.line()}. The next `rollout` on {stack} aborts it before anything else; "
-            f"`rollout abort --stack {stack}` aborts it now"
-        )
+        judge, said = who_judges(session, settings)
+        shown["judge"] = judge
+        lines.append(f"unfinished: {left.line() if judge['who'] == 'nobody' else left.judged_line()}")
+        lines.append(said)
     session.report.status = shown
     if not session.request.json:
         print("\n".join(lines), file=session.out)
     return Outcome.LISTED
+
+
+def who_judges(session: Session, settings: Settings) -> tuple[dict[str, Any], str]:
+    """Who judges the stack's unfinished release now (a run that holds the stack's lease, or nobody), since
+    when, and what happens if nothing does: for --json, and in a line."""
+    stack = session.request.stack
+    lease = None
+    try:
+        namespace, _ = session.deployment(settings)
+        lease = session.cluster(settings).lease_of(namespace, stack)
+    except Exception as err:  # the cluster said above whether it can be read; the lease is a detail
+        session.say(f"rollout: the stack's lease could not be read ({short(err)})")
+    now = time.time()
+    if lease is not None and lease.holder is not None and holder_gone(lease, now, socket.gethostname()) is None:
+        left = lease.renewed + lease.seconds - now
+        return (
+            {
+                "who": "run",
+                "holder": str(lease.holder),
+                "since": iso(lease.acquired),
+                "renewed": iso(lease.renewed),
+                "then": "that run ends it; should it be lost, the next `rollout` on the stack aborts it",
+            },
+            f"judged now by the run {lease.holder}, since {iso(lease.acquired)} (its lease renewed "
+            f"{now - lease.renewed:.0f}s ago, good {left:.0f}s more); should that run be lost, the next `rollout` "
+            f"on {stack} aborts it",
+        )
+    return (
+        {
+            "who": "nobody",
+            "holder": None if lease is None or lease.holder is None else str(lease.holder),
+            "since": None,
+            "renewed": None if lease is None else iso(lease.renewed),
+            "then": "it goes on serving unjudged until the next `rollout` on the stack aborts it",
+        },
+        f"judged by nobody: it goes on serving, unjudged, until the next `rollout` on {stack} aborts it before "
+        f"anything else; `rollout abort --stack {stack}` aborts it now",
+    )
+
+
+def iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

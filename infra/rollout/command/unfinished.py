@@ -59,6 +59,10 @@ class Unfinished:
             f"finished; before it, {self.previous} ran"
         )
 
+    def judged_line(self) -> str:
+        """The release while a live run judges it."""
+        return f"{self.image} is in its {self.stage} since {self.since} (by {self.by}); before it, {self.previous} ran"
+
     def as_json(self) -> dict[str, str]:
         return {"stage": self.stage, "image": self.image, "previous": self.previous, "since": self.since, "by": self.by}
 
