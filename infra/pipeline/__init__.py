@@ -1,5 +1,6 @@
 """deploy --stack STACK --tag TAG --revision SHA: the deploy workflow's steps, the same on every target;
-`promote --from A --to B`: the promote workflow's.
+`promote --from A --to B`: the promote workflow's; `settle --stack S`: what both run when their job failed or was
+cancelled (the release it left unjudged aborted).
 
 1. the stack must exist (its infrastructure comes first, from the infrastructure workflow);
 2. the image: pushed if its tag is absent; an earlier push of the same commit is reused (a re-run);
@@ -14,6 +15,7 @@ On eks the registry is ECR (scripts/registry.sh); on local it is the node's (clu
 
 from infra.pipeline.deploy import REVISION_LABEL, Deploy
 from infra.pipeline.promote import Promote
+from infra.pipeline.settle import Settle
 from infra.pipeline.steps import INFRASTRUCTURE_WORKFLOW, infrastructure_workflow, until_unlocked
 from infra.pipeline.summary import Summary
 
@@ -22,6 +24,7 @@ __all__ = [
     "REVISION_LABEL",
     "Deploy",
     "Promote",
+    "Settle",
     "Summary",
     "infrastructure_workflow",
     "until_unlocked",

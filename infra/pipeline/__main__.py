@@ -1,4 +1,4 @@
-"""`python -m infra.pipeline`: the deploy (its options), or `promote` (its own)."""
+"""`python -m infra.pipeline`: the deploy (its options), `promote` or `settle` (their own)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from infra.pipeline.deploy import Deploy
 from infra.pipeline.promote import Promote
+from infra.pipeline.settle import Settle
 from infra.pipeline.summary import write_summary
 from infra.rollout.engine import Engine, EngineError, interruptible_children
 from infra.rollout.exits import Exit
@@ -44,6 +45,25 @@ def promote_main(argv: Sequence[str]) -> int:
     return int(code)
 
 
+def settle_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="settle",
+        description="Abort the release a failed or cancelled deploy left unjudged on a stack (rollout abort).",
+    )
+    parser.add_argument("--stack", required=True, help="the stack to settle, such as dev")
+    parser.add_argument("--cwd", default=".", help="the Pulumi project folder (default: the current one)")
+    parser.add_argument("--summary", help="append the summary (Markdown) here (default: $GITHUB_STEP_SUMMARY)")
+    args = parser.parse_args(argv)
+    settle = Settle(args.stack, Path(args.cwd).resolve())
+    try:
+        code = settle.run()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as err:
+        settle.report.add(f"failed: {err.__class__.__name__}: {err}")
+        code = Exit.FAILED
+    write_summary(args.summary, settle.report.markdown(code))
+    return int(code)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="deploy", description="Build and push the app image if absent, ship it with rollout, check the url."
@@ -66,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     interruptible_children()
     if given[:1] == ["promote"]:
         return promote_main(given[1:])
+    if given[:1] == ["settle"]:
+        return settle_main(given[1:])
     args = parse_args(given)
     project = Path(args.cwd).resolve()
     deploy = Deploy(

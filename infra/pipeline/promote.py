@@ -11,6 +11,7 @@ from infra.pipeline.steps import (
     infrastructure_workflow,
     reaches_url,
     run_promotion,
+    said_lost,
     said_unfinished,
     unasked,
     until_unlocked,
@@ -49,6 +50,7 @@ class Promote:
         self.report.rollout = result
         exit_code = Exit(code) if code in {int(e) for e in Exit} else Exit.FAILED
         said_unfinished(result, self.report)
+        said_lost(result, self.report)
         if exit_code == Exit.INFRA_CHANGES:
             self.report.add(
                 f"infrastructure changes are pending on {self.stack}, and a promotion ships only the image: "

@@ -96,3 +96,10 @@ def said_unfinished(result: Report, summary: Summary) -> None:
             f"first, {left.get('image')} was aborted: an earlier run left it unjudged in its {left.get('stage')} "
             f"(since {left.get('since')}, by {left.get('by')})"
         )
+
+
+def said_lost(result: Report, summary: Summary) -> None:
+    """Say in ``summary`` the lock a lost run left on the stack, which the command removed."""
+    if result.lost:
+        run = result.lost.get("run") or "a run of this machine"
+        summary.add(f"the stack's lock, left by a lost run ({run}), was removed: {result.lost.get('why')}")

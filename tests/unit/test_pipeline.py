@@ -308,3 +308,52 @@ def test_a_release_an_earlier_run_left_unjudged_is_said_first() -> None:
     run, _, _ = deploy(rollouts=[(0, {"outcome": "succeeded", "unfinished": left})])
     assert run.run() == Exit.OK
     assert "first, r:1234567 was aborted: an earlier run left it unjudged in its bake" in "\n".join(run.report.lines)
+
+
+def settle(answers: list[tuple[int, dict[str, Any]]]) -> tuple[pipeline.Settle, list[tuple[str, ...]]]:
+    asked: list[tuple[str, ...]] = []
+
+    def command(project: Path, *args: str) -> tuple[int, Report]:
+        asked.append(args)
+        return printed(*answers.pop(0))
+
+    return pipeline.Settle("dev", Path("."), command), asked
+
+
+def test_a_failed_or_cancelled_deploy_has_the_release_it_left_unjudged_aborted_and_said() -> None:
+    left = {
+        "stage": "canary",
+        "image": "r:1234567",
+        "previous": "r:7654321",
+        "since": "2026-12-07T10:00:00Z",
+        "by": "ci",
+    }
+    lost = {"locks": [{"user": "runner", "host": "fv-az12", "pid": 4300, "taken": "2026-12-07T10:01:00Z"}],
+            "why": "the run that held it (pid 4242 on fv-az12) stopped renewing its lease 31s ago",
+            "run": "pid 4242 on fv-az12"}  # fmt: skip
+    run, asked = settle(
+        [(0, {"outcome": "listed", "unfinished": left}), (0, {"outcome": "unfinished aborted", "lostRun": lost})]
+    )
+    assert run.run() == Exit.OK
+    assert asked == [("status", "--stack", "dev"), ("abort", "--stack", "dev")]
+    said = "\n".join(run.report.lines)
+    assert "a release was lost: r:1234567, in its canary since 2026-12-07T10:00:00Z (by ci)" in said
+    assert "the stack's lock, left by a lost run (pid 4242 on fv-az12), was removed" in said
+    assert "settled: r:1234567 aborted; r:7654321 serves" in said
+    assert run.report.markdown(Exit.OK).startswith("## Settle of r:1234567 to dev: ok")
+
+
+def test_a_stack_with_nothing_unjudged_is_left_alone() -> None:
+    run, asked = settle([(0, {"outcome": "listed", "unfinished": None})])
+    assert run.run() == Exit.OK
+    assert asked == [("status", "--stack", "dev")], "no abort: a paused canary or a settled release is not this step's"
+    assert "nothing to settle" in run.report.lines[-1]
+
+
+def test_a_settle_that_fails_says_so_and_fails() -> None:
+    left = {"stage": "bake", "image": "r:1234567", "previous": "", "since": "t", "by": "ci"}
+    run, _ = settle(
+        [(0, {"outcome": "listed", "unfinished": left}), (4, {"outcome": "rollback failed", "error": "boom"})]
+    )
+    assert run.run() == Exit.ROLLBACK_FAILED
+    assert run.report.lines[-1] == "settling failed (rollback failed): boom"

@@ -44,7 +44,9 @@ ROOT = WORKFLOWS.parents[1]
 # changes the rest. Prod's preview runs in prod-preview for prod's passphrase, not for reviewers.
 ROLES = {
     ("deploy.yml", "deploy"): ("AWS_ROLE_ARN", "dev"),
+    ("deploy.yml", "settle"): ("AWS_ROLE_ARN", "dev"),
     ("promote.yml", "promote"): ("AWS_ROLE_ARN", "prod"),
+    ("promote.yml", "settle"): ("AWS_ROLE_ARN", "prod"),
     ("pull-request.yml", "preview"): ("AWS_PREVIEW_ROLE_ARN", None),
     ("infrastructure.yml", "preview"): ("AWS_PREVIEW_ROLE_ARN", None),
     ("infrastructure.yml", "apply"): ("AWS_INFRA_ROLE_ARN", "dev-infrastructure"),
@@ -113,7 +115,8 @@ def test_merges_run_the_pipeline_one_at_a_time() -> None:
     workflow = load("deploy.yml")
     assert workflow["on"] == {"push": {"branches": ["main"]}, "workflow_dispatch": {}}
     assert workflow["concurrency"] == {"group": "deploy-dev", "cancel-in-progress": False}
-    (job,) = workflow["jobs"].values()
+    assert list(workflow["jobs"]) == ["deploy", "settle"]
+    job = workflow["jobs"]["deploy"]
     runs = "\n".join(s.get("run", "") for s in job["steps"])
     # The steps are the project's own, which the end-to-end tier runs on the local target.
     pipeline_step = '.venv/bin/python -m infra.pipeline --stack dev --tag "$(git rev-parse --short=7 HEAD)"'
@@ -128,7 +131,8 @@ def test_promotion_is_by_hand_behind_prods_reviewers_one_at_a_time() -> None:
     assert list(workflow["on"]) == ["workflow_dispatch"]
     assert workflow["on"]["workflow_dispatch"]["inputs"]["from"]["default"] == "dev"
     assert workflow["concurrency"] == {"group": "deploy-prod", "cancel-in-progress": False}
-    (job,) = workflow["jobs"].values()
+    assert list(workflow["jobs"]) == ["promote", "settle"]
+    job = workflow["jobs"]["promote"]
     assert job["environment"] == "prod", "the prod environment's required reviewers are the human yes"
     runs = "\n".join(s.get("run", "") for s in job["steps"])
     # The project's own step, which the end-to-end tier runs on the local target; the input goes through
@@ -449,3 +453,32 @@ def test_prods_infrastructure_workflow_fails_when_the_backend_cannot_be_read(tmp
     workflow = load("infrastructure-prod.yml")
     assert workflow["jobs"]["apply"]["if"] == "needs.preview.outputs.planned == 'true'"
     assert workflow["jobs"]["preview"]["outputs"]["planned"] == "${{ steps.stack.outputs.exists }}"
+
+
+@pytest.mark.parametrize(
+    ("name", "job", "stack"), [("deploy.yml", "deploy", "dev"), ("promote.yml", "promote", "prod")]
+)
+def test_a_release_a_failed_or_cancelled_run_left_is_settled_by_a_job_of_its_own(
+    name: str, job: str, stack: str
+) -> None:
+    jobs = load(name)["jobs"]
+    settle = jobs["settle"]
+    assert settle["needs"] == job
+    condition = settle["if"]
+    assert f"needs.{job}.result == 'failure'" in condition and f"needs.{job}.result == 'cancelled'" in condition
+    assert condition.startswith("${{ always() && "), "a cancelled run still settles"
+    # The same environment (the same OIDC subject, so the same role) as the job it settles for.
+    assert settle["environment"] == jobs[job]["environment"]
+    assert settle["permissions"] == jobs[job]["permissions"]
+    assert settle["env"].items() <= jobs[job]["env"].items()
+    runs = "\n".join(s.get("run", "") for s in settle["steps"])
+    assert f".venv/bin/python -m infra.pipeline settle --stack {stack}" in runs
+
+
+@pytest.mark.parametrize("name", ["deploy.yml", "promote.yml", "infrastructure.yml", "infrastructure-prod.yml"])
+def test_every_job_that_changes_a_stack_has_a_time_limit(name: str) -> None:
+    jobs = load(name)["jobs"]
+    changing = [j for j in jobs if j != "preview"]
+    assert changing
+    for job in changing:
+        assert 0 < jobs[job]["timeout-minutes"] <= 120, (name, job)
