@@ -215,6 +215,10 @@ def default_backend(args: AppIngressArgs) -> k8s.networking.v1.IngressBackendArg
     )
 
 
+# The provider's annotation that forces its Server-Side Apply over fields another manager holds.
+PATCH_FORCE = "pulumi.com/patchForce"
+
+
 class AppIngress(pulumi.ComponentResource):
     """An Ingress of class alb in front of the app's Service; its ALB's address is ``url``."""
 
@@ -227,7 +231,16 @@ class AppIngress(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=name,
                 namespace=args.namespace,
-                annotations={**ingress_annotations(args), **weighted_annotations(args)},
+                annotations={
+                    **ingress_annotations(args),
+                    **weighted_annotations(args),
+                    # A breach sets the canary's weight to 0 on this Ingress through the Kubernetes API at
+                    # once (infra/rollout/command/weighted.py), which makes that client a manager of the
+                    # annotation; the next `up` applies its own weight with Server-Side Apply, which only
+                    # takes a field another manager holds when forced (pulumi-kubernetes pkg/await
+                    # ssaUpdate at v4.25.0). The program owns the Ingress: every update takes it back.
+                    PATCH_FORCE: "true",
+                },
             ),
             spec=k8s.networking.v1.IngressSpecArgs(
                 ingress_class_name=INGRESS_CLASS, default_backend=default_backend(args)

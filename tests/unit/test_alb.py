@@ -162,6 +162,18 @@ def test_the_canarys_weight_is_its_share_of_requests() -> None:
     assert result.mocks.depends_on("nginx-canary", "nginx-ingress")
 
 
+def test_every_object_the_command_changes_outside_pulumi_is_one_pulumi_takes_back() -> None:
+    # A breach's mitigation goes through the Kubernetes API (infra/kube/watch.py LiveCluster): the canary's
+    # weight on the Ingress, the Deployment's image, the canary's pods. The next `up` applies each back with
+    # Server-Side Apply, which takes a field another manager holds only when forced: each object carries
+    # the provider's patchForce. (ReplicaSets the command scales are the controller's, not Pulumi's.)
+    result = run(canaryTag="1.16.1", canaryWeight=25)
+    deployment = "kubernetes:apps/v1:Deployment"
+    for typ, name in ((INGRESS, "nginx-ingress"), (deployment, "nginx-deployment"), (deployment, "nginx-canary")):
+        annotations = result.mocks.one(typ, name).inputs["metadata"]["annotations"]
+        assert annotations.get("pulumi.com/patchForce") == "true", name
+
+
 def test_canary_traffic_by_pods_keeps_the_apps_service_as_the_default_backend() -> None:
     result = run(canaryTraffic="pods")
     ingress = result.mocks.one(INGRESS).inputs
