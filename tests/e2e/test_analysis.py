@@ -246,6 +246,39 @@ def test_a_runner_lost_inside_an_update_leaves_a_lock_the_next_run_removes_by_it
     assert deployed.preview().change_summary == {"same": 9}
 
 
+def settle(stack: LocalStack, summary: Path) -> subprocess.CompletedProcess[str]:
+    """The workflows' settle step, as they run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "infra.pipeline", "settle", "--stack", stack.stack.name, "--summary", str(summary)],
+        cwd=stack.workdir,
+        env={**os.environ, **stack.env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_a_failed_deploy_job_has_its_settle_step_abort_the_canary_it_left(deployed: LocalStack, tmp_path: Path) -> None:
+    # The deploy job's runner lost while its canary was judged: the workflow's settle job runs its step as
+    # written (python -m infra.pipeline settle --stack S) and the canary goes at once, said in the summary.
+    deployed.set(**QUICK, canarySeconds=120)
+    canary_ready = lambda: ready_pods_by_image(deployed).get(image("1.16.1")) == 1  # noqa: E731
+    runner_lost_during(deployed, "--tag", "1.16.1", "--canary", "1", reached=canary_ready)
+    summary = tmp_path / "summary.md"
+    done = settle(deployed, summary)
+    assert done.returncode == Exit.OK, done.stderr
+    said = summary.read_text()
+    assert said.startswith(f"## Settle of {image('1.16.1')} to {deployed.stack.name}: ok"), said
+    assert f"a release was lost: {image('1.16.1')}, in its canary since" in said
+    assert f"settled: {image('1.16.1')} aborted; {image('1.14.2')} serves" in said
+    wait_for(lambda: no_canary(deployed) and pods_of(deployed, image("1.16.1")) == 0, 30, "the canary to go")
+    assert_restored(deployed)
+    # Run again, it finds nothing to settle and changes nothing.
+    again = settle(deployed, summary)
+    assert again.returncode == Exit.OK and "nothing to settle" in summary.read_text(), again.stderr
+
+
 def test_a_runner_lost_during_the_bake_never_counts_as_shipped_and_the_rerun_judges_it_again(
     deployed: LocalStack,
 ) -> None:
