@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -85,6 +86,21 @@ def shipped_dev() -> ReleasedEngine:
     return ReleasedEngine(HISTORY[-3:], "1.1.0")
 
 
+def lately(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``history`` moved in time so that its newest update ended an hour ago: a soak of a week is then never
+    over, whatever day the tests run (the samples' dates are fixed)."""
+
+    def when(text: str) -> datetime:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.000Z").replace(tzinfo=UTC)
+
+    shift = datetime.now(UTC) - timedelta(hours=1) - max(when(e["endTime"]) for e in history)
+    moved = []
+    for e in history:
+        start, end = when(e["startTime"]) + shift, when(e["endTime"]) + shift
+        moved.append({**e, "startTime": f"{start:%Y-%m-%dT%H:%M:%S}.000Z", "endTime": f"{end:%Y-%m-%dT%H:%M:%S}.000Z"})
+    return moved
+
+
 PROMOTE = ["promote", "--from", "dev", "--to", "prod", "--yes"]
 
 
@@ -136,7 +152,7 @@ def test_promote_does_not_copy_what_is_there() -> None:
     ("source", "soak", "why"),
     [
         (ReleasedEngine(HISTORY, "1.1.0"), "0", "which was rolled back"),
-        (shipped_dev(), "604800", "has run"),
+        (ReleasedEngine(lately(HISTORY[-3:]), "1.1.0"), "604800", "has run"),
         (ReleasedEngine([], "1.1.0"), "0", "it has no release"),
     ],
 )
