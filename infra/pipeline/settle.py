@@ -28,7 +28,7 @@ class Settle:
         self.report = Summary(self.stack, "its unfinished release", kind="Settle")
 
     def run(self) -> Exit:
-        code, status = self.command(self.project, "status", "--stack", self.stack)
+        code, status = self.command(self.project, "status", "--stack", self.stack, asks=False)
         if code != Exit.OK:
             self.report.add(f"could not read stack {self.stack}: {status.error}")
             return Exit(code) if code in {int(e) for e in Exit} else Exit.FAILED

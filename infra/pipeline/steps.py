@@ -26,11 +26,11 @@ def infrastructure_workflow(stack: str) -> str:
     return INFRASTRUCTURE_WORKFLOWS.get(stack, INFRASTRUCTURE_WORKFLOW)
 
 
-def rollout_command(project: Path, *args: str) -> tuple[int, Report]:
-    """The rollout command with ``args``, as a user would run it (`--yes --json` added): its exit code and
-    its report (its stderr passed on)."""
+def rollout_command(project: Path, *args: str, asks: bool = True) -> tuple[int, Report]:
+    """The rollout command with ``args``, as a user would run it (`--json` added, and `--yes` to a verb that
+    ``asks`` for confirmation): its exit code and its report (its stderr passed on)."""
     done = subprocess.run(
-        [sys.executable, "-m", "infra.rollout", *args, "--yes", "--json"],
+        [sys.executable, "-m", "infra.rollout", *args, *(("--yes",) if asks else ()), "--json"],
         cwd=project,
         capture_output=True,
         text=True,

@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -180,6 +181,7 @@ class StackEngine(Protocol):
     def remove_tag(self, name: str) -> None: ...
     def interrupt(self) -> None: ...
     def cancel(self) -> None: ...
+    def adopt_pending_creates(self) -> list[str]: ...
 
     # Called with the error when another update holds the stack: True when it removed that lock (its holder
     # provably gone), and the command is run once more.
@@ -276,6 +278,37 @@ class Engine:
         """Read these resources back from the cluster into the state."""
         targets = [arg for urn in urns for arg in ("--target", urn)]
         self.run("refresh", "--yes", "--skip-preview", "--color", "never", *targets)
+
+    def adopt_pending_creates(self) -> list[str]:
+        """Take into the state what a killed update was creating (its pending CREATE operations, which the
+        engine keeps and warns of on every later update, and which `pulumi refresh` clears only when asked
+        interactively): each Kubernetes object such an operation names goes into the state with its provider
+        ID (namespace/name), then is read back from the cluster (`refresh --target`: one the cluster does not
+        have leaves the state). The URNs taken in; none when there was no such operation."""
+        document = json.loads(self.run("stack", "export"))
+        deployment = document.get("deployment") or {}
+        pending = list(deployment.get("pending_operations") or [])
+        adopted = []
+        for op in pending:
+            resource = op.get("resource") or {}
+            metadata = (resource.get("inputs") or {}).get("metadata") or {}
+            name, namespace = metadata.get("name"), metadata.get("namespace")
+            if op.get("type") != "creating" or not str(resource.get("type", "")).startswith("kubernetes:") or not name:
+                continue
+            deployment.setdefault("resources", []).append(
+                {**resource, "id": f"{namespace}/{name}" if namespace else name}
+            )
+            adopted.append(op)
+        if not adopted:
+            return []
+        deployment["pending_operations"] = [op for op in pending if op not in adopted]
+        urns = [str(op["resource"]["urn"]) for op in adopted]
+        with tempfile.TemporaryDirectory() as folder:
+            state = Path(folder) / "state.json"
+            state.write_text(json.dumps(document))
+            self.run("stack", "import", "--file", str(state))
+        self.refresh(urns)
+        return urns
 
     def resources(self) -> list[dict[str, Any]]:
         """The resources in the stack's state."""

@@ -67,6 +67,10 @@ class FakeEngine:
     def cancel(self) -> None:
         self.commands.append(("cancel", "--yes"))
 
+    def adopt_pending_creates(self) -> list[str]:
+        self.commands.append(("adopt pending creates",))
+        return []
+
     def config(self) -> dict[str, str]:
         return {
             "rolling:target": "local",

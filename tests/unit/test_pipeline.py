@@ -313,8 +313,8 @@ def test_a_release_an_earlier_run_left_unjudged_is_said_first() -> None:
 def settle(answers: list[tuple[int, dict[str, Any]]]) -> tuple[pipeline.Settle, list[tuple[str, ...]]]:
     asked: list[tuple[str, ...]] = []
 
-    def command(project: Path, *args: str) -> tuple[int, Report]:
-        asked.append(args)
+    def command(project: Path, *args: str, asks: bool = True) -> tuple[int, Report]:
+        asked.append((*args, *(("--yes",) if asks else ())))
         return printed(*answers.pop(0))
 
     return pipeline.Settle("dev", Path("."), command), asked
@@ -335,7 +335,7 @@ def test_a_failed_or_cancelled_deploy_has_the_release_it_left_unjudged_aborted_a
         [(0, {"outcome": "listed", "unfinished": left}), (0, {"outcome": "unfinished aborted", "lostRun": lost})]
     )
     assert run.run() == Exit.OK
-    assert asked == [("status", "--stack", "dev"), ("abort", "--stack", "dev")]
+    assert asked == [("status", "--stack", "dev"), ("abort", "--stack", "dev", "--yes")]
     said = "\n".join(run.report.lines)
     assert "a release was lost: r:1234567, in its canary since 2026-12-07T10:00:00Z (by ci)" in said
     assert "the stack's lock, left by a lost run (pid 4242 on fv-az12), was removed" in said

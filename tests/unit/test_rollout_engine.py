@@ -372,3 +372,39 @@ def test_a_lock_that_may_be_live_is_left_and_the_command_fails_busy(
     # Without a hook (a run with no lease), the same.
     with pytest.raises(StackBusyError):
         Engine(tmp_path, "dev").up({"rolling:imageTag": "1.16.1"})
+
+
+def test_what_a_killed_update_was_creating_is_taken_into_the_state_and_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    canary = "urn:pulumi:dev::rolling::rolling:index:WebApp$kubernetes:apps/v1:Deployment::nginx-canary"
+    resource: dict[str, Any] = {
+        "urn": canary,
+        "custom": True,
+        "type": "kubernetes:apps/v1:Deployment",
+        "inputs": {"metadata": {"name": "nginx-canary", "namespace": "rolling"}},
+    }
+    pending = {"type": "creating", "resource": resource}
+    updating = {"type": "updating", "resource": {"urn": "urn:x", "type": "kubernetes:apps/v1:Deployment"}}
+    exported = {
+        "version": 3,
+        "deployment": {"resources": [{"urn": "urn:ns"}], "pending_operations": [pending, updating]},
+    }
+    (tmp_path / "export.json").write_text(json.dumps(exported))
+    script = tmp_path / "bin" / "pulumi"
+    script.parent.mkdir()
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {tmp_path}/commands\n'
+        f'case "$*" in *"stack export"*) cat {tmp_path}/export.json ;; '
+        f'*"stack import"*) cp "$5" {tmp_path}/imported.json ;; esac\n'
+        "exit 0\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{script.parent}:{os.environ['PATH']}")
+    assert Engine(tmp_path, "dev").adopt_pending_creates() == [canary]
+    imported = json.loads((tmp_path / "imported.json").read_text())["deployment"]
+    assert imported["resources"][-1] == {**resource, "id": "rolling/nginx-canary"}
+    assert imported["pending_operations"] == [updating], "an interrupted update is the engine's to finish"
+    commands = (tmp_path / "commands").read_text().splitlines()
+    assert commands[-1].startswith(f"--non-interactive refresh --yes --skip-preview --color never --target {canary}")

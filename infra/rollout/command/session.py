@@ -226,7 +226,10 @@ class Session:
         except LeaseHeldError as err:
             raise Stop(Outcome.BUSY, str(err)) from None
         except Exception as err:
-            self.say(f"rollout: no lease on stack {stack} ({short(err)}): should this run be lost, its lock stays")
+            # A cluster that cannot be read at all is said by the look that comes next, in one line; one that
+            # reads but will not hold a lease (no access to leases) is said here.
+            if getattr(err, "status", None) == 403:
+                self.say(f"rollout: no lease on stack {stack} ({short(err)}): should this run be lost, its lock stays")
             yield
             return
         if held.lost is not None:
@@ -257,6 +260,10 @@ class Session:
             )
         self.engine.cancel()
         self.say(f"rollout: removed stack {stack}'s lock (`pulumi cancel`); going on")
+        adopted = self.engine.adopt_pending_creates()
+        if adopted:
+            names = ", ".join(urn.rsplit("::", 1)[-1] for urn in adopted)
+            self.say(f"rollout: the lost run was creating {names}: taken into the state as the cluster has it")
         self.report.lost = {
             "locks": [
                 {
@@ -269,6 +276,7 @@ class Session:
             ],
             "why": "; ".join(str(w) for w in whys),
             "run": str(self.lost.holder) if self.lost is not None and self.lost.holder is not None else None,
+            "adopted": adopted,
         }
         return True
 
