@@ -97,14 +97,18 @@ class FakeEngine:
             steps.append(Step(op, DEPLOYMENT_TYPE, urn, (IMAGE,) if op == "update" else None))
         return steps
 
-    def up(self, config: dict[str, str], plan: Path | None = None) -> None:
-        assert plan is None or plan.is_file(), "the plan is there while the update runs"
+    def _meet_lock(self) -> None:
+        """Another update's lock, as Engine.run meets it in a command that locks: removed only when on_busy
+        says its holder is gone."""
         if self.locked is not None:
-            # Another update's lock, as Engine.run meets it: removed only when on_busy says its holder is gone.
             busy = self.locked
             if self.on_busy is None or not self.on_busy(busy):
                 raise busy
             self.locked = None
+
+    def up(self, config: dict[str, str], plan: Path | None = None) -> None:
+        assert plan is None or plan.is_file(), "the plan is there while the update runs"
+        self._meet_lock()
         self.steps.append("up")
         self.plans.append(plan)
         self.up_configs.append(config)
@@ -119,6 +123,8 @@ class FakeEngine:
             raise EngineError(["up"], 255, "", f"error: rollout of {self.tag} failed")
 
     def refresh(self, urns: Any) -> None:
+        self._meet_lock()
+        self.steps.append("refresh")
         self.refreshed.append(list(urns))
 
     def resources(self) -> list[dict[str, Any]]:

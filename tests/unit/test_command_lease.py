@@ -33,6 +33,10 @@ def test_a_lock_a_lost_run_left_is_removed_and_the_release_goes_on() -> None:
     code, s = shipped(engine=engine, cluster=cluster)
     assert code == Exit.OK, said(s)
     assert ("cancel", "--yes") in engine.commands and engine.tag == "1.16.1"
+    # The lock is met, and removed, by reading the Deployment back before anything is previewed: the preview
+    # and its plan start from what the cluster runs.
+    assert engine.steps[0] == "refresh" and engine.steps.index("up") > 0, engine.steps
+    assert engine.commands.index(("cancel", "--yes")) < engine.commands.index(("adopt pending creates",))
     assert s.report.lost is not None and s.report.lost["run"] == str(LOST_RUN)
     assert s.report.lost["locks"][0]["pid"] == 4300
     assert f"the run that held stack dev before this one is gone: the run that held it ({LOST_RUN})" in said(s)

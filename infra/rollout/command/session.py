@@ -232,15 +232,27 @@ class Session:
                 self.say(f"rollout: no lease on stack {stack} ({short(err)}): should this run be lost, its lock stays")
             yield
             return
-        if held.lost is not None:
-            self.lost = held.lost
-            self.say(f"rollout: the run that held stack {stack} before this one is gone: {held.lost_why}")
         self.engine.on_busy = self.recover_lock
         try:
+            if held.lost is not None:
+                self.lost = held.lost
+                self.say(f"rollout: the run that held stack {stack} before this one is gone: {held.lost_why}")
+                self.after_lost_run()
             yield
         finally:
             self.engine.on_busy = None
             held.__exit__(None, None, None)
+
+    def after_lost_run(self) -> None:
+        """Before anything is previewed: read the Deployment back (the lost run may have changed it), which meets
+        first any lock the lost run left (removed by ``recover_lock`` when provably abandoned, with what it was
+        creating taken into the state), so that the preview and its plan start from what the cluster runs."""
+        try:
+            self.refresh_deployment()
+        except StackBusyError:
+            raise Stop(Outcome.BUSY, f"another update holds stack {self.request.stack}") from None
+        except EngineError as err:
+            self.say(f"rollout: could not read the Deployment back after the lost run ({err.summary})")
 
     def recover_lock(self, busy: StackBusyError) -> bool:
         """Remove the stack's lock when every process that took it is provably gone (``lease.gone``): True once
