@@ -21,6 +21,7 @@ A look costs the same at a hundred answers and at a million: the counts are kept
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from collections.abc import Iterable
@@ -215,7 +216,9 @@ class Judgement:
         """The verdict at the stage's end: what is still pending there is undecided."""
         if self.state is not State.PENDING:
             return self
-        return _replace(self, State.UNDECIDED, f"its window ended before the evidence decided ({self.detail})")
+        return dataclasses.replace(
+            self, state=State.UNDECIDED, reason=f"its window ended before the evidence decided ({self.detail})"
+        )
 
     @property
     def detail(self) -> str:
@@ -242,23 +245,6 @@ class Judgement:
         else:
             found["source"], found["minutes"] = self.source, list(self.minutes)
         return found
-
-
-def _replace(verdict: Judgement, state: State, reason: str) -> Judgement:
-    return Judgement(
-        state,
-        verdict.version,
-        verdict.requests,
-        verdict.errors,
-        verdict.p99_ms,
-        reason,
-        verdict.counts,
-        verdict.window_s,
-        verdict.source,
-        verdict.minutes,
-        verdict.slow,
-        verdict.gaps,
-    )
 
 
 def p99_ms(latencies_s: Iterable[float]) -> float | None:
