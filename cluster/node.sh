@@ -162,7 +162,8 @@ server = "http://localhost:$REGISTRY_PORT"
 EOF
   cat >"$state/cni/net.d/10-rolling.conflist" <<EOF
 {"cniVersion": "1.0.0", "name": "rolling", "plugins": [
-  {"type": "bridge", "bridge": "rolling0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+  {"type": "bridge", "bridge": "rolling0", "isGateway": true, "isDefaultGateway": true, "ipMasq": false,
+   "hairpinMode": true,
    "ipam": {"type": "host-local", "ranges": [[{"subnet": "$pod_cidr"}]], "dataDir": "$state/cni/ipam"}},
   {"type": "portmap", "capabilities": {"portMappings": true}}]}
 EOF
@@ -401,11 +402,18 @@ up() {
   write_configs "$bin" "$apiport"
   net_up
   cgroups_up
-  # The API server listens on 127.0.0.1; the node reaches it at its link's other end.
+  # The API server listens on 127.0.0.1; the node reaches it at its link's other end: the kubelet at port
+  # 6443, pods through the `kubernetes` Service, whose endpoint is that address at the API server's own port.
   socat "TCP-LISTEN:6443,bind=$host_addr,fork,reuseaddr" "TCP:127.0.0.1:$apiport" \
     >"$state/logs/relay.log" 2>&1 &
   echo $! >"$state/pids/relay"
   join_node_cgroup "$(cat "$state/pids/relay")"
+  if [ "$apiport" != 6443 ]; then
+    socat "TCP-LISTEN:$apiport,bind=$host_addr,fork,reuseaddr" "TCP:127.0.0.1:$apiport" \
+      >"$state/logs/relay-pods.log" 2>&1 &
+    echo $! >"$state/pids/relay-pods"
+    join_node_cgroup "$(cat "$state/pids/relay-pods")"
+  fi
   # A mount namespace of its own (slave: the machine's mounts show inside, none go out). The
   # supervisor joins the node's cgroup first thing (_inside), so all it starts is born there.
   nsenter --net="/run/netns/$netns" -- unshare --mount --propagation slave -- \
