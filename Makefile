@@ -35,7 +35,7 @@ LOCAL_ENV = PULUMI_CONFIG_PASSPHRASE=rolling-local KUBECONFIG=$$(cluster/cluster
 export ROLLING_NODE ?= real
 
 .PHONY: help venv toolchain cluster-up cluster-down cluster-status demo env aws-emulator preflight \
-        test test-unit test-manifests test-e2e lint lint-workflows fmt scan checkov \
+        test test-unit test-watchdog test-manifests test-e2e lint lint-workflows fmt scan checkov \
         bench bench-speed bench-traffic bench-verdict fresh-check clean
 
 help:
@@ -43,6 +43,7 @@ help:
 	@echo "make demo            build the app image 1.0.0 and 1.1.0, deploy 1.0.0 to a local cluster, roll it to 1.1.0"
 	@echo "make test            every test tier: lint, unit, end-to-end (builds what is missing)"
 	@echo "make test-unit       the fast loop: settings, helpers, components under mocks"
+	@echo "make test-watchdog   the cluster's watchdog (watchdog/, Go) against a fake API server"
 	@echo "make scan            render both targets' manifests and scan them with checkov (a peer's rule set)"
 	@echo "make lint            ruff check, ruff format --check, mypy, shellcheck"
 	@echo "make lint-workflows  actionlint on .github/workflows"
@@ -93,7 +94,11 @@ endif
 	@echo "export PULUMI_CONFIG_PASSPHRASE=rolling-local  # the local stack's passphrase only"
 	@echo "export KUBECONFIG=\"$$(cluster/cluster.sh kubeconfig)\" KUBECACHEDIR=\"$(KUBECACHEDIR)\""
 
-test: lint lint-workflows test-unit test-manifests test-e2e
+test: lint lint-workflows test-unit test-watchdog test-manifests test-e2e
+
+# The cluster's watchdog (watchdog/: Go, the standard library alone) against a fake API server.
+test-watchdog:
+	cd watchdog && GOTOOLCHAIN=local go vet ./... && GOTOOLCHAIN=local go test ./...
 
 # Three workers on two cores: what is left of waiting (the prober's and the load client's tests on real
 # sockets) overlaps the program's tests under Pulumi's mocks; each worker takes the next test when free.
@@ -108,6 +113,7 @@ lint: venv
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(VENV)/bin/shellcheck $(SHELL_SCRIPTS)
+	@test -z "$$(gofmt -l watchdog tools/pause)" || { gofmt -l watchdog tools/pause; echo "lint: gofmt -w the files above" >&2; exit 1; }
 
 # actionlint alone: the pull-request workflow runs this without the rest of the toolchain.
 lint-workflows:

@@ -95,7 +95,7 @@ up() {
   if [ "$mode" = real ]; then
     local port
     port=$(kubectl --kubeconfig "$kubeconfig" config view -o jsonpath='{.clusters[0].cluster.server}')
-    if ! "$here/node.sh" up "$bin" "${port##*:}" || ! "$here/images.sh" pause || ! services_routed; then
+    if ! "$here/node.sh" up "$bin" "${port##*:}" || ! "$here/images.sh" pause || ! "$here/images.sh" watchdog || ! services_routed; then
       down
       echo "cluster: the real node did not start; its logs, kept: $("$here/node.sh" env NODE_LAST_LOGS)" >&2
       exit 1

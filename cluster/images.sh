@@ -13,6 +13,8 @@
 #                                         slowly (about 2 s a page); flaky answers 0.5 % of users 500,
 #                                         partial 5 %; resets closes 10 % of users' connections with
 #                                         no response at all
+#   cluster/images.sh watchdog            localhost:5000/rolling-watchdog:rolling, the cluster's watchdog over a
+#                                         judged release (watchdog/: one static binary), cached by its source
 #   cluster/images.sh base-ref            print the base image's reference
 #   cluster/images.sh revision REF        print the revision label of REF in the node's registry
 #                                         (empty when it has none); exit 3 when REF is not there
@@ -82,6 +84,25 @@ pause() {
     touch "$layout/.done"
   fi
   push_layout "$layout/oci:pause" "$registry/pause:rolling"
+}
+
+watchdog() {
+  # One static binary in an image of its own, as the pause image; rebuilt when its source or Go changes.
+  local hash dir ctr
+  hash=$({ cat "$root/watchdog/go.mod" "$root/watchdog/"*.go; go env GOVERSION; } | sha256sum | cut -c1-12)
+  dir=$images/watchdog-$hash
+  if [ ! -f "$dir/.done" ]; then
+    rm -rf "$dir" && mkdir -p "$dir" "$TMPDIR"
+    (cd "$root/watchdog" && CGO_ENABLED=0 GOTOOLCHAIN=local go build -trimpath -ldflags "-s -w" -o "$dir/rolling-watchdog" .)
+    ctr=$(buildah_ from scratch)
+    buildah_ copy "$ctr" "$dir/rolling-watchdog" /rolling-watchdog >/dev/null
+    buildah_ config --entrypoint '["/rolling-watchdog"]' --user 65532:65532 "$ctr"
+    buildah_ commit --quiet "$ctr" "oci:$dir/oci:watchdog" >/dev/null
+    buildah_ rm "$ctr" >/dev/null
+    touch "$dir/.done"
+    find "$images" -maxdepth 1 -name 'watchdog-*' ! -name "watchdog-$hash" -exec rm -rf {} +
+  fi
+  push_layout "$dir/oci:watchdog" "$registry/rolling-watchdog:rolling"
 }
 
 base() {
@@ -249,6 +270,7 @@ revision() {
 
 case ${1:-} in
   pause) pause ;;
+  watchdog) watchdog ;;
   revision) revision "${2:?revision needs an image reference}" ;;
   digest) digest "${2:?digest needs an image reference}" ;;
   copy) copy "${2:?copy needs SRC DST}" "${3:?copy needs SRC DST}" ;;
@@ -259,6 +281,6 @@ case ${1:-} in
   base) base ;;
   base-ref) base_ref ;;
   app) app "${2:?app needs a VERSION}" "${3:-}" ;;
-  *) echo "usage: $0 pause|base|base-ref|revision REF|digest REF|copy SRC DST|push REF VERSION REV|app VERSION [never-ready|crash|unlimited|errors|slow|flaky|partial|resets]" >&2
+  *) echo "usage: $0 pause|watchdog|base|base-ref|revision REF|digest REF|copy SRC DST|push REF VERSION REV|app VERSION [never-ready|crash|unlimited|errors|slow|flaky|partial|resets]" >&2
      exit 2 ;;
 esac

@@ -41,6 +41,9 @@ def image(tag: str) -> str:
 
 
 def main() -> None:
+    # The cluster's watchdog over judged releases (pushed with every cluster up; again here for a cluster that
+    # was already running when its source changed).
+    subprocess.run([str(ROOT / "cluster" / "images.sh"), "watchdog"], check=True, stdout=subprocess.DEVNULL)
     for tag in VERSIONS:
         subprocess.run([str(ROOT / "cluster" / "images.sh"), "app", tag], check=True, stdout=subprocess.DEVNULL)
     for tag, kind in BROKEN.items():
