@@ -4,7 +4,9 @@ and NetworkPolicy."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -19,8 +21,12 @@ from infra.identity import (
     DEPLOYMENT,
     LABELS,
     SERVICE,
+    WATCHDOG,
     WEIGHTED_CANARY_LABELS,
 )
+from infra.kube.lease import lease_name
+from infra.kube.watchdog import LABELS as WATCHDOG_LABELS
+from infra.kube.watchdog import role_rules
 from infra.pod import KEEPALIVE_FILE, PROBE_PATH, WebAppArgs, deployment_spec, keepalive_conf
 from infra.rollout_wait import SKIP_AWAIT
 
@@ -87,6 +93,7 @@ class WebApp(pulumi.ComponentResource):
             namespace = ns.metadata.name
 
         service = _service(f"{name}-service", SERVICE, LABELS, namespace, child)
+        _watchdog_access(name, namespace, weighted=args.weighted_canary, opts=child)
         # With canaryTraffic weights, the canary's Service (and so its target group) always, its pods or not:
         # the load balancer controller injects readiness gates only into pods made after it has bound their
         # Service's target group, so a canary's first pod must find it there.
@@ -247,6 +254,38 @@ def _weighted_canary(
         opts=opts,
     )
     return _service(f"{name}-canary-service", CANARY_SERVICE, WEIGHTED_CANARY_LABELS, namespace, opts)
+
+
+def _watchdog_access(name: str, namespace: pulumi.Input[str], *, weighted: bool, opts: pulumi.ResourceOptions) -> None:
+    """What the cluster's watchdog over a judged release may do (infra/kube/watchdog.py): its service account,
+    bound to a Role that reads and annotates this stack's Lease, patches the app's Deployments (and, with a
+    weighted canary, the Ingress) and creates Events. The rollout command starts the watchdog's Job with each
+    judged release under this account: the deploy role itself, whose `edit` access may not grant RBAC, needs
+    none of it."""
+    labels = {**LABELS, **WATCHDOG_LABELS}
+    meta = k8s.meta.v1.ObjectMetaArgs(name=WATCHDOG, namespace=namespace, labels=labels)
+    account = k8s.core.v1.ServiceAccount(f"{name}-watchdog", metadata=meta, opts=opts)
+    role = k8s.rbac.v1.Role(
+        f"{name}-watchdog-role",
+        metadata=meta,
+        rules=[
+            k8s.rbac.v1.PolicyRuleArgs(**_snake(rule))
+            for rule in role_rules(lease_name(pulumi.get_stack()), ingress=weighted)
+        ],
+        opts=opts,
+    )
+    k8s.rbac.v1.RoleBinding(
+        f"{name}-watchdog-binding",
+        metadata=meta,
+        role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=role.metadata.name),
+        subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=account.metadata.name, namespace=namespace)],
+        opts=opts,
+    )
+
+
+def _snake(rule: dict[str, Any]) -> dict[str, Any]:
+    """A Role rule's fields as the SDK's arguments name them (apiGroups: api_groups)."""
+    return {re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower(): value for key, value in rule.items()}
 
 
 def _network_policy(

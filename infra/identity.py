@@ -35,3 +35,7 @@ ANALYSIS_ANNOTATION = "rolling/analysis"
 # The engine's type token of a Deployment.
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
 INGRESS_TYPE = "kubernetes:networking.k8s.io/v1:Ingress"
+# The cluster's watchdog over a judged release (infra/kube/watchdog.py): its service account and Role, and the
+# image the local node's registry holds (cluster/images.sh watchdog, pushed with every `make cluster-up`).
+WATCHDOG = "rolling-watchdog"
+LOCAL_WATCHDOG_IMAGE = "localhost:5000/rolling-watchdog:rolling"

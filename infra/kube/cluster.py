@@ -7,7 +7,7 @@ import datetime
 import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from infra.kube import access as kube_access
 from infra.kube.revisions import Revision
@@ -53,15 +53,28 @@ class Cluster(Watched, Protocol):
     def logs(self, namespace: str) -> PodLogs: ...
 
     # The run's lease on its stack, held for the block (infra/kube/lease.py), and as it stands.
-    def lease(self, namespace: str, stack: str, holder: Holder) -> Held: ...
+    def lease(self, namespace: str, stack: str, holder: Holder, seconds: int = ...) -> Held: ...
     def lease_of(self, namespace: str, stack: str) -> LeaseRecord | None: ...
+
+    # The watchdog over a judged release (infra/kube/watchdog.py): its Job started, what keeps its pod from
+    # running (None: nothing known), and the Job removed with its pod.
+    def start_job(self, namespace: str, manifest: dict[str, Any]) -> None: ...
+    def job_problem(self, namespace: str, name: str) -> str | None: ...
+    def delete_job(self, namespace: str, name: str) -> None: ...
 
 
 class Held(AbstractContextManager["Held"], Protocol):
-    """A run's lease while it is held; ``lost`` is the lease of a run before it that was gone, and why."""
+    """A run's lease while it is held; ``lost`` is the lease of a run before it that was gone, and why;
+    ``since`` when this run took it; ``overtaken`` what the cluster's watchdog did should it have found this
+    run lost while it still ran. Its annotations carry the watchdog's plan and its word that it watches."""
 
     lost: LeaseRecord | None
     lost_why: str | None
+    since: float
+    overtaken: str | None
+
+    def annotate(self, key: str, value: str | None) -> None: ...
+    def annotations(self) -> dict[str, str]: ...
 
 
 # A kubeconfig (a path or the file's text; None: the ambient one) to the cluster it names.

@@ -23,17 +23,20 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from infra.kube.watchdog import ACTED
 
 if TYPE_CHECKING:
     # The library is slow to import: the rollout command reads the rule below before it needs a cluster.
     from kubernetes import client
 
-# How long a lease lasts unrenewed, and how often a live run renews it.
+# How long a lease lasts unrenewed (the setting watchdogSeconds), and how often a live run renews it.
 LEASE_SECONDS = 20
 RENEW_EVERY_S = 5.0
+
 # A lock taken this long before its run's lease was: clocks of two machines are not the same.
 CLOCK_SLACK_S = 60.0
 
@@ -82,6 +85,8 @@ class LeaseRecord:
     acquired: float
     renewed: float
     seconds: int
+    # Its annotations: the watchdog's plan, its word that it watches, what it did (infra/kube/watchdog.py).
+    annotations: dict[str, str] = field(default_factory=dict, compare=False)
 
     def expired(self, now: float) -> bool:
         return now > self.renewed + self.seconds
@@ -191,7 +196,7 @@ class RunLease:
         holder: Holder,
         *,
         seconds: int = LEASE_SECONDS,
-        renew_every_s: float = RENEW_EVERY_S,
+        renew_every_s: float | None = None,
         clock: Callable[[], float] = time.time,
         is_alive: Callable[[int], bool] = alive,
         wait: Callable[[float], None] = time.sleep,
@@ -199,13 +204,17 @@ class RunLease:
         self.api, self.namespace, self.name, self.holder = api, namespace, lease_name(stack), holder
         self.seconds, self.renew_every_s, self.clock, self.is_alive, self.wait = (
             seconds,
-            renew_every_s,
+            renew_every_s if renew_every_s is not None else seconds / (LEASE_SECONDS / RENEW_EVERY_S),
             clock,
             is_alive,
             wait,
         )
         self.lost: LeaseRecord | None = None
         self.lost_why: str | None = None
+        # When this run took the lease (epoch seconds), and what the cluster's watchdog did should it have
+        # found this run lost while it still ran (its renewals not getting through): the ACTED annotation.
+        self.since = 0.0
+        self.overtaken: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         from kubernetes import client
@@ -228,6 +237,7 @@ class RunLease:
             _epoch(spec.acquire_time),
             _epoch(spec.renew_time),
             int(spec.lease_duration_seconds or self.seconds),
+            dict(lease.metadata.annotations or {}),
         )
         return record, str(lease.metadata.resource_version or "")
 
@@ -266,6 +276,16 @@ class RunLease:
         with contextlib.suppress(Exception):
             self._coordination.delete_namespaced_lease(self.name, self.namespace, _request_timeout=10)
 
+    def annotate(self, key: str, value: str | None) -> None:
+        """Set annotation ``key`` on the lease (None: remove it), as the watchdog's plan is written."""
+        patch = {"metadata": {"annotations": {key: value}}}
+        self._coordination.patch_namespaced_lease(self.name, self.namespace, patch, _request_timeout=10)
+
+    def annotations(self) -> dict[str, str]:
+        """The lease's annotations as they stand (none when it is gone)."""
+        found = self.read()
+        return {} if found is None else found[0].annotations
+
     def _write(self, version: str | None) -> bool:
         """Take the lease: make it (``version`` None) or replace the one at ``version``; False when another run
         changed it first (then look again)."""
@@ -291,12 +311,18 @@ class RunLease:
             if err.status == 409:
                 return False
             raise
+        self.since = now
         return True
 
     def _renew(self) -> None:
         while not self._stop.wait(self.renew_every_s):
             patch = {"spec": {"renewTime": _micro(self.clock())}}
             try:
-                self._coordination.patch_namespaced_lease(self.name, self.namespace, patch, _request_timeout=10)
+                lease = self._coordination.patch_namespaced_lease(self.name, self.namespace, patch, _request_timeout=10)
             except Exception:  # the next renewal tries again; an expired lease is the safe side
                 continue
+            acted = (getattr(lease.metadata, "annotations", None) or {}).get(ACTED)
+            if acted and self.overtaken is None:
+                # The watchdog found this run lost (its renewals did not get through in time) and undid the
+                # release's stage: this run must not go on as if it had not.
+                self.overtaken = acted

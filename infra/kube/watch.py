@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes import client
 
 from infra.identity import DEPLOYMENT, SELECTOR
-from infra.kube.lease import Holder, LeaseRecord, RunLease, read_lease
+from infra.kube.lease import LEASE_SECONDS, Holder, LeaseRecord, RunLease, read_lease
 from infra.kube.logs import PodLogs
 from infra.kube.revisions import Revision, revisions
 from infra.kube.status import Health, Verdict, definitive_failure, pending_cause, wait_complete
@@ -138,8 +138,37 @@ class LiveCluster:
     def logs(self, namespace: str) -> PodLogs:
         return PodLogs(self.api, namespace)
 
-    def lease(self, namespace: str, stack: str, holder: Holder) -> RunLease:
-        return RunLease(self.api, namespace, stack, holder)
+    def lease(self, namespace: str, stack: str, holder: Holder, seconds: int = LEASE_SECONDS) -> RunLease:
+        return RunLease(self.api, namespace, stack, holder, seconds=seconds)
+
+    def start_job(self, namespace: str, manifest: dict[str, Any]) -> None:
+        client.BatchV1Api(self.api).create_namespaced_job(namespace, manifest, _request_timeout=READ_TIMEOUT)
+
+    def job_problem(self, namespace: str, name: str) -> str | None:
+        """Why Job ``name``'s pod does not run yet, as its status says (None when it says nothing)."""
+        pods = client.CoreV1Api(self.api).list_namespaced_pod(
+            namespace, label_selector=f"job-name={name}", _request_timeout=READ_TIMEOUT
+        )
+        if not pods.items:
+            return "no pod was created for it (a quota, an admission webhook, or no Fargate profile for it?)"
+        pod = pods.items[0]
+        for state in pod.status.container_statuses or ():
+            waiting = state.state.waiting if state.state is not None else None
+            if waiting is not None and waiting.reason not in (None, "ContainerCreating"):
+                said = (waiting.message or "").strip()[:200]
+                return f"pod {pod.metadata.name}: {waiting.reason}" + (f": {said}" if said else "")
+            terminated = state.state.terminated if state.state is not None else None
+            if terminated is not None:
+                return f"pod {pod.metadata.name} ended: {terminated.reason} (exit {terminated.exit_code})"
+        for condition in pod.status.conditions or ():
+            if condition.status != "True" and condition.reason:
+                return f"pod {pod.metadata.name}: {condition.reason}: {(condition.message or '').strip()[:200]}"
+        return f"pod {pod.metadata.name} is {pod.status.phase}"
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        client.BatchV1Api(self.api).delete_namespaced_job(
+            name, namespace, propagation_policy="Background", _request_timeout=READ_TIMEOUT
+        )
 
     def lease_of(self, namespace: str, stack: str) -> LeaseRecord | None:
         return read_lease(self.api, namespace, stack)

@@ -41,3 +41,6 @@ class Exit(enum.IntEnum):
     # `rollout promote --from A --to B` refused: A's last release did not ship, or has not run for B's
     # soakSeconds, or its image cannot be put in B's repository. Nothing changed.
     NOT_PROMOTABLE = 17
+    # The cluster's watchdog over a judged release (rolling:watchdog) could not be started, or did not say it
+    # watches, in time: the release was refused before any change. Nothing changed.
+    UNGUARDED = 18

@@ -72,6 +72,10 @@ class Report:
     status: dict[str, Any] | None = None
     # A lock a lost run left on the stack, removed by this run: who took it, when, and why it was gone.
     lost: dict[str, Any] | None = None
+    # The cluster's watchdog over this run's release (its Job, the stage it guards and what it would undo); and
+    # what a watchdog did for the lost run before this one, found by this run.
+    watchdog: dict[str, Any] | None = None
+    watchdog_acted: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +93,8 @@ class Report:
             "analysis": self.analysis,
             "unfinished": self.unfinished,
             "lostRun": self.lost,
+            "watchdog": self.watchdog,
+            "watchdogActed": self.watchdog_acted,
             **({"status": self.status} if self.status is not None else {}),
         }
 
@@ -121,6 +127,8 @@ class Report:
             unfinished=found.get("unfinished"),
             status=found.get("status"),
             lost=found.get("lostRun"),
+            watchdog=found.get("watchdog"),
+            watchdog_acted=found.get("watchdogActed"),
         )
 
     @contextmanager

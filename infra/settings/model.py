@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from infra import fargate, images, release, strategy
+from infra.identity import LOCAL_WATCHDOG_IMAGE
 from infra.settings.declaration import Declaration, SettingsError, _declared, setting
 from infra.settings.defaults import (
     ALB_IDLE_TIMEOUT_SECONDS,
@@ -262,6 +263,37 @@ class Settings:
         "never shipped on too little evidence).",
         accepted="10 to 7200",
     )
+    watchdog: bool = setting(
+        _bool,
+        default=True,
+        description="Whether a judged release is guarded in the cluster: a Job started with the release watches "
+        "the run's Lease and, should the run stop renewing it for watchdogSeconds (a CI runner lost, a killed "
+        "process), undoes the release's current stage there as a breach does (the canary's weight to 0 and its "
+        "pods away, or the previous image put back) and says so in an Event and an annotation on the Deployment. "
+        "A release whose watchdog cannot start in time is refused before any change. false judges without it: "
+        "a lost run's release then waits for the next `rollout` on the stack.",
+        accepted="`true` or `false`",
+    )
+    watchdog_image: str | None = setting(
+        _pinned_image,
+        default="",
+        unset=True,
+        description="The watchdog's image (watchdog/: one static binary, nothing else). Unset on local: the one "
+        "`make cluster-up` builds into the node's registry. On eks it is needed while watchdog and analysis are "
+        "on: the image in a registry the cluster pulls from, pinned by digest (docs/rollouts.md says how to "
+        "build and push it).",
+        accepted="an image reference with a tag or a digest; a digest on eks",
+        shown_default="unset: localhost:5000/rolling-watchdog:rolling on local, none on eks",
+    )
+    watchdog_seconds: int = setting(
+        _int_between(10, 60),
+        default=20,
+        description="How long a run's Lease on its stack lasts unrenewed (the run renews it every quarter of "
+        "that): after this long without a renewal the cluster's watchdog undoes the release's stage, and the "
+        "next `rollout` may take the stack over. Users' requests meet a lost run's release for at most this "
+        "plus a few seconds.",
+        accepted="10 to 60",
+    )
     canary_tag: str | None = setting(
         images.check_tag,
         default="",
@@ -331,6 +363,13 @@ class Settings:
         if self.keeps_running_image:
             return self.bootstrap_image
         return images.reference(self.image_repository, self.image_tag or "", self.image_digest)
+
+    @property
+    def watchdog_ref(self) -> str | None:
+        """The watchdog's image: watchdogImage, else the local node's own; None on eks when unset."""
+        if self.watchdog_image:
+            return self.watchdog_image
+        return LOCAL_WATCHDOG_IMAGE if self.target == "local" else None
 
     @property
     def canary_image(self) -> str | None:

@@ -298,6 +298,17 @@ def _weight_needs_a_canary(parsed: Reads, target: str | None) -> str | None:
     return None
 
 
+@rule("watchdog_image")
+def _watchdog_pinned_on_eks(parsed: Reads, target: str | None) -> str | None:
+    image = parsed.get("watchdog_image")
+    if target == "eks" and image and "@" not in image:
+        return (
+            f"{NAMESPACE}:watchdogImage {image} names a tag; on eks the watchdog runs in every judged release with "
+            "rights over the app's Deployments, so it is pinned by digest: name it as REPOSITORY@sha256:..."
+        )
+    return None
+
+
 RULES: tuple[Rule, ...] = (
     _keepalive_positive,
     _keepalive_outlasts_alb,
@@ -315,6 +326,7 @@ RULES: tuple[Rule, ...] = (
     _sleep_action_available,
     _metrics_need_whole_minutes,
     _weight_needs_a_canary,
+    _watchdog_pinned_on_eks,
 )
 
 

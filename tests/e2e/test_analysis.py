@@ -42,7 +42,7 @@ def assert_restored(stack: LocalStack) -> None:
     """The old version on every replica, the stack's config and state as before the release."""
     assert tag(stack) == "1.14.2"
     assert ready_pods_by_image(stack) == {image("1.14.2"): 3}
-    assert stack.preview().change_summary == {"same": 9}
+    assert stack.preview().change_summary == {"same": 12}
 
 
 def test_a_release_that_serves_errors_is_aborted_and_the_old_version_serves_throughout(deployed: LocalStack) -> None:
@@ -173,19 +173,20 @@ def test_pause_then_promote_from_another_process(deployed: LocalStack) -> None:
     code, result, err = rollout(deployed, "--tag", "1.16.1", "--canary", "1", "--pause", "--yes")
     assert code == Exit.OK and result["outcome"] == "paused", err
     assert ready_pods_by_image(deployed) == {image("1.14.2"): 3, image("1.16.1"): 1}
-    assert deployed.preview().change_summary == {"same": 10}, "the state holds the canary too"
+    assert deployed.preview().change_summary == {"same": 13}, "the state holds the canary too"
     code, result, err = rollout(deployed, "promote", "--yes")
     assert code == Exit.OK, err
     assert result["newImage"] == image("1.16.1") and result["analysis"]["state"] == "pass", result
     wait_for(lambda: no_canary(deployed) and pods_of(deployed, image("1.14.2")) == 0, 30, "the canary to go")
     assert ready_pods_by_image(deployed) == {image("1.16.1"): 3}
     assert tag(deployed) == "1.16.1"
-    assert deployed.preview().change_summary == {"same": 9}
+    assert deployed.preview().change_summary == {"same": 12}
 
 
-def runner_lost_during(stack: LocalStack, *args: str, reached: Callable[[], bool]) -> None:
+def runner_lost_during(stack: LocalStack, *args: str, reached: Callable[[], bool]) -> float:
     """`rollout ARGS` killed with SIGKILL, with every process it started, once ``reached`` holds (a runner lost:
-    no handler runs), and its checkout with it: the stack file is put back as it was before the run."""
+    no handler runs), and its checkout with it: the stack file is put back as it was before the run. When it
+    was killed (epoch seconds)."""
     stack_file = stack.workdir / f"Pulumi.{stack.stack.name}.yaml"
     checkout = stack_file.read_text()
     command = [sys.executable, "-m", "infra.rollout", "--stack", stack.stack.name, "--json", *args, "--yes"]
@@ -202,7 +203,9 @@ def runner_lost_during(stack: LocalStack, *args: str, reached: Callable[[], bool
             time.sleep(2)  # into it
         finally:
             os.killpg(running.pid, signal.SIGKILL)
+            killed = time.time()
     stack_file.write_text(checkout)
+    return killed
 
 
 def test_a_runner_lost_during_the_canary_leaves_it_recorded_and_the_next_run_removes_it(deployed: LocalStack) -> None:
@@ -243,7 +246,7 @@ def test_a_runner_lost_inside_an_update_leaves_a_lock_the_next_run_removes_by_it
     assert ready_pods_by_image(deployed) == {image("1.16.1"): 3}
     assert time.monotonic() - started < 180
     # The state says what runs, with no lock or pending operation left.
-    assert deployed.preview().change_summary == {"same": 9}
+    assert deployed.preview().change_summary == {"same": 12}
 
 
 def settle(stack: LocalStack, summary: Path) -> subprocess.CompletedProcess[str]:
@@ -297,4 +300,4 @@ def test_a_runner_lost_during_the_bake_never_counts_as_shipped_and_the_rerun_jud
     assert result["unfinished"]["image"] == image("1.16.1")
     assert result["oldImage"] == image("1.14.2") and result["analysis"]["state"] == "pass", result
     assert ready_pods_by_image(deployed) == {image("1.16.1"): 3}
-    assert deployed.preview().change_summary == {"same": 9}
+    assert deployed.preview().change_summary == {"same": 12}

@@ -16,7 +16,7 @@ POLICY = str(ROOT / "policy")
 def test_defaults_pass_every_policy(tmp_path: Path) -> None:
     with local_stack(tmp_path, imageTag="1.14.2") as stack:
         result = stack.preview(policy_packs=[POLICY])
-        assert result.change_summary == {"create": 9}
+        assert result.change_summary == {"create": 12}
         assert "rolling@v0.0.1" in result.stdout
         assert "least-privilege" not in result.stdout
 

@@ -83,7 +83,7 @@ def test_tag_change_previews_as_one_in_place_update(deployed: LocalStack) -> Non
     before = deployed.deployment().metadata.resource_version
     deployed.set(imageTag="1.16.1")
     result = deployed.preview(diff=True)
-    assert result.change_summary == {"same": 8, "update": 1}
+    assert result.change_summary == {"same": 11, "update": 1}
     assert image("1.14.2") in result.stdout and image("1.16.1") in result.stdout
     # The provider's field-level diff: the container image and why it runs (the change-cause a plain `up`
     # writes), nothing else of the Deployment.
@@ -110,7 +110,7 @@ def test_rolling_update_keeps_capacity(tmp_path: Path, replicas: int, surge: int
             rollout_complete(stack)  # at once: the watchers have seen the whole rollout
         watcher.save(f"rollout-{replicas}-{surge}-{unavailable}")
 
-        assert result.summary.resource_changes == {"same": 8, "update": 1}
+        assert result.summary.resource_changes == {"same": 11, "update": 1}
         plan = strategy.plan(replicas, surge, unavailable)
         for sample in watcher.samples:
             assert sample.ready >= plan.min_ready, f"capacity dropped: {sample}"
@@ -427,4 +427,4 @@ def test_interrupted_update_recovers(deployed: LocalStack, sig: signal.Signals) 
     assert len(urns) == len(set(urns)) == 9, urns  # stack, provider, component, 6 Kubernetes objects
     assert not (deployed.stack.export_stack().deployment or {}).get("pending_operations")
     wait_for(lambda: ready_pods_by_image(deployed) == {image("1.16.1"): 3}, 60, "the new pods only")
-    assert deployed.stack.preview().change_summary == {"same": 9}
+    assert deployed.stack.preview().change_summary == {"same": 12}

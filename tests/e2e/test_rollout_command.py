@@ -86,7 +86,7 @@ def test_missing_image_rolls_back_automatically(deployed: LocalStack) -> None:
     assert ended - first_failure_reported(deployed, image(MISSING)) <= 15 + 1 + 1
     assert tag(deployed) == "1.14.2"
     assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}
-    assert deployed.preview().change_summary == {"same": 9}
+    assert deployed.preview().change_summary == {"same": 12}
 
 
 def first_failure_reported(stack: LocalStack, reference: str) -> float:
@@ -108,7 +108,7 @@ def test_a_container_that_keeps_exiting_rolls_back_before_the_deadline(deployed:
     assert result["durations"]["failureToRestored"] <= 15, result
     assert result["durations"]["up"] < 60, result  # the progress deadline
     assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}
-    assert deployed.preview().change_summary == {"same": 9}
+    assert deployed.preview().change_summary == {"same": 12}
 
 
 def test_without_terminal_or_yes_nothing_changes(deployed: LocalStack) -> None:
@@ -193,7 +193,7 @@ def test_an_image_set_outside_pulumi_is_read_back_and_replaced(deployed: LocalSt
     assert f"the cluster runs {image('1.15.0')}, but stack {deployed.stack.name}'s state says" in err
     assert (result["oldImage"], result["newImage"]) == (image("1.15.0"), image("1.14.2"))
     assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}
-    assert deployed.preview().change_summary == {"same": 9}
+    assert deployed.preview().change_summary == {"same": 12}
 
 
 def test_a_deployment_the_cluster_lost_is_never_success(deployed: LocalStack) -> None:

@@ -15,6 +15,7 @@ import yaml
 
 from infra.identity import CANARY_DEPLOYMENT, CANARY_SERVICE, DEPLOYMENT, DEPLOYMENT_TYPE, INGRESS_TYPE
 from infra.images import CONTAINER_IMAGE_PATH as IMAGE
+from infra.kube import watchdog
 from infra.kube.lease import Holder, LeaseRecord
 from infra.kube.revisions import Revision
 from infra.kube.status import Health, Verdict
@@ -168,13 +169,17 @@ class ServedEngine(FakeEngine):
         return {**super().outputs(), "url": self.URL}
 
 
+# The watchdog's image an eks stack names (pinned by digest, as eks requires).
+WATCHDOG_IMAGE = "registry.example/rolling-watchdog@sha256:" + "b" * 64
+
+
 class AlbEngine(ServedEngine):
     """An eks stack whose canary gets its share by the ALB's weights (canaryTraffic weights): the weight its
     config declares, and the one the ALB applies (``applied``), which follows each update unless ``stuck``
     (the load balancer controller is down); the cluster's Ingress annotation sets it too (a mitigation)."""
 
     def __init__(self, failing: frozenset[str] | set[str] = frozenset(), *, stuck: bool = False, **config: str) -> None:
-        super().__init__(failing, target="eks", canarySteps="5,25", **config)
+        super().__init__(failing, target="eks", canarySteps="5,25", **{"watchdogImage": WATCHDOG_IMAGE, **config})
         self.weight = 0
         self.applied = 0
         self.stuck = stuck
@@ -263,11 +268,25 @@ class FakeView:
 
 
 class FakeHeld:
-    """A run's lease on a fake cluster: ``lost``, the lease of a run before it that was gone."""
+    """A run's lease on a fake cluster: ``lost``, the lease of a run before it that was gone; its annotations
+    are the cluster's (``FakeCluster.lease_notes``), where the fake watchdog says it watches."""
 
-    def __init__(self, lost: LeaseRecord | None) -> None:
+    def __init__(self, lost: LeaseRecord | None, notes: dict[str, str], written: list[tuple[str, str | None]]) -> None:
         self.lost = lost
         self.lost_why = None if lost is None else f"the run that held it ({lost.holder}) stopped renewing its lease"
+        self.since = 1000.0
+        self.overtaken: str | None = None
+        self.notes, self.written = notes, written
+
+    def annotate(self, key: str, value: str | None) -> None:
+        self.written.append((key, value))
+        if value is None:
+            self.notes.pop(key, None)
+        else:
+            self.notes[key] = value
+
+    def annotations(self) -> dict[str, str]:
+        return dict(self.notes)
 
     def __enter__(self) -> FakeHeld:
         return self
@@ -304,6 +323,16 @@ class FakeCluster:
         self.held: list[str] = []
         # The stack's lease as `rollout status` reads it.
         self.current: LeaseRecord | None = None
+        # The lease's annotations, and what the run wrote there in turn (the watchdog's plans).
+        self.lease_notes: dict[str, str] = {}
+        self.lease_written: list[tuple[str, str | None]] = []
+        # The watchdog's Jobs: started (their manifests), removed (names); whether a started one says it
+        # watches (else its problem is ``job_trouble``).
+        self.jobs: list[dict[str, Any]] = []
+        self.jobs_removed: list[str] = []
+        self.watchdog_starts = True
+        self.job_trouble: str | None = None
+        self.held_leases: list[FakeHeld] = []
 
     def read(self, kubeconfig: str | None) -> FakeCluster:
         self.kubeconfigs.append(kubeconfig)
@@ -325,9 +354,26 @@ class FakeCluster:
     def lease_of(self, namespace: str, stack: str) -> LeaseRecord | None:
         return self.current
 
-    def lease(self, namespace: str, stack: str, holder: Holder) -> FakeHeld:
+    def lease(self, namespace: str, stack: str, holder: Holder, seconds: int = 20) -> FakeHeld:
         self.held.append(f"{namespace}/{stack}: {holder}")
-        return FakeHeld(self.lost)
+        held = FakeHeld(self.lost, self.lease_notes, self.lease_written)
+        self.held_leases.append(held)
+        return held
+
+    def start_job(self, namespace: str, manifest: dict[str, Any]) -> None:
+        self.jobs.append(manifest)
+        if self.watchdog_starts:
+            self.lease_notes[watchdog.WATCHING] = json.dumps({"job": manifest["metadata"]["name"]})
+
+    def job_problem(self, namespace: str, name: str) -> str | None:
+        return self.job_trouble
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        self.jobs_removed.append(name)
+
+    def plans(self) -> list[str]:
+        """The stages the watchdog was told about, in turn ("-" when the plan was cleared)."""
+        return [watchdog.Plan.parse(v).stage if v else "-" for k, v in self.lease_written if k == watchdog.PLAN]
 
     def scale(self, namespace: str, name: str, replicas: int) -> None:
         self.changed.append(("scale", name, str(replicas)))

@@ -207,9 +207,10 @@ def test_every_kubernetes_resource_uses_the_explicit_provider(target: str) -> No
     (provider,) = mocks.of_type("pulumi:providers:kubernetes")
     kubernetes = [r for r in mocks.resources if r.type.startswith("kubernetes:")]
     # The app's six (namespace, keep-alive ConfigMap, Deployment, Service, PodDisruptionBudget,
-    # NetworkPolicy); on eks the controller's Helm release, the Ingress, and the canary's Service,
-    # NetworkPolicy and PodDisruptionBudget (canaryTraffic weights) too.
-    assert len(kubernetes) == {"local": 6, "eks": 11}[target]
+    # NetworkPolicy) and the watchdog's three (ServiceAccount, Role, RoleBinding); on eks the controller's
+    # Helm release, the Ingress, and the canary's Service, NetworkPolicy and PodDisruptionBudget
+    # (canaryTraffic weights) too.
+    assert len(kubernetes) == {"local": 9, "eks": 14}[target]
     for resource in kubernetes:
         assert resource.provider is not None
         assert (

@@ -72,6 +72,8 @@ def test_json_report_shape() -> None:
         "analysis": None,
         "unfinished": None,
         "lostRun": None,
+        "watchdog": None,
+        "watchdogActed": None,
     }
     assert Report.from_json(out).changed is True
 

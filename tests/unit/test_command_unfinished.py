@@ -195,6 +195,7 @@ def test_status_shows_what_runs_and_the_unfinished_release() -> None:
         "holder": None,
         "since": None,
         "renewed": None,
+        "watchdog": None,
         "then": "it goes on serving unjudged until the next `rollout` on the stack aborts it",
     }
     shape = {"deployed": True, "image": NEW, "replicas": 3, "ready": 3, "complete": True, "canary": None}

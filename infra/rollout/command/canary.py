@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from infra.identity import CANARY_DEPLOYMENT
+from infra.kube import watchdog
 from infra.rollout.analysis import Judgement
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session
@@ -39,6 +40,7 @@ def run(session: Session, steps: Steps, new: Settings, replicas: int, record: Re
             recover=lambda error, breach, p: remove(session, new, error, breach, p),
             mitigate=lambda: scale_away(session, new),
             record=record,
+            plan=watchdog.pods_canary(new.image),
         )
     if verdict is not None:
         session.say(f"analysis: the canary passed: {verdict.line()}")

@@ -31,6 +31,7 @@ class Outcome(enum.Enum):
     INFRA_CHANGES = ("refused", Exit.INFRA_CHANGES, Change.NOTHING)
     NOT_PROBED = ("refused", Exit.NOT_PROBED, Change.NOTHING)
     NOT_PROMOTABLE = ("refused", Exit.NOT_PROMOTABLE, Change.NOTHING)
+    UNGUARDED = ("refused", Exit.UNGUARDED, Change.NOTHING)
     NOT_CONFIRMED = ("not confirmed", Exit.NOT_CONFIRMED, Change.NOTHING)
     BUSY = ("busy", Exit.BUSY, Change.NOTHING)
     UNREADABLE = ("unreadable", Exit.UNREADABLE, Change.NOTHING)

@@ -11,13 +11,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from infra import release
 from infra.identity import DEPLOYMENT_TYPE
-from infra.kube.cluster import Cluster, ClusterReader, live_cluster, short, unread
+from infra.kube.cluster import Cluster, ClusterReader, Held, live_cluster, short, unread
 from infra.kube.lease import Holder, LeaseHeldError, LeaseRecord, gone
 from infra.kube.status import Health
+from infra.kube.watchdog import ACTED, Acted
 from infra.rollout import cloudwatch
 from infra.rollout.analysis import Sample
 from infra.rollout.command.outcome import Outcome, Stop
@@ -26,6 +27,9 @@ from infra.rollout.engine import Engine, EngineError, EngineMissingError, StackB
 from infra.rollout.registry import Registry, registry_for
 from infra.rollout.report import Report
 from infra.settings import Settings, SettingsError, keys
+
+if TYPE_CHECKING:
+    from infra.rollout.command.guard import Guard
 
 
 class UnconfirmedError(Exception):
@@ -71,6 +75,11 @@ class Session:
         self.retiring: threading.Thread | None = None
         # The lease of the run before this one, when that run was gone (lost) as this one took the stack.
         self.lost: LeaseRecord | None = None
+        # This run's lease while it holds the stack, and who it says it is on it; the cluster's watchdog over
+        # the release it judges (infra/rollout/command/guard.py), while there is one.
+        self.held: Held | None = None
+        self.holder: Holder | None = None
+        self.guard: Guard | None = None
 
     def say(self, line: str) -> None:
         print(line, file=self.err, flush=True)
@@ -210,10 +219,11 @@ class Session:
         a cluster that will not hold it is said, and the run goes on as before (a lock it leaves then waits
         for `pulumi cancel`)."""
         stack = self.request.stack
+        holder = Holder.this(release.who())
         try:
             settings = Settings.from_values(values)
             namespace, _ = self.deployment(settings)
-            held = self.cluster(settings).lease(namespace, stack, Holder.this(release.who()))
+            held = self.cluster(settings).lease(namespace, stack, holder, settings.watchdog_seconds)
         except (KeyError, SettingsError):
             yield  # never deployed (no outputs yet), or settings the run refuses next
             return
@@ -233,14 +243,20 @@ class Session:
             yield
             return
         self.engine.on_busy = self.recover_lock
+        self.held, self.holder = held, holder
         try:
             if held.lost is not None:
                 self.lost = held.lost
                 self.say(f"rollout: the run that held stack {stack} before this one is gone: {held.lost_why}")
+                acted = Acted.parse(held.lost.annotations.get(ACTED))
+                if acted is not None:
+                    self.say(f"rollout: the cluster's watchdog acted for it {acted.line()}")
+                    self.report.watchdog_acted = dataclasses.asdict(acted)
                 self.after_lost_run()
             yield
         finally:
             self.engine.on_busy = None
+            self.held = None
             held.__exit__(None, None, None)
 
     def after_lost_run(self) -> None:

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 
 from infra import images, release
 from infra.identity import CONTAINER
+from infra.kube import watchdog
 from infra.kube.cluster import short
 from infra.kube.status import Health
 from infra.rollout.analysis import Judgement
-from infra.rollout.command import canary, unfinished, weighted
+from infra.rollout.command import canary, guard, unfinished, weighted
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session
 from infra.rollout.command.steps import Steps, image_config
@@ -128,7 +129,7 @@ def ship(session: Session, steps: Steps, values: dict[str, str], target: Target)
             )
         session.say(f"rollout: {stack} already runs {old.image}; nothing to do")
         return Outcome.UNCHANGED
-    with unfinished.recorded(session, new.image, old.image) as record:
+    with guard.guarded(session, new, steps.judging.clock), unfinished.recorded(session, new.image, old.image) as record:
         return judged(session, steps, old, new, target, record=record)
 
 
@@ -166,6 +167,7 @@ def judged(session: Session, steps: Steps, old: Settings, new: Settings, target:
             recover=lambda error, breach, p: steps.roll_back(old, new, error, breach, p),
             mitigate=lambda: undo_in_cluster(session, old, new),
             record=record,
+            plan=watchdog.in_place(new.image, old.image),
         )
     session.say(f"rollout: {stack} runs {new.image} on all {new.replicas} replicas")
     return Outcome.SUCCEEDED

@@ -3,10 +3,12 @@ earlier run left unjudged, which the next `rollout` (or `rollout abort`) on the 
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from typing import Any
 
+from infra.kube import watchdog
 from infra.kube.cluster import short
 from infra.kube.lease import holder_gone
 from infra.rollout.command import unfinished
@@ -68,19 +70,46 @@ def who_judges(session: Session, settings: Settings) -> tuple[dict[str, Any], st
     except Exception as err:  # the cluster said above whether it can be read; the lease is a detail
         session.say(f"rollout: the stack's lease could not be read ({short(err)})")
     now = time.time()
+    notes = lease.annotations if lease is not None else {}
+    acted = watchdog.Acted.parse(notes.get(watchdog.ACTED))
     if lease is not None and lease.holder is not None and holder_gone(lease, now, socket.gethostname()) is None:
         left = lease.renewed + lease.seconds - now
+        guard = watching(notes)
+        if guard is not None:
+            if_lost = (
+                f"the cluster's watchdog (Job {guard['job']}) acts {lease.seconds}s after its last renewal: "
+                f"{guard['plan']}"
+            )
+        else:
+            if_lost = f"the next `rollout` on {stack} aborts it"
         return (
             {
                 "who": "run",
                 "holder": str(lease.holder),
                 "since": iso(lease.acquired),
                 "renewed": iso(lease.renewed),
-                "then": "that run ends it; should it be lost, the next `rollout` on the stack aborts it",
+                "watchdog": guard,
+                "then": f"that run ends it; should it be lost, {if_lost}",
             },
             f"judged now by the run {lease.holder}, since {iso(lease.acquired)} (its lease renewed "
-            f"{now - lease.renewed:.0f}s ago, good {left:.0f}s more); should that run be lost, the next `rollout` "
-            f"on {stack} aborts it",
+            f"{now - lease.renewed:.0f}s ago, good {left:.0f}s more); should that run be lost, {if_lost}",
+        )
+    if acted is not None:
+        then = (
+            "the cluster's watchdog undid it; the next `rollout` on the stack aborts it through Pulumi, which "
+            "then says what runs"
+        )
+        return (
+            {
+                "who": "watchdog",
+                "holder": acted.run,
+                "since": acted.at,
+                "renewed": None if lease is None else iso(lease.renewed),
+                "watchdog": {"acted": acted.line()},
+                "then": then,
+            },
+            f"its run was lost, and the cluster's watchdog acted {acted.line()}; the next `rollout` on {stack} "
+            f"aborts it through Pulumi (`rollout abort --stack {stack}` does now)",
         )
     return (
         {
@@ -88,11 +117,24 @@ def who_judges(session: Session, settings: Settings) -> tuple[dict[str, Any], st
             "holder": None if lease is None or lease.holder is None else str(lease.holder),
             "since": None,
             "renewed": None if lease is None else iso(lease.renewed),
+            "watchdog": None,
             "then": "it goes on serving unjudged until the next `rollout` on the stack aborts it",
         },
         f"judged by nobody: it goes on serving, unjudged, until the next `rollout` on {stack} aborts it before "
         f"anything else; `rollout abort --stack {stack}` aborts it now",
     )
+
+
+def watching(notes: dict[str, str]) -> dict[str, str] | None:
+    """The watchdog that watches the run holding the lease, and what it would undo (None: none watches)."""
+    try:
+        job = str(json.loads(notes.get(watchdog.WATCHING) or "{}").get("job") or "")
+        plan = watchdog.Plan.parse(notes[watchdog.PLAN]).line() if notes.get(watchdog.PLAN) else None
+    except (ValueError, AttributeError):
+        return None
+    if not job:
+        return None
+    return {"job": job, "plan": plan or "nothing (no stage of a release is under way)"}
 
 
 def iso(epoch: float) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from infra import release
 from infra.kube.cluster import LiveView, short
 from infra.kube.status import Verdict
+from infra.kube.watchdog import Plan
 from infra.rollout import stackfile
 from infra.rollout.analysis import Judgement
 from infra.rollout.command.judging import Judging
@@ -188,13 +189,15 @@ class Steps:
         recover: Recovery,
         mitigate: Callable[[], None] | None = None,
         record: Record | None = None,
+        plan: Plan | None = None,
     ) -> Judgement | None:
         """The update ``prepared``, judged from its start to the end of ``judge`` (the bake, or the canary's
         window) when there is analysis; its verdict. A failure is recovered from by ``recover``, whose Stop
         ends the run; a busy stack has its config put back; an update not confirmed is never a success.
         On a breach ``mitigate`` runs first, at once: the failing pods stop taking requests before the
         engine is interrupted and the stack reconciled. ``record`` is moved to this stage before the update
-        starts, so that a run that dies from here on leaves the release recorded as unfinished."""
+        starts, so that a run that dies from here on leaves the release recorded as unfinished, and the cluster's
+        watchdog told ``plan``: what it undoes should the run be lost from here on (``mitigate``, done there)."""
         s = self.session
         gate: Gate | None = None
 
@@ -204,7 +207,7 @@ class Steps:
             prepared.verdict.decide(reason)
 
         if record is not None:
-            record.stage("canary" if stage == "canary" else "bake")
+            record.stage("canary" if stage == "canary" else "bake", plan)
         try:
             with ExitStack() as analysing:
                 if prepared.url:
@@ -238,6 +241,7 @@ class Steps:
         recover: Recovery,
         mitigate: Callable[[], None],
         record: Record | None,
+        plan: Plan,
         first: Callable[[], None] | None = None,
     ) -> Judgement | None:
         """The canary's update ``prepared``, judged once ``first`` (if any) has run: for canarySeconds, then until
@@ -250,7 +254,15 @@ class Steps:
                 return gate.bake(new.canary_seconds, longest=new.analysis_max_seconds)
 
         return self.judged_update(
-            prepared, new, config, stage="canary", judge=judge, recover=recover, mitigate=mitigate, record=record
+            prepared,
+            new,
+            config,
+            stage="canary",
+            judge=judge,
+            recover=recover,
+            mitigate=mitigate,
+            record=record,
+            plan=plan,
         )
 
     def mitigated(self, mitigate: Callable[[], None]) -> None:

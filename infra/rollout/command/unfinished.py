@@ -5,8 +5,10 @@ any checkout) before its canary or update starts, moves it from "canary" to "bak
 removes it once the release is judged and settled: shipped, paused after a passed canary, rolled back or
 removed. A run that ends before that (the CI runner lost, Ctrl-C twice, SIGKILL, a rollback that failed)
 leaves it; the next run on the stack finds it and aborts that release before anything else (its canary
-removed, or the version that ran before it put back), and `rollout status` shows it. So a canary is never
-left serving unjudged, and a release whose bake was cut short never counts as shipped.
+removed, or the version that ran before it put back), and `rollout status` shows it. Meanwhile the cluster's
+watchdog (infra/rollout/command/guard.py), told each stage's undoing as the stage starts (``Record.stage``),
+has undone it within watchdogSeconds of the run's last renewal. So a canary is never left serving unjudged
+for longer than that, and a release whose bake was cut short never counts as shipped.
 
 Tags rather than config: a config change lives in the runner's checkout and is lost with it. Each tag value
 stays within 256 bytes, the limit the Pulumi Cloud backend holds tags to (pkg/util/validation/stack.go): a
@@ -24,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from infra import release
+from infra.kube.watchdog import Plan
 from infra.rollout.command.outcome import Change, Outcome, Stop
 from infra.rollout.command.session import Session
 from infra.rollout.engine import EngineError, StackEngine
@@ -128,8 +131,14 @@ class Record:
         # The tags written so far, in order.
         self.written: list[str] = []
 
-    def stage(self, stage: str) -> None:
-        """Record the release at ``stage``: written before the update that starts it (the images once)."""
+    def stage(self, stage: str, plan: Plan | None = None) -> None:
+        """Record the release at ``stage``: written before the update that starts it (the images once). The
+        cluster's watchdog, when there is one, is told ``plan`` first: what undoing the stage takes."""
+        guard = self.session.guard
+        if guard is not None:
+            guard.check()
+            if plan is not None:
+                guard.watch(plan)
         engine = self.session.engine
         tags = encode(stage, self.since, self.by, self.image, self.previous)
         try:
@@ -146,6 +155,8 @@ class Record:
             ) from None
 
     def remove(self) -> None:
+        if self.session.guard is not None:
+            self.session.guard.clear()
         try:
             remove_tags(self.session.engine, self.written)
         except EngineError as err:
@@ -173,6 +184,9 @@ def recorded(session: Session, image: str, previous: str) -> Iterator[Record]:
                 "`rollout` on it aborts it first (`rollout status` shows it)"
             )
         raise
+    if session.guard is not None:
+        # Judged by this run, but undone by the cluster's watchdog meanwhile: left for the next run to settle.
+        session.guard.check()
     record.remove()
 
 

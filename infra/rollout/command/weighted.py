@@ -8,6 +8,7 @@ last step the weight goes back to 0 before the rest rolls: no request is sent to
 from __future__ import annotations
 
 from infra.identity import CANARY_DEPLOYMENT, INGRESS
+from infra.kube import watchdog
 from infra.kube.cluster import short
 from infra.rollout import listener
 from infra.rollout.analysis import Judgement
@@ -50,7 +51,7 @@ def run(session: Session, steps: Steps, new: Settings, replicas: int, record: Re
     plan_text = CanarySummary(session.request.stack, canary, shares).render()
     if record is not None:
         # From here a canary may exist: a run that dies leaves it recorded, to be finished or removed.
-        record.stage("canary")
+        record.stage("canary", guard_plan(new))
     with steps.prepared(new, config=config, plan_text=plan_text, canary=True) as prepared:
         try:
             with session.report.timed("canary"):
@@ -88,10 +89,16 @@ def step(
             recover=lambda error, breach, p: remove(session, steps, new, error, breach, prepared=p),
             mitigate=lambda: turn_away(session, new, url, steps.judging.clock),
             record=record,
+            plan=guard_plan(new),
             first=applied,
         )
     session.configured = {**session.configured, CANARY_WEIGHT.name: str(share)}
     return verdict
+
+
+def guard_plan(new: Settings) -> watchdog.Plan:
+    """What the cluster's watchdog undoes should the run be lost while the canary serves: as ``turn_away``."""
+    return watchdog.weighted_canary(new.image, {ACTION_ANNOTATION: forward_action(0)})
 
 
 def turn_away(session: Session, new: Settings, url: str, clock: Clock) -> None:

@@ -1,0 +1,153 @@
+"""The cluster's watchdog over a judged release, on the real node: a run killed (SIGKILL of its whole process
+group, as a CI runner is lost) while its canary or its bake is judged has that stage undone in the cluster
+within watchdogSeconds of its last renewal, said in an Event and in annotations; the next run settles the stack
+through Pulumi. A watchdog that cannot start refuses the release before any change; its Role allows what it
+does and nothing else."""
+
+from __future__ import annotations
+
+import time
+
+from kubernetes import client
+
+from infra.identity import CANARY_DEPLOYMENT, DEPLOYMENT, INGRESS, WATCHDOG
+from infra.kube import watchdog
+from infra.kube.lease import lease_name
+from infra.rollout.exits import Exit
+from tests.e2e.harness import LocalStack, api_client, plain_traffic, ready_to_serve, wait_for
+from tests.e2e.images import image
+from tests.e2e.test_analysis import QUICK, assert_restored, no_canary, pods_of, runner_lost_during
+from tests.e2e.test_rollout import ready_pods_by_image
+from tests.e2e.test_rollout_command import rollout
+
+# The lease's duration in these tests; the watchdog acts once it has seen no renewal for that long, so the
+# release is undone at most this, its one-second look and the API's answer after the runner is lost.
+LEASE_S = 10
+BOUND_S = LEASE_S + 5
+
+
+def run_lost_events(stack: LocalStack) -> list[client.CoreV1Event]:
+    events = client.CoreV1Api(api_client()).list_namespaced_event(stack.namespace).items
+    return [e for e in events if e.reason in watchdog.REASONS and e.involved_object.name == DEPLOYMENT]
+
+
+def template_image(stack: LocalStack) -> str:
+    return str(stack.deployment().spec.template.spec.containers[0].image)
+
+
+def watchdog_jobs(stack: LocalStack) -> list[str]:
+    jobs = client.BatchV1Api(api_client()).list_namespaced_job(stack.namespace).items
+    return [j.metadata.name for j in jobs if (j.metadata.labels or {}).get("app.kubernetes.io/name") == WATCHDOG]
+
+
+def test_a_runner_lost_during_the_canary_has_the_watchdog_take_it_away_within_the_bound(deployed: LocalStack) -> None:
+    deployed.set(**QUICK, canarySeconds=120, watchdogSeconds=LEASE_S)
+    url = ready_to_serve(deployed)
+    canary_ready = lambda: ready_pods_by_image(deployed).get(image("1.16.1")) == 1  # noqa: E731
+    # Users that never re-send a request: the canary's pod leaves the Service as it goes, draining what it has.
+    with plain_traffic(url, "watchdog-canary", keepalive=False) as users:
+        killed = runner_lost_during(deployed, "--tag", "1.16.1", "--canary", "1", reached=canary_ready)
+        wait_for(lambda: pods_of(deployed, image("1.16.1")) == 0, BOUND_S + 30, "the watchdog to take the canary away")
+        gone = time.time()
+    assert gone - killed < BOUND_S, f"the canary went {gone - killed:.1f}s after the runner was lost"
+    assert [r for r in users.responses if r.failed] == []
+    # Said where a person looks: an Event on the Deployment and its annotation (`kubectl describe`).
+    (event,) = run_lost_events(deployed)
+    assert event.reason == "RunLost" and event.type == "Warning", event.message
+    assert lease_name(deployed.stack.name) in event.message and "the canary" in event.message, event.message
+    said = watchdog.Acted.parse(deployed.deployment().metadata.annotations[watchdog.WATCHING])
+    assert said is not None and said.stage == "canary" and said.release == image("1.16.1"), said
+    assert said.failed is None and any("scaled to 0 pods" in d for d in said.did), said
+    # The Deployment's own pods were never touched (its annotation alone changed: Kubernetes counts that as a
+    # new generation of a Deployment, with no new ReplicaSet).
+    assert template_image(deployed) == image("1.14.2")
+    assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}
+    # The watchdog's Job ended with its work; `rollout status` says who acted.
+    code, result, err = rollout(deployed, "status")
+    assert code == Exit.OK, err
+    assert result["status"]["judge"]["who"] == "watchdog", result["status"]
+    # The next run settles the stack through Pulumi: the canary removed from the state too.
+    code, result, err = rollout(deployed, "abort", "--yes")
+    assert code == Exit.OK and result["outcome"] == "unfinished aborted", err
+    assert result["watchdogActed"]["stage"] == "canary", result
+    wait_for(lambda: no_canary(deployed), 30, "the canary's Deployment to go")
+    assert_restored(deployed)
+
+
+def test_a_runner_lost_during_the_bake_has_the_watchdog_put_the_previous_image_back(deployed: LocalStack) -> None:
+    deployed.set(**QUICK, bakeSeconds=120, watchdogSeconds=LEASE_S)
+    baking = lambda: ready_pods_by_image(deployed) == {image("1.16.1"): 3}  # noqa: E731
+    killed = runner_lost_during(deployed, "--tag", "1.16.1", reached=baking)
+    wait_for(lambda: template_image(deployed) == image("1.14.2"), BOUND_S + 30, "the previous image back")
+    assert time.time() - killed < BOUND_S + 1  # a look every 0.5 s here
+    wait_for(lambda: ready_pods_by_image(deployed) == {image("1.14.2"): 3}, 90, "the previous version everywhere")
+    (event,) = run_lost_events(deployed)
+    assert f"put back to {image('1.14.2')}" in event.message, event.message
+    # The re-run: the stack settled first (the state read back, the release recorded as aborted), then the
+    # release shipped again and judged from the start.
+    deployed.set(bakeSeconds=3)
+    code, result, err = rollout(deployed, "--tag", "1.16.1", "--yes")
+    assert code == Exit.OK and result["outcome"] == "succeeded", err
+    assert result["watchdogActed"]["release"] == image("1.16.1"), result
+    assert result["analysis"]["state"] == "pass", result
+    assert ready_pods_by_image(deployed) == {image("1.16.1"): 3}
+    assert template_image(deployed) == image("1.16.1")
+    assert deployed.preview().change_summary == {"same": 12}
+    # The re-run's watchdog was removed with it; the lost run's ended by itself once it had acted.
+    ran = result["watchdog"]["job"]
+    wait_for(lambda: ran not in watchdog_jobs(deployed), 30, "the re-run's watchdog to go")
+    assert all(
+        j.status.succeeded for j in client.BatchV1Api(api_client()).list_namespaced_job(deployed.namespace).items
+    )
+
+
+def test_a_release_whose_watchdog_cannot_start_is_refused_before_any_change(deployed: LocalStack) -> None:
+    # An image the node's registry does not have: the watchdog's pod never runs (ErrImagePull).
+    deployed.set(**QUICK, watchdogImage="localhost:5000/rolling-watchdog:missing")
+    code, result, err = rollout(deployed, "--tag", "1.16.1", "--yes")
+    assert code == Exit.UNGUARDED, err
+    assert result["changed"] is False and "nothing was changed" in err
+    assert "did not start watching within 30s" in err and ("ErrImagePull" in err or "ImagePullBackOff" in err), err
+    wait_for(lambda: watchdog_jobs(deployed) == [], 30, "the Job that could not start to be removed")
+    code, result, _ = rollout(deployed, "status")
+    assert result["unfinished"] is None
+    assert_restored(deployed)
+
+
+def review(stack: LocalStack, verb: str, resource: str, name: str = "", group: str = "", sub: str = "") -> bool:
+    """Whether the watchdog's service account may ``verb`` ``resource`` (named ``name``) in the stack's namespace."""
+    attributes = client.V1ResourceAttributes(
+        namespace=stack.namespace, verb=verb, resource=resource, name=name or None, group=group, subresource=sub or None
+    )
+    body = client.V1SubjectAccessReview(
+        spec=client.V1SubjectAccessReviewSpec(
+            user=f"system:serviceaccount:{stack.namespace}:{WATCHDOG}", resource_attributes=attributes
+        )
+    )
+    return bool(client.AuthorizationV1Api(api_client()).create_subject_access_review(body).status.allowed)
+
+
+def test_the_watchdog_may_do_what_it_does_and_nothing_else(deployed: LocalStack) -> None:
+    lease = lease_name(deployed.stack.name)
+    may = [
+        ("get", "leases", lease, "coordination.k8s.io", ""),
+        ("patch", "leases", lease, "coordination.k8s.io", ""),
+        ("patch", "deployments", DEPLOYMENT, "apps", ""),
+        ("patch", "deployments", CANARY_DEPLOYMENT, "apps", "scale"),
+        ("create", "events", "", "", ""),
+    ]
+    may_not = [
+        ("get", "leases", "rolling-run-another-stack", "coordination.k8s.io", ""),
+        ("delete", "leases", lease, "coordination.k8s.io", ""),
+        ("list", "leases", "", "coordination.k8s.io", ""),
+        ("delete", "deployments", DEPLOYMENT, "apps", ""),
+        ("patch", "deployments", "another-app", "apps", ""),
+        ("create", "deployments", "", "apps", ""),
+        ("get", "secrets", "", "", ""),
+        ("list", "pods", "", "", ""),
+        ("create", "pods", "", "", ""),
+        ("patch", "ingresses", INGRESS, "networking.k8s.io", ""),  # no weighted canary on local
+        ("patch", "roles", WATCHDOG, "rbac.authorization.k8s.io", ""),
+    ]
+    assert [a for a in may if not review(deployed, *a)] == []
+    assert [a for a in may_not if review(deployed, *a)] == []
