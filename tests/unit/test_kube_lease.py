@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import pytest
 from kubernetes import client
 
+from infra.kube import watchdog
 from infra.kube.lease import Holder, LeaseHeldError, LeaseRecord, LockOwner, RunLease, gone, lease_name, lock_owners
 from tests.unit import loopback
 
@@ -156,7 +157,13 @@ class Leases(http.server.BaseHTTPRequestHandler):
             if self.stored is None:
                 self._missing()
                 return
-            self.stored["spec"].update(patch["spec"])
+            self.stored["spec"].update(patch.get("spec", {}))
+            notes = self.stored["metadata"].setdefault("annotations", {})
+            for key, value in patch.get("metadata", {}).get("annotations", {}).items():
+                if value is None:
+                    notes.pop(key, None)  # a merge patch's null removes the key
+                else:
+                    notes[key] = value
             self._store(self.stored)
 
     def do_DELETE(self) -> None:
@@ -231,3 +238,31 @@ def test_a_lease_that_runs_out_while_this_run_waits_is_taken_over(api: client.Ap
     with RunLease(api, "rolling", "dev", Holder(HERE, 100), clock=lambda: now[0], wait=later) as held:
         assert held.lost is not None and held.lost.holder == ELSEWHERE
     assert now[0] - time.time() <= 22, "waited no longer than the lease's 20 s, give or take a look"
+
+
+def test_the_watchdogs_plan_is_written_on_the_lease_read_back_and_cleared(api: client.ApiClient) -> None:
+    with RunLease(api, "rolling", "dev", Holder(HERE, 100), renew_every_s=60) as held:
+        held.annotate(watchdog.PLAN, watchdog.pods_canary("app:2").text())
+        assert watchdog.Plan.parse(held.annotations()[watchdog.PLAN]) == watchdog.pods_canary("app:2")
+        found = held.read()
+        assert found is not None and watchdog.PLAN in found[0].annotations
+        held.annotate(watchdog.PLAN, None)
+        assert watchdog.PLAN not in held.annotations()
+
+
+def test_a_run_whose_lease_the_watchdog_marked_knows_it_was_found_lost(api: client.ApiClient) -> None:
+    # The watchdog saw no renewal for the lease's duration (this run's did not get through) and acted: the
+    # run's next renewal that does get through reads its mark.
+    with RunLease(api, "rolling", "dev", Holder(HERE, 100), renew_every_s=0.05) as held:
+        assert held.overtaken is None
+        assert Leases.stored is not None
+        Leases.stored["metadata"]["annotations"] = {watchdog.ACTED: '{"at": "2026-12-07T10:00:00Z"}'}
+        deadline = time.monotonic() + 5
+        while held.overtaken is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert held.overtaken is not None and "2026-12-07T10:00:00Z" in held.overtaken
+
+
+def test_a_lease_is_renewed_every_quarter_of_its_duration(api: client.ApiClient) -> None:
+    assert RunLease(api, "rolling", "dev", Holder(HERE, 1), seconds=12).renew_every_s == 3.0
+    assert RunLease(api, "rolling", "dev", Holder(HERE, 1)).seconds == 20
