@@ -36,7 +36,7 @@ export ROLLING_NODE ?= real
 
 .PHONY: help venv toolchain cluster-up cluster-down cluster-status demo env aws-emulator preflight \
         test test-unit test-watchdog test-manifests test-e2e lint lint-workflows fmt scan checkov \
-        bench bench-speed bench-traffic bench-verdict fresh-check clean
+        bench bench-speed bench-traffic bench-verdict bench-kill fresh-check clean
 
 help:
 	@echo "make preflight       what this machine lacks for make demo and make test, one line each with what to do"
@@ -195,7 +195,7 @@ test-e2e: venv toolchain aws-emulator
 # at 100 replicas and their 25 % surge.
 BENCH_ENV = ROLLING_CLUSTER=rolling-bench ROLLING_NODE=kwok ROLLING_NODES=8 ROLLING_POD_CREATE_MS=500 ROLLING_POD_READY_MS=5000 \
             ROLLING_POD_JITTER_MS=0 ROLLING_POD_DELETE_MS=500
-bench: bench-speed bench-traffic bench-verdict
+bench: bench-speed bench-traffic bench-verdict bench-kill
 
 # The analysis's verdict over simulated releases (no cluster): bench/results/verdict.*, docs/benchmarks.md.
 bench-verdict: venv
@@ -221,6 +221,16 @@ bench-traffic: venv toolchain
 	$(TRAFFIC_ENV) KUBECONFIG=$$($(TRAFFIC_ENV) cluster/cluster.sh kubeconfig) \
 	  $(PY) -m bench.traffic --cluster-start-s $$($(PY) -c "print(round($$end - $$start, 1))") || status=$$?; \
 	$(TRAFFIC_ENV) cluster/cluster.sh down; \
+	exit $$status
+
+# The kill matrix: `rollout` killed at each phase of a release, users' traffic beside it, on a real node of its
+# own: bench/results/kill.md, docs/rollouts.md. KILL_ARGS="--runs 1 --phase bake" runs a part.
+KILL_ENV = ROLLING_CLUSTER=rolling-kill ROLLING_NODE=real
+bench-kill: venv toolchain
+	@$(KILL_ENV) cluster/cluster.sh up
+	@status=0; \
+	$(KILL_ENV) KUBECONFIG=$$($(KILL_ENV) cluster/cluster.sh kubeconfig) $(PY) -m bench.kill $(KILL_ARGS) || status=$$?; \
+	$(KILL_ENV) cluster/cluster.sh down; \
 	exit $$status
 
 # The README's two commands as a new machine runs them (KEEP=1 keeps the folder).
