@@ -8,8 +8,10 @@ Phases (each reached as the cluster shows it, then killed at once):
 - canary judged: the canary's pod ready and under judgement for 2 s;
 - rollout: the Deployment's template is the new one, not every pod of it ready;
 - bake: every pod is the new version, judged for 2 s;
-and the same canary-up kill of a release that gets ready but answers every user 500 (cluster/images.sh's
-errors kind): nobody judges it once the run is lost, so its damage is bounded by the watchdog alone.
+- rollback: a release that gets ready but answers every user 500 (cluster/images.sh's errors kind), aborted,
+  and its rollback through Pulumi applied (the Deployment carries its cause);
+and the same canary-up kill of that bad release: nobody judges it once the run is lost, so its damage is
+bounded by the watchdog alone.
 
 For each run: the stage undone in the cluster (the canary's pods gone, or the old version back on every
 replica) and how long after the kill; what users got (failed responses, and the last bad one after the kill);
@@ -39,6 +41,7 @@ from bench.run import RESULTS, ROOT, Stack, progress, run
 from infra.identity import CANARY_DEPLOYMENT, DEPLOYMENT, WATCHDOG
 from infra.kube import access, watchdog
 from infra.kube.lease import lease_name
+from infra.release import CHANGE_CAUSE
 from rigs import load, node
 
 RATE = 40
@@ -77,6 +80,10 @@ class Cluster:
         deployment = self.apps.read_namespaced_deployment(DEPLOYMENT, NAMESPACE)
         return str(deployment.spec.template.spec.containers[0].image).rsplit(":", 1)[-1]
 
+    def cause(self) -> str:
+        deployment = self.apps.read_namespaced_deployment(DEPLOYMENT, NAMESPACE)
+        return str((deployment.metadata.annotations or {}).get(CHANGE_CAUSE) or "")
+
     def planned(self, stack: str) -> str | None:
         try:
             lease = self.coordination.read_namespaced_lease(lease_name(stack), NAMESPACE)
@@ -111,6 +118,8 @@ def phases(cluster: Cluster, stack: str, tag: str) -> dict[str, tuple[list[str],
         "canary judged": (["--canary", "1"], lambda: cluster.pods().get(tag, (0, 0))[1] == 1, 2.0),
         "rollout": ([], lambda: cluster.template() == tag and cluster.pods().get(tag, (0, 0))[1] < 3, 0.0),
         "bake": ([], lambda: cluster.pods() == {tag: (3, 3)}, 2.0),
+        # A bad release's rollback through Pulumi: the Deployment carries the rollback's cause.
+        "rollback": ([], lambda: cluster.cause().startswith("rollback "), 0.0),
     }
 
 
@@ -238,7 +247,8 @@ def main() -> int:
         try:
             ip = cluster.core.read_namespaced_service("nginx", NAMESPACE).spec.cluster_ip
             url = node.service_url(ip, "/version.txt")
-            matrix = [(p, NEW) for p in phases(cluster, stack.name, NEW)] + [("canary up", BAD)]
+            good = [p for p in phases(cluster, stack.name, NEW) if p != "rollback"]
+            matrix = [(p, NEW) for p in good] + [("canary up", BAD), ("rollback", BAD)]
             for phase, tag in matrix:
                 if args.phase and phase not in args.phase:
                     continue

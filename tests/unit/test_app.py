@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from infra.identity import WATCHDOG
+from infra.kube.lease import lease_name
 from infra.rollout_wait import applied_since
 from infra.settings import Settings
 from infra.stack import build
@@ -418,3 +420,27 @@ def test_the_canarys_service_is_there_before_any_canary_and_after_it() -> None:
     assert [r.name for r in result.mocks.of_type(DEPLOYMENT)] == ["nginx-deployment"]
     pods_way = run("eks", canaryTraffic="pods").mocks
     assert [r.name for r in pods_way.of_type(SERVICE)] == ["nginx-service"]
+
+
+def test_the_watchdogs_account_may_touch_the_stacks_lease_and_app_and_the_ingress_only_when_weighted(
+    target: str,
+) -> None:
+    # The rollout command starts the watchdog's Job under this account with each judged release
+    # (infra/kube/watchdog.py); the deploy role, which may not grant RBAC, needs none of it.
+    mocks = run(target).mocks
+    (role,) = mocks.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
+    (binding,) = mocks.of_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+    (account,) = mocks.of_type("kubernetes:core/v1:ServiceAccount")
+    assert role.inputs["metadata"]["name"] == account.inputs["metadata"]["name"] == WATCHDOG
+    assert binding.inputs["roleRef"]["name"] == WATCHDOG and binding.inputs["subjects"][0]["name"] == WATCHDOG
+    resources = {res: rule for rule in role.inputs["rules"] for res in rule["resources"]}
+    assert resources["leases"]["resourceNames"] == [lease_name("unit")]  # the stack the mocks run
+    # eks's default canary is weighted: the watchdog sets its weight to 0 on the Ingress.
+    assert ("ingresses" in resources) is (target == "eks")
+    assert "ingresses" not in {
+        res
+        for rule in run(target, canaryTraffic="pods")
+        .mocks.one("kubernetes:rbac.authorization.k8s.io/v1:Role")
+        .inputs["rules"]
+        for res in rule["resources"]
+    }
