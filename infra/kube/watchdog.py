@@ -52,6 +52,14 @@ LIVES_AT_MOST_S = 6 * 3600
 KEPT_AFTER_S = 600
 
 
+# Reviewers' scanners (checkov) read these inline skips on the Job; each gives its reason.
+SCANNER_SKIPS = {
+    "checkov.io/skip1": "CKV_K8S_38=the watchdog reads and patches the API: its pod needs its service account's token",
+    "checkov.io/skip2": "CKV2_K8S_6=the watchdog takes no connection (it only calls the API server); NetworkPolicy "
+    "is not enforced on Fargate",
+}
+
+
 @dataclass(frozen=True)
 class Scale:
     """Deployment ``deployment`` to ``replicas`` pods (its scale subresource)."""
@@ -216,12 +224,17 @@ def job(namespace: str, image: str, *, lease: str, holder: str, since: float, st
             "capabilities": {"drop": ["ALL"]},
         },
         # Fargate sizes a pod from its requests (0.25 vCPU and 0.5 GB at least).
-        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
     }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": {"rolling/stack": stack}},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {"rolling/stack": stack, **SCANNER_SKIPS},
+        },
         "spec": {
             # A watchdog that crashes is started again in its pod; one that failed a step tries again.
             "backoffLimit": 3,

@@ -13,14 +13,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from infra.kube import watchdog
+from infra.kube.lease import lease_name
 from rigs.render import render
 
 # The only skip the defaults carry, and why (infra/app.py DIGEST_SKIP).
 JUSTIFIED = {"CKV_K8S_43"}
-FILES = {"namespace", "configmap", "deployment", "service", "poddisruptionbudget", "networkpolicy"}
+FILES = {
+    "namespace",
+    "configmap",
+    "deployment",
+    "service",
+    "poddisruptionbudget",
+    "networkpolicy",
+    # The watchdog's account, its Role and their binding (infra/kube/watchdog.py).
+    "serviceaccount",
+    "role",
+    "rolebinding",
+}
 # What checkov has rules for among them (the Deployment's pod template is checked as a Pod too).
-CHECKED = {"ConfigMap", "Deployment", "Pod", "Service"}
+CHECKED = {"ConfigMap", "Deployment", "Pod", "Service", "ServiceAccount", "Role", "RoleBinding"}
 # On eks, the ALB's Ingress too.
 EXTRA = {"local": (set(), set()), "eks": ({"ingress"}, {"Ingress"})}
 
@@ -85,3 +99,25 @@ def test_render_ignores_the_ambient_cluster(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     files = render("local", tmp_path / "out")
     assert {path.name.split("-")[1] for path in files} == FILES
+
+
+def test_the_watchdogs_job_has_no_failure(tmp_path: Path) -> None:
+    # The Job the rollout command starts with each judged release (not rendered by the program): on eks its image
+    # is pinned by digest, as the settings require there.
+    manifest = watchdog.job(
+        "rolling",
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/rolling-watchdog@sha256:" + "e" * 64,
+        lease=lease_name("prod"),
+        holder="runner/7/ci",
+        since=0.0,
+        stack="prod",
+    )
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(manifest))
+    results = checkov(tmp_path)
+    assert kinds(results) == {"Job", "Pod"}  # its pod template is checked as a Pod too
+    assert [(c["check_id"], c["check_name"]) for c in results["failed_checks"]] == []
+    skipped = {c["check_id"]: c["check_result"]["suppress_comment"] for c in results["skipped_checks"]}
+    # Its token (it calls the API) and no NetworkPolicy (it takes no connection), each with its reason.
+    assert set(skipped) == {"CKV_K8S_38", "CKV2_K8S_6"}, skipped
+    assert all(len(reason) > 20 for reason in skipped.values()), skipped
+    assert len(results["passed_checks"]) >= 80
