@@ -424,7 +424,7 @@ def test_interrupted_update_recovers(deployed: LocalStack, sig: signal.Signals) 
         "networkpolicies": [DEPLOYMENT],
     }
     urns = [r["urn"] for r in resources(deployed)]
-    assert len(urns) == len(set(urns)) == 9, urns  # stack, provider, component, 6 Kubernetes objects
+    assert len(urns) == len(set(urns)) == 12, urns  # stack, provider, component, 9 Kubernetes objects
     assert not (deployed.stack.export_stack().deployment or {}).get("pending_operations")
     wait_for(lambda: ready_pods_by_image(deployed) == {image("1.16.1"): 3}, 60, "the new pods only")
     assert deployed.stack.preview().change_summary == {"same": 12}
