@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +51,9 @@ LEASE_S = 10
 OLD, NEW, BAD = "1.0.0", "1.1.0", "1.1.0-errors"
 REPOSITORY = "localhost:5000/rolling-app"
 NAMESPACE = "bench-kill"
+# The judgement a kill lands in (long enough to be in it), and the re-run's (short: not what is measured).
+LONG = {"canarySeconds": 60, "bakeSeconds": 60}
+QUICK = {"canarySeconds": 3, "bakeSeconds": 3}
 # How long the cluster gets to undo a stage, and the next run to finish, at most (bounded loops).
 UNDONE_WITHIN_S, NEXT_WITHIN_S = 90.0, 300.0
 
@@ -165,12 +169,25 @@ def killed_run(stack: Stack, cluster: Cluster, phase: str, tag: str, url: str) -
             undone = wait(lambda: cluster.template() == OLD and cluster.pods() == {OLD: (3, 3)}, UNDONE_WITHIN_S)
         time.sleep(3)
         # The re-run, as the pipeline's would run it: the same release shipped again, judged from the start (the
-        # bad one aborted); how soon it started: its own watchdog's Job created.
+        # bad one aborted); how soon it started: its own watchdog's Job created. Judged briefly: its time is not
+        # what is measured.
+        stack.configure(**QUICK)
         before = {j.metadata.name for j in cluster.jobs()}
+        seen: list[float] = []
+        done = threading.Event()
+
+        def look() -> None:  # the re-run's Job is removed when it ends: seen while it runs
+            while not done.wait(0.2) and not seen:
+                if any(j.metadata.name not in before for j in cluster.jobs()):
+                    seen.append(time.time())
+
+        looking = threading.Thread(target=look, daemon=True)
         launched = time.time()
+        looking.start()
         code, report, _ = rollout(stack, "--tag", tag, *args)
-        new_jobs = [j for j in cluster.jobs() if j.metadata.name not in before]
-        started = [j.metadata.creation_timestamp.timestamp() - launched for j in new_jobs]
+        done.set()
+        looking.join(timeout=5)
+        started = [t - launched for t in seen]
         time.sleep(2)
     after_kill = [r for r in users.responses if r.failed and kill <= r.t < launched]
     row = {
@@ -187,9 +204,11 @@ def killed_run(stack: Stack, cluster: Cluster, phase: str, tag: str, url: str) -
         "next_watchdog_acted": bool(report.get("watchdogActed")),
         "next_started_s": round(min(started), 1) if started else None,
     }
-    # Back to OLD for the next run (the re-run shipped the good release; the bad one was aborted).
+    # Back to OLD for the next run (the re-run shipped the good release; the bad one was aborted), then the long
+    # judgement the kills land in.
     if cluster.template() != OLD:
         rollout(stack, "--tag", OLD)
+    stack.configure(**LONG)
     return row
 
 
@@ -241,7 +260,7 @@ def main() -> int:
         stack = Stack(Path(tmp), "kill", NAMESPACE)
         stack.configure(
             target="local", namespace=NAMESPACE, imageRepository=REPOSITORY, imageTag=OLD, watchdogSeconds=LEASE_S,
-            analysisRate=20, minRequests=20, canarySeconds=60, bakeSeconds=60,
+            analysisRate=20, minRequests=20, **LONG,
         )  # fmt: skip
         stack.up()
         try:
