@@ -11,14 +11,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from infra import release
 from infra.identity import DEPLOYMENT_TYPE
 from infra.kube.cluster import Cluster, ClusterReader, Held, live_cluster, short, unread
 from infra.kube.lease import Holder, LeaseHeldError, LeaseRecord, gone
 from infra.kube.status import Health
-from infra.kube.watchdog import ACTED, Acted
+from infra.kube.watchdog import ACTED, Acted, Plan
 from infra.rollout import cloudwatch
 from infra.rollout.analysis import Sample
 from infra.rollout.command.outcome import Outcome, Stop
@@ -28,8 +28,14 @@ from infra.rollout.registry import Registry, registry_for
 from infra.rollout.report import Report
 from infra.settings import Settings, SettingsError, keys
 
-if TYPE_CHECKING:
-    from infra.rollout.command.guard import Guard
+
+class Guarding(Protocol):
+    """The cluster's watchdog over the release a run judges, as the release's record tells it each stage
+    (infra/rollout/command/guard.py ``Guard``)."""
+
+    def check(self) -> None: ...
+    def watch(self, plan: Plan) -> None: ...
+    def clear(self) -> None: ...
 
 
 class UnconfirmedError(Exception):
@@ -79,7 +85,7 @@ class Session:
         # the release it judges (infra/rollout/command/guard.py), while there is one.
         self.held: Held | None = None
         self.holder: Holder | None = None
-        self.guard: Guard | None = None
+        self.guard: Guarding | None = None
 
     def say(self, line: str) -> None:
         print(line, file=self.err, flush=True)
