@@ -116,14 +116,16 @@ def wait(check: Callable[[], bool], within_s: float) -> float | None:
 
 def phases(cluster: Cluster, stack: str, tag: str) -> dict[str, tuple[list[str], Callable[[], bool], float]]:
     """Each phase: the command's arguments, when it is reached, and how long to wait into it before the kill."""
+    before = cluster.cause()
     return {
         "preview": (["--canary", "1"], lambda: cluster.planned(stack) == "", 0.0),
         "canary up": (["--canary", "1"], lambda: cluster.pods().get(tag, (0, 0)) == (1, 0), 0.0),
         "canary judged": (["--canary", "1"], lambda: cluster.pods().get(tag, (0, 0))[1] == 1, 2.0),
         "rollout": ([], lambda: cluster.template() == tag and cluster.pods().get(tag, (0, 0))[1] < 3, 0.0),
         "bake": ([], lambda: cluster.pods() == {tag: (3, 3)}, 2.0),
-        # A bad release's rollback through Pulumi: the Deployment carries the rollback's cause.
-        "rollback": ([], lambda: cluster.cause().startswith("rollback "), 0.0),
+        # A bad release's rollback through Pulumi: the Deployment carries this rollback's cause (not one an earlier
+        # run left).
+        "rollback": ([], lambda: cluster.cause().startswith("rollback ") and cluster.cause() != before, 0.0),
     }
 
 
@@ -278,6 +280,12 @@ def main() -> int:
         finally:
             stack.destroy()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.phase and (RESULTS / "kill.json").exists():
+        # A part run again replaces its rows among the last whole run's.
+        ran = {(r["phase"], r["release"]) for r in rows}
+        last = json.loads((RESULTS / "kill.json").read_text())["rows"]
+        kept = [r for r in last if (r["phase"], r["release"]) not in ran]
+        rows = kept + rows
     (RESULTS / "kill.json").write_text(json.dumps({"rate": RATE, "lease_s": LEASE_S, "rows": rows}, indent=1))
     (RESULTS / "kill.md").write_text(markdown(rows))
     print((RESULTS / "kill.md").read_text())
