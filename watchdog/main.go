@@ -7,14 +7,16 @@
 // starts and cleared once the release is judged. This process watches that Lease and:
 //   - exits 0 when the Lease is gone (the run ended and released it) or another run holds it;
 //   - when it has not seen the Lease renewed for the Lease's duration, by its own clock (never comparing the
-//     run's clock with the cluster's), carries out the mitigation the annotation names, step by step, then
+//     run's clock with the cluster's), or at once when the run ended alive and handed its unsettled release
+//     over (interrupted, crashed, its rollback failed: the handover annotation), carries out the mitigation the annotation names, step by step, then
 //     says what it did and why in an Event on the Deployment, an annotation on the Deployment and one on the
 //     Lease, and exits 0 (2 when a step failed: the Job restarts it, and it tries again).
 //
 // It talks to the API server as any in-cluster client does (the pod's service account token, the cluster's
 // CA, the `kubernetes` Service), with the standard library alone: its image holds this binary and nothing
 // else. What it may do is the Role the stack's program gives its service account: read and annotate that
-// Lease, patch the named Deployments and the Ingress, create Events.
+// Lease, read and patch the named Deployments and the Ingress, read the namespace's ReplicaSets and scale
+// them (a ReplicaSet's name is made by its Deployment: RBAC cannot name it in advance), create Events.
 package main
 
 import (
@@ -38,20 +40,23 @@ const (
 	planAnnotation     = "rolling/mitigation"
 	watchingAnnotation = "rolling/watchdog"
 	actedAnnotation    = "rolling/watchdog-acted"
+	handoverAnnotation = "rolling/handover"
 	fieldManager       = "rolling-watchdog"
 	serviceAccountDir  = "/var/run/secrets/kubernetes.io/serviceaccount"
+	// How often a retirement looks at the ReplicaSets (the run's own looks every 0.1 s).
+	retireEvery = 200 * time.Millisecond
 )
 
 // Step is one action of a mitigation, as the run wrote it (infra/kube/watchdog.py).
 type Step struct {
-	Do          string            `json:"do"` // scale, annotate, image or wait
+	Do          string            `json:"do"` // scale, annotate, image, retire or wait
 	Deployment  string            `json:"deployment,omitempty"`
 	Ingress     string            `json:"ingress,omitempty"`
 	Container   string            `json:"container,omitempty"`
 	Image       string            `json:"image,omitempty"`
 	Replicas    *int              `json:"replicas,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
-	Seconds     float64           `json:"seconds,omitempty"`
+	Seconds     float64           `json:"seconds,omitempty"` // wait: how long; retire: how long at most
 	Says        string            `json:"says"`
 }
 
@@ -88,6 +93,12 @@ type statusError struct {
 func (e *statusError) Error() string {
 	return fmt.Sprintf("HTTP %d: %s", e.code, strings.TrimSpace(e.body))
 }
+
+// notNeeded says a step found nothing to do (retire: the failed version has no pods left, or no other
+// version's pod became ready in time and the Deployment's own rollback goes on at its pace).
+type notNeeded struct{ why string }
+
+func (e *notNeeded) Error() string { return e.why }
 
 func notFound(err error) bool {
 	var s *statusError
@@ -224,6 +235,15 @@ func (w *watchdog) watch() (*lease, string, error) {
 					w.say("watching Lease %s/%s held by %s", w.namespace, w.lease, w.holder)
 				}
 			}
+			if text := l.Metadata.Annotations[handoverAnnotation]; text != "" {
+				// The run ends alive with its release unsettled, and leaves it to this watchdog now.
+				var handover struct {
+					Why string `json:"why"`
+				}
+				_ = json.Unmarshal([]byte(text), &handover)
+				return &l, fmt.Sprintf("the run that held Lease %s (%s) handed its release over as it ended (%s)",
+					w.lease, w.holder, handover.Why), nil
+			}
 			if l.Spec.RenewTime != lastRenew || seen.IsZero() {
 				lastRenew, seen = l.Spec.RenewTime, w.now()
 			}
@@ -243,9 +263,12 @@ func (w *watchdog) carryOut(plan Plan) ([]string, error) {
 	var did []string
 	for _, step := range plan.Steps {
 		err := w.step(step)
+		var skipped *notNeeded
 		switch {
 		case notFound(err):
 			did = append(did, step.Says+" (nothing to do: not there)")
+		case errors.As(err, &skipped):
+			did = append(did, step.Says+" (not done: "+skipped.why+")")
 		case err != nil:
 			return did, fmt.Errorf("%s: %w", step.Says, err)
 		default:
@@ -259,7 +282,8 @@ func (w *watchdog) carryOut(plan Plan) ([]string, error) {
 func (w *watchdog) step(step Step) error {
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
-		if err = w.once(step); err == nil || notFound(err) {
+		var skipped *notNeeded
+		if err = w.once(step); err == nil || notFound(err) || errors.As(err, &skipped) {
 			return err
 		}
 		var s *statusError
@@ -290,11 +314,138 @@ func (w *watchdog) once(step Step) error {
 			"containers": []any{container},
 		}}}}
 		return w.api.patch(w.deploymentPath(step.Deployment), strategicPatch, body)
+	case "retire":
+		return w.retire(step)
 	case "wait":
 		time.Sleep(time.Duration(step.Seconds * float64(time.Second)))
 		return nil
 	}
 	return fmt.Errorf("a step this watchdog does not know: %q", step.Do)
+}
+
+type replicaSet struct {
+	Metadata struct {
+		Name            string `json:"name"`
+		OwnerReferences []struct {
+			Kind string `json:"kind"`
+			Name string `json:"name"`
+		} `json:"ownerReferences"`
+	} `json:"metadata"`
+	Spec struct {
+		Replicas *int `json:"replicas"`
+		Template struct {
+			Spec struct {
+				Containers []struct {
+					Image string `json:"image"`
+				} `json:"containers"`
+			} `json:"spec"`
+		} `json:"template"`
+	} `json:"spec"`
+	Status struct {
+		ReadyReplicas int `json:"readyReplicas"`
+	} `json:"status"`
+}
+
+func (rs *replicaSet) image() string {
+	if len(rs.Spec.Template.Spec.Containers) == 0 {
+		return ""
+	}
+	return rs.Spec.Template.Spec.Containers[0].Image
+}
+
+type deployment struct {
+	Metadata struct {
+		Generation int64 `json:"generation"`
+	} `json:"metadata"`
+	Spec struct {
+		Replicas *int `json:"replicas"`
+		Template struct {
+			Spec struct {
+				Containers []struct {
+					Image string `json:"image"`
+				} `json:"containers"`
+			} `json:"spec"`
+		} `json:"template"`
+	} `json:"spec"`
+	Status struct {
+		ObservedGeneration int64 `json:"observedGeneration"`
+	} `json:"status"`
+}
+
+// retire takes the pods of the release (step.Image) out of the Deployment's Service as soon as the previous
+// version's pods are ready to take their place, one for one: its ReplicaSet scaled down to the replicas the
+// previous version's ready pods do not yet cover, until 0. The Deployment controller does the same, but only
+// once those pods have been ready for minReadySeconds (its rolling update counts available pods); a lost
+// run's release is not known to be failing, so unlike the run's mitigation of a breach (infra/kube/watch.py,
+// LiveCluster.retire, all at once behind one ready pod) the Service never has fewer ready pods than the
+// Deployment's replicas on this account. It starts once the controller has taken in the template put back
+// (it then only ever scales the release's ReplicaSet down), and gives up after step.Seconds, leaving the rest
+// to the controller.
+func (w *watchdog) retire(step Step) error {
+	deadline := w.now().Add(time.Duration(step.Seconds * float64(time.Second)))
+	path := fmt.Sprintf("/apis/apps/v1/namespaces/%s/replicasets", w.namespace)
+	for {
+		var d deployment
+		if err := w.api.do(http.MethodGet, w.deploymentPath(step.Deployment), "", nil, &d); err != nil {
+			return err
+		}
+		if c := d.Spec.Template.Spec.Containers; len(c) > 0 && c[0].Image == step.Image {
+			return &notNeeded{"the Deployment's template still names " + step.Image}
+		}
+		var sets struct {
+			Items []replicaSet `json:"items"`
+		}
+		if err := w.api.do(http.MethodGet, path, "", nil, &sets); err != nil {
+			return err
+		}
+		var retiring []replicaSet
+		ready := 0
+		for _, rs := range sets.Items {
+			owned := false
+			for _, o := range rs.Metadata.OwnerReferences {
+				owned = owned || (o.Kind == "Deployment" && o.Name == step.Deployment)
+			}
+			switch {
+			case !owned:
+			case rs.image() == step.Image:
+				if rs.Spec.Replicas == nil || *rs.Spec.Replicas > 0 {
+					retiring = append(retiring, rs)
+				}
+			default:
+				ready += rs.Status.ReadyReplicas
+			}
+		}
+		if len(retiring) == 0 {
+			return nil
+		}
+		if d.Status.ObservedGeneration >= d.Metadata.Generation {
+			// What the release's pods must still cover: the replicas the previous version's ready pods do not.
+			keep := 1
+			if d.Spec.Replicas != nil {
+				keep = *d.Spec.Replicas
+			}
+			keep = max(keep-ready, 0)
+			for _, rs := range retiring {
+				have := 1
+				if rs.Spec.Replicas != nil {
+					have = *rs.Spec.Replicas
+				}
+				want := min(have, keep)
+				keep -= want
+				if want == have {
+					continue
+				}
+				body := map[string]any{"spec": map[string]any{"replicas": want}}
+				if err := w.api.patch(path+"/"+rs.Metadata.Name+"/scale", mergePatch, body); err != nil && !notFound(err) {
+					return err
+				}
+			}
+		}
+		if !w.now().Before(deadline) {
+			return &notNeeded{fmt.Sprintf("the previous version's pods were not all ready within %.0fs; the Deployment goes on at its own pace", step.Seconds)}
+		}
+		time.Sleep(min(w.poll, retireEvery))
+	}
 }
 
 // tell says what happened in an Event on the Deployment and an annotation on it and on the Lease.

@@ -18,6 +18,7 @@ type fakeAPI struct {
 	renewals int            // GETs of the Lease that find it renewed (the run alive) before it stops
 	changes  []string       // "METHOD path body"
 	missing  map[string]bool
+	gets     map[string]func() any // what a GET of a path other than the Lease answers
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -50,6 +51,10 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			f.changes = append(f.changes, "PATCH lease "+string(body))
 		}
 		_ = json.NewEncoder(w).Encode(f.lease)
+		return
+	}
+	if get := f.gets[path]; get != nil && r.Method == http.MethodGet {
+		_ = json.NewEncoder(w).Encode(get())
 		return
 	}
 	if f.missing[path] {
@@ -172,5 +177,127 @@ func TestAStepTheAPIRefusesFailsTheWatchdogSoItsJobTriesAgain(t *testing.T) {
 	all := strings.Join(f.changes, "\n")
 	if !strings.Contains(all, "RunLostMitigationFailed") || strings.Contains(all, actedAnnotation) {
 		t.Errorf("a failed step is said and the Lease not marked done:\n%s", all)
+	}
+}
+
+// cluster is a Deployment of 3 replicas whose template was put back to app:1 while the release app:2 ran
+// on all 3; the previous version's pods become ready one at a time, one at each look at the ReplicaSets.
+type cluster struct {
+	looks int
+	f     *fakeAPI
+}
+
+func (c *cluster) deployment() any {
+	return map[string]any{
+		"metadata": map[string]any{"generation": 4},
+		"spec": map[string]any{"replicas": 3, "template": map[string]any{"spec": map[string]any{
+			"containers": []any{map[string]any{"name": "nginx", "image": "app:1"}}}}},
+		"status": map[string]any{"observedGeneration": 4},
+	}
+}
+
+func replicaSetOf(name, owner, image string, replicas, ready int) map[string]any {
+	return map[string]any{
+		"metadata": map[string]any{"name": name, "ownerReferences": []any{map[string]any{"kind": "Deployment", "name": owner}}},
+		"spec": map[string]any{"replicas": replicas, "template": map[string]any{"spec": map[string]any{
+			"containers": []any{map[string]any{"image": image}}}}},
+		"status": map[string]any{"readyReplicas": ready},
+	}
+}
+
+func (c *cluster) replicaSets() any {
+	ready := min(c.looks, 3)
+	c.looks++
+	// The release's replicas as the watchdog last scaled them.
+	replicas := 3
+	for _, change := range c.f.changes {
+		if strings.Contains(change, "replicasets/nginx-deployment-new/scale") {
+			var body struct {
+				Spec struct{ Replicas int } `json:"spec"`
+			}
+			_ = json.Unmarshal([]byte(change[strings.Index(change, "{"):]), &body)
+			replicas = body.Spec.Replicas
+		}
+	}
+	return map[string]any{"items": []any{
+		replicaSetOf("nginx-deployment-old", "nginx-deployment", "app:1", 3, ready),
+		replicaSetOf("nginx-deployment-new", "nginx-deployment", "app:2", replicas, 3),
+		// The canary's ReplicaSet runs the release too, but belongs to another Deployment.
+		replicaSetOf("nginx-canary-abc", "nginx-canary", "app:2", 1, 1),
+	}}
+}
+
+func TestTheReleasesPodsLeaveOneForOneAsThePreviousVersionsBecomeReady(t *testing.T) {
+	plan := `{"stage":"bake","release":"app:2","steps":[{"do":"image","deployment":"nginx-deployment","container":"nginx","image":"app:1","says":"put back"},{"do":"retire","deployment":"nginx-deployment","image":"app:2","seconds":60,"says":"retired"}]}`
+	f := &fakeAPI{lease: leaseWith(plan)}
+	c := &cluster{f: f}
+	f.gets = map[string]func() any{
+		"/apis/apps/v1/namespaces/web/deployments/nginx-deployment": c.deployment,
+		"/apis/apps/v1/namespaces/web/replicasets":                  c.replicaSets,
+	}
+	w, log := start(t, f)
+	if code := w.run(); code != 0 {
+		t.Fatalf("exit %d: %s", code, log)
+	}
+	var scaled []string
+	for _, change := range f.changes {
+		if strings.Contains(change, "/replicasets/") {
+			scaled = append(scaled, change[strings.Index(change, "/replicasets/"):])
+		}
+	}
+	want := []string{
+		`/replicasets/nginx-deployment-new/scale application/merge-patch+json {"spec":{"replicas":2}}`,
+		`/replicasets/nginx-deployment-new/scale application/merge-patch+json {"spec":{"replicas":1}}`,
+		`/replicasets/nginx-deployment-new/scale application/merge-patch+json {"spec":{"replicas":0}}`,
+	}
+	if strings.Join(scaled, "\n") != strings.Join(want, "\n") {
+		t.Errorf("the release's pods were not scaled down one for one (never the canary's):\n%s", strings.Join(scaled, "\n"))
+	}
+	if !strings.Contains(log.String(), "retired\n") {
+		t.Errorf("the retirement is said: %s", log)
+	}
+}
+
+func TestARetirementThatFindsNoReadyPodLeavesTheRestToTheDeployment(t *testing.T) {
+	plan := `{"stage":"bake","release":"app:2","steps":[{"do":"retire","deployment":"nginx-deployment","image":"app:2","seconds":5,"says":"retired"}]}`
+	f := &fakeAPI{lease: leaseWith(plan)}
+	c := &cluster{f: f}
+	f.gets = map[string]func() any{
+		"/apis/apps/v1/namespaces/web/deployments/nginx-deployment": c.deployment,
+		"/apis/apps/v1/namespaces/web/replicasets": func() any {
+			return map[string]any{"items": []any{
+				replicaSetOf("nginx-deployment-old", "nginx-deployment", "app:1", 3, 0),
+				replicaSetOf("nginx-deployment-new", "nginx-deployment", "app:2", 3, 3),
+			}}
+		},
+	}
+	w, log := start(t, f)
+	if code := w.run(); code != 0 {
+		t.Fatalf("exit %d: %s", code, log)
+	}
+	all := strings.Join(f.changes, "\n")
+	if strings.Contains(all, "/replicasets/") {
+		t.Errorf("scaled the release's pods away with none of the previous version ready:\n%s", all)
+	}
+	if !strings.Contains(log.String(), "retired (not done: the previous version's pods were not all ready within 5s") {
+		t.Errorf("the give-up is said: %s", log)
+	}
+}
+
+func TestARunThatHandsItsReleaseOverHasItUndoneAtOnce(t *testing.T) {
+	plan := `{"stage":"canary","release":"app:2","steps":[{"do":"scale","deployment":"nginx-canary","replicas":0,"says":"the canary scaled to 0 pods"}]}`
+	// The run renews its Lease still (its renewals would last 1000 more looks), but has handed over.
+	f := &fakeAPI{lease: leaseWith(plan), renewals: 1000}
+	f.lease["metadata"].(map[string]any)["annotations"].(map[string]any)[handoverAnnotation] = `{"job":"rolling-watchdog-1","why":"the run was interrupted"}`
+	w, log := start(t, f)
+	if code := w.run(); code != 0 {
+		t.Fatalf("exit %d: %s", code, log)
+	}
+	all := strings.Join(f.changes, "\n")
+	if !strings.Contains(all, "nginx-canary/scale") || !strings.Contains(all, "handed its release over as it ended (the run was interrupted)") {
+		t.Errorf("the handed-over canary was not taken away, or not said why:\n%s", all)
+	}
+	if f.renewals < 990 {
+		t.Errorf("waited for the Lease to run out (%d looks) though the run handed over", 1000-f.renewals)
 	}
 }

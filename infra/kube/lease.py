@@ -215,6 +215,7 @@ class RunLease:
         # found this run lost while it still ran (its renewals not getting through): the ACTED annotation.
         self.since = 0.0
         self.overtaken: str | None = None
+        self._kept = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         from kubernetes import client
@@ -272,9 +273,18 @@ class RunLease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._kept:
+            return
         # An undeleted lease runs out by itself.
         with contextlib.suppress(Exception):
             self._coordination.delete_namespaced_lease(self.name, self.namespace, _request_timeout=10)
+
+    def keep(self) -> None:
+        """Renew the lease no more and leave it when the run ends, as a lost run does: the cluster's watchdog
+        then acts on it, and the next run takes it over once it has run out (at once on this machine, where
+        this process will have ended)."""
+        self._kept = True
+        self._stop.set()
 
     def annotate(self, key: str, value: str | None) -> None:
         """Set annotation ``key`` on the lease (None: remove it), as the watchdog's plan is written."""

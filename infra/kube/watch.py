@@ -17,6 +17,7 @@ from infra.kube.lease import LEASE_SECONDS, Holder, LeaseRecord, RunLease, read_
 from infra.kube.logs import PodLogs
 from infra.kube.revisions import Revision, revisions
 from infra.kube.status import Health, Verdict, definitive_failure, pending_cause, wait_complete
+from infra.kube.watchdog import RETIRE_WITHIN_S
 
 # How long one read of the Deployment may take: seconds to connect, seconds to answer. Without it a
 # cluster that drops packets (a private endpoint seen from outside its network) holds the command for
@@ -37,9 +38,7 @@ WARNINGS = "type=Warning"
 # A mitigation (a canary scaled away, an image put back) holds the engine's interruption until it
 # returns: it gets a few seconds, then the rollback through Pulumi does the same anyway.
 MITIGATE_TIMEOUT = (3, 5)
-# How long a retirement waits for the Deployment controller to take in the template put back, and for
-# enough old pods to be ready, at most; and how often it looks meanwhile.
-RETIRE_WITHIN_S = 60.0
+# How often a retirement looks at the ReplicaSets (at most RETIRE_WITHIN_S).
 RETIRE_EVERY_S = 0.1
 
 

@@ -9,10 +9,12 @@ release starts, the run writes on the Lease what undoing that stage takes (the `
 - a canary by the ALB's weights: its weight to 0 on the Ingress, then, once the controller has had time to
   apply it, its pods away (``weighted.turn_away``);
 - the rollout and its bake: the previous image back in the Deployment's template, as `kubectl rollout undo`
-  does (``ship.undo_in_cluster``), and any canary's pods away.
+  does (``ship.undo_in_cluster``), any canary's pods away, and the release's pods out of the Service one for
+  one as the previous version's become ready (``Retire``: sooner than the Deployment, which waits
+  minReadySeconds; never fewer ready pods than replicas, since a lost run's release is not known to fail).
 
 When the run stops renewing the Lease for the Lease's duration (``watchdogSeconds``), as the watchdog's own
-clock counts, it carries out the plan the Lease holds, records an Event (reason ``RunLost``) and an annotation
+clock counts, or hands the release over as it ends alive but unsettled (``HANDOVER``), it carries out the plan the Lease holds, records an Event (reason ``RunLost``) and an annotation
 (``WATCHING``) on the Deployment, marks the Lease (``ACTED``) and ends. When the run ends as it should, it
 deletes the Lease and the Job: the watchdog ends with it, and nothing of it runs between releases. What it may
 do is the Role the stack's program gives its service account (``role_rules``): nothing else.
@@ -36,6 +38,9 @@ ROLE = WATCHDOG
 PLAN = "rolling/mitigation"
 WATCHING = "rolling/watchdog"
 ACTED = "rolling/watchdog-acted"
+# On the Lease: a run that ends alive with its release unsettled (interrupted, crashed, its rollback failed)
+# hands the release over: the watchdog carries out the plan at once instead of after the Lease's duration.
+HANDOVER = "rolling/handover"
 # The Event's reasons (RunLostMitigationFailed when a step failed: the Job then tries again).
 REASONS = ("RunLost", "RunLostMitigationFailed")
 LABELS = {"app.kubernetes.io/name": SERVICE_ACCOUNT, "app.kubernetes.io/part-of": "rolling"}
@@ -45,6 +50,9 @@ START_WITHIN_S = {"local": 30.0, "eks": 180.0}
 # Between a weighted canary's weight going to 0 and its pods going away: the load balancer controller
 # applies the Ingress's change to the ALB within seconds (weighted.MITIGATE_WITHIN_S bounds the run's wait).
 WEIGHT_SETTLES_S = 10.0
+# How long a retirement (the run's, infra/kube/watch.py, or the watchdog's ``Retire``) waits for the Deployment
+# controller to take in the template put back and for the previous version's pods to be ready, at most.
+RETIRE_WITHIN_S = 60.0
 # The longest a watchdog lives, whatever happens: longer than any run (the deploy workflow's jobs stop at
 # 120 minutes), so that a watchdog whose run is stuck but alive still ends by itself.
 LIVES_AT_MOST_S = 6 * 3600
@@ -92,6 +100,18 @@ class SetImage:
 
 
 @dataclass(frozen=True)
+class Retire:
+    """Deployment ``deployment``'s pods of ``image`` out, one for each ready pod of its other ReplicaSets, once
+    its template no longer names ``image``; at most ``seconds``, then the Deployment goes on at its pace."""
+
+    deployment: str
+    image: str
+    says: str
+    seconds: float = RETIRE_WITHIN_S
+    do: str = field(default="retire", init=False)
+
+
+@dataclass(frozen=True)
 class Wait:
     """``seconds`` before the next step."""
 
@@ -100,8 +120,14 @@ class Wait:
     do: str = field(default="wait", init=False)
 
 
-Step = Scale | Annotate | SetImage | Wait
-_KINDS: dict[str, type[Step]] = {"scale": Scale, "annotate": Annotate, "image": SetImage, "wait": Wait}
+Step = Scale | Annotate | SetImage | Retire | Wait
+_KINDS: dict[str, type[Step]] = {
+    "scale": Scale,
+    "annotate": Annotate,
+    "image": SetImage,
+    "retire": Retire,
+    "wait": Wait,
+}
 
 
 @dataclass(frozen=True)
@@ -156,21 +182,25 @@ def weighted_canary(release: str, zero_weight: dict[str, str]) -> Plan:
 
 
 def in_place(release: str, previous: str) -> Plan:
-    """The rollout and its bake: ``previous`` back in the Deployment's template, and any canary's pods away."""
+    """The rollout and its bake: ``previous`` back in the Deployment's template, any canary's pods away, and
+    the release's pods out as the previous version's become ready."""
     return Plan(
         "bake",
         release,
         (
             SetImage(DEPLOYMENT, CONTAINER, previous, f"Deployment {DEPLOYMENT}'s template put back to {previous}"),
             Scale(CANARY_DEPLOYMENT, f"the canary ({CANARY_DEPLOYMENT}) scaled to 0 pods"),
+            Retire(DEPLOYMENT, release, f"the pods of {release} out of the Service as those of {previous} got ready"),
         ),
     )
 
 
 def role_rules(lease: str, *, ingress: bool) -> list[dict[str, Any]]:
-    """The watchdog's Role: read and annotate its stack's Lease, patch the app's two Deployments (their
-    template and scale) and, with a weighted canary, the Ingress, and create Events. Nothing else: no list,
-    no delete, no other object (create cannot be limited by name in RBAC: Events only)."""
+    """The watchdog's Role: read and annotate its stack's Lease, read and patch the app's two Deployments
+    (their template and scale) and, with a weighted canary, the Ingress, list the namespace's ReplicaSets and
+    scale them, and create Events. Nothing else: no delete, no other object. RBAC limits by name all but
+    create and list, and a ReplicaSet's name (its Deployment's, with its template's hash) is not known before
+    the release runs: those two rights hold for the namespace, which holds the app alone."""
     rules: list[dict[str, Any]] = [
         {
             "apiGroups": ["coordination.k8s.io"],
@@ -180,10 +210,18 @@ def role_rules(lease: str, *, ingress: bool) -> list[dict[str, Any]]:
         },
         {
             "apiGroups": ["apps"],
-            "resources": ["deployments", "deployments/scale"],
+            "resources": ["deployments"],
+            "resourceNames": [DEPLOYMENT, CANARY_DEPLOYMENT],
+            "verbs": ["get", "patch"],
+        },
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments/scale"],
             "resourceNames": [DEPLOYMENT, CANARY_DEPLOYMENT],
             "verbs": ["patch"],
         },
+        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]},
+        {"apiGroups": ["apps"], "resources": ["replicasets/scale"], "verbs": ["patch"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     ]
     if ingress:

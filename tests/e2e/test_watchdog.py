@@ -6,7 +6,12 @@ does and nothing else."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 
 from kubernetes import client
 
@@ -74,6 +79,51 @@ def test_a_runner_lost_during_the_canary_has_the_watchdog_take_it_away_within_th
     assert_restored(deployed)
 
 
+def interrupted_during(stack: LocalStack, *args: str, reached: Callable[[], bool]) -> tuple[float, int, str]:
+    """`rollout ARGS` interrupted as Ctrl-C in a terminal does (SIGINT to its process group) once ``reached``
+    holds: when (epoch seconds), its exit code and what it said. The stack file is put back as it was."""
+    stack_file = stack.workdir / f"Pulumi.{stack.stack.name}.yaml"
+    checkout = stack_file.read_text()
+    command = [sys.executable, "-m", "infra.rollout", "--stack", stack.stack.name, *args, "--yes"]
+    with subprocess.Popen(
+        command,
+        cwd=stack.workdir,
+        env={**os.environ, **stack.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as running:
+        try:
+            wait_for(reached, 90, "the run to reach its judgement")
+            time.sleep(2)  # into it
+        finally:
+            os.killpg(running.pid, signal.SIGINT)
+            interrupted = time.time()
+        _, err = running.communicate(timeout=60)
+    stack_file.write_text(checkout)
+    return interrupted, running.returncode, err
+
+
+def test_a_run_interrupted_during_the_canary_hands_it_to_the_watchdog_at_once(deployed: LocalStack) -> None:
+    # The default lease (20 s): the hand-over does not wait for it to run out.
+    deployed.set(**QUICK, canarySeconds=120)
+    canary_ready = lambda: ready_pods_by_image(deployed).get(image("1.16.1")) == 1  # noqa: E731
+    interrupted, code, err = interrupted_during(deployed, "--tag", "1.16.1", "--canary", "1", reached=canary_ready)
+    assert code == Exit.FAILED and "left to the cluster's watchdog" in err, err
+    wait_for(lambda: pods_of(deployed, image("1.16.1")) == 0, 30, "the watchdog to take the canary away")
+    assert time.time() - interrupted < 10, "the canary went only as the lease ran out"
+    (event,) = run_lost_events(deployed)
+    assert "handed its release over as it ended (the run was interrupted)" in event.message, event.message
+    assert ready_pods_by_image(deployed) == {image("1.14.2"): 3}
+    # The next run on this machine takes the stack at once (the interrupted process has ended) and settles it.
+    code, result, err = rollout(deployed, "abort", "--yes")
+    assert code == Exit.OK and result["outcome"] == "unfinished aborted", err
+    assert result["watchdogActed"]["stage"] == "canary", result
+    wait_for(lambda: no_canary(deployed), 30, "the canary's Deployment to go")
+    assert_restored(deployed)
+
+
 def test_a_runner_lost_during_the_bake_has_the_watchdog_put_the_previous_image_back(deployed: LocalStack) -> None:
     deployed.set(**QUICK, bakeSeconds=120, watchdogSeconds=LEASE_S)
     baking = lambda: ready_pods_by_image(deployed) == {image("1.16.1"): 3}  # noqa: E731
@@ -83,6 +133,9 @@ def test_a_runner_lost_during_the_bake_has_the_watchdog_put_the_previous_image_b
     wait_for(lambda: ready_pods_by_image(deployed) == {image("1.14.2"): 3}, 90, "the previous version everywhere")
     (event,) = run_lost_events(deployed)
     assert f"put back to {image('1.14.2')}" in event.message, event.message
+    # The release's pods left as the previous version's became ready, not minReadySeconds after each.
+    assert f"the pods of {image('1.16.1')} out of the Service" in event.message, event.message
+    assert "not done" not in event.message, event.message
     # The re-run: the stack settled first (the state read back, the release recorded as aborted), then the
     # release shipped again and judged from the start.
     deployed.set(bakeSeconds=3)
@@ -134,6 +187,9 @@ def test_the_watchdog_may_do_what_it_does_and_nothing_else(deployed: LocalStack)
         ("patch", "leases", lease, "coordination.k8s.io", ""),
         ("patch", "deployments", DEPLOYMENT, "apps", ""),
         ("patch", "deployments", CANARY_DEPLOYMENT, "apps", "scale"),
+        ("get", "deployments", DEPLOYMENT, "apps", ""),
+        ("list", "replicasets", "", "apps", ""),
+        ("patch", "replicasets", "nginx-deployment-5d4f8b7c9", "apps", "scale"),
         ("create", "events", "", "", ""),
     ]
     may_not = [
@@ -144,6 +200,8 @@ def test_the_watchdog_may_do_what_it_does_and_nothing_else(deployed: LocalStack)
         ("patch", "deployments", "another-app", "apps", ""),
         ("create", "deployments", "", "apps", ""),
         ("get", "secrets", "", "", ""),
+        ("patch", "replicasets", "nginx-deployment-5d4f8b7c9", "apps", ""),  # its scale alone
+        ("delete", "replicasets", "nginx-deployment-5d4f8b7c9", "apps", ""),
         ("list", "pods", "", "", ""),
         ("create", "pods", "", "", ""),
         ("patch", "ingresses", INGRESS, "networking.k8s.io", ""),  # no weighted canary on local

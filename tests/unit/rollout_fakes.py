@@ -277,6 +277,7 @@ class FakeHeld:
         self.since = 1000.0
         self.overtaken: str | None = None
         self.notes, self.written = notes, written
+        self.kept = False
 
     def annotate(self, key: str, value: str | None) -> None:
         self.written.append((key, value))
@@ -287,6 +288,9 @@ class FakeHeld:
 
     def annotations(self) -> dict[str, str]:
         return dict(self.notes)
+
+    def keep(self) -> None:
+        self.kept = True
 
     def __enter__(self) -> FakeHeld:
         return self
@@ -326,6 +330,7 @@ class FakeCluster:
         # The lease's annotations, and what the run wrote there in turn (the watchdog's plans).
         self.lease_notes: dict[str, str] = {}
         self.lease_written: list[tuple[str, str | None]] = []
+        self.leases: list[FakeHeld] = []
         # The watchdog's Jobs: started (their manifests), removed (names); whether a started one says it
         # watches (else its problem is ``job_trouble``).
         self.jobs: list[dict[str, Any]] = []
@@ -357,6 +362,7 @@ class FakeCluster:
     def lease(self, namespace: str, stack: str, holder: Holder, seconds: int = 20) -> FakeHeld:
         self.held.append(f"{namespace}/{stack}: {holder}")
         held = FakeHeld(self.lost, self.lease_notes, self.lease_written)
+        self.leases.append(held)
         self.held_leases.append(held)
         return held
 

@@ -155,3 +155,42 @@ def test_status_says_the_watchdog_watches_the_live_run_and_what_it_would_undo() 
     judge = s.report.status["judge"]
     assert judge["who"] == "run" and judge["watchdog"]["job"] == "rolling-watchdog-abc"
     assert f"put back to {OLD}" in judge["watchdog"]["plan"] and "20s after its last renewal" in judge["then"]
+
+
+def test_a_run_interrupted_during_its_canary_hands_the_canary_to_the_watchdog_at_once() -> None:
+    # Ctrl-C (or a CI job cancelled) while the canary's update runs: the run ends alive, its release unsettled.
+    engine = ServedEngine()
+    cluster = FakeCluster(engine=engine)
+    up = engine.up
+
+    def interrupted(config: dict[str, str], plan: object = None) -> None:
+        up(config, plan)  # type: ignore[arg-type]
+        if engine.canary is not None:
+            raise KeyboardInterrupt
+
+    engine.up = interrupted  # type: ignore[method-assign]
+    code, s = shipped("--canary", "1", engine=engine, cluster=cluster)
+    assert code == Exit.FAILED and s.report.outcome == "interrupted", said(s)
+    # The Job and the lease are left to the watchdog, the lease marked so that it acts now, not in 20 s.
+    assert cluster.jobs_removed == [] and cluster.leases[-1].kept
+    handover = json.loads(cluster.lease_notes[watchdog.HANDOVER])
+    assert handover == {"job": cluster.jobs[0]["metadata"]["name"], "why": "the run was interrupted"}
+    assert told(cluster)[-1] == watchdog.pods_canary(NEW), "the canary's plan stays for it to carry out"
+    assert "left to the cluster's watchdog" in said(s) and "undoes its canary now" in said(s)
+    assert JUDGING in engine.stack_tags, "recorded as unfinished all the same, for the next run"
+
+
+def test_a_failed_rollback_hands_the_bake_over_and_a_settled_release_removes_the_watchdog() -> None:
+    engine = ServedEngine({"1.16.1", "1.14.2"})  # the release fails, and so does the rollback to the old tag
+    cluster = FakeCluster(engine=engine)
+    code, s = shipped(engine=engine, cluster=cluster)
+    assert code == Exit.ROLLBACK_FAILED, said(s)
+    assert cluster.jobs_removed == [] and cluster.leases[-1].kept
+    assert "rollback failed" in json.loads(cluster.lease_notes[watchdog.HANDOVER])["why"]
+    # A release that failed and was rolled back is settled: nothing is handed over.
+    engine = ServedEngine({"1.16.1"})
+    cluster = FakeCluster(engine=engine)
+    code, s = shipped(engine=engine, cluster=cluster)
+    assert code == Exit.ROLLED_BACK, said(s)
+    assert len(cluster.jobs_removed) == 1 and not cluster.leases[-1].kept
+    assert watchdog.HANDOVER not in cluster.lease_notes

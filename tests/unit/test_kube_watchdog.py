@@ -25,9 +25,12 @@ def test_each_way_undoes_what_its_breach_undoes() -> None:
     annotate = weighted.steps[0]
     assert isinstance(annotate, watchdog.Annotate) and annotate.ingress == INGRESS and annotate.annotations == ZERO
     bake = watchdog.in_place("app:2", "app:1")
-    image = bake.steps[0]
+    assert [s.do for s in bake.steps] == ["image", "scale", "retire"]
+    image, _, retire = bake.steps
     assert isinstance(image, watchdog.SetImage)
     assert (image.deployment, image.container, image.image) == (DEPLOYMENT, CONTAINER, "app:1")
+    # The release's own pods out once the template is put back (the breach's undo_in_cluster retires too).
+    assert isinstance(retire, watchdog.Retire) and (retire.deployment, retire.image) == (DEPLOYMENT, "app:2")
     assert bake.stage == "bake" and pods.stage == weighted.stage == "canary"
     assert "put back to app:1" in bake.line() and "given time" not in weighted.line()
 
@@ -45,7 +48,7 @@ def test_a_plan_reads_back_as_written(plan: watchdog.Plan) -> None:
     assert watchdog.Plan.parse(plan.text()) == plan
     # What the Go side reads: each step's kind in `do`, its fields by these names, a text to say.
     for raw in json.loads(plan.text())["steps"]:
-        assert raw["do"] in ("scale", "annotate", "image", "wait") and raw["says"]
+        assert raw["do"] in ("scale", "annotate", "image", "retire", "wait") and raw["says"]
 
 
 @pytest.mark.parametrize("text", ["", "{}", '{"stage": "canary", "release": "x", "steps": [{"do": "delete"}]}', "[1]"])
@@ -59,15 +62,16 @@ def test_the_role_names_each_object_it_touches_and_nothing_more() -> None:
     rules = watchdog.role_rules(lease, ingress=False)
     for rule in rules:
         assert "*" not in json.dumps(rule), rule
-        assert set(rule["verbs"]) <= {"get", "patch", "create"}, rule
-        if rule["verbs"] != ["create"]:
-            assert rule["resourceNames"], f"a rule that reads or changes names its objects: {rule}"
-    assert [r for r in rules if r["verbs"] == ["create"]] == [
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}
-    ]
+        assert set(rule["verbs"]) <= {"get", "list", "patch", "create"}, rule
+        assert "delete" not in rule["verbs"] and "update" not in rule["verbs"]
+    # What RBAC cannot name in advance: Events it creates, the ReplicaSets a Deployment names by its template's
+    # hash (listed, and scaled down by a retirement). Every other rule names its objects.
+    unnamed = [(r["resources"], r["verbs"]) for r in rules if not r.get("resourceNames")]
+    assert unnamed == [(["replicasets"], ["list"]), (["replicasets/scale"], ["patch"]), (["events"], ["create"])]
     by_resource = {res: r for r in rules for res in r["resources"]}
     assert by_resource["leases"]["resourceNames"] == [lease]
     assert set(by_resource["deployments/scale"]["resourceNames"]) == {DEPLOYMENT, CANARY_DEPLOYMENT}
+    assert by_resource["deployments"]["verbs"] == ["get", "patch"]
     assert "ingresses" not in by_resource
     weighted = {res: r for r in watchdog.role_rules(lease, ingress=True) for res in r["resources"]}
     assert weighted["ingresses"]["resourceNames"] == [INGRESS] and weighted["ingresses"]["verbs"] == ["patch"]

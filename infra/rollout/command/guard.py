@@ -5,6 +5,9 @@ The run refuses the release (exit 18, nothing changed) when the watchdog cannot 
 the Lease that it watches it within START_WITHIN_S: a release is never judged unguarded. Should the watchdog
 have undone a stage while this run still ran (its renewals did not reach the cluster for watchdogSeconds), the
 run does not go on as if it had not: it ends UNCONFIRMED, the release left recorded for the next run to settle.
+A run that ends alive with its release unsettled (interrupted, crashed, its rollback failed: the release left
+recorded) hands it over instead of removing the watchdog: it stops renewing its Lease, leaves it and the Job, and
+marks the Lease (HANDOVER) so that the watchdog undoes the stage at once rather than after watchdogSeconds.
 """
 
 from __future__ import annotations
@@ -139,6 +142,24 @@ class Guard:
         except Exception as err:  # the run ends next and deletes the lease: the watchdog ends with it
             self.session.say(f"rollout: could not clear the watchdog's plan ({short(err)})")
 
+    def hand_over(self, why: str) -> bool:
+        """The run ends with the release's stage under way and unsettled (``why``): leave the stage to the
+        watchdog, which undoes it at once. Whether there was one to hand over (else the Job is to be removed)."""
+        if self.plan is None or not self.plan.steps or not self.watching or self.held.overtaken is not None:
+            return False  # nothing under way, or the watchdog has already undone it
+        self.held.keep()
+        try:
+            self.held.annotate(watchdog.HANDOVER, json.dumps({"job": self.name, "why": why}))
+            when = "now"
+        except Exception as err:  # it acts anyway once the lease runs out
+            self.session.say(f"rollout: could not mark the lease handed over ({short(err)})")
+            when = f"within {self.seconds}s"
+        self.session.say(
+            f"rollout: {self.plan.release} is left to the cluster's watchdog (Job {self.namespace}/{self.name}), "
+            f"which undoes its {self.plan.stage} {when}: {self.plan.line()}; `rollout status` says what it did"
+        )
+        return True
+
     def stop(self) -> None:
         try:
             self.cluster.delete_job(self.namespace, self.name)
@@ -166,8 +187,24 @@ def guarded(session: Session, settings: Settings, clock: Clock = REAL_CLOCK) -> 
     guard = Guard(session, settings, session.held, session.cluster(settings), clock)
     guard.start()
     session.guard = guard
+    handed = False
     try:
         yield guard
+    except BaseException as ended:
+        # A settled release cleared its plan (unfinished.recorded, inside this block); one still planned is
+        # left recorded as unfinished: the watchdog undoes it now rather than leave it for the next run.
+        handed = guard.hand_over(ending(ended))
+        raise
     finally:
         session.guard = None
-        guard.stop()
+        if not handed:
+            guard.stop()
+
+
+def ending(ended: BaseException) -> str:
+    """How a run ended, for the watchdog's Event."""
+    if isinstance(ended, Stop):
+        return f"the run ended {ended.outcome.word}: {ended.message}"[:300]
+    if isinstance(ended, KeyboardInterrupt):
+        return "the run was interrupted"
+    return f"the run failed: {ended.__class__.__name__}: {ended}"[:300]
