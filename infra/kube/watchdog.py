@@ -14,8 +14,9 @@ release starts, the run writes on the Lease what undoing that stage takes (the `
   minReadySeconds; never fewer ready pods than replicas, since a lost run's release is not known to fail).
 
 When the run stops renewing the Lease for the Lease's duration (``watchdogSeconds``), as the watchdog's own
-clock counts, or hands the release over as it ends alive but unsettled (``HANDOVER``), it carries out the plan the Lease holds, records an Event (reason ``RunLost``) and an annotation
-(``WATCHING``) on the Deployment, marks the Lease (``ACTED``) and ends. When the run ends as it should, it
+clock counts, or hands the release over as it ends alive but unsettled (``HANDOVER``), it carries out the
+plan the Lease holds, records an Event (reason ``RunLost``) and an annotation (``WATCHING``) on the
+Deployment, marks the Lease (``ACTED``) and ends. When the run ends as it should, it
 deletes the Lease and the Job: the watchdog ends with it, and nothing of it runs between releases. What it may
 do is the Role the stack's program gives its service account (``role_rules``): nothing else.
 
