@@ -168,6 +168,15 @@ def _preflight(eks: EksSettings, owner: str) -> None:
         )
 
 
+def _not_found(err: Exception) -> bool:
+    """Whether the AWS provider's data source said the object is not there. Its find functions wrap
+    ResourceNotFoundException in the plugin SDK's retry.NotFoundError, whose text is "couldn't find resource"
+    (terraform-plugin-sdk v2 helper/retry/error.go); the offline rig's mocks name the exception itself. A
+    throttled or denied call says something else, and is no answer."""
+    text = str(err)
+    return "couldn't find resource" in text or "ResourceNotFoundException" in text
+
+
 def _access_entry_tags(cluster_name: str, principal_arn: str) -> dict[str, str] | None:
     """The tags of the access entry the cluster has for ``principal_arn``, or None when it has none."""
     import pulumi_aws as aws
@@ -175,8 +184,7 @@ def _access_entry_tags(cluster_name: str, principal_arn: str) -> dict[str, str] 
     try:
         found = aws.eks.get_access_entry(cluster_name=cluster_name, principal_arn=principal_arn)
     except Exception as err:
-        # The provider's data source answers a missing entry as not found (ResourceNotFoundException).
-        if "ResourceNotFoundException" in str(err) or "couldn't find resource" in str(err):
+        if _not_found(err):
             return None
         raise pulumi.RunError(
             f"cannot tell whether {principal_arn}, listed in rolling:clusterAdmins and running this update, "
@@ -186,14 +194,21 @@ def _access_entry_tags(cluster_name: str, principal_arn: str) -> dict[str, str] 
 
 
 def _running_version(cluster_name: str) -> str | None:
-    """The Kubernetes version the stack's cluster runs, or None when it cannot be read (not made yet)."""
+    """The Kubernetes version the stack's cluster runs, or None when there is no such cluster (not made yet).
+    Any other failure stops the update: a throttled or denied call is no evidence that the cluster is not
+    there, and taking it for that would skip the version check and misjudge the access entries."""
     import pulumi_aws as aws
 
     try:
         return str(aws.eks.get_cluster(name=cluster_name).version)
-    # A cluster not made yet answers ResourceNotFoundException, which the SDK raises as a plain Exception.
-    except Exception:
-        return None
+    except Exception as err:
+        if _not_found(err):
+            return None
+        raise pulumi.RunError(
+            f"cannot read EKS cluster {cluster_name} to check the Kubernetes version it runs ({err}); the "
+            "principal running this update needs eks:DescribeCluster on it (a throttled call: run the update "
+            "again); nothing was changed"
+        ) from err
 
 
 def _build_eks(settings: Settings, eks: EksSettings, outputs: dict[str, object], settle: rollout_wait.Settle) -> None:

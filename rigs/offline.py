@@ -92,6 +92,8 @@ class Recorder(pulumi.runtime.Mocks):
     caller_arn: str = CALLER_ARN
     # The Kubernetes version the stack's EKS cluster runs (aws.eks.get_cluster); None: no cluster yet.
     cluster_version: str | None = None
+    # What reading that cluster fails with instead (a denied or throttled DescribeCluster), when set.
+    cluster_error: str | None = None
     # When the provider last applied the Deployment, as its managed fields say (RFC 3339); APPLIED_NOW: when
     # it is registered here, as by this update; None: they say nothing (an object never read back).
     deployment_applied_at: str | None = None
@@ -148,8 +150,11 @@ class Recorder(pulumi.runtime.Mocks):
                 "id": self.caller_arn.split(":")[4],
             }, []
         if args.token == "aws:eks/getCluster:getCluster":
-            if self.cluster_version is None:  # the invoke fails, as AWS answers for a cluster not made yet
-                return {}, [("name", f"reading EKS Cluster ({args.args.get('name')}): ResourceNotFoundException")]
+            name = args.args.get("name")
+            if self.cluster_error is not None:
+                return {}, [("name", f"reading EKS Cluster ({name}): {self.cluster_error}")]
+            if self.cluster_version is None:  # the invoke fails, as the provider answers for a cluster not made yet
+                return {}, [("name", f"reading EKS Cluster ({name}): couldn't find resource")]
             return {"name": args.args.get("name"), "version": self.cluster_version}, []
         if args.token == "aws:eks/getAccessEntry:getAccessEntry":
             principal = str(args.args.get("principalArn"))
@@ -220,6 +225,7 @@ def fresh_runtime(
     preview: bool = False,
     repositories: tuple[str, ...] = (),
     access_entries: Mapping[str, Mapping[str, str]] | None = None,
+    cluster_error: str | None = None,
 ) -> Iterator[Recorder]:
     """A new event loop, new mocks and new config (a preview's, when ``preview``); everything reset
     afterwards."""
@@ -228,6 +234,7 @@ def fresh_runtime(
     mocks = Recorder(
         caller_arn=caller_arn,
         cluster_version=cluster_version,
+        cluster_error=cluster_error,
         previewing=preview,
         repositories=repositories,
         access_entries=dict(access_entries or {}),
@@ -254,10 +261,12 @@ def run_program(
     preview: bool = False,
     repositories: tuple[str, ...] = (),
     access_entries: Mapping[str, Mapping[str, str]] | None = None,
+    cluster_error: str | None = None,
 ) -> Run:
     """Run ``program`` (by default load + build, the rollout's wait recorded by the mocks) under mocks, as
     ``caller_arn``, with an EKS cluster running
-    ``cluster_version`` (None: none made yet) with ``access_entries`` (principal: tags), and the ECR
+    ``cluster_version`` (None: none made yet; reading it fails with ``cluster_error`` when set) with
+    ``access_entries`` (principal: tags), and the ECR
     ``repositories``, as an update or (``preview``) a preview that creates the stack; resolve every output."""
     from infra.settings import Settings
     from infra.stack import build
@@ -268,7 +277,7 @@ def run_program(
     unknown: set[str] = set()
 
     facts: dict[str, Any] = {"cluster_version": cluster_version, "repositories": repositories}
-    facts |= {"access_entries": access_entries, "preview": preview}
+    facts |= {"access_entries": access_entries, "preview": preview, "cluster_error": cluster_error}
     with fresh_runtime(config, caller_arn=caller_arn, **facts) as mocks:
 
         @pulumi.runtime.test  # type: ignore[untyped-decorator]

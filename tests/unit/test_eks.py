@@ -335,7 +335,8 @@ def test_other_principals_in_cluster_admins_are_kept() -> None:
 def test_a_cluster_eks_upgraded_past_the_settings_is_refused_before_any_resource_saying_what_to_set() -> None:
     # Under upgradePolicy standard EKS upgrades the control plane itself when its version leaves standard
     # support; the settings still naming the old version would plan a downgrade, which EKS refuses mid-update.
-    with pytest.raises(Exception, match=r"kubernetesVersion is 1.35, but cluster rolling runs 1.36") as caught:
+    ahead = r"cluster rolling runs Kubernetes 1.36, a newer Kubernetes version than rolling:kubernetesVersion \(1.35\)"
+    with pytest.raises(Exception, match=ahead) as caught:
         run_program({**BASE, "kubernetesVersion": "1.35"}, cluster_version="1.36")
     assert "Set rolling:kubernetesVersion 1.36" in str(caught.value)
     assert "--kubernetes-version 1.36" in str(caught.value)
@@ -345,3 +346,25 @@ def test_a_cluster_eks_upgraded_past_the_settings_is_refused_before_any_resource
 def test_a_new_cluster_or_an_upgrade_by_the_settings_goes_on(running: str | None) -> None:
     result = run_program({**BASE, "kubernetesVersion": "1.35"}, cluster_version=running)
     assert result.mocks.one(CLUSTER).inputs["version"] == "1.35"
+
+
+DENIED = (
+    "operation error EKS: DescribeCluster, https response error StatusCode: 403, RequestID: 0f1e, "
+    "AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/rolling-ci-infrastructure/GitHubActions "
+    "is not authorized to perform: eks:DescribeCluster on resource: "
+    "arn:aws:eks:ap-northeast-2:123456789012:cluster/rolling"
+)
+THROTTLED = (
+    "operation error EKS: DescribeCluster, exceeded maximum number of attempts, 25, ThrottlingException: Rate exceeded"
+)
+
+
+@pytest.mark.parametrize("error", [DENIED, THROTTLED], ids=["denied", "throttled"])
+def test_a_cluster_that_cannot_be_read_stops_the_update_instead_of_passing_for_none(error: str) -> None:
+    # Taken for "no cluster yet", a denied or throttled DescribeCluster would skip the running-version check and
+    # refuse a listed admin with a false "this update creates the cluster".
+    with pytest.raises(Exception, match=r"cannot read EKS cluster rolling to check the Kubernetes version") as caught:
+        run_program({**BASE, "clusterAdmins": ADMIN}, caller_arn=ADMIN_SESSION, cluster_error=error)
+    said = str(caught.value)
+    assert "needs eks:DescribeCluster" in said and error.rsplit(", ", maxsplit=1)[-1] in said
+    assert "creates the cluster" not in said
