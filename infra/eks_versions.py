@@ -74,6 +74,10 @@ def _minor(version: str) -> tuple[int, int] | None:
     return int(parts[0]), int(parts[1])
 
 
+# The words that tell the refusal below apart in a failed preview's output (the rollout command's exit 19).
+AHEAD = "a newer Kubernetes version than rolling:kubernetesVersion"
+
+
 def ahead_of_settings(configured: str, running: str | None, cluster: str) -> str | None:
     """Why an update must not run when ``cluster`` already runs a newer version than the settings name, or
     None. EKS upgrades a cluster's control plane itself once its version leaves standard support under
@@ -83,7 +87,7 @@ def ahead_of_settings(configured: str, running: str | None, cluster: str) -> str
     if ran is None or wanted is None or ran <= wanted:
         return None
     return (
-        f"rolling:kubernetesVersion is {configured}, but cluster {cluster} runs {running} (EKS upgrades a "
+        f"cluster {cluster} runs Kubernetes {running}, {AHEAD} ({configured}) (EKS upgrades a "
         "cluster itself when its version leaves standard support under upgradePolicy standard, and a cluster "
         f"cannot be downgraded). Set rolling:kubernetesVersion {running}, and corednsVersion, "
         "kubeProxyVersion and vpcCniVersion to builds for it (aws eks describe-addon-versions --addon-name "

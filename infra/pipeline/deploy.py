@@ -141,6 +141,12 @@ class Deploy:
                 f"they are applied by the infrastructure workflow ({infrastructure_workflow(self.stack)}) "
                 "after review; this commit ships once they are (re-run this deploy, or the next merge ships)"
             )
+        elif exit_code == Exit.CLUSTER_AHEAD:
+            self.report.add(f"EKS upgraded {self.stack}'s cluster itself: {result.error or ''}".rstrip())
+            self.report.add(
+                f"set the version and its add-on builds, and apply them through the infrastructure workflow "
+                f"({infrastructure_workflow(self.stack)}); until then no deploy can change the stack"
+            )
         elif exit_code == Exit.OK:
             self.report.add(f"rollout: {result.outcome} ({result.old_image} -> {result.new_image})")
         else:

@@ -44,3 +44,7 @@ class Exit(enum.IntEnum):
     # The cluster's watchdog over a judged release (rolling:watchdog) could not be started, or did not say it
     # watches, in time: the release was refused before any change. Nothing changed.
     UNGUARDED = 18
+    # The stack's EKS cluster runs a newer Kubernetes version than rolling:kubernetesVersion: EKS upgraded it
+    # itself (its standard upgrade policy). Every update is refused until the settings name that version and
+    # its add-on builds, applied through the infrastructure workflow. Nothing changed.
+    CLUSTER_AHEAD = 19

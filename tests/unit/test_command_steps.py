@@ -4,6 +4,7 @@ its plan, the update and its wait, the config put back on a busy stack, and the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -206,3 +207,23 @@ def test_an_image_from_another_repository_is_named_whole_in_the_config() -> None
         "rolling:imageTag": "2",
         "rolling:imageDigest": "",
     }, "an image without a digest must not keep the last one's"
+
+
+class UpgradedClusterEngine(FakeEngine):
+    """A stack on a cluster EKS upgraded past the settings: the program refuses every preview (infra/stack.py)."""
+
+    def preview(self, config_file: Path, plan: Path) -> list[Any]:
+        from infra.eks_versions import ahead_of_settings
+        from infra.rollout.engine import EngineError
+
+        refused = ahead_of_settings("1.35", "1.36", "rolling")
+        raise EngineError(["preview"], 255, "", f"error: Program failed with an unhandled exception:\n{refused}")
+
+
+def test_a_cluster_eks_upgraded_itself_stops_the_release_with_its_own_exit_code() -> None:
+    engine = UpgradedClusterEngine()
+    code, s = shipped(engine=engine)
+    assert code == Exit.CLUSTER_AHEAD, said(s)
+    assert s.report.changed is False and "nothing was changed" in said(s)
+    assert "preview refused" in said(s) and "runs Kubernetes 1.36" in said(s)
+    assert "up" not in engine.steps

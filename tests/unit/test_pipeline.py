@@ -146,6 +146,16 @@ def test_pending_infrastructure_is_named_with_its_own_exit_code() -> None:
     assert "applied by the infrastructure workflow (.github/workflows/infrastructure.yml)" in text
 
 
+def test_a_cluster_eks_upgraded_itself_is_named_with_its_own_exit_code() -> None:
+    said = "preview refused: cluster rolling runs Kubernetes 1.36, a newer Kubernetes version than ...; nothing changed"
+    run, _, _ = deploy(rollouts=[(int(Exit.CLUSTER_AHEAD), {"outcome": "refused", "error": said})])
+    assert run.run() == Exit.CLUSTER_AHEAD
+    text = run.report.markdown(Exit.CLUSTER_AHEAD)
+    assert "cluster ahead" in text.splitlines()[0] and "runs Kubernetes 1.36" in text
+    assert "EKS upgraded dev's cluster itself" in text
+    assert "through the infrastructure workflow (.github/workflows/infrastructure.yml)" in text
+
+
 def test_waits_for_another_updates_lock_a_bounded_time() -> None:
     busy = (int(Exit.BUSY), {"outcome": "busy"})
     run, _, shipped = deploy(rollouts=[busy, busy, (0, {"outcome": "succeeded"})])

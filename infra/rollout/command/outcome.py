@@ -32,6 +32,7 @@ class Outcome(enum.Enum):
     NOT_PROBED = ("refused", Exit.NOT_PROBED, Change.NOTHING)
     NOT_PROMOTABLE = ("refused", Exit.NOT_PROMOTABLE, Change.NOTHING)
     UNGUARDED = ("refused", Exit.UNGUARDED, Change.NOTHING)
+    CLUSTER_AHEAD = ("refused", Exit.CLUSTER_AHEAD, Change.NOTHING)
     NOT_CONFIRMED = ("not confirmed", Exit.NOT_CONFIRMED, Change.NOTHING)
     BUSY = ("busy", Exit.BUSY, Change.NOTHING)
     UNREADABLE = ("unreadable", Exit.UNREADABLE, Change.NOTHING)

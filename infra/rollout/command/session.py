@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from infra import release
+from infra import eks_versions, release
 from infra.identity import DEPLOYMENT_TYPE
 from infra.kube.cluster import Cluster, ClusterReader, Held, live_cluster, short, unread
 from infra.kube.lease import Holder, LeaseHeldError, LeaseRecord, gone
@@ -318,4 +318,8 @@ class Session:
         """How a failed engine command ends the run: another update holding the stack, or ``outcome``."""
         if isinstance(err, StackBusyError):
             return Stop(Outcome.BUSY, f"another update holds stack {self.request.stack}")
+        ahead = [line for line in str(err).splitlines() if eks_versions.AHEAD in line]
+        if ahead:
+            # The program refuses any update of a cluster EKS upgraded past the settings (infra/stack.py).
+            return Stop(Outcome.CLUSTER_AHEAD, f"{what} refused: {ahead[0].strip().removeprefix('error: ')}")
         return Stop(outcome, f"{what} failed: {err.summary}")
