@@ -240,6 +240,11 @@ def test_the_first_day_as_written_then_each_ci_role_at_its_own_steps_and_no_othe
 
     owner = admin | {"PULUMI_BACKEND_URL": backend}
     infrastructure, preview, deploy = as_role("infrastructure"), as_role("preview"), as_role("deploy")
+    infrastructure_keys, preview_keys = (
+        emulator.assume("rolling-ci-infrastructure"),
+        emulator.assume("rolling-ci-preview"),
+    )
+    deploy_keys = emulator.assume("rolling-ci-deploy")
     promote = as_role("promote")
     try:
         allowed(pulumi(repo, infrastructure, "up", "--stack", "dev", "--yes"), "the infrastructure role's up")
@@ -256,6 +261,51 @@ def test_the_first_day_as_written_then_each_ci_role_at_its_own_steps_and_no_othe
         for role in ("preview", "deploy", "promote"):
             listed = emulator.aws(emulator.assume(f"rolling-ci-{role}"), "ecr", "describe-repositories", check=False)
             assert listed.returncode == 0, f"{role}: {listed.stdout}{listed.stderr}"
+        # Such a stack made again imports the repository the destroy left, and the provider reads its tags
+        # (ListTagsForResource, terraform-provider-aws internal/service/ecr/repository.go): the preview role's
+        # preview of that import may; the deploy role, which never imports, may not.
+        for name in ("rolling", "rolling-prod"):
+            emulator.aws(emulator.admin, "ecr", "create-repository", "--repository-name", name)
+            arn = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{name}"
+            read = emulator.aws(preview_keys, "ecr", "list-tags-for-resource", "--resource-arn", arn, check=False)
+            assert read.returncode == 0, f"the preview role reading {name}'s tags: {read.stderr}"
+            denied = emulator.aws(deploy_keys, "ecr", "list-tags-for-resource", "--resource-arn", arn, check=False)
+            assert "AccessDenied" in denied.stderr, f"the deploy role read {name}'s tags: {denied.stdout}"
+        # Grants scoped to a repository hold there (tools/aws-emulator/server.py authorises ECR requests
+        # against the repository they name): the deploy role reads dev's images, not prod's.
+        images = ["ecr", "describe-images", "--repository-name"]
+        assert emulator.aws(deploy_keys, *images, "rolling", check=False).returncode == 0
+        assert "AccessDenied" in emulator.aws(deploy_keys, *images, "rolling-prod", check=False).stderr
+
+        # The infrastructure role makes and changes the stack's own roles (rolling-*), never the CI roles
+        # (its Deny on rolling-ci-*: the emulator authorises role actions against the role's ARN).
+        probe = "rolling-tier-probe"
+        trust = json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        )
+        inline = json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "eks:DescribeCluster", "Resource": "*"}],
+            }
+        )
+        emulator.aws(infrastructure_keys, "iam", "create-role", "--role-name", probe,
+                     "--assume-role-policy-document", trust)  # fmt: skip
+        for target, may in ((probe, True), ("rolling-ci-deploy", False), ("rolling-ci-infrastructure", False)):
+            put = emulator.aws(
+                infrastructure_keys, "iam", "put-role-policy", "--role-name", target, "--policy-name", "probe",
+                "--policy-document", inline, check=False,
+            )  # fmt: skip
+            assert (put.returncode == 0) is may, f"the infrastructure role's policy on {target}: {put.stderr}"
+            if not may:
+                assert "AccessDenied" in put.stderr, put.stderr
+        emulator.aws(infrastructure_keys, "iam", "delete-role-policy", "--role-name", probe, "--policy-name", "probe")
+        emulator.aws(infrastructure_keys, "iam", "delete-role", "--role-name", probe)
 
         # Previews read and write nothing; the preview role may not update.
         allowed(pulumi(repo, preview, "preview", "--stack", "dev"), "the preview role's preview")

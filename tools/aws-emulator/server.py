@@ -7,6 +7,12 @@ defined by Amazon S3"). A policy that is right for AWS would be refused here, an
 AWS allowed. This maps the operations the state backend makes to their actions before moto checks them;
 every other operation keeps its name, which for S3 is most often the action's own.
 
+moto also authorises every ECR request against the resource `*`, so a grant scoped to a repository's ARN (as
+AWS evaluates it: Service Authorization Reference, "Resource types defined by Amazon ECR") never applies
+here and one on `*` always does. A request that names its repository (`repositoryName`) or resource
+(`resourceArn`) is authorised against that repository's ARN, as AWS does; one that names none (a
+DescribeRepositories of the whole registry, GetAuthorizationToken) against `*`.
+
 Run with the emulator's virtualenv (tools/aws-emulator/requirements.txt): python server.py -H HOST -p PORT.
 """
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from moto.ecr.responses import ECRResponse
 from moto.iam.access_control import S3IAMRequest
 from moto.server import main
 
@@ -43,6 +50,20 @@ def _init_as_aws(self: S3IAMRequest, *args: Any, action: Any, **kwargs: Any) -> 
 
 
 S3IAMRequest.__init__ = _init_as_aws
+
+
+def _ecr_resource(self: ECRResponse) -> str:
+    arn = self._get_param("resourceArn")
+    if arn:
+        return str(arn)
+    name = self._get_param("repositoryName")
+    if name:
+        account = self._get_param("registryId") or self.current_account
+        return f"arn:aws:ecr:{self.region}:{account}:repository/{name}"
+    return "*"
+
+
+ECRResponse._determine_resource = _ecr_resource  # type: ignore[attr-defined]
 
 if __name__ == "__main__":
     main(sys.argv[1:])
