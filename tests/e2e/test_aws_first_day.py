@@ -29,6 +29,10 @@ from tests.e2e.images import REPOSITORY
 BUCKET = "rolling-state-first-day"
 ADMIN_ROLE = "platform-admin"
 PLACEHOLDERS = {"<state-bucket>": BUCKET, "<account>": ACCOUNT, "<your-admin-role>": ADMIN_ROLE}
+# Each stack's passphrase, as CI's environments hold them: dev's in the shell the runbook starts with (as the
+# README's EKS commands export it), prod's in the file the runbook names (written by the test, not in git).
+PASSPHRASES = {"dev": "first-day-dev", "prod": "first-day-prod"}
+PROD_PASSPHRASE_FILE = "<prod-passphrase-file>"
 IAM_PLACEHOLDERS = {"ACCOUNT_ID": ACCOUNT, "REGION": REGION, "OWNER/REPO": "octo/rolling", "STATE_BUCKET": BUCKET}
 # Lines of the runbook that need the AWS provider plugin (pulumi-aws, pulumi-eks), which is not built here;
 # the role steps below run the same stacks on the local target instead. Every `up` of the first day is a
@@ -92,7 +96,7 @@ def engine_env(emulator: Emulator, who: Credentials, home: Path) -> dict[str, st
     env.pop("PULUMI_BACKEND_URL", None)
     return env | {
         "PULUMI_HOME": str(home),
-        "PULUMI_CONFIG_PASSPHRASE": "first-day",
+        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASES["dev"],
         "GIT_AUTHOR_NAME": "t",
         "GIT_AUTHOR_EMAIL": "t@example.com",
         "GIT_COMMITTER_NAME": "t",
@@ -104,9 +108,11 @@ def run_runbook(repo: Path, emulator: Emulator, env: dict[str, str]) -> list[str
     """Every shell block of docs/aws.md in order, as the administrator, placeholders filled, the backend URL
     given the emulator's endpoint; returns the lines it did not run (REPLACED)."""
     skipped: list[str] = []
+    prod_passphrase = repo.parent / "prod.passphrase"
+    prod_passphrase.write_text(PASSPHRASES["prod"] + "\n")
     for block in runbook():
         lines = []
-        for line in fill(block, PLACEHOLDERS).splitlines():
+        for line in fill(block, PLACEHOLDERS | {PROD_PASSPHRASE_FILE: str(prod_passphrase)}).splitlines():
             command = line.split("#", 1)[0].strip()
             if command in REPLACED:
                 skipped.append(command)
@@ -134,7 +140,13 @@ def local_stand_in(repo: Path, stack: str, namespace: str) -> None:
     path.write_text(yaml.safe_dump(document))
 
 
-def pulumi(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def pulumi(
+    repo: Path, env: dict[str, str], *args: str, passphrase: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`pulumi ARGS` as ``env``, with the passphrase of the stack it names (as that stack's CI environment has
+    it), or ``passphrase``."""
+    stack = args[args.index("--stack") + 1] if "--stack" in args else "dev"
+    env = env | {"PULUMI_CONFIG_PASSPHRASE": passphrase or PASSPHRASES[stack]}
     return subprocess.run(
         ["pulumi", *args, "--non-interactive", "--color", "never"],
         cwd=repo,
@@ -182,6 +194,13 @@ def test_the_first_day_as_written_then_each_ci_role_at_its_own_steps_and_no_othe
 
     # The runbook, as written: bucket, backend, stacks, roles, access settings, commits.
     assert run_runbook(repo, emulator, admin) == list(REPLACED)
+
+    # Prod's stack has its own passphrase though the runbook's shell held dev's: dev's cannot open it.
+    backend_env = admin | {"PULUMI_BACKEND_URL": emulator.backend_url(f"s3://{BUCKET}/rolling")}
+    opened = pulumi(repo, backend_env, "config", "--show-secrets", "--stack", "prod")
+    allowed(opened, "prod's config with prod's passphrase")
+    wrong = pulumi(repo, backend_env, "config", "--show-secrets", "--stack", "prod", passphrase=PASSPHRASES["dev"])
+    assert wrong.returncode != 0 and "incorrect passphrase" in wrong.stderr, wrong.stdout + wrong.stderr
 
     # A clean checkout of git holds every setting the workflows read: the promote job and CI's first
     # infrastructure `up` read the stack files from git, not from the admin's work tree.
