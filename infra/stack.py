@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import access, address, app, eks_versions, images, release, rollout_wait
+from infra import access, address, app, boundary, eks_versions, images, release, rollout_wait
 from infra.settings import EksSettings, Settings
 
 
@@ -134,10 +134,11 @@ def _app_outputs(settings: Settings, web: app.WebApp, outputs: dict[str, object]
         outputs["canaryImage"] = settings.canary_image
 
 
-def _preflight(eks: EksSettings, owner: str) -> None:
+def _preflight(eks: EksSettings, owner: str) -> str:
     """Refuse what AWS would refuse later, mid-update (an ACM certificate must be in the ALB's region, one
     access entry a principal), and warn in every preview when the Kubernetes version nears the end of
-    standard support. ``owner``: the tag value of the access entries this stack makes."""
+    standard support. ``owner``: the tag value of the access entries this stack makes. The account the
+    update runs in."""
     import pulumi_aws as aws
 
     region = aws.config.region
@@ -166,6 +167,7 @@ def _preflight(eks: EksSettings, owner: str) -> None:
             "neither rolling:clusterAdmins nor rolling:deployRoleArn is set: only the IAM principal that created "
             "the cluster can reach its API, so the deploy workflow cannot (docs/aws.md, the first day)"
         )
+    return str(caller.split(":")[4])
 
 
 def _not_found(err: Exception) -> bool:
@@ -217,7 +219,9 @@ def _build_eks(settings: Settings, eks: EksSettings, outputs: dict[str, object],
     from infra import alb, network, registry
     from infra import eks as eks_cluster
 
-    _preflight(eks, eks_cluster.access_owner())
+    account = _preflight(eks, eks_cluster.access_owner())
+    # Every IAM role of the stack, pulumi-eks's own included, carries the account's permissions boundary.
+    pulumi.runtime.register_resource_transform(boundary.transform(boundary.arn(account)))
 
     vpc = network.Vpc(
         "rolling",

@@ -78,6 +78,11 @@ POLICIES: list[Any] = [
         "Containers request what they are limited to, at a size Fargate can run (on EKS).",
         fargate_sizes,
     ),
+    resource_policy(
+        "iam-roles-bounded",
+        "Every IAM role carries the account's permissions boundary, rolling-boundary.",
+        rules.bounded_roles,
+    ),
     stack_policy(
         "pod-disruption-budget",
         "Every Deployment with more than one replica has a policy/v1 PodDisruptionBudget.",

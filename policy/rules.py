@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from infra import fargate, images, strategy
+from infra import boundary, fargate, images, strategy
 from infra.identity import ANALYSIS_ANNOTATION, DEPLOYMENT_TYPE
 
 DEPLOYMENT = DEPLOYMENT_TYPE
@@ -257,6 +257,21 @@ def eks_cluster(resource: Resource) -> list[str]:
             "no Fargate profile: pods would have nowhere to run; the cluster must select namespaces for Fargate"
         )
     return found
+
+
+def bounded_roles(resource: Resource) -> list[str]:
+    """Every IAM role carries the account's permissions boundary (infra/boundary.py): the infrastructure role
+    may make and change no other, and one without it is the way to more rights than that role has."""
+    if resource.type != boundary.ROLE_TYPE:
+        return []
+    given = str(resource.props.get(boundary.PROPERTY) or "")
+    if given.endswith(f":policy/{boundary.NAME}"):
+        return []
+    what = f"permissions boundary {given}" if given else "no permissions boundary"
+    return [
+        f"IAM role {resource.name} has {what}: every role of the stack must carry policy/{boundary.NAME} "
+        "(docs/aws.md, the first day; infra/boundary.py)"
+    ]
 
 
 def alb_ingresses(resources: Sequence[Resource]) -> list[str]:

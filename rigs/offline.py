@@ -71,6 +71,9 @@ class Recorder(pulumi.runtime.Mocks):
 
     resources: list[Resource] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
+    # The stack transforms the program registered (pulumi.runtime.register_resource_transform), run here on
+    # each registration as the engine runs them (the SDK's mock monitor does not).
+    transforms: list[Any] = field(default_factory=list)
     # The URNs each resource (by name) was registered to depend on: the engine creates it after
     # them and deletes it before them.
     dependencies: dict[str, set[str]] = field(default_factory=dict)
@@ -107,7 +110,15 @@ class Recorder(pulumi.runtime.Mocks):
         self.waits.append({"namespace": namespace, "image": image, "kubeconfig": kubeconfig} | how)
         return "complete (mocked)"
 
+    def register_transform(self, transform: Any) -> None:
+        self.transforms.append(transform)
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
+        for transform in self.transforms:
+            given = pulumi.ResourceTransformArgs(True, args.typ, args.name, dict(args.inputs), pulumi.ResourceOptions())
+            result = transform(given)
+            if result is not None:
+                args.inputs = dict(result.props)
         secrets = {k for k, v in args.inputs.items() if isinstance(v, dict) and SECRET_SIG in v}
         inputs = {k: unwrap(v) for k, v in args.inputs.items()}
         self.resources.append(Resource(args.typ, args.name, inputs, args.provider, secrets))

@@ -169,6 +169,61 @@ def refused(done: subprocess.CompletedProcess[str], what: str) -> None:
     assert "AccessDenied" in said or "code=PermissionDenied" in said, f"{what}: not refused by IAM:\n{said[-2000:]}"
 
 
+def assert_no_way_to_administrator(emulator: Emulator, infrastructure: Credentials) -> None:
+    boundary = f"arn:aws:iam::{ACCOUNT}:policy/rolling-boundary"
+    admin_policy = "arn:aws:iam::aws:policy/AdministratorAccess"
+    trust = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ],
+        }
+    )
+    inline = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+
+    def may(*args: str) -> bool:
+        done = emulator.aws(infrastructure, "iam", *args, check=False)
+        assert done.returncode == 0 or "AccessDenied" in done.stderr, f"iam {args[0]}: {done.stderr}"
+        return done.returncode == 0
+
+    probe, by_hand = "rolling-tier-probe", "rolling-by-hand"
+    made = ["create-role", "--role-name", probe, "--assume-role-policy-document", trust]
+    assert not may(*made), "a role of the stack's made without the boundary"
+    assert may(*made, "--permissions-boundary", boundary), "a role of the stack's, with the boundary"
+    # Whatever it is given, the bounded role can do no more than the boundary (no IAM, no STS).
+    assert may("put-role-policy", "--role-name", probe, "--policy-name", "all", "--policy-document", inline)
+    assert may("attach-role-policy", "--role-name", probe, "--policy-arn", admin_policy)
+    assert not may("delete-role-permissions-boundary", "--role-name", probe), "the boundary taken off"
+    # The boundary itself stays as the account's administrator made it.
+    boundary_document = json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    )
+    assert not may(
+        "create-policy-version", "--policy-arn", boundary, "--policy-document", boundary_document, "--set-as-default"
+    )
+    # A role of that name made by hand without it: no policy may go on it until it carries the boundary (as
+    # the next infrastructure update gives it to a role made before the boundary existed).
+    emulator.aws(emulator.admin, "iam", "create-role", "--role-name", by_hand, "--assume-role-policy-document", trust)
+    assert not may("put-role-policy", "--role-name", by_hand, "--policy-name", "all", "--policy-document", inline)
+    other = f"arn:aws:iam::{ACCOUNT}:policy/rolling-not-the-boundary"
+    assert not may("put-role-permissions-boundary", "--role-name", by_hand, "--permissions-boundary", other)
+    assert may("put-role-permissions-boundary", "--role-name", by_hand, "--permissions-boundary", boundary)
+    # Never the CI roles (they carry no boundary, and the role's Deny names them).
+    for ci in ("rolling-ci-deploy", "rolling-ci-infrastructure"):
+        assert not may("put-role-policy", "--role-name", ci, "--policy-name", "all", "--policy-document", inline), ci
+        assert not may("attach-role-policy", "--role-name", ci, "--policy-arn", admin_policy), ci
+    for role in (probe, by_hand):
+        for name in json.loads(emulator.aws(emulator.admin, "iam", "list-role-policies", "--role-name", role).stdout)[
+            "PolicyNames"
+        ]:
+            emulator.aws(emulator.admin, "iam", "delete-role-policy", "--role-name", role, "--policy-name", name)
+        emulator.aws(
+            emulator.admin, "iam", "detach-role-policy", "--role-name", role, "--policy-arn", admin_policy, check=False
+        )
+        emulator.aws(emulator.admin, "iam", "delete-role", "--role-name", role)
+
+
 def prod_stack_found(repo: Path, env: dict[str, str], tmp_path: Path) -> bool:
     """Prod's infrastructure workflow's first step (`id: stack`), its script as written, run as ``env``."""
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "infrastructure-prod.yml").read_text())
@@ -296,35 +351,10 @@ def test_the_first_day_as_written_then_each_ci_role_at_its_own_steps_and_no_othe
         assert emulator.aws(deploy_keys, *images, "rolling", check=False).returncode == 0
         assert "AccessDenied" in emulator.aws(deploy_keys, *images, "rolling-prod", check=False).stderr
 
-        # The infrastructure role makes and changes the stack's own roles (rolling-*), never the CI roles
-        # (its Deny on rolling-ci-*: the emulator authorises role actions against the role's ARN).
-        probe = "rolling-tier-probe"
-        trust = json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com"}, "Action": "sts:AssumeRole"}
-                ],
-            }
-        )
-        inline = json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "eks:DescribeCluster", "Resource": "*"}],
-            }
-        )
-        emulator.aws(infrastructure_keys, "iam", "create-role", "--role-name", probe,
-                     "--assume-role-policy-document", trust)  # fmt: skip
-        for target, may in ((probe, True), ("rolling-ci-deploy", False), ("rolling-ci-infrastructure", False)):
-            put = emulator.aws(
-                infrastructure_keys, "iam", "put-role-policy", "--role-name", target, "--policy-name", "probe",
-                "--policy-document", inline, check=False,
-            )  # fmt: skip
-            assert (put.returncode == 0) is may, f"the infrastructure role's policy on {target}: {put.stderr}"
-            if not may:
-                assert "AccessDenied" in put.stderr, put.stderr
-        emulator.aws(infrastructure_keys, "iam", "delete-role-policy", "--role-name", probe, "--policy-name", "probe")
-        emulator.aws(infrastructure_keys, "iam", "delete-role", "--role-name", probe)
+        # The infrastructure role makes and changes the stack's own roles (rolling-*) only with the account's
+        # permissions boundary (docs/iam/infrastructure-policy.json; tools/aws-emulator/server.py evaluates its
+        # condition), and never the CI roles (its Deny: the emulator authorises role actions against the role).
+        assert_no_way_to_administrator(emulator, infrastructure_keys)
 
         # Previews read and write nothing; the preview role may not update.
         allowed(pulumi(repo, preview, "preview", "--stack", "dev"), "the preview role's preview")

@@ -368,3 +368,24 @@ def test_a_cluster_that_cannot_be_read_stops_the_update_instead_of_passing_for_n
     said = str(caught.value)
     assert "needs eks:DescribeCluster" in said and error.rsplit(", ", maxsplit=1)[-1] in said
     assert "creates the cluster" not in said
+
+
+def test_every_iam_role_of_the_stack_carries_the_accounts_permissions_boundary() -> None:
+    # The infrastructure role may change only roles bounded by rolling-boundary (docs/iam/infrastructure-
+    # policy.json): a role without it could not be made, and one with it can do no IAM, whatever it is given.
+    from infra import boundary
+
+    result = run_program(BASE)
+    roles = result.mocks.of_type("aws:iam/role:Role")
+    assert roles, "the stack makes roles (the load balancer controller's at least)"
+    expected = "arn:aws:iam::123456789012:policy/rolling-boundary"
+    assert {r.name: r.inputs.get("permissionsBoundary") for r in roles} == {r.name: expected for r in roles}
+    # pulumi-eks's own roles are the component's children, which the mocks do not run: the same transform
+    # gives them the boundary, as its rule does here for a role like theirs, and keeps a boundary one names.
+    eks_role = {"assumeRolePolicy": "{}", "managedPolicyArns": ["arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"]}
+    assert boundary.bounded_props("aws:iam/role:Role", eks_role, expected) == {
+        **eks_role,
+        "permissionsBoundary": expected,
+    }
+    assert boundary.bounded_props("aws:iam/role:Role", {"permissionsBoundary": "x"}, expected) is None
+    assert boundary.bounded_props("aws:iam/policy:Policy", {}, expected) is None

@@ -23,6 +23,7 @@ def all_violations(resources: list[rules.Resource]) -> list[str]:
     for r in resources:
         found += rules.pinned_images(r) + rules.readiness_probes(r) + rules.keeps_serving(r)
         found += rules.requests_equal_limits(r, fargate) + rules.eks_cluster(r) + rules.least_privilege(r)
+        found += rules.bounded_roles(r)
     return found
 
 
@@ -227,3 +228,23 @@ def test_releases_without_analysis_are_named_on_eks_only() -> None:
     (message,) = rules.analysed_on_eks(program_resources("eks", analysis="false"))
     assert message.startswith("Deployment 'nginx-deployment' ships releases without analysis")
     assert "set rolling:analysis true" in message
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        (None, "has no permissions boundary"),
+        (
+            "arn:aws:iam::123456789012:policy/someone-elses",
+            "has permissions boundary arn:aws:iam::123456789012:policy/someone-elses",
+        ),
+    ],
+)
+def test_a_role_without_the_accounts_boundary_is_refused(given: str | None, says: str) -> None:
+    role = rules.Resource("aws:iam/role:Role", "eksRole", {} if given is None else {"permissionsBoundary": given})
+    (message,) = rules.bounded_roles(role)
+    assert says in message and "policy/rolling-boundary" in message
+    bounded = rules.Resource(
+        "aws:iam/role:Role", "r", {"permissionsBoundary": "arn:aws:iam::1:policy/rolling-boundary"}
+    )
+    assert rules.bounded_roles(bounded) == []

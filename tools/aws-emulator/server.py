@@ -13,6 +13,15 @@ here and one on `*` always does. A request that names its repository (`repositor
 (`resourceArn`) is authorised against that repository's ARN, as AWS does; one that names none (a
 DescribeRepositories of the whole registry, GetAuthorizationToken) against `*`.
 
+moto evaluates no condition of an identity policy (it passes the request's condition values to trust
+policies alone, and a condition whose key the request lacks is taken as met), so a grant that holds only
+under a condition would hold always. The infrastructure role's grants on the stack's roles hold only for a
+role whose permissions boundary is `rolling-boundary` (`iam:PermissionsBoundary`: on CreateRole and
+PutRolePermissionsBoundary the boundary the request sets, on the actions on an existing role its
+boundary: AWS's Service Authorization Reference, "Condition keys for IAM"). Here each request's policies
+are evaluated with that key's value (empty when there is none), with the rest of moto's own evaluation.
+Of the conditions, moto evaluates `StringEquals` alone; the policies here use no other on IAM's actions.
+
 Run with the emulator's virtualenv (tools/aws-emulator/requirements.txt): python server.py -H HOST -p PORT.
 """
 
@@ -22,7 +31,8 @@ import sys
 from typing import Any
 
 from moto.ecr.responses import ECRResponse
-from moto.iam.access_control import S3IAMRequest
+from moto.iam.access_control import IAMPolicy, IAMRequestBase, PermissionResult, S3IAMRequest
+from moto.iam.utils import format_incoming_conditional_values
 from moto.server import main
 
 AS_AWS_CHECKS = {
@@ -64,6 +74,48 @@ def _ecr_resource(self: ECRResponse) -> str:
 
 
 ECRResponse._determine_resource = _ecr_resource  # type: ignore[attr-defined]
+
+# The IAM actions whose request context holds iam:PermissionsBoundary: those that set a role's boundary (its
+# value is the one they set), and those on a role that has one (its value is that role's).
+SETS_BOUNDARY = {"iam:CreateRole", "iam:PutRolePermissionsBoundary"}
+
+
+def _condition_values(self: IAMRequestBase) -> dict[str, str]:
+    values = format_incoming_conditional_values(self._data)
+    if not self._action.startswith("iam:"):
+        return values
+    if self._action in SETS_BOUNDARY:
+        given = self._data.get("PermissionsBoundary") or [""]
+        values["iam:PermissionsBoundary"] = given[0] if isinstance(given, list) else str(given)
+    elif "RoleName" in self._data:
+        name = self._data["RoleName"]
+        try:
+            role = self.backend.get_role(name[0] if isinstance(name, list) else str(name))
+        except Exception:  # no such role: the action fails on its own
+            return values
+        values["iam:PermissionsBoundary"] = role.permissions_boundary_arn or ""
+    return values
+
+
+def _check_action_permitted(self: IAMRequestBase, resource: str) -> None:
+    # moto's own (IAMRequestBase.check_action_permitted), with the request's condition values.
+    if self._action == "sts:GetCallerIdentity":
+        return
+    values = _condition_values(self)
+    permitted = False
+    for policy in self._access_key.collect_policies():
+        result = IAMPolicy(policy).is_action_permitted(self._action, resource, None, values)
+        if result == PermissionResult.DENIED:
+            self._raise_access_denied()
+        elif result == PermissionResult.PERMITTED:
+            permitted = True
+    if self._is_assuming_role_operation(resource):
+        permitted = permitted and self._check_role_trust_relationship(resource)
+    if not permitted:
+        self._raise_access_denied()
+
+
+IAMRequestBase.check_action_permitted = _check_action_permitted  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     main(sys.argv[1:])
