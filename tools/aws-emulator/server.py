@@ -73,7 +73,7 @@ def _ecr_resource(self: ECRResponse) -> str:
     return "*"
 
 
-ECRResponse._determine_resource = _ecr_resource  # type: ignore[attr-defined]
+ECRResponse._determine_resource = _ecr_resource
 
 # The IAM actions whose request context holds iam:PermissionsBoundary: those that set a role's boundary (its
 # value is the one they set), and those on a role that has one (its value is that role's).
@@ -81,7 +81,7 @@ SETS_BOUNDARY = {"iam:CreateRole", "iam:PutRolePermissionsBoundary"}
 
 
 def _condition_values(self: IAMRequestBase) -> dict[str, str]:
-    values = format_incoming_conditional_values(self._data)
+    values: dict[str, str] = dict(format_incoming_conditional_values(self._data))
     if not self._action.startswith("iam:"):
         return values
     if self._action in SETS_BOUNDARY:
@@ -115,7 +115,7 @@ def _check_action_permitted(self: IAMRequestBase, resource: str) -> None:
         self._raise_access_denied()
 
 
-IAMRequestBase.check_action_permitted = _check_action_permitted  # type: ignore[method-assign]
+IAMRequestBase.check_action_permitted = _check_action_permitted
 
 if __name__ == "__main__":
     main(sys.argv[1:])
