@@ -10,6 +10,8 @@ Phases (each reached as the cluster shows it, then killed at once):
 - bake: every pod is the new version, judged for 2 s;
 - rollback: a release that gets ready but answers every user 500 (cluster/images.sh's errors kind), aborted,
   and its rollback through Pulumi applied (the Deployment carries its cause);
+- canary interrupted: as canary judged, but SIGINT (Ctrl-C, a CI job cancelled) instead of SIGKILL: the run
+  ends alive and hands its canary to the watchdog, which takes it away at once, not after watchdogSeconds;
 and the same canary-up kill of that bad release: nobody judges it once the run is lost, so its damage is
 bounded by the watchdog alone.
 
@@ -126,7 +128,12 @@ def phases(cluster: Cluster, stack: str, tag: str) -> dict[str, tuple[list[str],
         # A bad release's rollback through Pulumi: the Deployment carries this rollback's cause (not one an earlier
         # run left).
         "rollback": ([], lambda: cluster.cause().startswith("rollback ") and cluster.cause() != before, 0.0),
+        "canary interrupted": (["--canary", "1"], lambda: cluster.pods().get(tag, (0, 0))[1] == 1, 2.0),
     }
+
+
+# The phases whose run gets SIGINT (and ends by itself) rather than SIGKILL.
+INTERRUPTED = {"canary interrupted"}
 
 
 def rollout(stack: Stack, *args: str) -> tuple[int, dict[str, Any], float]:
@@ -160,8 +167,9 @@ def killed_run(stack: Stack, cluster: Cluster, phase: str, tag: str, url: str) -
                     raise RuntimeError(f"{phase}: never reached")
                 time.sleep(into)
             finally:
-                os.killpg(running.pid, signal.SIGKILL)
+                os.killpg(running.pid, signal.SIGINT if phase in INTERRUPTED else signal.SIGKILL)
                 kill = time.time()
+            running.wait(timeout=120)
         canary_phase = phase.startswith(("canary", "preview"))
         if phase == "preview":
             undone: float | None = kill  # nothing had changed
@@ -219,7 +227,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "# The kill matrix (make bench-kill)",
         "",
         f"`rollout` killed with SIGKILL (its whole process group) at each phase, {RUNS} runs each, on the real "
-        f"node; 3 replicas; users at {RATE} requests a second, never re-sent; `watchdogSeconds` {LEASE_S}. "
+        "node (the interrupted phase: SIGINT, as Ctrl-C or a cancelled CI job; the run ends by itself); "
+        f"3 replicas; users at {RATE} requests a second, never re-sent; `watchdogSeconds` {LEASE_S}. "
         "Undone: the canary's pods gone, or the old version back on every replica, after the kill. Next: the "
         "re-run of the same release (`rollout --tag T`), its outcome and how soon it started (its watchdog's Job "
         "created, from its launch). No `pulumi cancel` was run by hand in any of them.",
