@@ -354,10 +354,35 @@ def test_the_deploy_role_writes_devs_state_alone_and_the_infrastructure_role_nev
         if "s3:PutObject" in statement["Action"]:
             assert all("/dev" in r for r in statement["Resource"]), statement["Resource"]
     infrastructure = json.loads((IAM / "infrastructure-policy.json").read_text())["Statement"]
-    (deny,) = [s for s in infrastructure if s["Effect"] == "Deny"]
-    assert deny["Resource"] == "arn:aws:iam::ACCOUNT_ID:role/rolling-ci-*"
+    (deny,) = [s for s in infrastructure if s["Effect"] == "Deny" and s["Resource"].endswith(":role/rolling-ci-*")]
     for needed in ("iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:PassRole"):
         assert needed in deny["Action"]
+
+
+def test_the_infrastructure_role_grants_rights_only_to_roles_bounded_by_the_accounts_boundary() -> None:
+    import json
+
+    def actions(statement: dict[str, Any]) -> list[str]:
+        given = statement.get("Action", [])
+        return [given] if isinstance(given, str) else list(given)
+
+    boundary = "arn:aws:iam::ACCOUNT_ID:policy/rolling-boundary"
+    infrastructure = json.loads((IAM / "infrastructure-policy.json").read_text())["Statement"]
+    grants = ("iam:CreateRole", "iam:AttachRolePolicy", "iam:PutRolePolicy", "iam:PutRolePermissionsBoundary")
+    for statement in infrastructure:
+        if statement["Effect"] == "Allow" and set(grants) & set(actions(statement)):
+            # Every Allow of an action that gives a role rights holds only for a role bounded by the boundary.
+            assert statement["Condition"] == {"StringEquals": {"iam:PermissionsBoundary": boundary}}, statement
+    denied = {a: s["Resource"] for s in infrastructure if s["Effect"] == "Deny" for a in actions(s)}
+    assert denied["iam:DeleteRolePermissionsBoundary"] == "*"
+    for change in ("iam:CreatePolicyVersion", "iam:SetDefaultPolicyVersion", "iam:DeletePolicy"):
+        assert denied[change] == boundary, change
+    # The boundary allows no identity work (no IAM beyond what the cluster and the controller use, no STS).
+    allowed = json.loads((IAM / "boundary-policy.json").read_text())["Statement"]
+    (rest,) = [s for s in allowed if "NotAction" in s]
+    assert {"iam:*", "sts:*", "organizations:*", "account:*"} <= set(rest["NotAction"])
+    iam = [a for s in allowed if "Action" in s for a in actions(s)]
+    assert set(iam) == {"iam:CreateServiceLinkedRole", "iam:GetServerCertificate", "iam:ListServerCertificates"}
 
 
 def test_prods_passphrase_reaches_prods_environments_alone() -> None:
