@@ -250,12 +250,14 @@ def test_the_first_day_as_written_then_each_ci_role_at_its_own_steps_and_no_othe
     # The runbook, as written: bucket, backend, stacks, roles, access settings, commits.
     assert run_runbook(repo, emulator, admin) == list(REPLACED)
 
-    # Prod's stack has its own passphrase though the runbook's shell held dev's: dev's cannot open it.
+    # Prod's stack has its own passphrase though the runbook's shell held dev's: dev's cannot encrypt a secret
+    # of prod's (the engine checks a passphrase against the stack's encryptionsalt), prod's can.
     backend_env = admin | {"PULUMI_BACKEND_URL": emulator.backend_url(f"s3://{BUCKET}/rolling")}
-    opened = pulumi(repo, backend_env, "config", "--show-secrets", "--stack", "prod")
-    allowed(opened, "prod's config with prod's passphrase")
-    wrong = pulumi(repo, backend_env, "config", "--show-secrets", "--stack", "prod", passphrase=PASSPHRASES["dev"])
+    probe = ("config", "set", "--secret", "rolling:passphraseProbe", "x", "--stack", "prod")
+    wrong = pulumi(repo, backend_env, *probe, passphrase=PASSPHRASES["dev"])
     assert wrong.returncode != 0 and "incorrect passphrase" in wrong.stderr, wrong.stdout + wrong.stderr
+    allowed(pulumi(repo, backend_env, *probe), "a secret of prod's with prod's passphrase")
+    allowed(pulumi(repo, backend_env, "config", "rm", "rolling:passphraseProbe", "--stack", "prod"), "its removal")
 
     # A clean checkout of git holds every setting the workflows read: the promote job and CI's first
     # infrastructure `up` read the stack files from git, not from the admin's work tree.

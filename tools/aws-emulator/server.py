@@ -18,7 +18,8 @@ policies alone, and a condition whose key the request lacks is taken as met), so
 under a condition would hold always. The infrastructure role's grants on the stack's roles hold only for a
 role whose permissions boundary is `rolling-boundary` (`iam:PermissionsBoundary`: on CreateRole and
 PutRolePermissionsBoundary the boundary the request sets, on the actions on an existing role its
-boundary: AWS's Service Authorization Reference, "Condition keys for IAM"). Here each request's policies
+boundary: AWS's Service Authorization Reference, "Condition keys for IAM"); and a CreateRole is authorised
+against the ARN the role will have, as AWS does (moto: against `*`). Here each request's policies
 are evaluated with that key's value (empty when there is none), with the rest of moto's own evaluation.
 Of the conditions, moto evaluates `StringEquals` alone; the policies here use no other on IAM's actions.
 
@@ -32,6 +33,7 @@ from typing import Any
 
 from moto.ecr.responses import ECRResponse
 from moto.iam.access_control import IAMPolicy, IAMRequestBase, PermissionResult, S3IAMRequest
+from moto.iam.responses import IamResponse
 from moto.iam.utils import format_incoming_conditional_values
 from moto.server import main
 
@@ -74,6 +76,21 @@ def _ecr_resource(self: ECRResponse) -> str:
 
 
 ECRResponse._determine_resource = _ecr_resource
+
+_resolve_role = IamResponse._resolve_resource_arn
+
+
+def _role_arn(self: IamResponse, role_name: str) -> str:
+    # moto authorises a request on a role that does not exist yet (CreateRole) against `*`; AWS against the
+    # ARN the role will have.
+    found = _resolve_role(self, role_name)
+    if found != "*":
+        return str(found)
+    path = str(self._get_param("Path") or "/")
+    return f"arn:aws:iam::{self.current_account}:role{path}{role_name}"
+
+
+IamResponse._resolve_resource_arn = _role_arn
 
 # The IAM actions whose request context holds iam:PermissionsBoundary: those that set a role's boundary (its
 # value is the one they set), and those on a role that has one (its value is that role's).
