@@ -323,6 +323,26 @@ func (w *watchdog) once(step Step) error {
 	return fmt.Errorf("a step this watchdog does not know: %q", step.Do)
 }
 
+// workloadSpec is what the watchdog reads of a Deployment's or a ReplicaSet's spec.
+type workloadSpec struct {
+	Replicas *int `json:"replicas"`
+	Template struct {
+		Spec struct {
+			Containers []struct {
+				Image string `json:"image"`
+			} `json:"containers"`
+		} `json:"spec"`
+	} `json:"template"`
+}
+
+// image is the first container's image ("" when there is none).
+func (s *workloadSpec) image() string {
+	if len(s.Template.Spec.Containers) == 0 {
+		return ""
+	}
+	return s.Template.Spec.Containers[0].Image
+}
+
 type replicaSet struct {
 	Metadata struct {
 		Name            string `json:"name"`
@@ -331,42 +351,17 @@ type replicaSet struct {
 			Name string `json:"name"`
 		} `json:"ownerReferences"`
 	} `json:"metadata"`
-	Spec struct {
-		Replicas *int `json:"replicas"`
-		Template struct {
-			Spec struct {
-				Containers []struct {
-					Image string `json:"image"`
-				} `json:"containers"`
-			} `json:"spec"`
-		} `json:"template"`
-	} `json:"spec"`
+	Spec   workloadSpec `json:"spec"`
 	Status struct {
 		ReadyReplicas int `json:"readyReplicas"`
 	} `json:"status"`
-}
-
-func (rs *replicaSet) image() string {
-	if len(rs.Spec.Template.Spec.Containers) == 0 {
-		return ""
-	}
-	return rs.Spec.Template.Spec.Containers[0].Image
 }
 
 type deployment struct {
 	Metadata struct {
 		Generation int64 `json:"generation"`
 	} `json:"metadata"`
-	Spec struct {
-		Replicas *int `json:"replicas"`
-		Template struct {
-			Spec struct {
-				Containers []struct {
-					Image string `json:"image"`
-				} `json:"containers"`
-			} `json:"spec"`
-		} `json:"template"`
-	} `json:"spec"`
+	Spec   workloadSpec `json:"spec"`
 	Status struct {
 		ObservedGeneration int64 `json:"observedGeneration"`
 	} `json:"status"`
@@ -389,7 +384,7 @@ func (w *watchdog) retire(step Step) error {
 		if err := w.api.do(http.MethodGet, w.deploymentPath(step.Deployment), "", nil, &d); err != nil {
 			return err
 		}
-		if c := d.Spec.Template.Spec.Containers; len(c) > 0 && c[0].Image == step.Image {
+		if d.Spec.image() == step.Image {
 			return &notNeeded{"the Deployment's template still names " + step.Image}
 		}
 		var sets struct {
@@ -407,7 +402,7 @@ func (w *watchdog) retire(step Step) error {
 			}
 			switch {
 			case !owned:
-			case rs.image() == step.Image:
+			case rs.Spec.image() == step.Image:
 				if rs.Spec.Replicas == nil || *rs.Spec.Replicas > 0 {
 					retiring = append(retiring, rs)
 				}

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -183,29 +184,44 @@ def test_pause_then_promote_from_another_process(deployed: LocalStack) -> None:
     assert deployed.preview().change_summary == {"same": 12}
 
 
-def runner_lost_during(stack: LocalStack, *args: str, reached: Callable[[], bool]) -> float:
-    """`rollout ARGS` killed with SIGKILL, with every process it started, once ``reached`` holds (a runner lost:
-    no handler runs), and its checkout with it: the stack file is put back as it was before the run. When it
-    was killed (epoch seconds)."""
+def stopped_during(
+    stack: LocalStack, *args: str, reached: Callable[[], bool], sig: signal.Signals = signal.SIGKILL
+) -> tuple[float, int, str]:
+    """`rollout ARGS` sent ``sig`` with every process it started (its process group) once ``reached`` holds:
+    SIGKILL as a runner is lost (no handler runs, and its checkout goes with it: the stack file is put back as
+    it was before the run), SIGINT as Ctrl-C in a terminal. When (epoch seconds), its exit code and what it
+    said on stderr."""
     stack_file = stack.workdir / f"Pulumi.{stack.stack.name}.yaml"
     checkout = stack_file.read_text()
-    command = [sys.executable, "-m", "infra.rollout", "--stack", stack.stack.name, "--json", *args, "--yes"]
-    with subprocess.Popen(
-        command,
-        cwd=stack.workdir,
-        env={**os.environ, **stack.env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    ) as running:
+    command = [sys.executable, "-m", "infra.rollout", "--stack", stack.stack.name, *args, "--yes"]
+    with (
+        tempfile.TemporaryFile("w+") as err,
+        subprocess.Popen(
+            command,
+            cwd=stack.workdir,
+            env={**os.environ, **stack.env},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+            start_new_session=True,
+        ) as running,
+    ):
         try:
             wait_for(reached, 90, "the run to reach its judgement")
             time.sleep(2)  # into it
         finally:
-            os.killpg(running.pid, signal.SIGKILL)
-            killed = time.time()
+            os.killpg(running.pid, sig)
+            stopped = time.time()
+        code = running.wait(timeout=60)
+        err.seek(0)
+        said = err.read()
     stack_file.write_text(checkout)
-    return killed
+    return stopped, code, said
+
+
+def runner_lost_during(stack: LocalStack, *args: str, reached: Callable[[], bool]) -> float:
+    """`rollout ARGS` killed with SIGKILL once ``reached`` holds (a CI runner lost); when."""
+    return stopped_during(stack, "--json", *args, reached=reached)[0]
 
 
 def test_a_runner_lost_during_the_canary_leaves_it_recorded_and_the_next_run_removes_it(deployed: LocalStack) -> None:

@@ -6,12 +6,8 @@ does and nothing else."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 
 from kubernetes import client
 
@@ -21,7 +17,7 @@ from infra.kube.lease import lease_name
 from infra.rollout.exits import Exit
 from tests.e2e.harness import LocalStack, api_client, plain_traffic, ready_to_serve, wait_for
 from tests.e2e.images import image
-from tests.e2e.test_analysis import QUICK, assert_restored, no_canary, pods_of, runner_lost_during
+from tests.e2e.test_analysis import QUICK, assert_restored, no_canary, pods_of, runner_lost_during, stopped_during
 from tests.e2e.test_rollout import ready_pods_by_image
 from tests.e2e.test_rollout_command import rollout
 
@@ -79,37 +75,13 @@ def test_a_runner_lost_during_the_canary_has_the_watchdog_take_it_away_within_th
     assert_restored(deployed)
 
 
-def interrupted_during(stack: LocalStack, *args: str, reached: Callable[[], bool]) -> tuple[float, int, str]:
-    """`rollout ARGS` interrupted as Ctrl-C in a terminal does (SIGINT to its process group) once ``reached``
-    holds: when (epoch seconds), its exit code and what it said. The stack file is put back as it was."""
-    stack_file = stack.workdir / f"Pulumi.{stack.stack.name}.yaml"
-    checkout = stack_file.read_text()
-    command = [sys.executable, "-m", "infra.rollout", "--stack", stack.stack.name, *args, "--yes"]
-    with subprocess.Popen(
-        command,
-        cwd=stack.workdir,
-        env={**os.environ, **stack.env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as running:
-        try:
-            wait_for(reached, 90, "the run to reach its judgement")
-            time.sleep(2)  # into it
-        finally:
-            os.killpg(running.pid, signal.SIGINT)
-            interrupted = time.time()
-        _, err = running.communicate(timeout=60)
-    stack_file.write_text(checkout)
-    return interrupted, running.returncode, err
-
-
 def test_a_run_interrupted_during_the_canary_hands_it_to_the_watchdog_at_once(deployed: LocalStack) -> None:
     # The default lease (20 s): the hand-over does not wait for it to run out.
     deployed.set(**QUICK, canarySeconds=120)
     canary_ready = lambda: ready_pods_by_image(deployed).get(image("1.16.1")) == 1  # noqa: E731
-    interrupted, code, err = interrupted_during(deployed, "--tag", "1.16.1", "--canary", "1", reached=canary_ready)
+    interrupted, code, err = stopped_during(
+        deployed, "--tag", "1.16.1", "--canary", "1", reached=canary_ready, sig=signal.SIGINT
+    )
     assert code == Exit.FAILED and "left to the cluster's watchdog" in err, err
     wait_for(lambda: pods_of(deployed, image("1.16.1")) == 0, 30, "the watchdog to take the canary away")
     assert time.time() - interrupted < 10, "the canary went only as the lease ran out"
