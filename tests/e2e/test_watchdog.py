@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 
+import pytest
 from kubernetes import client
 
 from infra.identity import CANARY_DEPLOYMENT, DEPLOYMENT, INGRESS, WATCHDOG
 from infra.kube import watchdog
 from infra.kube.lease import lease_name
+from infra.release import CHANGE_CAUSE
 from infra.rollout.exits import Exit
 from tests.e2e.harness import LocalStack, api_client, plain_traffic, ready_to_serve, wait_for
-from tests.e2e.images import image
+from tests.e2e.images import ERRORS, image
 from tests.e2e.test_analysis import QUICK, assert_restored, no_canary, pods_of, runner_lost_during, stopped_during
 from tests.e2e.test_rollout import ready_pods_by_image
 from tests.e2e.test_rollout_command import rollout
@@ -181,3 +184,70 @@ def test_the_watchdog_may_do_what_it_does_and_nothing_else(deployed: LocalStack)
     ]
     assert [a for a in may if not review(deployed, *a)] == []
     assert [a for a in may_not if review(deployed, *a)] == []
+
+
+def lease_annotations(stack: LocalStack) -> dict[str, str]:
+    try:
+        lease = client.CoordinationV1Api(api_client()).read_namespaced_lease(
+            lease_name(stack.stack.name), stack.namespace
+        )
+    except client.ApiException:
+        return {}
+    return dict(lease.metadata.annotations or {})
+
+
+def change_cause(stack: LocalStack) -> str:
+    return str((stack.deployment().metadata.annotations or {}).get(CHANGE_CAUSE) or "")
+
+
+# Each phase a run can be lost in, beside the canary's and the bake's above: the release, the run's arguments,
+# when the cluster shows the phase, and what the next run of the same release ends as.
+PHASES: dict[str, tuple[str, tuple[str, ...], Callable[[LocalStack], bool], str]] = {
+    # The watchdog watches, no stage has begun: nothing changed, nothing to undo.
+    "preview": ("1.16.1", ("--canary", "1"), lambda s: watchdog.WATCHING in lease_annotations(s)
+                and not lease_annotations(s).get(watchdog.PLAN), "succeeded"),
+    # The canary's `up` holds the stack's lock; its pod is made, not ready.
+    "canary up": ("1.16.1", ("--canary", "1"), lambda s: pods_of(s, image("1.16.1")) == 1
+                  and ready_pods_by_image(s).get(image("1.16.1"), 0) == 0, "succeeded"),
+    # The rollout's `up`: the new template, not every pod of it ready.
+    "rollout": ("1.16.1", (), lambda s: template_image(s) == image("1.16.1")
+                and ready_pods_by_image(s).get(image("1.16.1"), 0) < 3, "succeeded"),
+    # A release that answers every user 500, aborted: its rollback through Pulumi under way.
+    "rollback": (ERRORS, (), lambda s: change_cause(s).startswith("rollback "), "aborted"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("phase", list(PHASES))
+def test_a_runner_lost_at_any_phase_is_undone_in_the_cluster_and_the_next_run_needs_no_person(
+    deployed: LocalStack, phase: str
+) -> None:
+    release, args, reached, next_outcome = PHASES[phase]
+    deployed.set(**QUICK, canarySeconds=60, bakeSeconds=60, watchdogSeconds=LEASE_S)
+    url = ready_to_serve(deployed)
+    with plain_traffic(url, f"watchdog-{phase.replace(' ', '-')}", keepalive=False) as users:
+        killed = runner_lost_during(deployed, "--tag", release, *args, reached=lambda: reached(deployed))
+        # Undone in the cluster by the watchdog alone: the previous version on every replica, no canary pod.
+        wait_for(
+            lambda: template_image(deployed) == image("1.14.2") and pods_of(deployed, image(release)) == 0,
+            BOUND_S + 60,
+            "the release undone",
+        )
+        undone = time.time()
+        wait_for(lambda: ready_pods_by_image(deployed) == {image("1.14.2"): 3}, 90, "the previous version everywhere")
+    lost = [r for r in users.responses if r.failed and r.t >= killed]
+    if release == "1.16.1":
+        assert [r for r in users.responses if r.failed] == [], "a good release cost users a request"
+    else:
+        assert all(r.t - killed < BOUND_S for r in lost), f"bad answers {max(r.t for r in lost) - killed:.1f}s after"
+    if phase == "preview":
+        assert undone - killed < 5, "nothing had changed, and nothing was undone"
+    # The re-run of the same release, as the pipeline's: no `pulumi cancel` by anyone, the lost run's lock (the
+    # canary's and the rollout's `up` held it) recovered, the release judged from the start.
+    deployed.set(canarySeconds=3, bakeSeconds=3)
+    code, result, err = rollout(deployed, "--tag", release, *args, "--yes")
+    assert result["outcome"] == next_outcome, err
+    assert code == (Exit.OK if next_outcome == "succeeded" else Exit.ABORTED), err
+    if next_outcome == "succeeded":
+        assert ready_pods_by_image(deployed) == {image(release): 3}
+    else:
+        assert_restored(deployed)
