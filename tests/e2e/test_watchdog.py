@@ -226,13 +226,16 @@ def test_a_runner_lost_at_any_phase_is_undone_in_the_cluster_and_the_next_run_ne
     url = ready_to_serve(deployed)
     with plain_traffic(url, f"watchdog-{phase.replace(' ', '-')}", keepalive=False) as users:
         killed = runner_lost_during(deployed, "--tag", release, *args, reached=lambda: reached(deployed))
-        # Undone in the cluster by the watchdog alone: the previous version on every replica, no canary pod.
-        wait_for(
-            lambda: template_image(deployed) == image("1.14.2") and pods_of(deployed, image(release)) == 0,
-            BOUND_S + 60,
-            "the release undone",
-        )
+        # Undone in the cluster by the watchdog alone, within the bound: the canary's pod away, or the previous
+        # image back in the template; then the release's pods out as the previous version's get ready.
+        if phase == "canary up":
+            wait_for(lambda: pods_of(deployed, image(release)) == 0, BOUND_S + 30, "the canary taken away")
+        else:
+            wait_for(lambda: template_image(deployed) == image("1.14.2"), BOUND_S + 30, "the previous image back")
+        assert time.time() - killed < BOUND_S + 1, f"undone {time.time() - killed:.1f}s after the kill"
+        wait_for(lambda: pods_of(deployed, image(release)) == 0, 60, "the release's pods gone")
         undone = time.time()
+        assert undone - killed < BOUND_S + 10, f"the release's pods went {undone - killed:.1f}s after the kill"
         wait_for(lambda: ready_pods_by_image(deployed) == {image("1.14.2"): 3}, 90, "the previous version everywhere")
     lost = [r for r in users.responses if r.failed and r.t >= killed]
     if release == "1.16.1":
