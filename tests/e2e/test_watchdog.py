@@ -105,6 +105,9 @@ def test_a_runner_lost_during_the_bake_has_the_watchdog_put_the_previous_image_b
     killed = runner_lost_during(deployed, "--tag", "1.16.1", reached=baking)
     wait_for(lambda: template_image(deployed) == image("1.14.2"), BOUND_S + 30, "the previous image back")
     assert time.time() - killed < BOUND_S + 1  # a look every 0.5 s here
+    # The release's pods out one for one as the previous version's get ready, not minReadySeconds after.
+    wait_for(lambda: pods_of(deployed, image("1.16.1")) == 0, 60, "the release's pods gone")
+    assert time.time() - killed < BOUND_S + 10, f"the release's pods went {time.time() - killed:.1f}s after the kill"
     wait_for(lambda: ready_pods_by_image(deployed) == {image("1.14.2"): 3}, 90, "the previous version everywhere")
     (event,) = run_lost_events(deployed)
     assert f"put back to {image('1.14.2')}" in event.message, event.message
