@@ -194,3 +194,21 @@ def test_a_failed_rollback_hands_the_bake_over_and_a_settled_release_removes_the
     assert code == Exit.ROLLED_BACK, said(s)
     assert len(cluster.jobs_removed) == 1 and not cluster.leases[-1].kept
     assert watchdog.HANDOVER not in cluster.lease_notes
+
+
+def test_status_says_the_watchdog_has_a_release_its_run_handed_over_though_the_lease_has_not_run_out() -> None:
+    import time
+
+    engine = ServedEngine(tag="1.16.1")
+    engine.stack_tags = encode("canary", "2026-12-07T10:00:00Z", "ci", NEW, OLD)
+    cluster = FakeCluster(engine=engine)
+    now = time.time()
+    handed = json.dumps({"job": "rolling-watchdog-abc", "why": "the run was interrupted"})
+    notes = {watchdog.WATCHING: json.dumps({"job": "rolling-watchdog-abc"}), watchdog.HANDOVER: handed}
+    # Another machine's run (its process cannot be looked for here), renewed a second ago: not run out.
+    cluster.current = LeaseRecord(Holder("runner", 7, "ci"), now - 30, now - 1, 20, notes)
+    s = session(["status", "--stack", "dev", "--json"], engine=engine, cluster=cluster)
+    assert run(s) == Exit.OK
+    assert s.report.status is not None
+    judge = s.report.status["judge"]
+    assert judge["who"] == "watchdog" and "undoes it now" in judge["then"], judge

@@ -72,7 +72,15 @@ def who_judges(session: Session, settings: Settings) -> tuple[dict[str, Any], st
     now = time.time()
     notes = lease.annotations if lease is not None else {}
     acted = watchdog.Acted.parse(notes.get(watchdog.ACTED))
-    if lease is not None and lease.holder is not None and holder_gone(lease, now, socket.gethostname()) is None:
+    # A run that ended alive with its release unsettled handed it to the watchdog: it renews its lease no more,
+    # though the lease has not run out yet (its holder's machine may be another).
+    handed = watchdog.HANDOVER in notes
+    if (
+        lease is not None
+        and lease.holder is not None
+        and not handed
+        and holder_gone(lease, now, socket.gethostname()) is None
+    ):
         left = lease.renewed + lease.seconds - now
         guard = watching(notes)
         if guard is not None:
@@ -93,6 +101,19 @@ def who_judges(session: Session, settings: Settings) -> tuple[dict[str, Any], st
             },
             f"judged now by the run {lease.holder}, since {iso(lease.acquired)} (its lease renewed "
             f"{now - lease.renewed:.0f}s ago, good {left:.0f}s more); should that run be lost, {if_lost}",
+        )
+    if acted is None and handed:
+        return (
+            {
+                "who": "watchdog",
+                "holder": None if lease is None or lease.holder is None else str(lease.holder),
+                "since": None,
+                "renewed": None if lease is None else iso(lease.renewed),
+                "watchdog": {"handedOver": notes[watchdog.HANDOVER]},
+                "then": "the cluster's watchdog undoes it now; the next `rollout` aborts it through Pulumi",
+            },
+            f"its run ended without settling it and handed it to the cluster's watchdog, which undoes it now; the "
+            f"next `rollout` on {stack} aborts it through Pulumi",
         )
     if acted is not None:
         then = (
