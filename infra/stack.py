@@ -137,8 +137,8 @@ def _app_outputs(settings: Settings, web: app.WebApp, outputs: dict[str, object]
 def _preflight(eks: EksSettings, owner: str) -> str:
     """Refuse what AWS would refuse later, mid-update (an ACM certificate must be in the ALB's region, one
     access entry a principal), and warn in every preview when the Kubernetes version nears the end of
-    standard support. ``owner``: the tag value of the access entries this stack makes. The account the
-    update runs in."""
+    standard support. ``owner``: the tag value of the access entries this stack makes. Returns the account
+    the update runs in."""
     import pulumi_aws as aws
 
     region = aws.config.region
@@ -173,8 +173,8 @@ def _preflight(eks: EksSettings, owner: str) -> str:
 def _not_found(err: Exception) -> bool:
     """Whether the AWS provider's data source said the object is not there. Its find functions wrap
     ResourceNotFoundException in the plugin SDK's retry.NotFoundError, whose text is "couldn't find resource"
-    (terraform-plugin-sdk v2 helper/retry/error.go); the offline rig's mocks name the exception itself. A
-    throttled or denied call says something else, and is no answer."""
+    (terraform-plugin-sdk v2 helper/retry/error.go); a provider that passes AWS's own error on names the
+    exception. A throttled or denied call says something else, and is no answer."""
     text = str(err)
     return "couldn't find resource" in text or "ResourceNotFoundException" in text
 
