@@ -22,6 +22,8 @@ boundary: AWS's Service Authorization Reference, "Condition keys for IAM"); and 
 against the ARN the role will have, as AWS does (moto: against `*`). Here each request's policies
 are evaluated with that key's value (empty when there is none), with the rest of moto's own evaluation.
 Of the conditions, moto evaluates `StringEquals` alone; the policies here use no other on IAM's actions.
+And moto takes an Allow whose condition is not met for a Deny (AWS: for no Allow); for these policies that
+changes no answer, since the conditional Allow is the only grant of the actions it names.
 
 Run with the emulator's virtualenv (tools/aws-emulator/requirements.txt): python server.py -H HOST -p PORT.
 """
