@@ -176,10 +176,11 @@ def deployment_spec(
                 automount_service_account_token=False,
                 # Across zones where the scheduler can: a preference (ScheduleAnyway), never a pod left
                 # Pending, counted per revision (pod-template-hash) so a rollout's new pods spread too.
-                # On EKS, Fargate's own scheduler places each pod in one of the profile's private subnets
-                # (one per zone here); AWS documents that affinity rules do not apply there and is silent
-                # on spread constraints, so this costs nothing there and holds where the default
-                # scheduler places the pods (docs/rollouts.md).
+                # On EKS, Fargate places each pod in one of the profile's private subnets (one per zone here)
+                # by its own choice: AWS's Fargate profile page says affinity rules do not apply there, and
+                # Fargate ignores spread constraints too (aws/containers-roadmap#824 and #1324, both open), so
+                # its pods may all land in one zone. This holds where the default scheduler places the pods,
+                # and costs nothing on Fargate (docs/rollouts.md).
                 topology_spread_constraints=[
                     k8s.core.v1.TopologySpreadConstraintArgs(
                         max_skew=1,
