@@ -39,13 +39,18 @@ SLOT_S = 0.5
 @dataclass(frozen=True)
 class Sample:
     """One answer: sent at ``t`` (seconds), answered with ``status`` by ``version`` (None when the response
-    named none) after ``latency_s``; status 0 is no response (``error`` says why)."""
+    named none) after ``latency_s``; status 0 is no response (``error`` says why). ``server``: the latency is
+    the server's own time (its access log), not a client's, which adds the network's. ``counted``: False for
+    an answer already counted another way (the prober's own request as the pod logged it), whose server
+    time alone is evidence."""
 
     t: float
     status: int
     latency_s: float
     version: str | None = None
     error: str = ""
+    server: bool = False
+    counted: bool = True
 
     @property
     def answered(self) -> bool:
@@ -117,10 +122,16 @@ def _bucket(latency_s: float) -> int:
 class Tally:
     """Every answer of a stage, counted as it comes: by version and status, what the tests need of the judged
     ``version``, and the error test's log likelihood ratio, each half second of answers (SLOT_S, by when
-    they were sent) judged beside the error rate the other versions showed in it."""
+    they were sent) judged beside the error rate the other versions showed in it.
 
-    def __init__(self, version: str, thresholds: Thresholds) -> None:
-        self.version, self.thresholds = version, thresholds
+    ``server_times``: the latency judged is the servers' own (their access logs), so that the network
+    between the prober and the service (a CI runner across the internet from the load balancer) is not held
+    against the release; the prober's own timings are then told apart (``network``), not judged."""
+
+    def __init__(self, version: str, thresholds: Thresholds, *, server_times: bool = False) -> None:
+        self.version, self.thresholds, self.server_times = version, thresholds, server_times
+        # The judged version's answers as the prober timed them, when the servers' times are judged.
+        self.network = _Version()
         self.slow_ms = thresholds.max_p99_ms
         self.error_test = thresholds.error_test()
         self.counts: dict[str, dict[int, int]] = {}
@@ -133,7 +144,19 @@ class Tally:
         self._slots: dict[int, list[int]] = {}
         self.error_llr = 0.0
 
+    def _time(self, into: _Version, latency_s: float) -> None:
+        into.answered += 1
+        into.slow += latency_s * 1000 > self.slow_ms
+        bucket = into.buckets.setdefault(_bucket(latency_s), [0, 0.0])
+        bucket[0] += 1
+        bucket[1] = max(bucket[1], latency_s)
+
     def add(self, sample: Sample) -> None:
+        timed = sample.answered and sample.version is not None and sample.server == self.server_times
+        if not sample.counted:
+            if timed:
+                self._time(self.versions.setdefault(str(sample.version), _Version()), sample.latency_s)
+            return
         by = self.counts.setdefault(sample.version or "-", {})
         by[sample.status] = by.get(sample.status, 0) + 1
         self.first_t = sample.t if self.first_t is None else min(self.first_t, sample.t)
@@ -144,12 +167,10 @@ class Tally:
             mine = self.versions.setdefault(sample.version, _Version())
             mine.answers += 1
             mine.bad += sample.bad
-            if sample.answered:
-                mine.answered += 1
-                mine.slow += sample.latency_s * 1000 > self.slow_ms
-                bucket = mine.buckets.setdefault(_bucket(sample.latency_s), [0, 0.0])
-                bucket[0] += 1
-                bucket[1] = max(bucket[1], sample.latency_s)
+            if timed:
+                self._time(mine, sample.latency_s)
+            elif sample.answered and sample.version == self.version:
+                self._time(self.network, sample.latency_s)
         if sample.version is None and not sample.bad:
             return  # an answer of no version that is not an error (not the app's) says nothing
         slot = self._slots.setdefault(math.floor(sample.t / SLOT_S), [0, 0, 0, 0])
@@ -202,6 +223,10 @@ class Judgement:
     slow: int = 0
     # Evidence that went missing (a pod's log that could not be read): each one a finding.
     gaps: tuple[str, ...] = ()
+    # Whose time the latency is: the servers' own (their access logs) or the prober's (with the network's).
+    timed_by: str = "prober"
+    # With the servers' time judged, the p99 the prober met (the network's time added): said, not judged.
+    network_p99_ms: float | None = None
 
     @property
     def breached(self) -> bool:
@@ -241,7 +266,9 @@ class Judgement:
             "responses": {v: {str(s): n for s, n in sorted(by.items())} for v, by in sorted(self.counts.items())},
         }
         if self.source == "probe":
-            found["slow"], found["gaps"] = self.slow, list(self.gaps)
+            found["slow"], found["gaps"], found["timedBy"] = self.slow, list(self.gaps), self.timed_by
+            if self.network_p99_ms is not None:
+                found["networkP99Ms"] = round(self.network_p99_ms, 1)
         else:
             found["source"], found["minutes"] = self.source, list(self.minutes)
         return found
@@ -267,9 +294,19 @@ def judge_tally(tally: Tally, *, final: bool = True, gaps: tuple[str, ...] = ())
     on_latency = slow_test.decide(mine.answered, mine.slow)
 
     def verdict(state: State, reason: str) -> Judgement:
-        p99 = mine.p99_ms()
         return Judgement(
-            state, version, requests, errors, p99, reason, tally.counts, tally.span_s, slow=mine.slow, gaps=gaps
+            state,
+            version,
+            requests,
+            errors,
+            mine.p99_ms(),
+            reason,
+            tally.counts,
+            tally.span_s,
+            slow=mine.slow,
+            gaps=gaps,
+            timed_by="server" if tally.server_times else "prober",
+            network_p99_ms=tally.network.p99_ms() if tally.server_times else None,
         )
 
     unversioned = f" ({tally.unversioned_bad} of them with no version)" if tally.unversioned_bad else ""
@@ -282,10 +319,11 @@ def judge_tally(tally: Tally, *, final: bool = True, gaps: tuple[str, ...] = ())
             f"{thresholds.max_error_ratio:g} beyond doubt{beside}",
         )
     if on_latency is Decision.CONDEMN:
+        whose = " (the servers' own time)" if tally.server_times else ""
         return verdict(
             State.BREACH,
-            f"{mine.slow} of its {mine.answered} answers took longer than maxP99Ms {thresholds.max_p99_ms} ms: "
-            "more than a p99 allows, beyond doubt",
+            f"{mine.slow} of its {mine.answered} answers took longer than maxP99Ms {thresholds.max_p99_ms} ms"
+            f"{whose}: more than a p99 allows, beyond doubt",
         )
     if gaps:
         return verdict(State.UNDECIDED, "its evidence went missing: " + "; ".join(gaps))
@@ -309,5 +347,8 @@ def judge(
     final: bool = True,
     gaps: tuple[str, ...] = (),
 ) -> Judgement:
-    """``judge_tally`` over ``samples`` counted anew (for recorded answers and tests)."""
-    return judge_tally(Tally(version, thresholds).extend(samples), final=final, gaps=gaps)
+    """``judge_tally`` over ``samples`` counted anew (for recorded answers and tests): on the servers' own
+    times where the samples hold them (a run that read the pods' logs)."""
+    found = list(samples)
+    tally = Tally(version, thresholds, server_times=any(s.server for s in found))
+    return judge_tally(tally.extend(found), final=final, gaps=gaps)

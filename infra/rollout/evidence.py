@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from infra.kube.logs import PodLogs, Request
 
 # The requests in the pods' logs that are not users': the prober's own (counted as it records them, with
-# the ones that got no answer), the kubelet's probes and the ALB's health checks.
+# the ones that got no answer; their server time is judged), the kubelet's probes and the ALB's health checks.
 NOT_USERS = (USER_AGENT, "kube-probe/", "ELB-HealthChecker/")
 # The status nginx logs for a connection it closed without a response: the client got none.
 NO_RESPONSE = 444
@@ -82,14 +82,18 @@ class Evidence(Protocol):
 
 
 def user_samples(requests: list[Request], since: float) -> list[Sample]:
-    """Users' ``requests`` (the prober's and the kubelet's left out) as samples on this process's monotonic
-    clock, those started at or after ``since`` (monotonic); one the server closed unanswered is no response."""
+    """Users' ``requests`` (the kubelet's and the load balancer's health checks left out) as samples on this
+    process's monotonic clock, those started at or after ``since`` (monotonic), each timed by the server;
+    one the server closed unanswered is no response. The prober's own requests are there for their server
+    time alone (the prober counts them itself, with the ones no server saw)."""
     offset = time.monotonic() - time.time()
-    found = [
-        Sample(r.started + offset, 0 if r.status == NO_RESPONSE else r.status, r.seconds, r.version)
-        for r in requests
-        if not r.agent.startswith(NOT_USERS)
-    ]
+    found = []
+    for r in requests:
+        probe = r.agent.startswith(USER_AGENT)
+        if r.agent.startswith(NOT_USERS) and not probe or probe and r.status == NO_RESPONSE:
+            continue
+        status = 0 if r.status == NO_RESPONSE else r.status
+        found.append(Sample(r.started + offset, status, r.seconds, r.version, server=True, counted=not probe))
     return [s for s in found if s.t >= since]
 
 
@@ -155,7 +159,8 @@ class Probe:
     def judgement(self, version: str, thresholds: Thresholds, *, final: bool = True) -> Judgement:
         with self._lock:
             if self._tally is None or (self._tally.version, self._tally.thresholds) != (version, thresholds):
-                self._tally, self._probed, self._logged = Tally(version, thresholds), 0, 0
+                timed = self.users is not None  # the servers' own time, from their logs
+                self._tally, self._probed, self._logged = Tally(version, thresholds, server_times=timed), 0, 0
             tally = self._tally
             if self._prober is not None:
                 probed = self._prober.recorded_from(self._probed)

@@ -61,9 +61,11 @@ def test_users_are_told_from_the_prober_and_the_kubelet_on_the_monotonic_clock()
         Request(now - 1.0, 200, 0.01, "1.16.1", "kube-probe/1.35"),
         Request(now - 100.0, 500, 0.01, "1.16.1", "Mozilla/5.0"),  # before the judgement began
     ]
-    (sample,) = user_samples(requests, since=time.monotonic() - 10)
-    assert (sample.status, sample.version, sample.latency_s) == (500, "1.16.1", 0.01)
-    assert abs(sample.t - (time.monotonic() - 1.0)) < 0.5
+    user, probe = user_samples(requests, since=time.monotonic() - 10)
+    assert (user.status, user.version, user.latency_s, user.server, user.counted) == (500, "1.16.1", 0.01, True, True)
+    assert abs(user.t - (time.monotonic() - 1.0)) < 0.5
+    # The prober's own request is there for the server's time alone: the prober counted it already.
+    assert (probe.status, probe.server, probe.counted) == (200, True, False)
 
 
 class Api(http.server.BaseHTTPRequestHandler):

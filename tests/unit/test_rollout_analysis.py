@@ -90,6 +90,42 @@ def test_latency_is_the_share_of_slow_answers_never_the_slowest_of_a_few() -> No
     assert verdict.p99_ms == pytest.approx(2100, rel=0.011)
 
 
+def served(version: str, count: int, *, client_s: float, server_s: float, t0: float = 0.0) -> list[Sample]:
+    """``count`` answers as the prober timed them (``client_s``, the network's time with the server's) and
+    as the server logged the same requests (``server_s``): counted once, timed by the server."""
+    return [
+        sample
+        for i in range(count)
+        for sample in (
+            Sample(t0 + i * 0.1, 200, client_s, version),
+            Sample(t0 + i * 0.1, 200, server_s, version, server=True, counted=False),
+        )
+    ]
+
+
+def test_with_the_servers_logs_latency_is_their_own_time_and_the_network_is_said_apart() -> None:
+    # A prober across a slow network from the service (a runner far from the load balancer) meets 1.5 s
+    # where the pods serve in 20 ms: the release is within maxP99Ms, and the network's time is said.
+    far = served("1.1", 200, client_s=1.5, server_s=0.02)
+    verdict = judge(far, "1.1", THRESHOLDS)
+    assert (verdict.state, verdict.requests, verdict.slow, verdict.timed_by) == (State.PASS, 200, 0, "server")
+    assert verdict.p99_ms == pytest.approx(20, rel=0.011)
+    assert verdict.network_p99_ms == pytest.approx(1500, rel=0.011)
+    assert verdict.as_json()["networkP99Ms"] == pytest.approx(1500, rel=0.011)
+    # Without the servers' logs the prober's time is all there is, and it condemns.
+    alone = judge([s for s in far if s.counted], "1.1", THRESHOLDS)
+    assert (alone.state, alone.timed_by) == (State.BREACH, "prober")
+    # A release slow on its own servers is condemned on their time, and the reason says whose time it is.
+    slow = judge(served("1.1", 20, client_s=2.2, server_s=2.1), "1.1", THRESHOLDS, final=False)
+    assert slow.state is State.BREACH and "(the servers' own time)" in slow.reason, slow
+    # A user's request as a pod logged it is an answer, timed by the server.
+    users = served("1.1", 100, client_s=1.5, server_s=0.02) + [
+        Sample(20 + i * 0.1, 200, 0.03, "1.1", server=True) for i in range(100)
+    ]
+    verdict = judge(users, "1.1", THRESHOLDS)
+    assert (verdict.requests, verdict.state) == (200, State.PASS)
+
+
 def test_slow_answers_beyond_doubt_breach_at_any_look_as_errors_do() -> None:
     verdict = judge(answers("1.1", 5, latency_s=2.1), "1.1", THRESHOLDS, final=False)
     assert verdict.state is State.BREACH
@@ -190,6 +226,7 @@ def test_the_evidence_is_said_for_json() -> None:
         "responses": {"1.0": {"200": 3}, "1.1": {"500": 2}},
         "slow": 0,
         "gaps": [],
+        "timedBy": "prober",
     }
 
 
