@@ -90,7 +90,7 @@ def user_samples(requests: list[Request], since: float) -> list[Sample]:
     found = []
     for r in requests:
         probe = r.agent.startswith(USER_AGENT)
-        if r.agent.startswith(NOT_USERS) and not probe or probe and r.status == NO_RESPONSE:
+        if (r.agent.startswith(NOT_USERS) and not probe) or (probe and r.status == NO_RESPONSE):
             continue
         status = 0 if r.status == NO_RESPONSE else r.status
         found.append(Sample(r.started + offset, status, r.seconds, r.version, server=True, counted=not probe))

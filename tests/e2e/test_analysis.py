@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client
 
 from infra.identity import CANARY_DEPLOYMENT
@@ -104,6 +105,8 @@ def test_a_slow_release_is_aborted_on_latency(deployed: LocalStack) -> None:
     evidence = result["analysis"]
     assert evidence["state"] == "breach" and "maxP99Ms 1000" in evidence["reason"], evidence
     assert evidence["p99Ms"] > 1000 and evidence["errors"] == 0, evidence
+    # Judged on the pods' own time, as nginx logged each answer: the slowness is the server's.
+    assert evidence["timedBy"] == "server", evidence
     assert_restored(deployed)
 
 
@@ -134,6 +137,96 @@ def test_a_release_failing_a_share_of_its_requests_is_aborted(deployed: LocalSta
     # What users met of it: errors of the new version only (500s), or connections it closed (no status).
     failed = {(r.status, r.version) for r in users.responses if r.failed}
     assert failed <= ({(500, release)} if status else {(0, "")}), failed
+    assert_restored(deployed)
+
+
+def without_pod_logs(name: str) -> dict[str, object]:
+    """A ClusterRole that may do everything the API server serves but read a pod's log (RBAC only allows:
+    every resource and subresource discovery lists, ``pods/log`` left out)."""
+    rules: list[dict[str, object]] = [{"nonResourceURLs": ["*"], "verbs": ["*"]}]
+    groups = [("", "/api/v1")]
+    listed = json.loads(subprocess.run(["kubectl", "get", "--raw", "/apis"], check=True, capture_output=True).stdout)
+    groups += [(g["name"], f"/apis/{g['preferredVersion']['groupVersion']}") for g in listed["groups"]]
+    for group, path in groups:
+        found = json.loads(subprocess.run(["kubectl", "get", "--raw", path], check=True, capture_output=True).stdout)
+        names = sorted({r["name"] for r in found["resources"]} - {"pods/log"})
+        rules.append({"apiGroups": [group], "resources": names, "verbs": ["*"]})
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name},
+        "rules": rules,
+    }
+
+
+def kubectl_apply(document: dict[str, object]) -> None:
+    subprocess.run(
+        ["kubectl", "apply", "-f", "-"], input=json.dumps(document), text=True, check=True, capture_output=True
+    )
+
+
+def test_a_release_whose_pods_logs_cannot_be_read_stops_undecided_never_ships(
+    deployed: LocalStack, tmp_path: Path
+) -> None:
+    # The run's identity may do everything but read the pods' logs (a 403 on pods/log, as where a cluster's
+    # RBAC leaves it out): the users' requests and the servers' own times cannot be had, and missing
+    # evidence is never a pass. A healthy release is stopped, undecided, with the gap named.
+    name = f"rolling-e2e-no-logs-{deployed.namespace}"
+    kubectl_apply(without_pod_logs(name))
+    kubectl_apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": "default"}})
+    kubectl_apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "default"}],
+        }
+    )
+    token = subprocess.run(
+        ["kubectl", "-n", "default", "create", "token", name, "--duration", "1h"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    document = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
+    for entry in document["users"]:
+        entry["user"] = {"token": token}
+    kubeconfig = tmp_path / "no-logs.kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(document))
+    asked = subprocess.run(
+        [
+            "kubectl",
+            "--kubeconfig",
+            str(kubeconfig),
+            "-n",
+            deployed.namespace,
+            "auth",
+            "can-i",
+            "get",
+            "pods",
+            "--subresource",
+            "log",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert asked.stdout.strip() == "no", asked
+    deployed.set(kubeconfig=kubeconfig, **QUICK)
+    try:
+        code, result, err = rollout(deployed, "--tag", "1.16.1", "--yes")
+    finally:
+        deployed.stack.remove_config("rolling:kubeconfig")
+        deployed.up()  # the provider on the test's own credentials again, before they are taken away
+        for kind in ("clusterrolebinding", "clusterrole"):
+            subprocess.run(["kubectl", "delete", kind, name], check=False, capture_output=True)
+        subprocess.run(["kubectl", "-n", "default", "delete", "serviceaccount", name], check=False, capture_output=True)
+    assert code == Exit.ABORTED, err
+    evidence = result["analysis"]
+    assert evidence["state"] == "undecided" and evidence["version"] == "1.16.1", evidence
+    assert evidence["gaps"] and all("was not read" in gap for gap in evidence["gaps"]), evidence
+    assert "cannot be read from the pods' logs" in err, err[-3000:]
     assert_restored(deployed)
 
 
