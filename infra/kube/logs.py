@@ -14,6 +14,7 @@ evidence grows with the users' traffic, not with the probe's rate, and a pod tha
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import socket
 import threading
@@ -40,13 +41,14 @@ MOST_LINE_BYTES = 4096
 @dataclass(frozen=True)
 class Request:
     """One request a pod served: ``started`` (this machine's clock, epoch seconds), its ``status``, how many
-    ``seconds`` it took, the ``version`` that answered and the client's ``agent``."""
+    ``seconds`` it took, the ``version`` that answered, the client's ``agent`` and the ``pod`` that logged it."""
 
     started: float
     status: int
     seconds: float
     version: str
     agent: str
+    pod: str = ""
 
 
 def parse(line: bytes | str) -> Request | None:
@@ -109,6 +111,8 @@ class PodLogs:
         # has not been read.
         self._running: set[str] = set()
         self._unread: dict[str, tuple[float, str]] = {}
+        # Since when each pod of the app has been ready (epoch seconds, as the API server says), kept.
+        self._ready: dict[str, float] = {}
         # Why the logs could not be read, the first time (said by the caller).
         self.problem: str | None = None
 
@@ -143,6 +147,11 @@ class PodLogs:
         """The requests logged after the first ``index`` of them, in the order they were read."""
         with self._lock:
             return self._requests[index:]
+
+    def ready_since(self) -> dict[str, float]:
+        """Since when (epoch seconds) each pod of the app seen ready so far has been ready."""
+        with self._lock:
+            return dict(self._ready)
 
     def unread(self, longer_than_s: float) -> list[str]:
         """Each running pod whose log has not been read for longer than ``longer_than_s``, and the list of pods
@@ -185,8 +194,10 @@ class PodLogs:
                     for pod in pods.items
                     if any(s.state and s.state.running for s in pod.status.container_statuses or [])
                 }
+                ready = {pod.metadata.name: since for pod in pods.items if (since := _ready_since(pod)) is not None}
                 with self._lock:
                     self._running = running
+                    self._ready.update(ready)
                     new = [name for name in sorted(running) if name not in self._streams]
                     for name in new:
                         self._streams[name] = None
@@ -237,7 +248,7 @@ class PodLogs:
                         continue  # read before the stream was followed again, or another judgement's
                     last = ended
                     with self._lock:
-                        self._requests.append(request)
+                        self._requests.append(dataclasses.replace(request, pod=pod))
             except Exception as err:  # the stream failed: the pod went, or the block ended, or the network
                 if not self._stop.is_set():
                     self._missing(pod, _why(err))
@@ -249,6 +260,14 @@ class PodLogs:
             self._unread.pop(pod, None)
             if not self._stop.is_set():
                 self._streams.pop(pod, None)  # should it run again (a container restarting), it is found again
+
+
+def _ready_since(pod: Any) -> float | None:
+    """When ``pod`` last became ready (its Ready condition's transition, epoch seconds), or None if not ready."""
+    for condition in (pod.status and pod.status.conditions) or []:
+        if condition.type == "Ready" and condition.status == "True" and condition.last_transition_time is not None:
+            return float(condition.last_transition_time.timestamp())
+    return None
 
 
 def _why(err: Exception) -> str:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
@@ -26,6 +27,10 @@ NO_RESPONSE = 444
 # A running pod's log unread for longer than this (refused, or its stream ended and could not be followed
 # again) is evidence gone missing: the release stops, undecided.
 LOG_GAP_S = 10.0
+
+# With a warm-up, the prober's answers wait this long before they are judged: until the pods' list (read
+# every second: infra/kube/logs.py LIST_EVERY_S) says whether a pod was warming up when each was sent.
+WARMUP_HOLD_S = 2.0
 
 # Before the update, the prober must get this many answers from the stack's url within this long (it runs
 # while the preview does), or the command stops: an analysis that cannot reach the url would judge
@@ -81,7 +86,29 @@ class Evidence(Protocol):
         ...
 
 
-def user_samples(requests: list[Request], since: float) -> list[Sample]:
+@dataclass(frozen=True)
+class Warmup:
+    """What ``seconds`` of warm-up (analysisWarmupSeconds) leave out of the evidence, given since when each
+    pod has been ready (epoch seconds, ``ready``): a pod's own answers until it has been ready that long;
+    and answers that name no pod (the prober's) sent while any pod warms up. 0 leaves nothing out."""
+
+    seconds: float
+    ready: Mapping[str, float]
+
+    def counts_pod(self, pod: str, started: float) -> bool:
+        """Whether ``pod``'s answer to a request ``started`` (epoch) counts: not before its warm-up ended,
+        nor from a pod not yet seen ready (whose warm-up cannot be told)."""
+        if self.seconds <= 0:
+            return True
+        since = self.ready.get(pod)
+        return since is not None and started >= since + self.seconds
+
+    def counts_any(self, started: float) -> bool:
+        """Whether an answer that names no pod, to a request ``started`` (epoch), counts: no pod warming then."""
+        return self.seconds <= 0 or not any(since <= started < since + self.seconds for since in self.ready.values())
+
+
+def user_samples(requests: list[Request], since: float, warmup: Warmup | None = None) -> list[Sample]:
     """Users' ``requests`` (the kubelet's and the load balancer's health checks left out) as samples on this
     process's monotonic clock, those started at or after ``since`` (monotonic), each timed by the server;
     one the server closed unanswered is no response. The prober's own requests are there for their server
@@ -91,6 +118,8 @@ def user_samples(requests: list[Request], since: float) -> list[Sample]:
     for r in requests:
         probe = r.agent.startswith(USER_AGENT)
         if (r.agent.startswith(NOT_USERS) and not probe) or (probe and r.status == NO_RESPONSE):
+            continue
+        if warmup is not None and not warmup.counts_pod(r.pod, r.started):
             continue
         status = 0 if r.status == NO_RESPONSE else r.status
         found.append(Sample(r.started + offset, status, r.seconds, r.version, server=True, counted=not probe))
@@ -115,9 +144,12 @@ class Probe:
         users: PodLogs | None = None,
         say: Callable[[str], None] = lambda _: None,
         log_gap_s: float = LOG_GAP_S,
+        warmup_s: float = 0.0,
     ) -> None:
         self.url, self.rate, self.most_s, self.reach_within_s = url, rate, most_s, reach_within_s
-        self.users, self.say, self.log_gap_s = users, say, log_gap_s
+        self.users, self.say, self.log_gap_s, self.warmup_s = users, say, log_gap_s, warmup_s
+        self._hold_s = WARMUP_HOLD_S if warmup_s > 0 else 0.0
+        self._held: list[Sample] = []
         self._said_users = False
         self._prober: Prober | None = None
         self._started = 0.0
@@ -141,7 +173,7 @@ class Probe:
         self._prober = Prober(self.url, self.rate, most_s=self.most_s)
         self._started = time.monotonic()
         with self._lock:
-            self._tally, self._probed, self._logged = None, 0, 0
+            self._tally, self._probed, self._logged, self._held = None, 0, 0, []
         if self.users is not None:
             self.users.__enter__()
         self._prober.__enter__()
@@ -161,16 +193,33 @@ class Probe:
             if self._tally is None or (self._tally.version, self._tally.thresholds) != (version, thresholds):
                 timed = self.users is not None  # the servers' own time, from their logs
                 self._tally, self._probed, self._logged = Tally(version, thresholds, server_times=timed), 0, 0
-            tally = self._tally
+            tally, warmup = self._tally, self.warmup()
             if self._prober is not None:
                 probed = self._prober.recorded_from(self._probed)
                 self._probed += len(probed)
-                tally.extend(s for s in probed if s.t >= self._started)
+                tally.extend(self._warmed([*self._held, *(s for s in probed if s.t >= self._started)], warmup))
             if self.users is not None:
                 logged = self.users.requests_from(self._logged)
                 self._logged += len(logged)
-                tally.extend(user_samples(logged, self._started))
+                tally.extend(user_samples(logged, self._started, warmup))
             return judge_tally(tally, final=final, gaps=self.gaps())
+
+    def warmup(self) -> Warmup | None:
+        """The warm-up now, from the pods' ready times; without the pods' logs, from the stage's start."""
+        if self.warmup_s <= 0:
+            return None
+        if self.users is None:
+            return Warmup(self.warmup_s, {"": self._started - time.monotonic() + time.time()})
+        return Warmup(self.warmup_s, self.users.ready_since())
+
+    def _warmed(self, probed: list[Sample], warmup: Warmup | None) -> list[Sample]:
+        """The prober's answers that count: all without a warm-up; else those old enough to tell (the rest
+        held to the next look), sent while no pod warmed up."""
+        if warmup is None:
+            return probed
+        now, offset = time.monotonic(), time.time() - time.monotonic()
+        self._held = [s for s in probed if s.t > now - self._hold_s]
+        return [s for s in probed if s.t <= now - self._hold_s and warmup.counts_any(s.t + offset)]
 
     def gaps(self) -> tuple[str, ...]:
         """The evidence that went missing: the logs of running pods unread for longer than ``log_gap_s``."""

@@ -263,6 +263,15 @@ class Settings:
         "never shipped on too little evidence).",
         accepted="10 to 7200",
     )
+    analysis_warmup_seconds: int = setting(
+        _int_between(0, 600),
+        default=0,
+        description="How long a new pod serves before its answers count as evidence: for an app that is slow or "
+        "fails while it warms up (a JIT, caches being filled) and should not be judged by it. Answers that cannot "
+        "be told from a warming pod's (the prober's, which name no pod) are left out while any pod of the app "
+        "warms up. 0 counts every answer from the first.",
+        accepted="0 to 600",
+    )
     watchdog: bool = setting(
         _bool,
         default=True,

@@ -267,6 +267,18 @@ def _metrics_need_whole_minutes(parsed: Reads, target: str | None) -> str | None
     return None
 
 
+@rule("analysis_warmup_seconds", "analysis_source")
+def _warmup_needs_pods(parsed: Reads, target: str | None) -> str | None:
+    seconds = parsed.get("analysis_warmup_seconds")
+    if seconds and parsed.get("analysis_source") == "cloudwatch":
+        return (
+            f"{NAMESPACE}:analysisWarmupSeconds {seconds} leaves out a new pod's answers until it has served that "
+            "long, which analysisSource cloudwatch cannot do (the ALB's minutes name no pod): use 0 with it, or "
+            "analysisSource probe"
+        )
+    return None
+
+
 @rule("canary_weight", "canary_tag", "canary_traffic", "analysis_source")
 def _weight_needs_a_canary(parsed: Reads, target: str | None) -> str | None:
     if target != "eks":
@@ -325,6 +337,7 @@ RULES: tuple[Rule, ...] = (
     _eks_namespace_of_its_own,
     _sleep_action_available,
     _metrics_need_whole_minutes,
+    _warmup_needs_pods,
     _weight_needs_a_canary,
     _watchdog_pinned_on_eks,
 )

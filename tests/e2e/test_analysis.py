@@ -215,6 +215,7 @@ def test_a_release_whose_pods_logs_cannot_be_read_stops_undecided_never_ships(
     assert asked.stdout.strip() == "no", asked
     deployed.set(kubeconfig=kubeconfig, **QUICK)
     try:
+        deployed.up()  # the stack's provider on these credentials: the release changes nothing else
         code, result, err = rollout(deployed, "--tag", "1.16.1", "--yes")
     finally:
         deployed.stack.remove_config("rolling:kubeconfig")

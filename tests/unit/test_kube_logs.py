@@ -3,6 +3,7 @@ followed through the Kubernetes API as the client really sends it, against a ser
 
 from __future__ import annotations
 
+import datetime
 import http.server
 import json
 import re
@@ -12,11 +13,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from kubernetes import client
 
 from infra.kube.logs import PodLogs, Request, lines, parse
-from infra.rollout.analysis import State, Thresholds
-from infra.rollout.evidence import Probe, user_samples
+from infra.rollout.analysis import Sample, State, Thresholds
+from infra.rollout.evidence import Probe, Warmup, user_samples
 from tests.unit import loopback
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +70,10 @@ def test_users_are_told_from_the_prober_and_the_kubelet_on_the_monotonic_clock()
     assert (probe.status, probe.server, probe.counted) == (200, True, False)
 
 
+# p1's Ready condition: ready since then.
+READY = {"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-07T10:00:00Z"}
+
+
 class Api(http.server.BaseHTTPRequestHandler):
     """The API server as the client meets it: the app's pods (p1 running, p2 pending), and p1's log, followed:
     a line at once, another a moment later, the stream kept open (chunked, as the kubelet's is)."""
@@ -95,7 +101,7 @@ class Api(http.server.BaseHTTPRequestHandler):
                 "apiVersion": "v1",
                 "metadata": {},
                 "items": [
-                    {"metadata": {"name": "p1"}, "status": running},
+                    {"metadata": {"name": "p1"}, "status": {**running, "conditions": [READY]}},
                     {"metadata": {"name": "p2"}, "status": {"phase": "Pending"}},
                 ],
             }
@@ -134,8 +140,10 @@ def test_the_running_pods_logs_are_followed_from_when_the_judgement_began() -> N
             deadline = time.monotonic() + 5
             while len([p for p in Api.asked if "/log?" in p]) < 2 and time.monotonic() < deadline:
                 time.sleep(0.05)
-    assert [(r.status, r.agent) for r in found] == [(500, "Mozilla/5.0"), (200, "curl/8")]
+    assert [(r.status, r.agent, r.pod) for r in found] == [(500, "Mozilla/5.0", "p1"), (200, "curl/8", "p1")]
     assert logs.problem is None
+    # Since when each pod is ready, for a warm-up (p2 pending: never ready).
+    assert logs.ready_since() == {"p1": datetime.datetime(2026, 12, 7, 10, tzinfo=datetime.UTC).timestamp()}
     follows = [p for p in Api.asked if "/log?" in p]
     assert len(follows) == 2 and follows[0].startswith("/api/v1/namespaces/rolling/pods/p1/log?"), Api.asked
     assert "follow=true" in follows[0] and "container=nginx" in follows[0] and "sinceSeconds=" in follows[0]
@@ -148,11 +156,22 @@ class Users:
     """Users' requests as a pod log reader would give them: ``errors`` 500s of 1.16.1 since now; ``unread``,
     what it says of logs it could not read."""
 
-    def __init__(self, errors: int, problem: str | None = None, unread: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        errors: int,
+        problem: str | None = None,
+        unread: tuple[str, ...] = (),
+        *,
+        pod: str = "p1",
+        ready: dict[str, float] | None = None,
+    ) -> None:
         now = time.time()
-        self.found = [Request(now + i * 0.01, 500, 0.003, "1.16.1", "Mozilla/5.0") for i in range(errors)]
-        self.problem, self._unread = problem, unread
+        self.found = [Request(now + i * 0.01, 500, 0.003, "1.16.1", "Mozilla/5.0", pod) for i in range(errors)]
+        self.problem, self._unread, self.ready = problem, unread, ready or {}
         self.entered = False
+
+    def ready_since(self) -> dict[str, float]:
+        return dict(self.ready)
 
     def __enter__(self) -> Users:
         self.entered = True
@@ -297,3 +316,50 @@ def test_a_stream_that_ends_is_followed_again_and_no_line_is_read_twice() -> Non
                 time.sleep(0.05)
             found = logs.requests()
     assert [r.status for r in found] == [500, 200, 503]
+
+
+def test_a_warm_up_leaves_out_a_new_pods_answers_until_it_has_been_ready_that_long() -> None:
+    now = time.time()
+    warmup = Warmup(30, {"old": now - 100, "new": now - 10})
+    assert warmup.counts_pod("old", now) and not warmup.counts_pod("new", now) and warmup.counts_pod("new", now + 21)
+    assert not warmup.counts_pod("unseen", now)  # never seen ready: its warm-up cannot be told
+    # Answers that name no pod count only while no pod warms up.
+    assert not warmup.counts_any(now) and warmup.counts_any(now + 21) and warmup.counts_any(now - 11)
+    assert Warmup(0, {}).counts_pod("unseen", now) and Warmup(0, {"new": now}).counts_any(now)
+    requests = [
+        Request(now - 1, 500, 0.003, "1.16.1", "Mozilla/5.0", "new"),
+        Request(now - 1, 200, 0.003, "1.16.1", "Mozilla/5.0", "old"),
+    ]
+    (sample,) = user_samples(requests, since=time.monotonic() - 10, warmup=warmup)
+    assert sample.status == 200
+    assert len(user_samples(requests, since=time.monotonic() - 10)) == 2
+
+
+@pytest.mark.parametrize(("warmup_s", "state"), [(30, State.PENDING), (0, State.BREACH)])
+def test_the_probe_judges_a_warming_pod_only_once_its_warm_up_ended(warmup_s: float, state: State) -> None:
+    # A pod ready 5 s ago fails its users while it warms up; the prober's answers meanwhile cannot be told
+    # from it. With a 30-s warm-up none of it is judged yet; without one it is a breach.
+    users = Users(errors=12, pod="new", ready={"new": time.time() - 5, "old": time.time() - 500})
+    with loopback.serving(Healthy) as url:
+        probe = Probe(f"{url}/", 20, most_s=5, users=users, warmup_s=warmup_s)  # type: ignore[arg-type]
+        with probe:
+            time.sleep(0.3)
+            judgement = probe.judgement("1.16.1", Thresholds(0.02, 1000, 50), final=False)
+    assert judgement.state is state, judgement
+    if warmup_s:
+        assert judgement.requests == 0, judgement
+
+
+def test_the_probers_answers_wait_to_be_told_from_a_warming_pod() -> None:
+    # Sent 5 s ago while a pod warmed up: left out; 40 s ago, before it was ready: counted; just now: held
+    # until the pods' list can tell, then judged.
+    now, mono = time.time(), time.monotonic()
+    probe = Probe("http://127.0.0.1:9/", 1, most_s=1, warmup_s=30)
+    warmup = Warmup(30, {"new": now - 10})
+    sent = [
+        Sample(mono - 5, 200, 0.01, "1.16.1"),
+        Sample(mono - 40, 200, 0.01, "1.16.1"),
+        Sample(mono, 200, 0.01, "1.16.1"),
+    ]
+    assert probe._warmed(sent, warmup) == [sent[1]]
+    assert probe._held == [sent[2]]

@@ -295,6 +295,10 @@ def test_the_metrics_source_needs_whole_minutes_and_the_eks_target() -> None:
         eks_settings(analysisSource="cloudwatch", canarySeconds="90")
     # No analysis, nothing to judge: no minimum.
     assert eks_settings(analysisSource="cloudwatch", analysis="false", bakeSeconds="0").bake_seconds == 0
+    # The ALB's minutes name no pod: a warm-up cannot be kept with them.
+    with pytest.raises(SettingsError, match=r"rolling:analysisWarmupSeconds 30 .* cannot do \(the ALB's minutes"):
+        eks_settings(analysisSource="cloudwatch", analysisWarmupSeconds="30")
+    assert eks_settings(analysisWarmupSeconds="30").analysis_warmup_seconds == 30
     with pytest.raises(SettingsError, match="analysisSource is only read by target eks"):
         Settings.from_values({"target": "local", "analysisSource": "cloudwatch"})
     with pytest.raises(SettingsError, match="'alarms' is not accepted; use one of: probe, cloudwatch"):

@@ -74,6 +74,7 @@ class Judging:
             reach_within_s=self.reach_within_s,
             users=self.users(settings),
             say=self.session.say,
+            warmup_s=settings.analysis_warmup_seconds,
         )
 
     def users(self, settings: Settings) -> PodLogs | None:

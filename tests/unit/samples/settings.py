@@ -50,6 +50,7 @@ NON_DEFAULT = {
     "maxP99Ms": "250",
     "minRequests": "200",
     "analysisMaxSeconds": "120",
+    "analysisWarmupSeconds": "30",
     "watchdog": "false",
     "watchdogImage": "registry.example/rolling-watchdog@sha256:" + "a" * 64,
     "watchdogSeconds": "30",
@@ -65,4 +66,8 @@ NON_DEFAULT = {
     "canaryWeight": "10",
 }
 # Keys whose sample above needs other keys to differ from it: each is read apart, with these.
-APART = {"canaryWeight": {"canaryTraffic": "weights", "analysisSource": "probe"}}
+APART = {
+    "canaryWeight": {"canaryTraffic": "weights", "analysisSource": "probe"},
+    # A warm-up needs the pods' own answers (refused with analysisSource cloudwatch).
+    "analysisWarmupSeconds": {"analysisSource": "probe"},
+}
