@@ -48,3 +48,7 @@ class Exit(enum.IntEnum):
     # itself (its standard upgrade policy). Every update is refused until the settings name that version and
     # its add-on builds, applied through the infrastructure workflow. Nothing changed.
     CLUSTER_AHEAD = 19
+    # The analysis could not decide on a canary (too little evidence by analysisMaxSeconds, or evidence gone
+    # missing) and rolling:analysisUndecided is pause: the canary was left serving its share, unjudged, for a
+    # person to `rollout promote` or `rollout abort`. Never a success: nothing shipped.
+    UNDECIDED = 20

@@ -32,10 +32,15 @@ class Gate:
         say: Callable[[str], None],
         on_breach: Callable[[str], None],
         clock: Clock = REAL_CLOCK,
+        pause_undecided: bool = False,
     ) -> None:
         self.evidence, self.version, self.thresholds = evidence, version, thresholds
         self.say, self.on_breach, self.clock = say, on_breach, clock
         self.breach: Judgement | None = None
+        # With ``pause_undecided`` (a canary under analysisUndecided pause), a verdict that cannot decide (the
+        # window ended, or evidence went missing) ends the judgement without acting on it: kept here.
+        self.pause_undecided = pause_undecided
+        self.undecided: Judgement | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -77,21 +82,35 @@ class Gate:
             settle = f" (and {settle_s:.0f}s for its last minute to be reported)" if settle_s else ""
             then = f", then until its evidence decides (at most {most - start:.0f}s)" if most > least else ""
             self.say(f"analysis: judging {self.version} for {seconds:.0f}s{then}{settle}")
-        while self.breach is None and self.clock.now() < most:
+        while self.ended() is None and self.clock.now() < most:
             if self.clock.now() >= least:
                 verdict = self.judgement(final=False)
                 if verdict.state is State.PASS:
                     return verdict
                 if verdict.fails:
-                    self._breached(verdict)
+                    self._failed(verdict)
                     break
             self.clock.wait(self._stop, min(self.evidence.every_s, max(0.0, most - self.clock.now())))
-        if self.breach is not None:
-            return self.breach
+        if (ended := self.ended()) is not None:
+            return ended
         verdict = self.judgement().ended()
         if verdict.fails:
-            self._breached(verdict)
-        return self.breach or verdict
+            self._failed(verdict)
+        return self.ended() or verdict
+
+    def ended(self) -> Judgement | None:
+        """The verdict that ended the judgement early: a breach, or (when pausing) an undecided one."""
+        return self.breach or self.undecided
+
+    def _failed(self, verdict: Judgement) -> None:
+        """Act on a verdict that stops the release: a breach always; an undecided one, unless pausing."""
+        if verdict.state is State.UNDECIDED and self.pause_undecided:
+            with self._lock:
+                if self.undecided is None and self.breach is None:
+                    self.undecided = verdict
+                    self.say(f"analysis: {verdict.line()}")
+            return
+        self._breached(verdict)
 
     def _breached(self, verdict: Judgement) -> bool:
         """Record the first breach and act on it; False when one was recorded already."""
@@ -110,7 +129,7 @@ class Gate:
             if self._stop.is_set():
                 return  # the block ended while judging: whatever follows it is not this gate's to stop
             if verdict.fails:
-                self._breached(verdict)
+                self._failed(verdict)
                 return
             if self.clock.now() - said >= SAY_EVERY_S:
                 said = self.clock.now()

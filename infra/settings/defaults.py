@@ -93,6 +93,8 @@ ECR_ON_DESTROY = ("delete", "retain")
 # target group of its own, its share stepped through canarySteps), or by its share of the pods behind the
 # one Service (what the local target always does).
 CANARY_TRAFFIC = ("weights", "pods")
+# What a canary stage the analysis could not decide does: aborted (removed), or paused where it stands.
+ANALYSIS_UNDECIDED = ("abort", "pause")
 MAX_CANARY_STEPS = 5
 # Ports below this one need root (or CAP_NET_BIND_SERVICE) to bind.
 PRIVILEGED_PORTS_BELOW = 1024

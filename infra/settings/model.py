@@ -10,6 +10,7 @@ from infra.identity import LOCAL_WATCHDOG_IMAGE
 from infra.settings.declaration import Declaration, SettingsError, _declared, setting
 from infra.settings.defaults import (
     ALB_IDLE_TIMEOUT_SECONDS,
+    ANALYSIS_UNDECIDED,
     AWAIT_MARGIN_SECONDS,
     BAKE_DEFAULTS,
     BOOTSTRAP_IMAGE,
@@ -262,6 +263,16 @@ class Settings:
         "on while its evidence has not decided; a stage still undecided then aborts the release (a release is "
         "never shipped on too little evidence).",
         accepted="10 to 7200",
+    )
+    analysis_undecided: str = setting(
+        _choice(ANALYSIS_UNDECIDED),
+        default="abort",
+        description="What a canary does when the analysis cannot decide on it (its evidence too little to clear "
+        "or condemn it by analysisMaxSeconds, or gone missing, such as a pod's log that cannot be read): abort "
+        "removes it, as a breach does; pause leaves it serving its share, unjudged, and the run ends with exit 20 "
+        "for a person to `rollout promote` or `rollout abort`. Never ships it. The rollout's own stage aborts "
+        "either way (nothing is left to pause once every pod runs the new version).",
+        accepted="`abort` or `pause`",
     )
     analysis_warmup_seconds: int = setting(
         _int_between(0, 600),

@@ -23,6 +23,8 @@ SLOW = "1.16.1-slow"
 # Ready, and failing a share of users' requests: 5 % answered 500, or 10 % of connections closed unanswered.
 PARTIAL = "1.16.1-partial"
 RESETS = "1.16.1-resets"
+# Ready, and answering users 500 for its first 10 s: a release that fails while it warms up.
+COLD = "1.16.1-cold"
 BROKEN = {
     NEVER_READY: "never-ready",
     CRASHING: "crash",
@@ -31,6 +33,7 @@ BROKEN = {
     SLOW: "slow",
     PARTIAL: "partial",
     RESETS: "resets",
+    COLD: "cold",
 }
 # Never built: pulling it fails (ErrImagePull, then ImagePullBackOff).
 MISSING = "1.16.1-missing"

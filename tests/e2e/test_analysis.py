@@ -23,7 +23,7 @@ from infra.rollout.exits import Exit
 from infra.settings import SERVICE_PROPAGATION_SECONDS
 from rigs import load
 from tests.e2e.harness import ARTIFACTS, LocalStack, api_client, plain_traffic, ready_to_serve, wait_for
-from tests.e2e.images import ERRORS, NEVER_READY, PARTIAL, RESETS, SLOW, image
+from tests.e2e.images import COLD, ERRORS, NEVER_READY, PARTIAL, RESETS, SLOW, image
 from tests.e2e.test_rollout import ready_pods_by_image
 from tests.e2e.test_rollout_command import rollout, tag
 
@@ -138,6 +138,25 @@ def test_a_release_failing_a_share_of_its_requests_is_aborted(deployed: LocalSta
     failed = {(r.status, r.version) for r in users.responses if r.failed}
     assert failed <= ({(500, release)} if status else {(0, "")}), failed
     assert_restored(deployed)
+
+
+def test_a_release_that_fails_while_it_warms_up_ships_with_a_warm_up_and_is_aborted_without(
+    deployed: LocalStack,
+) -> None:
+    # Its pods answer users 500 for their first 10 s. Judged from the first answer it is condemned; with
+    # analysisWarmupSeconds 15 each pod is judged once it has been ready that long, and it ships.
+    deployed.set(**QUICK)
+    code, result, err = rollout(deployed, "--tag", COLD, "--yes")
+    assert code == Exit.ABORTED, err
+    assert result["analysis"]["state"] == "breach" and result["analysis"]["version"] == COLD, result["analysis"]
+    assert_restored(deployed)
+    deployed.set(analysisWarmupSeconds=15)
+    code, result, err = rollout(deployed, "--tag", COLD, "--yes")
+    assert (code, result["outcome"]) == (Exit.OK, "succeeded"), err[-3000:]
+    evidence = result["analysis"]
+    assert evidence["state"] == "pass" and evidence["errors"] == 0, evidence
+    assert tag(deployed) == COLD
+    assert ready_pods_by_image(deployed) == {image(COLD): 3}
 
 
 def without_pod_logs(name: str) -> dict[str, object]:

@@ -70,6 +70,28 @@ def test_a_bad_canary_is_removed_and_the_deployment_never_touched() -> None:
     assert responses["1.14.2"].keys() == {"200"} and responses["1.16.1"].keys() == {"500"}
 
 
+@pytest.mark.parametrize("undecided", ["abort", "pause"])
+def test_a_canary_the_evidence_cannot_decide_is_removed_or_paused_by_the_setting_never_shipped(undecided: str) -> None:
+    engine = ServedEngine(minRequests="100000", analysisMaxSeconds="10", analysisUndecided=undecided)
+    cluster = FakeCluster(engine=engine)
+    code, s = shipped("--canary", "1", engine=engine, cluster=cluster)
+    evidence = s.report.analysis
+    assert evidence is not None and evidence["state"] == "undecided", evidence
+    assert engine.tag == "1.14.2", "never shipped"
+    if undecided == "abort":
+        assert code == Exit.ABORTED and engine.canary is None
+        assert engine.ups == ["canary:1.16.1", "canary:-"]
+        return
+    # Paused: the canary left serving, untouched (no mitigation), for a person; the run says how to go on,
+    # and a later promote rolls the rest, judged.
+    assert (code, s.report.outcome) == (Exit.UNDECIDED, "paused undecided"), said(s)
+    assert engine.ups == ["canary:1.16.1"] and engine.canary == "1.16.1" and cluster.changed == []
+    assert "could not decide on the canary" in said(s) and "rollout promote --stack dev" in said(s)
+    engine.extra["minRequests"] = "10"  # the person decides; the rest is judged as any rollout is
+    assert action("promote", engine) == Exit.OK
+    assert engine.canary is None and engine.tag == "1.16.1"
+
+
 def test_a_canary_needs_the_analysis() -> None:
     engine = ServedEngine(analysis="false")
     code, s = shipped("--canary", "1", engine=engine)

@@ -141,8 +141,11 @@ class Judging:
         )
 
     @contextmanager
-    def gate(self, url: str, settings: Settings, on_breach: Callable[[str], None]) -> Iterator[Gate]:
-        """The judgement of ``settings``'s release for the block; its responses join the run's evidence."""
+    def gate(
+        self, url: str, settings: Settings, on_breach: Callable[[str], None], *, pause_undecided: bool = False
+    ) -> Iterator[Gate]:
+        """The judgement of ``settings``'s release for the block; its responses join the run's evidence.
+        ``pause_undecided``: a verdict that cannot decide ends it without acting (a canary to pause)."""
         evidence = self.evidence(url, settings)
         gate = Gate(
             evidence,
@@ -151,6 +154,7 @@ class Judging:
             say=self.session.say,
             on_breach=on_breach,
             clock=self.clock,
+            pause_undecided=pause_undecided,
         )
         try:
             with gate:

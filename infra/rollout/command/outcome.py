@@ -22,6 +22,8 @@ class Outcome(enum.Enum):
 
     SUCCEEDED = ("succeeded", Exit.OK, Change.MADE)
     PAUSED = ("paused", Exit.OK, Change.MADE)
+    # A canary the analysis could not decide on, left serving for a person (analysisUndecided pause).
+    UNDECIDED_PAUSED = ("paused undecided", Exit.UNDECIDED, Change.MADE)
     CANARY_REMOVED = ("canary removed", Exit.OK, Change.MADE)
     # `rollout abort` on a stack an earlier run left with a release unjudged: that release aborted.
     UNFINISHED_ABORTED = ("unfinished aborted", Exit.OK, Change.MADE)

@@ -16,7 +16,7 @@ from infra.kube.cluster import LiveView, short
 from infra.kube.status import Verdict
 from infra.kube.watchdog import Plan
 from infra.rollout import stackfile
-from infra.rollout.analysis import Judgement
+from infra.rollout.analysis import Judgement, State
 from infra.rollout.command.judging import Judging
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session, UnconfirmedError
@@ -208,16 +208,27 @@ class Steps:
 
         if record is not None:
             record.stage("canary" if stage == "canary" else "bake", plan)
+        pausing = stage == "canary" and new.analysis_undecided == "pause"
         try:
             with ExitStack() as analysing:
                 if prepared.url:
-                    gate = analysing.enter_context(self.judging.gate(prepared.url, new, breached))
+                    gate = analysing.enter_context(
+                        self.judging.gate(prepared.url, new, breached, pause_undecided=pausing)
+                    )
                 with s.report.timed(stage):
                     self.update(new, prepared.view.result(), prepared.plan, config)
                 if gate is None:
                     return None
                 verdict = judge(gate)
                 s.report.analysis = verdict.as_json()
+                if verdict.state is State.UNDECIDED and pausing:
+                    stack = s.request.stack
+                    raise Stop(
+                        Outcome.UNDECIDED_PAUSED,
+                        f"the analysis could not decide on the canary of {new.image} ({verdict.line()}); paused there "
+                        f"(rolling:analysisUndecided pause), serving its share unjudged: `rollout promote --stack "
+                        f"{stack}` rolls the rest, `rollout abort --stack {stack}` removes it",
+                    )
                 if verdict.fails:
                     raise BreachError(f"the analysis found {verdict.line()}")
                 return verdict

@@ -41,7 +41,15 @@ MOST_CHARS = 256
 
 # The endings after which the release is judged and nothing is left to do for it.
 SETTLED = frozenset(
-    {Outcome.SUCCEEDED, Outcome.PAUSED, Outcome.CANARY_REMOVED, Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.ABORTED}
+    {
+        Outcome.SUCCEEDED,
+        Outcome.PAUSED,
+        Outcome.UNDECIDED_PAUSED,
+        Outcome.CANARY_REMOVED,
+        Outcome.FAILED,
+        Outcome.ROLLED_BACK,
+        Outcome.ABORTED,
+    }
 )
 
 

@@ -51,6 +51,7 @@ NON_DEFAULT = {
     "minRequests": "200",
     "analysisMaxSeconds": "120",
     "analysisWarmupSeconds": "30",
+    "analysisUndecided": "pause",
     "watchdog": "false",
     "watchdogImage": "registry.example/rolling-watchdog@sha256:" + "a" * 64,
     "watchdogSeconds": "30",
