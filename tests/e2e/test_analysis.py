@@ -122,6 +122,23 @@ def test_a_release_its_evidence_cannot_decide_is_aborted_never_shipped(deployed:
     assert_restored(deployed)
 
 
+def test_a_canary_its_evidence_cannot_decide_is_paused_for_a_person_with_analysis_undecided_pause(
+    deployed: LocalStack,
+) -> None:
+    deployed.set(analysisRate=1, canarySeconds=3, analysisMaxSeconds=10, analysisUndecided="pause")
+    code, result, err = rollout(deployed, "--tag", "1.16.1", "--canary", "1", "--yes")
+    assert (code, result["outcome"]) == (Exit.UNDECIDED, "paused undecided"), err[-3000:]
+    assert result["analysis"]["state"] == "undecided", result["analysis"]
+    # Left serving beside the old version, nothing of it recorded as unjudged: a person decides.
+    assert ready_pods_by_image(deployed) == {image("1.14.2"): 3, image("1.16.1"): 1}
+    code, status, err = rollout(deployed, "status")
+    assert code == Exit.OK and not status.get("unfinished"), status
+    code, result, err = rollout(deployed, "abort", "--yes")
+    assert (code, result["outcome"]) == (Exit.OK, "canary removed"), err
+    wait_for(lambda: no_canary(deployed) and pods_of(deployed, image("1.16.1")) == 0, 30, "the canary to go")
+    assert_restored(deployed)
+
+
 @pytest.mark.parametrize(("release", "status"), [(PARTIAL, 500), (RESETS, 0)])
 def test_a_release_failing_a_share_of_its_requests_is_aborted(deployed: LocalStack, release: str, status: int) -> None:
     # 5 % of users' requests answered 500, or 10 % of their connections closed with no answer: no single look

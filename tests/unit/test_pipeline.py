@@ -156,6 +156,17 @@ def test_a_cluster_eks_upgraded_itself_is_named_with_its_own_exit_code() -> None
     assert "through the infrastructure workflow (.github/workflows/infrastructure.yml)" in text
 
 
+def test_a_canary_left_paused_undecided_fails_the_deploy_and_says_how_to_go_on() -> None:
+    said = (
+        "the analysis could not decide on the canary of app:abc123 (...); paused there: `rollout promote --stack dev`"
+    )
+    run, _, _ = deploy(rollouts=[(int(Exit.UNDECIDED), {"outcome": "paused undecided", "error": said})])
+    assert run.run() == Exit.UNDECIDED
+    text = run.report.markdown(Exit.UNDECIDED)
+    assert "undecided" in text.splitlines()[0]
+    assert "rollout: paused undecided: the analysis could not decide" in text and "rollout promote" in text
+
+
 def test_waits_for_another_updates_lock_a_bounded_time() -> None:
     busy = (int(Exit.BUSY), {"outcome": "busy"})
     run, _, shipped = deploy(rollouts=[busy, busy, (0, {"outcome": "succeeded"})])
