@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infra.rollout.analysis import Sample, Tally, Thresholds, judge_tally
+from infra.rollout.analysis import FORGIVEN_S, Sample, Tally, Thresholds, judge_tally
 from infra.rollout.sequential import RateTest
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -108,17 +108,34 @@ def draw(rng: np.random.Generator, runs: int, release: Release, share: float) ->
     return Draws(answers, errors, slow, old, rng.binomial(old, release.old_errors(error_rate)))
 
 
-def decide(draws: Draws, limits: Thresholds, least_s: float) -> tuple[np.ndarray, np.ndarray]:
+def forgiven(per_look: np.ndarray) -> np.ndarray:
+    """``Tally.forgiven`` at each look: the largest sum of at most FORGIVEN_S of consecutive looks' ratios so
+    far (0 at least)."""
+    runs, looks = per_look.shape
+    width = round(FORGIVEN_S / LOOK_S)
+    sums = np.concatenate([np.zeros((runs, 1)), per_look.cumsum(axis=1)], axis=1)
+    least_before = sums[:, :looks].copy()  # the least sum before a look that may start a stretch ending here
+    for back in range(1, width):
+        earlier = np.concatenate([np.full((runs, back), np.inf), sums[:, : looks - back]], axis=1)
+        least_before = np.minimum(least_before, earlier)
+    found: np.ndarray = np.maximum(np.maximum.accumulate(sums[:, 1:] - least_before, axis=1), 0.0)
+    return found
+
+
+def decide(draws: Draws, limits: Thresholds, least_s: float, *, alone: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Each run's decision in the stage (1 cleared, -1 condemned, 0 undecided) and when (seconds), judged at
-    every look as the gate judges (``judge_tally``; a unit test holds the two to the same decisions)."""
+    every look as the gate judges (``judge_tally``; a unit test holds the two to the same decisions); with
+    ``alone`` (the new version serves alone: the bake) the worst FORGIVEN_S is left out of what condemns."""
     looks = draws.answers.shape[1]
     on_errors, on_latency = limits.error_test(), limits.latency_test()
     assert on_errors is not None
     # Errors here are answered 5xx: every answer has a latency.
-    llr_e = beside(on_errors, draws.answers, draws.errors, draws.old_errors / (draws.old + 1)).cumsum(axis=1)
+    per_look = beside(on_errors, draws.answers, draws.errors, draws.old_errors / (draws.old + 1))
+    llr_e = per_look.cumsum(axis=1)
     n, s = draws.answers.cumsum(axis=1), draws.slow.cumsum(axis=1)
     llr_s = np.where(s > 0, s * on_latency.per_bad, 0.0) + (n - s) * on_latency.per_good
-    condemn = (llr_e >= on_errors.upper) | (llr_s >= on_latency.upper)
+    condemn_e = llr_e - (forgiven(per_look) if alone else 0.0)
+    condemn = (condemn_e >= on_errors.upper) | (llr_s >= on_latency.upper)
     at = np.arange(1, looks + 1) * LOOK_S
     clear = (llr_e <= on_errors.lower) & (llr_s <= on_latency.lower) & (n >= limits.min_requests) & (at >= least_s)
     first_condemn = np.where(condemn.any(axis=1), condemn.argmax(axis=1), looks)
@@ -173,7 +190,7 @@ def row(release: Release, runs: int, seed: int = 1) -> Row:
     outcome = np.ones(runs, dtype=int)  # 1 shipped, -1 condemned, 0 undecided
     elapsed = np.zeros(runs)
     for share, least in zip(way.shares, way.least_s, strict=True):
-        decision, when = decide(draw(rng, runs, release, share), release.thresholds, least)
+        decision, when = decide(draw(rng, runs, release, share), release.thresholds, least, alone=share == 1.0)
         elapsed += np.where(alive, when, 0.0)
         ended = alive & (decision != 1)
         outcome[ended] = decision[ended]

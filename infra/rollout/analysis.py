@@ -21,6 +21,7 @@ A look costs the same at a hundred answers and at a million: the counts are kept
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import math
@@ -34,6 +35,11 @@ from infra.rollout.sequential import Decision, RateTest, latency_test, limit_tes
 BUCKET_WIDTH = 0.01
 # The stretch of time whose errors are judged beside the other versions' errors in it (the gate's look).
 SLOT_S = 0.5
+# Once the new version serves alone (the bake), a shared cause (a dependency down for a moment, a burst)
+# cannot be told from the release by any comparison: the worst stretch of this long of its evidence from
+# then on is left out of what condemns the release (never of what clears it). A burst shorter than this is
+# forgiven once; a release failing every answer alone is stopped this much later.
+FORGIVEN_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,10 @@ class Tally:
         # Each half second: [the judged version's answers, its errors, the others' answers, their errors].
         self._slots: dict[int, list[int]] = {}
         self.error_llr = 0.0
+        # From when (a sample's time) the new version serves alone, and from then on the log likelihood ratio
+        # of each half second.
+        self.alone_from: float | None = None
+        self._alone: dict[int, float] = {}
 
     def _time(self, into: _Version, latency_s: float) -> None:
         into.answered += 1
@@ -173,12 +183,46 @@ class Tally:
                 self._time(self.network, sample.latency_s)
         if sample.version is None and not sample.bad:
             return  # an answer of no version that is not an error (not the app's) says nothing
-        slot = self._slots.setdefault(math.floor(sample.t / SLOT_S), [0, 0, 0, 0])
+        index = math.floor(sample.t / SLOT_S)
+        slot = self._slots.setdefault(index, [0, 0, 0, 0])
         before = self._slot_llr(slot)
         judged = sample.version is None or sample.version == self.version
         slot[0 if judged else 2] += 1
         slot[1 if judged else 3] += sample.bad
-        self.error_llr += self._slot_llr(slot) - before
+        now = self._slot_llr(slot)
+        self.error_llr += now - before
+        if self.alone_from is not None and index >= math.floor(self.alone_from / SLOT_S):
+            self._alone[index] = now
+
+    def forgiven(self) -> float:
+        """The most that any FORGIVEN_S of consecutive half seconds since the new version serves alone add to
+        the error test's log likelihood ratio (0 when none adds anything): the largest sum of at most that
+        many consecutive half seconds' ratios."""
+        if not self._alone:
+            return 0.0
+        width = round(FORGIVEN_S / SLOT_S)
+        prefix, worst = 0.0, 0.0
+        # The sums before each half second that may start a stretch ending at the current one, least first.
+        starts: collections.deque[tuple[int, float]] = collections.deque()
+        for index in range(min(self._alone), max(self._alone) + 1):
+            while starts and starts[-1][1] >= prefix:
+                starts.pop()
+            starts.append((index, prefix))
+            while starts[0][0] <= index - width:
+                starts.popleft()
+            prefix += self._alone.get(index, 0.0)
+            worst = max(worst, prefix - starts[0][1])
+        return worst
+
+    def error_decision(self) -> Decision:
+        """The error test's decision: it clears on all the evidence; it condemns only on what remains beyond
+        doubt without the worst FORGIVEN_S the new version answered alone (``forgiven``)."""
+        if self.error_test is None:
+            return Decision.CLEAR
+        found = self.error_test.decide_llr(self.error_llr)
+        if found is Decision.CONDEMN and self.error_test.decide_llr(self.error_llr - self.forgiven()) is not found:
+            return Decision.OPEN
+        return found
 
     def _slot_llr(self, slot: list[int]) -> float:
         if self.error_test is None or slot[0] == 0:
@@ -289,8 +333,8 @@ def judge_tally(tally: Tally, *, final: bool = True, gaps: tuple[str, ...] = ())
     version, thresholds = tally.version, tally.thresholds
     mine = tally.versions.get(version, _Version())
     requests, errors = mine.answers + tally.unversioned_bad, mine.bad + tally.unversioned_bad
-    error_test, slow_test = tally.error_test, thresholds.latency_test()
-    on_errors = Decision.CLEAR if error_test is None else error_test.decide_llr(tally.error_llr)
+    slow_test = thresholds.latency_test()
+    on_errors = tally.error_decision()
     on_latency = slow_test.decide(mine.answered, mine.slow)
 
     def verdict(state: State, reason: str) -> Judgement:

@@ -150,6 +150,7 @@ class Probe:
         self.users, self.say, self.log_gap_s, self.warmup_s = users, say, log_gap_s, warmup_s
         self._hold_s = WARMUP_HOLD_S if warmup_s > 0 else 0.0
         self._held: list[Sample] = []
+        self._alone_from: float | None = None
         self._said_users = False
         self._prober: Prober | None = None
         self._started = 0.0
@@ -174,6 +175,7 @@ class Probe:
         self._started = time.monotonic()
         with self._lock:
             self._tally, self._probed, self._logged, self._held = None, 0, 0, []
+            self._alone_from = None
         if self.users is not None:
             self.users.__enter__()
         self._prober.__enter__()
@@ -186,7 +188,9 @@ class Probe:
             self.users.__exit__(kind, err, tb)
 
     def alone(self) -> None:
-        pass  # every answer names its version, or counts against the release under judgement all along
+        """From now on nothing runs beside the new version to tell a shared cause by (analysis.FORGIVEN_S)."""
+        with self._lock:
+            self._alone_from = time.monotonic()
 
     def judgement(self, version: str, thresholds: Thresholds, *, final: bool = True) -> Judgement:
         with self._lock:
@@ -194,6 +198,7 @@ class Probe:
                 timed = self.users is not None  # the servers' own time, from their logs
                 self._tally, self._probed, self._logged = Tally(version, thresholds, server_times=timed), 0, 0
             tally, warmup = self._tally, self.warmup()
+            tally.alone_from = self._alone_from
             if self._prober is not None:
                 probed = self._prober.recorded_from(self._probed)
                 self._probed += len(probed)

@@ -10,10 +10,13 @@ from bench import verdict
 from infra.rollout.analysis import Sample, State, Tally, judge_tally
 
 
-def judged_look_by_look(draws: verdict.Draws, run: int, release: verdict.Release, least_s: float) -> tuple[int, float]:
+def judged_look_by_look(
+    draws: verdict.Draws, run: int, release: verdict.Release, least_s: float, *, alone: bool
+) -> tuple[int, float]:
     """The run's decision and when, by the analysis itself: each look's answers added to a Tally (sent in
-    that look's half second), then judged as the gate's look judges."""
+    that look's half second), then judged as the gate's look judges; ``alone``: serving alone throughout."""
     tally = Tally("new", release.thresholds)
+    tally.alone_from = 0.0 if alone else None
     for look in range(draws.answers.shape[1]):
         t = look * verdict.LOOK_S + verdict.LOOK_S / 2
         errors, slow = int(draws.errors[run, look]), int(draws.slow[run, look])
@@ -37,11 +40,19 @@ def judged_look_by_look(draws: verdict.Draws, run: int, release: verdict.Release
 
 @pytest.mark.parametrize(
     ("kind", "rate", "traffic", "share"),
-    [("errors", 0.01, 10, 0.25), ("errors", 0.06, 10, 1.0), ("slow", 0.05, 100, 0.05), ("bursts", 0.005, 100, 0.25)],
+    [
+        ("errors", 0.01, 10, 0.25),
+        ("errors", 0.06, 10, 1.0),
+        ("slow", 0.05, 100, 0.05),
+        ("bursts", 0.005, 100, 0.25),
+        ("bursts", 0.02, 100, 1.0),
+        ("errors", 1.0, 10, 1.0),
+    ],
 )
 def test_the_benchs_looks_decide_what_the_analysis_decides(kind: str, rate: float, traffic: int, share: float) -> None:
     release = verdict.Release(verdict.WAYS[0], kind, rate, traffic)
     draws = verdict.draw(np.random.default_rng(7), 6, release, share)
-    decision, when = verdict.decide(draws, release.thresholds, least_s=5.0)
+    alone = share == 1.0
+    decision, when = verdict.decide(draws, release.thresholds, least_s=5.0, alone=alone)
     for run in range(6):
-        assert judged_look_by_look(draws, run, release, 5.0) == (decision[run], when[run]), run
+        assert judged_look_by_look(draws, run, release, 5.0, alone=alone) == (decision[run], when[run]), run

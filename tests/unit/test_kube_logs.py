@@ -363,3 +363,13 @@ def test_the_probers_answers_wait_to_be_told_from_a_warming_pod() -> None:
     ]
     assert probe._warmed(sent, warmup) == [sent[1]]
     assert probe._held == [sent[2]]
+
+
+def test_once_the_new_version_serves_alone_the_probes_tally_knows_from_when() -> None:
+    probe = Probe("http://127.0.0.1:9/", 1, most_s=1)
+    probe.judgement("1.16.1", Thresholds(0.02, 1000, 50), final=False)
+    assert probe._tally is not None and probe._tally.alone_from is None
+    before = time.monotonic()
+    probe.alone()
+    probe.judgement("1.16.1", Thresholds(0.02, 1000, 50), final=False)
+    assert probe._tally.alone_from is not None and probe._tally.alone_from >= before

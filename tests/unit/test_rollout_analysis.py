@@ -178,6 +178,35 @@ def test_a_burst_of_errors_both_versions_answer_at_once_is_not_held_against_the_
     assert verdict.state is State.BREACH and "the old version's 0 of 80 at the same time" in verdict.reason
 
 
+def alone_tally(samples: list[Sample]) -> Judgement:
+    tally = Tally("1.1", THRESHOLDS)
+    tally.alone_from = 0.0  # the bake: nothing runs beside the new version
+    return judge_tally(tally.extend(samples), final=False)
+
+
+def at(version: str, start_s: float, seconds: float, rate: int, status: int = 200) -> list[Sample]:
+    return [Sample(start_s + i / rate, status, 0.005, version) for i in range(int(seconds * rate))]
+
+
+def test_alone_a_burst_shorter_than_the_forgiven_stretch_does_not_condemn_a_release_that_goes_on_failing_does() -> None:
+    # 100 answers a second; a 2-s burst failing every answer, then clean answers: with nothing beside it to
+    # tell a shared cause by, the worst 5 s are left out of what condemns (never of what clears).
+    burst = at("1.1", 0, 10, 100) + at("1.1", 10, 2, 100, status=500) + at("1.1", 12, 10, 100)
+    assert alone_tally(burst).state is State.PENDING
+    # Clearing weighs all of it: the 200 errors take about 70 s of clean answers to outweigh.
+    assert alone_tally(burst + at("1.1", 22, 60, 100)).state is State.PASS
+    # The same burst while the release was judged from its first answers beside nothing marked alone (the
+    # recorded answers of a canary stage): condemned.
+    assert judge(burst, "1.1", THRESHOLDS, final=False).state is State.BREACH
+    # Failing on past the stretch: condemned, about 5 s later than otherwise.
+    failing = at("1.1", 0, 10, 100) + at("1.1", 10, 5.6, 100, status=500)
+    assert alone_tally(failing).state is State.BREACH
+    assert alone_tally(at("1.1", 0, 10, 100) + at("1.1", 10, 4.5, 100, status=500)).state is State.PENDING
+    # Two bursts: only one is forgiven.
+    twice = burst + at("1.1", 22, 2, 100, status=500)
+    assert alone_tally(twice).state is State.BREACH
+
+
 def test_evidence_that_went_missing_stops_the_release_unless_it_is_already_condemned() -> None:
     gap = ("the log of pod nginx-1 was not read for 12s (403 Forbidden)",)
     verdict = judge(answers("1.1", 150), "1.1", THRESHOLDS, final=False, gaps=gap)
