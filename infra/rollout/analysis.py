@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from infra.rollout.report import Evidence, MinuteEvidence
-from infra.rollout.sequential import Decision, RateTest, latency_test, limit_test, llr_beside
+from infra.rollout.sequential import ALPHA, Decision, RateTest, latency_test, limit_test, llr_beside, llr_over_old
 
 # The p99 said with a verdict is the largest answer in its bucket: within this share of the true one.
 BUCKET_WIDTH = 0.01
@@ -77,11 +77,19 @@ class Thresholds:
     max_p99_ms: int
     min_requests: int
     stages: int = 1
+    # maxErrorsOverOld: the multiple of the old version's error rate that condemns the new one (0: off).
+    over_old: int = 0
 
     @property
     def tests(self) -> int:
-        """The tests a release runs in all: errors and latency, in each stage."""
-        return 2 * self.stages
+        """The tests a release runs in all: errors and latency in each stage, and beside the old version when
+        maxErrorsOverOld asks for it."""
+        return (3 if self.over_old else 2) * self.stages
+
+    def over_old_bound(self) -> float | None:
+        """The log likelihood ratio at which the new version is beyond doubt ``over_old`` times worse than
+        the old one (None when off): the test's share of the release's false-abort budget."""
+        return math.log(self.tests / ALPHA) if self.over_old else None
 
     def error_test(self) -> RateTest | None:
         """The test of the error rate (None with maxErrorRatio 100 %: errors never abort)."""
@@ -149,6 +157,8 @@ class Tally:
         # Each half second: [the judged version's answers, its errors, the others' answers, their errors].
         self._slots: dict[int, list[int]] = {}
         self.error_llr = 0.0
+        # maxErrorsOverOld's test: the new version's errors against the old version's, half second by half second.
+        self.over_old_llr = 0.0
         # From when (a sample's time) the new version serves alone, and from then on the log likelihood ratio
         # of each half second.
         self.alone_from: float | None = None
@@ -185,12 +195,13 @@ class Tally:
             return  # an answer of no version that is not an error (not the app's) says nothing
         index = math.floor(sample.t / SLOT_S)
         slot = self._slots.setdefault(index, [0, 0, 0, 0])
-        before = self._slot_llr(slot)
+        before, before_old = self._slot_llr(slot), self._slot_over_old(slot)
         judged = sample.version is None or sample.version == self.version
         slot[0 if judged else 2] += 1
         slot[1 if judged else 3] += sample.bad
         now = self._slot_llr(slot)
         self.error_llr += now - before
+        self.over_old_llr += self._slot_over_old(slot) - before_old
         if self.alone_from is not None and index >= math.floor(self.alone_from / SLOT_S):
             self._alone[index] = now
 
@@ -223,6 +234,10 @@ class Tally:
         if found is Decision.CONDEMN and self.error_test.decide_llr(self.error_llr - self.forgiven()) is not found:
             return Decision.OPEN
         return found
+
+    def _slot_over_old(self, slot: list[int]) -> float:
+        times = self.thresholds.over_old
+        return llr_over_old(times, slot[0], slot[1], slot[2], slot[3]) if times else 0.0
 
     def _slot_llr(self, slot: list[int]) -> float:
         if self.error_test is None or slot[0] == 0:
@@ -361,6 +376,15 @@ def judge_tally(tally: Tally, *, final: bool = True, gaps: tuple[str, ...] = ())
             State.BREACH,
             f"{errors} of its {requests} responses were errors{unversioned}: above maxErrorRatio "
             f"{thresholds.max_error_ratio:g} beyond doubt{beside}",
+        )
+    bound = thresholds.over_old_bound()
+    if bound is not None and tally.over_old_llr >= bound:
+        answers, bad = tally.others()
+        return verdict(
+            State.BREACH,
+            f"{errors} of its {requests} responses were errors{unversioned}, against the old version's {bad} of "
+            f"{answers} at the same time: at least maxErrorsOverOld {thresholds.over_old} times as many, beyond "
+            "doubt",
         )
     if on_latency is Decision.CONDEMN:
         whose = " (the servers' own time)" if tally.server_times else ""

@@ -143,3 +143,19 @@ def llr_beside(test: RateTest, n: int, k: int, base: float) -> float:
     good = min(test.good + base, 1 - 1e-6)
     bad = min(test.bad + base, (1 + good) / 2)
     return k * math.log(bad / good) + (n - k) * math.log((1 - bad) / (1 - good))
+
+
+def llr_over_old(times: float, mine: int, my_bad: int, theirs: int, their_bad: int) -> float:
+    """The log likelihood ratio, from one stretch of time, that the new version's answers fail ``times`` as
+    often as the old version's rather than as often, from ``my_bad`` errors of its ``mine`` answers and
+    ``their_bad`` of the old version's ``theirs``. Given how many errors both gave then, each is the new
+    version's with the probability of its share of the answers if they fail alike, and a larger one if not
+    (the binomial split of two Poisson counts, conditioned on their sum): whatever rate both share that
+    stretch (a burst, a dependency down) cancels, and so does the rate itself. No answers of either, or no
+    errors, say nothing. A release as good as the old one reaches ``ln(1 / alpha)`` with probability at
+    most ``alpha`` (Ville's bound, as for ``RateTest``)."""
+    if mine == 0 or theirs == 0 or my_bad + their_bad == 0:
+        return 0.0
+    share = mine / (mine + theirs)
+    worse = times * share / (times * share + 1 - share)
+    return my_bad * math.log(worse / share) + their_bad * math.log((1 - worse) / (1 - share))

@@ -41,6 +41,7 @@ from infra.settings.parsers import (
     _pinned_image,
     _quantity,
     _ratio,
+    _times_or_off,
     _unavailable,
 )
 from infra.settings.read import read
@@ -230,6 +231,16 @@ class Settings:
         "one at three times it or more ships at most 1 % of the time, its stages combined (a sequential test: "
         "docs/rollouts.md).",
         accepted="a percentage such as `2%`, or a decimal from 0 to 1 such as `0.02`",
+    )
+    max_errors_over_old: int = setting(
+        _times_or_off,
+        default=0,
+        description="Hold the new version to the old one as well: a release whose answers fail at least this many "
+        "times as often as the old version's at the same time (beyond doubt) is condemned, though both are within "
+        "maxErrorRatio. A release as good as the old one is aborted by it at most 1 % of the time (shared with the "
+        "other tests); one with errors where the old version has none is clearly worse. 0 judges against "
+        "maxErrorRatio alone.",
+        accepted="0 (off), or a whole number from 2 to 100",
     )
     max_p99_ms: int = setting(
         _int_between(1, 60000),

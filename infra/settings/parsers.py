@@ -66,6 +66,14 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _times_or_off(value: str) -> int:
+    """0 (off), or a whole multiple from 2 to 100."""
+    number = _int(value)
+    if number != 0 and not 2 <= number <= 100:
+        raise ValueError(f"{number} is out of range; use 0 (off) or 2 to 100")
+    return number
+
+
 def _bool(value: str) -> bool:
     text = value.strip().lower()
     if text not in ("true", "false"):

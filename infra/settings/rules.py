@@ -267,14 +267,22 @@ def _metrics_need_whole_minutes(parsed: Reads, target: str | None) -> str | None
     return None
 
 
-@rule("analysis_warmup_seconds", "analysis_source")
-def _warmup_needs_pods(parsed: Reads, target: str | None) -> str | None:
-    seconds = parsed.get("analysis_warmup_seconds")
-    if seconds and parsed.get("analysis_source") == "cloudwatch":
+@rule("analysis_warmup_seconds", "max_errors_over_old", "analysis_source")
+def _needs_answers_by_pod_and_version(parsed: Reads, target: str | None) -> str | None:
+    if parsed.get("analysis_source") != "cloudwatch":
+        return None
+    seconds, times = parsed.get("analysis_warmup_seconds"), parsed.get("max_errors_over_old")
+    if seconds:
         return (
             f"{NAMESPACE}:analysisWarmupSeconds {seconds} leaves out a new pod's answers until it has served that "
             "long, which analysisSource cloudwatch cannot do (the ALB's minutes name no pod): use 0 with it, or "
             "analysisSource probe"
+        )
+    if times:
+        return (
+            f"{NAMESPACE}:maxErrorsOverOld {times} compares the new version's answers with the old one's at the "
+            "same time, which analysisSource cloudwatch cannot do (the ALB's minutes do not tell the versions "
+            "apart): use 0 with it, or analysisSource probe"
         )
     return None
 
@@ -337,7 +345,7 @@ RULES: tuple[Rule, ...] = (
     _eks_namespace_of_its_own,
     _sleep_action_available,
     _metrics_need_whole_minutes,
-    _warmup_needs_pods,
+    _needs_answers_by_pod_and_version,
     _weight_needs_a_canary,
     _watchdog_pinned_on_eks,
 )

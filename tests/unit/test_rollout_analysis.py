@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ import pytest
 from infra.rollout.analysis import Judgement, Sample, State, Tally, Thresholds, judge, judge_tally, p99_ms
 from infra.rollout.gate import Gate
 from infra.rollout.prober import VERSION_HEADER, Prober, leaves_by
+from infra.rollout.sequential import llr_over_old
 from tests.unit import loopback
 from tests.unit.rollout_fakes import AppEvidence, FastClock
 
@@ -176,6 +178,48 @@ def test_a_burst_of_errors_both_versions_answer_at_once_is_not_held_against_the_
     assert judge(stage(500), "1.1", THRESHOLDS, final=False).state is State.PENDING
     verdict = judge(stage(200), "1.1", THRESHOLDS, final=False)
     assert verdict.state is State.BREACH and "the old version's 0 of 80 at the same time" in verdict.reason
+
+
+def beside_old(seconds: int, new_fails_every: int, old_fails_every: int, *, shared_burst: bool = False) -> list[Sample]:
+    """A canary's answers: 10 a second of the new version (1.1) beside 30 of the old (1.0), the new one
+    failing one answer in ``new_fails_every`` and the old one in ``old_fails_every`` (0: never); with
+    ``shared_burst`` both fail every answer for one second in ten."""
+    found = []
+    for i in range(seconds * 40):
+        t, new = i / 40, i % 4 == 0
+        k = i // 4 if new else i - i // 4
+        every = new_fails_every if new else old_fails_every
+        bad = (bool(every) and k % every == every - 1) or (shared_burst and int(t) % 10 == 5)
+        found.append(Sample(t, 500 if bad else 200, 0.005, "1.1" if new else "1.0"))
+    return found
+
+
+def test_max_errors_over_old_condemns_a_release_clearly_worse_than_the_old_one_though_within_the_limit() -> (
+    None
+):
+    # The new version fails 1.5 % of its answers, the old one 0.1 %: both within maxErrorRatio 2 %.
+    worse = beside_old(300, 67, 1000)
+    assert judge(worse, "1.1", THRESHOLDS).state is not State.BREACH  # the limit alone lets it by
+    compared = Thresholds(0.02, 1000, 50, stages=2, over_old=3)
+    verdict = judge(worse, "1.1", compared, final=False)
+    assert verdict.state is State.BREACH and "maxErrorsOverOld 3 times" in verdict.reason, verdict
+    assert "against the old version's" in verdict.reason
+    # As good as the old version (both at 1 %), or a burst both share: never condemned by it.
+    alike = judge(beside_old(300, 100, 100), "1.1", compared)
+    assert alike.state is State.PASS, alike
+    burst = judge(beside_old(300, 0, 0, shared_burst=True), "1.1", compared, final=False)
+    assert burst.state is not State.BREACH, burst
+    # The comparison takes its share of the release's false-abort budget: a third test a stage.
+    assert compared.tests == 6 and THRESHOLDS.tests == 4
+
+
+def test_the_comparison_with_the_old_version_says_nothing_without_both_versions_or_errors() -> None:
+    assert llr_over_old(3, 0, 0, 10, 1) == 0.0 and llr_over_old(3, 10, 1, 0, 0) == 0.0
+    assert llr_over_old(3, 10, 0, 30, 0) == 0.0
+    # An error of the new version where a quarter of the answers are its own: evidence it is worse; one of
+    # the old version's: evidence it is not.
+    assert llr_over_old(3, 10, 1, 30, 0) == pytest.approx(math.log(0.5 / 0.25))
+    assert llr_over_old(3, 10, 0, 30, 1) == pytest.approx(math.log(0.5 / 0.75))
 
 
 def alone_tally(samples: list[Sample]) -> Judgement:

@@ -299,6 +299,8 @@ def test_the_metrics_source_needs_whole_minutes_and_the_eks_target() -> None:
     with pytest.raises(SettingsError, match=r"rolling:analysisWarmupSeconds 30 .* cannot do \(the ALB's minutes"):
         eks_settings(analysisSource="cloudwatch", analysisWarmupSeconds="30")
     assert eks_settings(analysisWarmupSeconds="30").analysis_warmup_seconds == 30
+    with pytest.raises(SettingsError, match=r"rolling:maxErrorsOverOld 3 .* do not tell the versions apart"):
+        eks_settings(analysisSource="cloudwatch", maxErrorsOverOld="3")
     with pytest.raises(SettingsError, match="analysisSource is only read by target eks"):
         Settings.from_values({"target": "local", "analysisSource": "cloudwatch"})
     with pytest.raises(SettingsError, match="'alarms' is not accepted; use one of: probe, cloudwatch"):

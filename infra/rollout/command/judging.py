@@ -41,7 +41,13 @@ def judged_stages(settings: Settings) -> int:
 
 def thresholds(settings: Settings) -> Thresholds:
     """What ``settings``'s release is held to, in each of its stages."""
-    return Thresholds(settings.max_error_ratio, settings.max_p99_ms, settings.min_requests, judged_stages(settings))
+    return Thresholds(
+        settings.max_error_ratio,
+        settings.max_p99_ms,
+        settings.min_requests,
+        judged_stages(settings),
+        over_old=settings.max_errors_over_old,
+    )
 
 
 class Judging:

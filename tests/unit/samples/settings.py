@@ -52,6 +52,7 @@ NON_DEFAULT = {
     "analysisMaxSeconds": "120",
     "analysisWarmupSeconds": "30",
     "analysisUndecided": "pause",
+    "maxErrorsOverOld": "3",
     "watchdog": "false",
     "watchdogImage": "registry.example/rolling-watchdog@sha256:" + "a" * 64,
     "watchdogSeconds": "30",
@@ -71,4 +72,5 @@ APART = {
     "canaryWeight": {"canaryTraffic": "weights", "analysisSource": "probe"},
     # A warm-up needs the pods' own answers (refused with analysisSource cloudwatch).
     "analysisWarmupSeconds": {"analysisSource": "probe"},
+    "maxErrorsOverOld": {"analysisSource": "probe"},
 }
