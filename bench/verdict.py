@@ -59,6 +59,8 @@ ERROR_RATES = (0.0, 0.005, 0.01, 0.02, 0.03, 0.04, 0.06, 0.1, 1.0)
 SLOW_RATES = (0.001, 0.005, 0.01, 0.02, 0.05)
 BURST_RATES = (0.005,)
 TRAFFIC = (1, 10, 100, 1000)
+# Releases beside an old version that fails too: (the new version's rate, the old one's, maxErrorsOverOld).
+BESIDE_OLD = ((0.01, 0.01, 3), (0.015, 0.001, 0), (0.015, 0.001, 3))
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class Row:
     rate: float
     traffic: int
     runs: int
+    old_rate: float  # the old version's steady error rate (errors rows)
+    over_old: int  # maxErrorsOverOld (0: off)
     aborted: float  # condemned at some stage
     undecided: float  # a stage ended undecided (aborted too)
     shipped: float
@@ -122,6 +126,17 @@ def forgiven(per_look: np.ndarray) -> np.ndarray:
     return found
 
 
+def over_old(times: int, draws: Draws) -> np.ndarray:
+    """``llr_over_old`` (infra/rollout/sequential.py) of each look's answers, for arrays."""
+    both = (draws.answers > 0) & (draws.old > 0)
+    share = np.where(both, draws.answers / np.maximum(draws.answers + draws.old, 1), 0.5)
+    worse = times * share / (times * share + 1 - share)
+    found: np.ndarray = np.where(
+        both, draws.errors * np.log(worse / share) + draws.old_errors * np.log((1 - worse) / (1 - share)), 0.0
+    )
+    return found
+
+
 def decide(draws: Draws, limits: Thresholds, least_s: float, *, alone: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Each run's decision in the stage (1 cleared, -1 condemned, 0 undecided) and when (seconds), judged at
     every look as the gate judges (``judge_tally``; a unit test holds the two to the same decisions); with
@@ -136,6 +151,9 @@ def decide(draws: Draws, limits: Thresholds, least_s: float, *, alone: bool = Fa
     llr_s = np.where(s > 0, s * on_latency.per_bad, 0.0) + (n - s) * on_latency.per_good
     condemn_e = llr_e - (forgiven(per_look) if alone else 0.0)
     condemn = (condemn_e >= on_errors.upper) | (llr_s >= on_latency.upper)
+    bound = limits.over_old_bound()
+    if bound is not None:
+        condemn |= over_old(limits.over_old, draws).cumsum(axis=1) >= bound
     at = np.arange(1, looks + 1) * LOOK_S
     clear = (llr_e <= on_errors.lower) & (llr_s <= on_latency.lower) & (n >= limits.min_requests) & (at >= least_s)
     first_condemn = np.where(condemn.any(axis=1), condemn.argmax(axis=1), looks)
@@ -153,10 +171,12 @@ class Release:
     kind: str  # errors, slow or bursts
     rate: float
     traffic: int
+    old_rate: float = 0.0  # the old version's steady error rate
+    over_old: int = 0  # maxErrorsOverOld
 
     @property
     def thresholds(self) -> Thresholds:
-        return Thresholds(MAX_ERROR_RATIO, 1000, MIN_REQUESTS, stages=len(self.way.shares))
+        return Thresholds(MAX_ERROR_RATIO, 1000, MIN_REQUESTS, stages=len(self.way.shares), over_old=self.over_old)
 
     @property
     def slow(self) -> float:
@@ -177,7 +197,7 @@ class Release:
 
     def old_errors(self, new_errors: np.ndarray) -> np.ndarray:
         """The old version's error rate at each look: the bursts are shared; otherwise it is healthy."""
-        return new_errors if self.kind == "bursts" else np.zeros_like(new_errors)
+        return new_errors if self.kind == "bursts" else np.full_like(new_errors, self.old_rate)
 
 
 def row(release: Release, runs: int, seed: int = 1) -> Row:
@@ -185,6 +205,7 @@ def row(release: Release, runs: int, seed: int = 1) -> Row:
     kinds = ("errors", "slow", "bursts")
     rng = np.random.default_rng(
         [seed, WAYS.index(way), kinds.index(release.kind), int(release.rate * 1e4), release.traffic]
+        + ([int(release.old_rate * 1e4), release.over_old] if release.old_rate or release.over_old else [])
     )
     alive = np.ones(runs, dtype=bool)
     outcome = np.ones(runs, dtype=int)  # 1 shipped, -1 condemned, 0 undecided
@@ -206,6 +227,8 @@ def row(release: Release, runs: int, seed: int = 1) -> Row:
         release.rate,
         release.traffic,
         runs,
+        release.old_rate,
+        release.over_old,
         round(float(aborted.mean()), 4),
         round(float(undecided.mean()), 4),
         round(float(shipped.mean()), 4),
@@ -219,6 +242,11 @@ def simulate(runs: int = 1000) -> list[Row]:
     for way in WAYS:
         for kind, rates in (("errors", ERROR_RATES), ("slow", SLOW_RATES), ("bursts", BURST_RATES)):
             rows += [row(Release(way, kind, rate, traffic), runs) for rate in rates for traffic in TRAFFIC]
+        rows += [
+            row(Release(way, "errors", rate, traffic, old_rate, times), runs)
+            for rate, old_rate, times in BESIDE_OLD
+            for traffic in TRAFFIC
+        ]
     return rows
 
 
@@ -279,6 +307,8 @@ def table(rows: list[Row]) -> str:
             if r.way != way.name:
                 continue
             what = {"errors": "errors", "slow": "slower than maxP99Ms", "bursts": "errors in shared bursts"}[r.kind]
+            if r.old_rate or r.over_old:
+                what += f", the old version {r.old_rate:.1%}, maxErrorsOverOld {r.over_old}"
             lines.append(
                 f"| {r.rate:.1%} {what} | {r.traffic} | {pct(r.aborted + r.undecided)} | {pct(r.undecided)} | "
                 f"{pct(r.shipped)} | {when(r.median_s)} | {when(r.median_abort_s)} |"

@@ -39,18 +39,22 @@ def judged_look_by_look(
 
 
 @pytest.mark.parametrize(
-    ("kind", "rate", "traffic", "share"),
+    ("kind", "rate", "traffic", "share", "old_rate", "over_old"),
     [
-        ("errors", 0.01, 10, 0.25),
-        ("errors", 0.06, 10, 1.0),
-        ("slow", 0.05, 100, 0.05),
-        ("bursts", 0.005, 100, 0.25),
-        ("bursts", 0.02, 100, 1.0),
-        ("errors", 1.0, 10, 1.0),
+        ("errors", 0.01, 10, 0.25, 0.0, 0),
+        ("errors", 0.06, 10, 1.0, 0.0, 0),
+        ("slow", 0.05, 100, 0.05, 0.0, 0),
+        ("bursts", 0.005, 100, 0.25, 0.0, 0),
+        ("bursts", 0.02, 100, 1.0, 0.0, 0),
+        ("errors", 1.0, 10, 1.0, 0.0, 0),
+        ("errors", 0.015, 100, 0.25, 0.001, 3),
+        ("errors", 0.01, 100, 0.25, 0.01, 3),
     ],
 )
-def test_the_benchs_looks_decide_what_the_analysis_decides(kind: str, rate: float, traffic: int, share: float) -> None:
-    release = verdict.Release(verdict.WAYS[0], kind, rate, traffic)
+def test_the_benchs_looks_decide_what_the_analysis_decides(
+    kind: str, rate: float, traffic: int, share: float, old_rate: float, over_old: int
+) -> None:
+    release = verdict.Release(verdict.WAYS[0], kind, rate, traffic, old_rate, over_old)
     draws = verdict.draw(np.random.default_rng(7), 6, release, share)
     alone = share == 1.0
     decision, when = verdict.decide(draws, release.thresholds, least_s=5.0, alone=alone)

@@ -194,9 +194,7 @@ def beside_old(seconds: int, new_fails_every: int, old_fails_every: int, *, shar
     return found
 
 
-def test_max_errors_over_old_condemns_a_release_clearly_worse_than_the_old_one_though_within_the_limit() -> (
-    None
-):
+def test_max_errors_over_old_condemns_a_release_clearly_worse_than_the_old_one_though_within_the_limit() -> None:
     # The new version fails 1.5 % of its answers, the old one 0.1 %: both within maxErrorRatio 2 %.
     worse = beside_old(300, 67, 1000)
     assert judge(worse, "1.1", THRESHOLDS).state is not State.BREACH  # the limit alone lets it by
