@@ -221,15 +221,23 @@ def measure(workdir: Path, repository: str, url_of: Callable[[str], str], shape:
         stack.destroy()
 
 
-def noisy(workdir: Path, repository: str, url_of: Callable[[str], str]) -> dict[str, Any]:
-    """RELEASES judged releases in a row between NOISY's two versions, users' traffic beside them all: each
-    outcome, what the analysis counted, and the error ratio users met from each version."""
+def noisy(
+    workdir: Path,
+    repository: str,
+    url_of: Callable[[str], str],
+    *,
+    versions: tuple[str, str] = NOISY,
+    what: str = "0.5 % errors",
+) -> dict[str, Any]:
+    """RELEASES judged releases in a row between two ``versions`` (NOISY's by default) whose every answer
+    fails as ``what`` says, users' traffic beside them all: each outcome, what the analysis counted, and the
+    error ratio users met from each version."""
     stack = Stack(workdir, "analysis", NAMESPACE)
     stack.configure(
         target="local",
         namespace=NAMESPACE,
         imageRepository=repository,
-        imageTag=NOISY[0],
+        imageTag=versions[0],
         minReadySeconds=JUDGED_WITHIN_S,
         replicas=STANDARD.replicas,
     )
@@ -237,7 +245,7 @@ def noisy(workdir: Path, repository: str, url_of: Callable[[str], str]) -> dict[
     releases = []
     try:
         url = url_of(NAMESPACE)
-        out = RESULTS / "raw" / f"{NOISY_STEM}.jsonl"
+        out = RESULTS / "raw" / f"{NOISY_STEM if versions == NOISY else versions[0]}.jsonl"
         with load.PlainLoad(
             url,
             RATE,
@@ -248,8 +256,8 @@ def noisy(workdir: Path, repository: str, url_of: Callable[[str], str]) -> dict[
         ) as users:
             time.sleep(2)
             for number in range(RELEASES):
-                tag = NOISY[(number + 1) % 2]
-                progress(f"a healthy release answering 0.5 % errors, {number + 1} of {RELEASES}: {tag}")
+                tag = versions[(number + 1) % 2]
+                progress(f"a healthy release answering {what}, {number + 1} of {RELEASES}: {tag}")
                 code, result, took = rollout(stack, "--tag", tag)
                 releases.append(
                     {
@@ -270,25 +278,27 @@ def noisy(workdir: Path, repository: str, url_of: Callable[[str], str]) -> dict[
     return {
         "rate": RATE,
         "replicas": STANDARD.replicas,
+        "versions": list(versions),
         "releases": releases,
         "shipped": sum(r["exit"] == 0 for r in releases),
         "users": {v: {"requests": n, "failed": bad} for v, (n, bad) in sorted(by_version.items())},
     }
 
 
-def noisy_markdown(found: dict[str, Any]) -> str:
+def noisy_markdown(found: dict[str, Any], what: str = "0.5 % errors") -> str:
     judged = [r["analysis"] or {} for r in found["releases"]]
+    versions = found.get("versions", NOISY)
     requests = [j.get("requests", 0) for j in judged]
     errors = [j.get("errors", 0) for j in judged]
     users = ", ".join(
         f"{v}: {c['failed']} of {c['requests']} ({c['failed'] / c['requests']:.2%})"
         for v, c in found["users"].items()
-        if v in NOISY and c["requests"]
+        if v in versions and c["requests"]
     )
     return (
         "\n".join(
             [
-                f"# Healthy releases that answer 0.5 % errors, old and new, {found['replicas']} replicas, users at "
+                f"# Healthy releases that answer {what}, old and new, {found['replicas']} replicas, users at "
                 f"{found['rate']} requests a second",
                 "",
                 f"{found['shipped']} of {len(found['releases'])} shipped; each judged on {min(requests)} to "

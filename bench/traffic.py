@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import analysis, in_a_row, phases
+from bench import analysis, caught, in_a_row, phases
 from bench.run import RESULTS, ROOT, Stack, kubectl, progress, run, summary
 from infra import fargate, strategy
 from infra.identity import CONTAINER, DEPLOYMENT, DEPLOYMENT_REF, LABELS, SERVICE
@@ -397,18 +397,30 @@ def base_image_seconds() -> int | None:
     return int(found[-1].read_text()) if found else None
 
 
+def caught_part(workdir: Path) -> None:
+    """bench/caught.py: its images, its runs, its report."""
+    for version, kind in caught.images():
+        run([str(ROOT / "cluster" / "images.sh"), "app", version, kind])
+    (workdir / caught.STEM).mkdir()
+    caught.write(caught.measure(workdir / caught.STEM, REPOSITORY, service_url))
+    print((RESULTS / f"{caught.STEM}.md").read_text())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cluster-start-s", type=float, default=0.0)
     parser.add_argument(
         "--only",
-        choices=("all", *analysis.SHAPES, analysis.NOISY_STEM),
+        choices=("all", *analysis.SHAPES, analysis.NOISY_STEM, caught.STEM),
         default="all",
         help="analysis: the bad release's part alone; analysis-large: the same on 9 replicas, users at 120/s; "
         "analysis-slow: a release that answers in about 2 s; analysis-noisy: 20 healthy releases answering 0.5 %% "
-        "errors",
+        "errors; analysis-caught: each kind of bad release 5 times, and 20 healthy releases answering shared bursts",
     )
     args = parser.parse_args()
+    if args.only == caught.STEM:
+        caught_part(Path(tempfile.mkdtemp(prefix="rolling-traffic-")))
+        return 0
     if args.only == analysis.NOISY_STEM:
         for version in analysis.NOISY:
             run([str(ROOT / "cluster" / "images.sh"), "app", version, analysis.NOISY_KIND])
@@ -466,6 +478,7 @@ def main() -> int:
             run([str(ROOT / "cluster" / "images.sh"), "app", version, analysis.NOISY_KIND])
         analysis.write_noisy(analysis.noisy(workdir / analysis.NOISY_STEM, REPOSITORY, service_url))
         print((RESULTS / f"{analysis.NOISY_STEM}.md").read_text())
+        caught_part(workdir)
         (workdir / "in-a-row").mkdir()
         rows = in_a_row.measure(workdir / "in-a-row", REPOSITORY)
         print(f"plain ups in a row: {len(rows['incomplete_at_return'])} of {rows['rollouts']} returned incomplete")

@@ -12,7 +12,8 @@
 #                                         errors and slow pass their probes, but answer users 500, or
 #                                         slowly (about 2 s a page); flaky answers 0.5 % of users 500,
 #                                         partial 5 %; resets closes 10 % of users' connections with
-#                                         no response at all; cold answers users 500 for its first 10 s
+#                                         no response at all; cold answers users 500 for its first 10 s;
+#                                         partial3 fails 3.1 %; bursts fails half of them 2 s in every 100
 #   cluster/images.sh watchdog            localhost:5000/rolling-watchdog:rolling, the cluster's watchdog over a
 #                                         judged release (watchdog/: one static binary), cached by its source
 #   cluster/images.sh base-ref            print the base image's reference
@@ -220,13 +221,27 @@ app() {
       sed -i 's|^http {|&\n    map "$http_user_agent/$request_id" $app_drop { "~^kube-probe/" 0; "~/[0-9a-f]{30}([01][0-9a-f]\|2[0-9])$" 1; default 0; }|' "$context/nginx.conf"
       # shellcheck disable=SC2016
       sed -i 's|^\( *\)index index.html;|&\n\1if ($app_drop) { return 444; }|' "$context/nginx.conf" ;;
+    partial3)
+      # As partial, failing 8 of the 256 values (3.1 %): a release at 1.5 times maxErrorRatio.
+      # shellcheck disable=SC2016
+      sed -i 's|^http {|&\n    map "$http_user_agent/$request_id" $app_fail { "~^kube-probe/" 0; "~/[0-9a-f]{30}0[0-7]$" 1; default 0; }|' "$context/nginx.conf"
+      # shellcheck disable=SC2016
+      sed -i 's|^\( *\)index index.html;|&\n\1if ($app_fail) { return 500; }|' "$context/nginx.conf" ;;
+    bursts)
+      # Ready, and fails half its users' requests (by nginx's random request id) for the 2 s of every 100 s
+      # whose clock seconds end in 00 or 01: a cause every version built with it shares at the same moment
+      # (a dependency down), 1 % of requests on average.
+      # shellcheck disable=SC2016
+      sed -i 's|^http {|&\n    map "$http_user_agent/$msec/$request_id" $app_fail { "~^kube-probe/" 0; "~/[0-9]*0[01][.][0-9]+/[0-9a-f]{31}[0-7]$" 1; default 0; }|' "$context/nginx.conf"
+      # shellcheck disable=SC2016
+      sed -i 's|^\( *\)index index.html;|&\n\1if ($app_fail) { return 500; }|' "$context/nginx.conf" ;;
     cold)
       # Ready at once (the probes get the page), but answers users 500 until it has run 10 s (until
       # /tmp/warm exists): an app that fails while it warms up (a JIT, caches being filled).
       # shellcheck disable=SC2016
       sed -i 's|^\( *\)index index.html;|&\n\1set $app_cold "";\n\1if (!-f /tmp/warm) { set $app_cold 1; }\n\1if ($http_user_agent ~ "^kube-probe/") { set $app_cold ""; }\n\1if ($app_cold) { return 500; }|' "$context/nginx.conf"
       printf 'FROM app\nCMD ["sh", "-c", "(sleep 10; : > /tmp/warm) & exec nginx -g \\"daemon off;\\""]\n' >>"$context/Dockerfile" ;;
-    *) echo "images: unknown kind '$kind'; use never-ready, crash, unlimited, errors, slow, flaky, partial, resets or cold" >&2; exit 2 ;;
+    *) echo "images: unknown kind '$kind'; use never-ready, crash, unlimited, errors, slow, flaky, partial, partial3, resets, cold or bursts" >&2; exit 2 ;;
   esac
   case $kind in
     # A second stage on the app's image: name the first one.
@@ -287,6 +302,6 @@ case ${1:-} in
   base) base ;;
   base-ref) base_ref ;;
   app) app "${2:?app needs a VERSION}" "${3:-}" ;;
-  *) echo "usage: $0 pause|watchdog|base|base-ref|revision REF|digest REF|copy SRC DST|push REF VERSION REV|app VERSION [never-ready|crash|unlimited|errors|slow|flaky|partial|resets|cold]" >&2
+  *) echo "usage: $0 pause|watchdog|base|base-ref|revision REF|digest REF|copy SRC DST|push REF VERSION REV|app VERSION [never-ready|crash|unlimited|errors|slow|flaky|partial|partial3|resets|cold|bursts]" >&2
      exit 2 ;;
 esac
