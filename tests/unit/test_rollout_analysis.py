@@ -358,10 +358,18 @@ def test_the_prober_refuses_what_is_not_an_http_url() -> None:
         Prober("10.0.0.1", 1, most_s=1)
 
 
-def gate(evidence: AppEvidence, breaches: list[str], **thresholds: Any) -> Gate:
+def gate(evidence: AppEvidence, breaches: list[str], *, pause_undecided: bool = False, **thresholds: Any) -> Gate:
     said: list[str] = []
     limits = Thresholds(**{"max_error_ratio": 0.02, "max_p99_ms": 1000, "min_requests": 10, **thresholds})
-    return Gate(evidence, "1.1", limits, say=said.append, on_breach=breaches.append, clock=evidence.clock)
+    return Gate(
+        evidence,
+        "1.1",
+        limits,
+        say=said.append,
+        on_breach=breaches.append,
+        clock=evidence.clock,
+        pause_undecided=pause_undecided,
+    )
 
 
 def serving(statuses: dict[str, int] | None = None, latency_s: float = 0.002) -> AppEvidence:
@@ -460,30 +468,12 @@ def test_a_stage_lasts_its_least_seconds_then_until_the_evidence_decides_at_most
     assert verdict.state is State.UNDECIDED and 60 <= took < 65, took
     assert breaches and "its window ended before the evidence decided" in breaches[0]
     # A canary under analysisUndecided pause: the same window ends undecided and nothing is acted on.
-    quiet = serving()
-    with Gate(
-        quiet,
-        "1.1",
-        Thresholds(0.02, 1000, 100_000),
-        say=[].append,
-        on_breach=breaches.append,
-        clock=quiet.clock,
-        pause_undecided=True,
-    ) as watching:
+    with gate(serving(), breaches, min_requests=100_000, pause_undecided=True) as watching:
         verdict = watching.bake(15, longest=60)
     assert verdict.state is State.UNDECIDED and watching.undecided is verdict and watching.breach is None
     assert len(breaches) == 1, "the pausing gate acted on nothing"
     # A breach is acted on all the same.
-    failing = serving({"1.1": 500})
-    with Gate(
-        failing,
-        "1.1",
-        Thresholds(0.02, 1000, 10),
-        say=[].append,
-        on_breach=breaches.append,
-        clock=failing.clock,
-        pause_undecided=True,
-    ) as watching:
+    with gate(serving({"1.1": 500}), breaches, pause_undecided=True) as watching:
         assert watching.bake(15, longest=60).state is State.BREACH and len(breaches) == 2
     # Minutes that settle after they are read (the ALB's) keep a fixed window.
     evidence = serving()
