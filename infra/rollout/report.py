@@ -41,6 +41,9 @@ class Evidence(TypedDict, total=False):
     # Answers slower than maxP99Ms, and evidence that went missing (the prober and users' requests).
     slow: int
     gaps: list[str]
+    # Whose time the latency is ("server": the pods' logs; "prober"), and the prober's p99 beside it.
+    timedBy: str
+    networkP99Ms: float
     source: str
     minutes: list[MinuteEvidence]
 
