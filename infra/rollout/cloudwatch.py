@@ -10,12 +10,13 @@ docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudw
 A target group's metrics do not say which version answered: until the rollout is complete, the old and
 the new pods are its targets together. So the judgement (`judge_minutes`, pure) holds against the new
 version only what the old one cannot explain. Before the update it reads the target group's last
-minutes, the old version alone: its error ratio ``b`` and its p99. In a minute both versions serve, if
-the old version keeps to ``b``, the new version's errors are at least ``errors - b x requests``, and
-its error ratio at least that over all the minute's requests: a lower bound, so a breach of
-maxErrorRatio by it is a breach by the new version, never the old one's blamed on it. Likewise a
-minute's p99 above maxP99Ms, when the old version's was within it, means more than 1 % of the new
-version's responses were slower. Once the new version serves alone (its rollout complete and the old
+minutes, the old version alone: its error ratio ``b`` and its p99. The errors are judged by the
+analysis's sequential test, each minute's counts against its rates raised by ``b``: a minute the old
+version alone could have given (at ``b``) never weighs toward condemning the new one, and the test's
+stated error rates hold (a target group at a mix of the two versions fails no more often than a new
+version at its rate plus ``b``). A minute's p99 above maxP99Ms, when the old version's was within it,
+means more than 1 % of the new version's responses were slower; a minute of fewer than LEAST_FOR_P99
+requests is not judged on it. Once the new version serves alone (its rollout complete and the old
 targets draining) every error and the whole p99 are its own.
 
 It reads through the AWS CLI (`aws`, v2 on GitHub's hosted runners; credentials as the CLI finds them):
@@ -39,6 +40,7 @@ from urllib.parse import urlsplit
 from infra.identity import SERVICE
 from infra.rollout.analysis import Judgement, State, Thresholds
 from infra.rollout.report import MinuteEvidence
+from infra.rollout.sequential import Decision, llr_beside
 from infra.weights import service_of
 
 PERIOD_S = 60
@@ -47,6 +49,8 @@ BASELINE_MINUTES = 10
 # How long after a minute ends its figures are taken to be in CloudWatch: the bake waits this long past
 # its own end, so that its last minute is counted.
 SETTLE_S = 150
+# A minute's p99 with fewer requests than this is little more than its slowest: not judged.
+LEAST_FOR_P99 = 100
 # How often the metrics are read and judged while a rollout runs (each read is one GetMetricData request).
 READ_EVERY_S = 30.0
 
@@ -96,58 +100,55 @@ def baseline(minutes: Sequence[Minute]) -> Baseline:
 def judge_minutes(
     minutes: Sequence[Minute], before: Baseline, version: str, thresholds: Thresholds, *, alone_since: float | None
 ) -> Judgement:
-    """The new ``version`` judged from the target group's ``minutes`` (module docstring). The minutes both
-    versions served: the errors the old version's ``before`` cannot explain, over their requests. The
-    minutes from ``alone_since`` on: the new version's own. Either part breaching is a breach; a part with
-    fewer than minRequests requests is not judged."""
+    """The new ``version`` judged from the target group's ``minutes`` (module docstring): the error rate by the
+    analysis's sequential test (infra/rollout/sequential.py), each minute's requests and errors against the
+    test's rates raised by the old version's error ratio ``before`` the update, so that only errors it cannot
+    explain count; condemned at any minute the evidence is beyond doubt, cleared once it is and minRequests
+    requests are in. A minute's p99 counts only with LEAST_FOR_P99 requests or more (below, it is little more
+    than its slowest): above maxP99Ms where the old version kept within it, or from ``alone_since`` on,
+    the new version alone, it is a breach."""
     alone = [m for m in minutes if alone_since is not None and m.start >= alone_since]
     shared = [m for m in minutes if not (alone_since is not None and m.start >= alone_since)]
     shared_requests = sum(m.requests for m in shared)
     excess = max(0.0, sum(m.errors for m in shared) - before.error_ratio * shared_requests)
     alone_requests, alone_errors = sum(m.requests for m in alone), sum(m.errors for m in alone)
     requests, errors = shared_requests + alone_requests, excess + alone_errors
-    judged = [m for m in alone if m.p99_ms is not None]
-    if shared_requests >= thresholds.min_requests and (before.p99_ms is None or before.p99_ms <= thresholds.max_p99_ms):
-        judged += [m for m in shared if m.p99_ms is not None]
-    if alone_requests < thresholds.min_requests:
-        judged = [m for m in judged if m not in alone]
+    timed = [m for m in minutes if m.p99_ms is not None and m.requests >= LEAST_FOR_P99]
+    judged = [m for m in timed if m in alone or before.p99_ms is None or before.p99_ms <= thresholds.max_p99_ms]
     p99 = max((m.p99_ms for m in judged if m.p99_ms is not None), default=None)
     span = (minutes[-1].start + PERIOD_S - minutes[0].start) if minutes else 0.0
     evidence = tuple(m.as_json() for m in minutes)
+    test, base = thresholds.error_test(), before.error_ratio
+    llr = sum(llr_beside(test, round(m.requests), round(m.errors), base) for m in minutes) if test else 0.0
+    on_errors = Decision.CLEAR if test is None else test.decide_llr(llr)
 
     def verdict(state: State, reason: str) -> Judgement:
         return Judgement(
             state, version, round(requests), round(errors), p99, reason, {}, span, source="cloudwatch", minutes=evidence
         )
 
-    enough = [
-        (part, n, e)
-        for part, n, e in (("alone", alone_requests, alone_errors), ("shared", shared_requests, excess))
-        if n >= thresholds.min_requests
-    ]
-    if not enough:
+    beyond = f", beyond the old version's own {base:.1%} before the update" if before.requests else ""
+    if on_errors is Decision.CONDEMN:
         return verdict(
-            State.PENDING,
-            f"not enough evidence yet ({requests:.0f} of the {thresholds.min_requests} requests minRequests asks "
-            "for, in the target group's minutes)",
+            State.BREACH,
+            f"at least {errors:.0f} of its {requests:.0f} responses were errors (the target group's minutes{beyond}): "
+            f"above maxErrorRatio {thresholds.max_error_ratio:g} beyond doubt",
         )
-    for part, n, e in enough:
-        if e > thresholds.max_error_ratio * n:
-            where = (
-                "serving alone"
-                if part == "alone"
-                else f"beside the old version, beyond its own {before.error_ratio:.1%} before the update"
-            )
-            return verdict(
-                State.BREACH,
-                f"at least {e / n:.1%} of its responses were errors {where}, more than maxErrorRatio "
-                f"{thresholds.max_error_ratio:g} (the target group's minutes)",
-            )
     if p99 is not None and p99 > thresholds.max_p99_ms:
         return verdict(
             State.BREACH, f"the target group's p99 latency {p99:.0f} ms is above maxP99Ms {thresholds.max_p99_ms}"
         )
-    return verdict(State.PASS, "within maxErrorRatio and maxP99Ms (the target group's minutes)")
+    if on_errors is Decision.CLEAR and requests >= thresholds.min_requests:
+        return verdict(State.PASS, "within maxErrorRatio and maxP99Ms beyond doubt (the target group's minutes)")
+    pending = [
+        *([] if on_errors is Decision.CLEAR else [f"errors {errors:.0f} of {requests:.0f}"]),
+        *(
+            []
+            if requests >= thresholds.min_requests
+            else [f"{requests:.0f} of the {thresholds.min_requests} minRequests"]
+        ),
+    ]
+    return verdict(State.PENDING, f"not decided yet ({', '.join(pending)}, in the target group's minutes)")
 
 
 def aws_cli(region: str | None) -> Run:

@@ -73,11 +73,11 @@ class Gate:
         """Go on judging for at least ``seconds``, then until the evidence clears or condemns the release, at
         most ``longest`` seconds in all (the stage's longest window); its verdict, the breach at once. A stage
         still pending at its longest is undecided, and stops the release as a breach does. Evidence that is
-        judged by the minute after it settles (the ALB's) has a fixed window: ``seconds`` and its settling."""
+        judged by the minute after it settles (the ALB's) adds its settling to both."""
         settle_s = self.evidence.settle_s if seconds > 0 else 0.0
         start = self.clock.now()
         least = start + seconds + settle_s
-        most = least if settle_s or longest is None else start + max(seconds, longest)
+        most = least if longest is None else max(least, start + longest + settle_s)
         if seconds > 0 or most > least:
             settle = f" (and {settle_s:.0f}s for its last minute to be reported)" if settle_s else ""
             then = f", then until its evidence decides (at most {most - start:.0f}s)" if most > least else ""

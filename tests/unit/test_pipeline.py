@@ -227,14 +227,14 @@ def test_an_analysis_of_the_albs_metrics_shows_its_minutes_in_the_summary() -> N
     from infra.rollout.cloudwatch import Baseline, Minute, judge_minutes
 
     start = 1_800_000_000 - 1_800_000_000 % 60
-    minutes = [Minute(start, 600, 6, 130.0), Minute(start + 60, 610, 40, 180.0)]
+    minutes = [Minute(start, 600, 6, 130.0), Minute(start + 60, 610, 80, 180.0)]
     verdict = judge_minutes(minutes, Baseline(6000, 60, 120.0), "12345e7", Thresholds(0.02, 1000, 50), alone_since=None)
     run, _, _ = deploy(rollouts=[(int(Exit.ABORTED), {"outcome": "aborted", "analysis": verdict.as_json()})])
     assert run.run() == Exit.ABORTED
     text = run.report.markdown(Exit.ABORTED)
     assert "### Analysis: breach" in text
     assert "| minute (UTC) | requests | errors | p99 ms |" in text
-    assert "| 2027-01-15T08:01:00Z | 610 | 40 | 180.0 |" in text
+    assert "| 2027-01-15T08:01:00Z | 610 | 80 | 180.0 |" in text
 
 
 def test_no_canary_where_the_stack_ships_on_readiness_alone() -> None:

@@ -475,13 +475,20 @@ def test_a_stage_lasts_its_least_seconds_then_until_the_evidence_decides_at_most
     # A breach is acted on all the same.
     with gate(serving({"1.1": 500}), breaches, pause_undecided=True) as watching:
         assert watching.bake(15, longest=60).state is State.BREACH and len(breaches) == 2
-    # Minutes that settle after they are read (the ALB's) keep a fixed window.
+    # Minutes that settle after they are read (the ALB's): the least window and its settling, then until the
+    # evidence decides.
     evidence = serving()
     evidence.settle_s = 1.0
     with gate(evidence, []) as watching:
         start = watching.clock.now()
         watching.bake(30, longest=600)
         assert 31 <= watching.clock.now() - start < 32
+    undecided = serving()
+    undecided.settle_s = 1.0
+    with gate(undecided, [], min_requests=100_000) as watching:
+        start = watching.clock.now()
+        assert watching.bake(30, longest=60).state is State.UNDECIDED
+        assert 61 <= watching.clock.now() - start < 62
 
 
 def wait(predicate: Callable[[], bool], timeout: float) -> None:
