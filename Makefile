@@ -36,7 +36,7 @@ export ROLLING_NODE ?= real
 
 .PHONY: help venv toolchain cluster-up cluster-down cluster-status demo env aws-emulator preflight \
         test test-unit test-watchdog test-manifests test-e2e lint lint-workflows fmt scan checkov \
-        bench bench-speed bench-traffic bench-verdict bench-kill fresh-check clean
+        bench bench-speed bench-traffic bench-verdict bench-kill bench-caught fresh-check clean
 
 help:
 	@echo "make preflight       what this machine lacks for make demo and make test, one line each with what to do"
@@ -48,6 +48,7 @@ help:
 	@echo "make lint            ruff check, ruff format --check, mypy, shellcheck"
 	@echo "make lint-workflows  actionlint on .github/workflows"
 	@echo "make bench           rollout cost against kubectl (fake nodes), and traffic through rollouts three ways (real node): bench/results/"
+	@echo "make bench-caught    the verdict on the real node: each kind of bad release 5 times, healthy releases in shared bursts"
 	@echo "make toolchain       build Pulumi, the Kubernetes provider and control plane from pinned Go modules"
 	@echo "make cluster-up | cluster-down | cluster-status"
 	@echo "make fresh-check     a clean clone, an empty cache, make demo and make test; cold build times (long)"
@@ -220,6 +221,16 @@ bench-traffic: venv toolchain
 	status=0; \
 	$(TRAFFIC_ENV) KUBECONFIG=$$($(TRAFFIC_ENV) cluster/cluster.sh kubeconfig) \
 	  $(PY) -m bench.traffic --cluster-start-s $$($(PY) -c "print(round($$end - $$start, 1))") || status=$$?; \
+	$(TRAFFIC_ENV) cluster/cluster.sh down; \
+	exit $$status
+
+# The verdict on the real node alone (part of bench-traffic): each kind of bad release 5 times, and 20 healthy
+# releases answering shared bursts: bench/results/analysis-caught.md.
+bench-caught: venv toolchain
+	@$(TRAFFIC_ENV) cluster/cluster.sh up
+	@status=0; \
+	$(TRAFFIC_ENV) KUBECONFIG=$$($(TRAFFIC_ENV) cluster/cluster.sh kubeconfig) \
+	  $(PY) -m bench.traffic --only analysis-caught || status=$$?; \
 	$(TRAFFIC_ENV) cluster/cluster.sh down; \
 	exit $$status
 
