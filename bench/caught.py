@@ -60,6 +60,7 @@ def images() -> list[tuple[str, str]]:
 
 def measure(workdir: Path, repository: str, url_of: Callable[[str], str], runs: int = RUNS) -> dict[str, Any]:
     """Every row ``runs`` times on one stack of the app, then the bursts on another."""
+    (workdir / "bad").mkdir()
     stack = Stack(workdir / "bad", "analysis", analysis.NAMESPACE)
     stack.configure(
         target="local",
