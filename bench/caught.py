@@ -54,8 +54,8 @@ ROWS = (
 
 
 def images() -> list[tuple[str, str]]:
-    """Every image the part needs, with its kind."""
-    return [(row.tag, row.kind) for row in ROWS] + [(tag, BURSTS_KIND) for tag in BURSTS]
+    """Every image the part needs, with its kind ("" for the app itself: the old version)."""
+    return [(analysis.OLD, ""), *((row.tag, row.kind) for row in ROWS), *((tag, BURSTS_KIND) for tag in BURSTS)]
 
 
 def measure(workdir: Path, repository: str, url_of: Callable[[str], str], runs: int = RUNS) -> dict[str, Any]:
