@@ -257,7 +257,10 @@ class AppIngress(pulumi.ComponentResource):
 
 
 def _hostname(status: Any) -> str:
+    """The load balancer's address as the Ingress's status has it: the ALB's DNS name, or the address of the
+    stand-in on the local target (an IP; Kubernetes refuses an IP as a hostname there)."""
     try:
-        return str(status.load_balancer.ingress[0].hostname)
+        found = status.load_balancer.ingress[0]
     except (AttributeError, IndexError, TypeError):
         return ""
+    return str(getattr(found, "hostname", None) or getattr(found, "ip", None) or "")

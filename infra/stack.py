@@ -23,11 +23,30 @@ def build(settings: Settings, settle: rollout_wait.Settle = rollout_wait.settle)
         from infra import local
 
         kubeconfig = settings.local.kubeconfig if settings.local else None
-        web = workload(settings, local.provider(kubeconfig))
+        provider = local.provider(kubeconfig)
+        made: list[Any] = []
+
+        def standin_first(
+            namespace: pulumi.Input[str],
+            service_name: pulumi.Output[str],
+            canary_service_name: pulumi.Output[str] | None,
+        ) -> list[pulumi.Resource]:
+            # With canaryTraffic weights, the same Ingress as on eks, for the load balancer stand-in on this
+            # machine (rigs/alb.py), which gives it its address.
+            if canary_service_name is None:
+                return []
+            made.append(
+                ingress(
+                    settings, namespace, service_name, canary_service_name, pulumi.ResourceOptions(providers=[provider])
+                )
+            )
+            return [made[0]]
+
+        web = workload(settings, provider, before_pods=standin_first)
         wait_for_rollout(settings, web, kubeconfig, settle)
         _app_outputs(settings, web, outputs)
-        # The Service's address, which this machine routes to the local node.
-        outputs["url"] = web.cluster_ip.apply(lambda ip: address.url("http", ip))
+        # The Service's address, which this machine routes to the local node; or the stand-in's.
+        outputs["url"] = made[0].url if made else web.cluster_ip.apply(lambda ip: address.url("http", ip))
     return outputs
 
 
@@ -94,16 +113,19 @@ def namespace_labels(settings: Settings) -> dict[str, str]:
 
 
 def ingress(
-    eks: EksSettings,
+    settings: Settings,
     namespace: pulumi.Input[str],
     service_name: pulumi.Input[str],
     canary_service_name: pulumi.Input[str] | None,
     opts: pulumi.ResourceOptions,
 ) -> Any:
-    """The ALB Ingress in front of the app's Service, and the canary's with canaryTraffic weights (eks)."""
+    """The ALB Ingress in front of the app's Service, and the canary's with canaryTraffic weights. On local
+    (weights only) the load balancer is the stand-in on this machine, which reads the forward action alone: an
+    internal scheme, no deregistration delay of its own (kube-proxy's), HTTP."""
     from infra import alb
 
-    weights = None if canary_service_name is None else alb.Weights(canary_service_name, eks.canary_weight)
+    eks = settings.eks
+    weights = None if canary_service_name is None else alb.Weights(canary_service_name, settings.canary_weight)
     return alb.AppIngress(
         "nginx",
         alb.AppIngressArgs(
@@ -111,9 +133,9 @@ def ingress(
             service_name=service_name,
             service_port="http",
             health_check_path=app.PROBE_PATH,
-            scheme=eks.alb_scheme,
-            deregistration_delay_seconds=eks.deregistration_delay_seconds,
-            certificate_arn=eks.certificate_arn,
+            scheme=eks.alb_scheme if eks else "internal",
+            deregistration_delay_seconds=eks.deregistration_delay_seconds if eks else 0,
+            certificate_arn=eks.certificate_arn if eks else None,
             weights=weights,
         ),
         opts,
@@ -286,7 +308,7 @@ def _build_eks(settings: Settings, eks: EksSettings, outputs: dict[str, object],
         # Before the pods: the controller binds the target groups while reconciling the Ingress, and
         # injects readiness gates only into pods created after that.
         opts = pulumi.ResourceOptions(providers=[provider], depends_on=[controller])
-        made.append(ingress(eks, namespace, service_name, canary_service_name, opts))
+        made.append(ingress(settings, namespace, service_name, canary_service_name, opts))
         return [made[0]]
 
     web = workload(settings, provider, namespace_labels(settings), depends_on=[controller], before_pods=alb_first)

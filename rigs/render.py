@@ -52,7 +52,10 @@ def render(target: str, directory: Path, values: Mapping[str, object] | None = N
             namespace: pulumi.Input[str], service_name: pulumi.Output[str], canary: pulumi.Output[str] | None
         ) -> list[pulumi.Resource]:
             opts = pulumi.ResourceOptions(providers=[provider])
-            return [] if eks is None else [stack.ingress(eks, namespace, service_name, canary, opts)]
+            # On local, an Ingress only for a weighted canary (the load balancer stand-in's).
+            if eks is None and canary is None:
+                return []
+            return [stack.ingress(settings, namespace, service_name, canary, opts)]
 
         stack.workload(settings, provider, stack.namespace_labels(settings), before_pods=alb_first)
 

@@ -26,7 +26,6 @@ from infra.settings.parsers import (
     _k8s_version,
     _label_list,
     _log_types,
-    _percent_steps,
     _principal_list,
     _retention,
     _role_arn,
@@ -224,23 +223,6 @@ class EksSettings:
         description="seconds the ALB keeps a stopping pod's open connections; drainSeconds must outlast it by "
         f"{ALB_PROPAGATION_SECONDS} s.",
         accepted=f"0 to 3600; at most `drainSeconds` - {ALB_PROPAGATION_SECONDS}",
-        targets=("eks",),
-    )
-    canary_steps: tuple[int, ...] = setting(
-        _percent_steps,
-        default="5,25",
-        description="the canary's shares of users' requests, in percent, each judged for canarySeconds before "
-        "the next (canaryTraffic weights); after the last the canary's share goes back to 0 and the rest of the "
-        "replicas roll.",
-        accepted="1 to 5 percentages from 1 to 99, each larger than the last, comma-separated",
-        targets=("eks",),
-    )
-    canary_weight: int = setting(
-        _int_between(0, 100),
-        default=0,
-        description="the canary target group's weight in percent, the app's the rest (canaryTraffic weights). "
-        "The rollout command sets it through canarySteps and puts it back to 0 before the canary goes.",
-        accepted="0 to 100; more than 0 only while canaryTag is set",
         targets=("eks",),
     )
     analysis_source: str = setting(

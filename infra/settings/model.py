@@ -38,6 +38,7 @@ from infra.settings.parsers import (
     _int_between,
     _int_or_percent,
     _label,
+    _percent_steps,
     _pinned_image,
     _quantity,
     _ratio,
@@ -353,12 +354,28 @@ class Settings:
         _choice(CANARY_TRAFFIC),
         default="",
         unset=True,
-        description="How a canary gets its share of users' requests: weights (eks: a Service and ALB target group "
+        description="How a canary gets its share of users' requests: weights (a Service and ALB target group "
         "of its own, weighted in the listener's forward action and stepped through canarySteps, each weight read "
-        "back from the ALB before it is judged, readiness gates from its first pod) or pods (its pods behind the "
-        "app's one Service, so its share is its share of the pods; the only way on local, which has no ALB).",
-        accepted="`weights` (eks only, not with analysisSource cloudwatch) or `pods`",
+        "back from the ALB before it is judged; on eks readiness gates from its first pod; on local the ALB is "
+        "the stand-in `python rigs/alb.py` runs on this machine, docs/upstream.md) or pods (its pods behind the "
+        "app's one Service, so its share is its share of the pods).",
+        accepted="`weights` (not with analysisSource cloudwatch) or `pods`",
         shown_default="weights on eks (pods with analysisSource cloudwatch), pods on local",
+    )
+    canary_steps: tuple[int, ...] = setting(
+        _percent_steps,
+        default="5,25",
+        description="The canary's shares of users' requests, in percent, each judged for canarySeconds before "
+        "the next (canaryTraffic weights); after the last the canary's share goes back to 0 and the rest of the "
+        "replicas roll.",
+        accepted="1 to 5 percentages from 1 to 99, each larger than the last, comma-separated",
+    )
+    canary_weight: int = setting(
+        _int_between(0, 100),
+        default=0,
+        description="The canary target group's weight in percent, the app's the rest (canaryTraffic weights). "
+        "The rollout command sets it through canarySteps and puts it back to 0 before the canary goes.",
+        accepted="0 to 100; more than 0 only while canaryTag is set",
     )
     change_cause: str | None = setting(
         _cause,

@@ -289,13 +289,6 @@ def _needs_answers_by_pod_and_version(parsed: Reads, target: str | None) -> str 
 
 @rule("canary_weight", "canary_tag", "canary_traffic", "analysis_source")
 def _weight_needs_a_canary(parsed: Reads, target: str | None) -> str | None:
-    if target != "eks":
-        if parsed.get("canary_traffic") == "weights":
-            return (
-                f"{NAMESPACE}:canaryTraffic weights needs the ALB of target eks; target {target} has none: a "
-                "canary there gets its share of requests by its share of the pods (canaryTraffic pods, the default)"
-            )
-        return None
     if parsed.get("canary_traffic") == "weights" and parsed.get("analysis_source") == "cloudwatch":
         return (
             f"{NAMESPACE}:canaryTraffic weights gives the canary a target group of its own, whose requests "

@@ -235,3 +235,20 @@ def test_url_is_the_albs_address(default_run: Run) -> None:
 def test_local_target_has_no_controller_and_no_ingress() -> None:
     mocks = run_program({"target": "local", "imageTag": "1.14.2"}).mocks
     assert mocks.of_type(RELEASE) == mocks.of_type(INGRESS) == mocks.of_type(ROLE) == []
+
+
+def test_local_weights_put_the_same_ingress_in_front_for_the_load_balancer_stand_in() -> None:
+    # canaryTraffic weights on local: the Ingress eks has (the same forward action, forced, before the canary's
+    # pods), which the stand-in on the machine (rigs/alb.py) serves; no controller, no AWS; the stack's url is
+    # the address the stand-in gives the Ingress.
+    values = {"imageTag": "1.14.2", "canaryTraffic": "weights", "canaryTag": "1.16.1", "canaryWeight": 25}
+    local, eks = run_program({"target": "local", **values}), run(**values)
+    ingress, on_eks = local.mocks.one(INGRESS).inputs, eks.mocks.one(INGRESS).inputs
+    assert ingress["spec"] == on_eks["spec"]
+    action = "alb.ingress.kubernetes.io/actions.weighted"
+    assert ingress["metadata"]["annotations"][action] == on_eks["metadata"]["annotations"][action]
+    assert ingress["metadata"]["annotations"]["pulumi.com/patchForce"] == "true"
+    assert local.mocks.depends_on("nginx-canary", "nginx-ingress")
+    assert local.mocks.of_type(RELEASE) == local.mocks.of_type(ROLE) == []
+    assert local.outputs["url"] == eks.outputs["url"]  # the mocks give both Ingresses the same address
+    assert run_program({"target": "local", "imageTag": "1.14.2"}).outputs["url"] != local.outputs["url"]

@@ -438,7 +438,12 @@ def test_a_canary_gets_its_share_by_weights_on_eks_and_by_pods_elsewhere() -> No
     assert Settings.from_values(BASE).canary_traffic == "pods"
     # The ALB's metrics judge the app's target group: a canary judged by them stays behind it.
     assert Settings.from_values({**eks, "analysisSource": "cloudwatch"}).canary_traffic == "pods"
-    assert "needs the ALB of target eks; target local has none" in refused({**BASE, "canaryTraffic": "weights"})
+    # On local, weights are asked for (the load balancer is the stand-in on the machine), with eks's steps.
+    local = Settings.from_values({**BASE, "canaryTraffic": "weights", "canarySteps": "10,50"})
+    assert (local.canary_traffic, local.canary_steps) == ("weights", (10, 50))
+    assert "rolling:canarySteps '50,10' must grow" in refused(
+        {**BASE, "canaryTraffic": "weights", "canarySteps": "50,10"}
+    )
     said = refused({**eks, "analysisSource": "cloudwatch", "canaryTraffic": "weights"})
     assert "rolling:canaryTraffic weights gives the canary a target group of its own" in said
 

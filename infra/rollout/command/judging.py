@@ -35,8 +35,8 @@ def judged_stages(settings: Settings) -> int:
     """The stages a release of this stack with a canary is judged in: each share of a weighted canary, or the
     pod canary's one, and the rollout with its bake. They share the release's error rates (Thresholds), and a
     release without a canary is held to the same share of them: a margin, never less."""
-    weights = settings.canary_traffic == "weights" and settings.eks is not None
-    return (len(settings.eks.canary_steps) if weights and settings.eks is not None else 1) + 1
+    weights = settings.canary_traffic == "weights"
+    return (len(settings.canary_steps) if weights else 1) + 1
 
 
 def thresholds(settings: Settings) -> Thresholds:

@@ -36,7 +36,6 @@ def weight_of(session: Session) -> int:
 def run(session: Session, steps: Steps, new: Settings, replicas: int, record: Record | None = None) -> None:
     """Run ``replicas`` pods of ``new`` and judge them at each share of canarySteps: returns when they pass
     (the canary back at weight 0, the rest to roll next), else Stop once the canary is removed."""
-    assert new.eks is not None, "weights are the ALB's: canaryTraffic weights is refused elsewhere"
     url = steps.judging.url(new)
     if not new.analysis or url is None:
         raise Stop(
@@ -47,7 +46,7 @@ def run(session: Session, steps: Steps, new: Settings, replicas: int, record: Re
     added = {CANARY_TAG.name: str(new.image_tag), CANARY_REPLICAS.name: str(replicas), CANARY_WEIGHT.name: "0"}
     config = {CANARY_TAG.full: added[CANARY_TAG.name], CANARY_REPLICAS.full: added[CANARY_REPLICAS.name]}
     canary = Settings.from_values({**session.configured, **added})
-    shares = new.eks.canary_steps
+    shares = new.canary_steps
     plan_text = CanarySummary(session.request.stack, canary, shares).render()
     if record is not None:
         # From here a canary may exist: a run that dies leaves it recorded, to be finished or removed.
