@@ -6,6 +6,7 @@ it, in its own time. A weight is judged only once the ALB has it."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from infra.rollout.cloudwatch import MetricsError, Run
@@ -39,15 +40,25 @@ def read(run: Run, url: str) -> list[Listener]:
     return listeners
 
 
-def await_share(run: Run, url: str, percent: int, clock: Clock, within_s: float | None = None) -> float:
+def await_share(
+    run: Run,
+    url: str,
+    percent: int,
+    clock: Clock,
+    within_s: float | None = None,
+    *,
+    stop: Callable[[], bool] | None = None,
+) -> float | None:
     """Wait until every forwarding listener of the ALB gives the canary ``percent`` of requests; how long it
     took (seconds). WeightsError when it does not within ``within_s`` (APPLY_WITHIN_S), saying what the ALB
-    has."""
+    has; None as soon as ``stop`` holds (a breach took the share away while it was being read back)."""
     within_s = APPLY_WITHIN_S if within_s is None else within_s
     start = clock.now()
     never = threading.Event()
     last: list[Listener] = []
     while True:
+        if stop is not None and stop():
+            return None
         last = read(run, url)
         share = canary_share(last)
         if share is not None and abs(share - percent) < 0.5:

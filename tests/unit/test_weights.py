@@ -121,6 +121,15 @@ def test_a_share_is_waited_for_until_the_alb_applies_it() -> None:
     assert alb.reads == 4 and took == 3 * listener_reads.READ_EVERY_S
 
 
+def test_the_wait_for_a_share_ends_when_a_breach_took_it_away() -> None:
+    # The canary is judged from its weight's update on: a breach meanwhile turns its weight to 0, and the share
+    # being waited for will never come (seen on the real API server: the wait ran out its 90 s before the
+    # canary was removed).
+    alb = Alb(lag=None)
+    took = listener_reads.await_share(alb, "http://alb.example/", 5, SteppedClock(), stop=lambda: alb.reads >= 2)
+    assert took is None and alb.reads == 2
+
+
 def test_a_share_the_alb_never_applies_is_an_error_saying_what_it_has() -> None:
     with pytest.raises(WeightsError) as caught:
         listener_reads.await_share(Alb(lag=None), "http://alb.example/", 5, SteppedClock(), within_s=10)

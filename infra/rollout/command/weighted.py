@@ -74,12 +74,15 @@ def step(
     with steps.prepared(new, config=config, plan_text=said, canary=True, ask=False) as prepared:
 
         def applied() -> None:
-            """The share is judged only once the ALB has it."""
+            """The share is judged only once the ALB has it; a breach found meanwhile (the canary is judged from
+            the update on) has taken the share away, and ends the wait."""
+            runner, clock = session.metrics_runner(session.region), steps.judging.clock
             try:
-                took = listener.await_share(session.metrics_runner(session.region), url, share, steps.judging.clock)
+                took = listener.await_share(runner, url, share, clock, stop=lambda: prepared.verdict.reason is not None)
             except WeightsError as err:
                 raise IncompleteRolloutError(str(err)) from None
-            session.say(f"rollout: the ALB gives the canary {share} % of requests ({took:.0f}s after the update)")
+            if took is not None:
+                session.say(f"rollout: the ALB gives the canary {share} % of requests ({took:.0f}s after the update)")
 
         verdict = steps.judged_canary(
             prepared,
