@@ -36,7 +36,7 @@ export ROLLING_NODE ?= real
 
 .PHONY: help venv toolchain cluster-up cluster-down cluster-status demo env aws-emulator preflight \
         test test-unit test-watchdog test-manifests test-e2e lint lint-workflows fmt scan checkov \
-        bench bench-speed bench-traffic bench-verdict bench-kill bench-caught fresh-check clean
+        bench bench-speed bench-traffic bench-verdict bench-kill bench-caught bench-weighted fresh-check clean
 
 help:
 	@echo "make preflight       what this machine lacks for make demo and make test, one line each with what to do"
@@ -49,6 +49,7 @@ help:
 	@echo "make lint-workflows  actionlint on .github/workflows"
 	@echo "make bench           rollout cost against kubectl (fake nodes), and traffic through rollouts three ways (real node): bench/results/"
 	@echo "make bench-caught    the verdict on the real node: each kind of bad release 5 times, healthy releases in shared bursts"
+	@echo "make bench-weighted  a weighted canary's bad release through the load balancer stand-in, 5 times a row"
 	@echo "make toolchain       build Pulumi, the Kubernetes provider and control plane from pinned Go modules"
 	@echo "make cluster-up | cluster-down | cluster-status"
 	@echo "make fresh-check     a clean clone, an empty cache, make demo and make test; cold build times (long)"
@@ -231,6 +232,15 @@ bench-caught: venv toolchain
 	@status=0; \
 	$(TRAFFIC_ENV) KUBECONFIG=$$($(TRAFFIC_ENV) cluster/cluster.sh kubeconfig) \
 	  $(PY) -m bench.traffic --only analysis-caught || status=$$?; \
+	$(TRAFFIC_ENV) cluster/cluster.sh down; \
+	exit $$status
+
+# The weighted canary's bad releases through the load balancer stand-in (bench/weighted.py), alone.
+bench-weighted: venv toolchain aws-emulator
+	@$(TRAFFIC_ENV) cluster/cluster.sh up
+	@status=0; \
+	$(TRAFFIC_ENV) KUBECONFIG=$$($(TRAFFIC_ENV) cluster/cluster.sh kubeconfig) \
+	  $(PY) -m bench.traffic --only analysis-weighted || status=$$?; \
 	$(TRAFFIC_ENV) cluster/cluster.sh down; \
 	exit $$status
 

@@ -155,6 +155,7 @@ def bad_release(stack: Stack, url: str, name: str, *args: str, shape: Shape = ST
         "bad_from_old_version": sum(r.version == OLD for r in bad),
         "bad_before_the_command": before,
         "mitigation": [line for line in LAST_SAID if "out of the Service" in line or "scaled to 0" in line],
+        "mitigated_s": result.durations.get("failureToMitigated"),
         "analysis": result.analysis,
         "start": start,
         "responses": [(round(r.t - start, 3), "failed" if shape.is_bad(r) else r.version) for r in users.responses],

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import analysis, caught, in_a_row, phases
+from bench import analysis, caught, in_a_row, phases, weighted
 from bench.run import RESULTS, ROOT, Stack, kubectl, progress, run, summary
 from infra import fargate, strategy
 from infra.identity import CONTAINER, DEPLOYMENT, DEPLOYMENT_REF, LABELS, SERVICE
@@ -406,18 +406,30 @@ def caught_part(workdir: Path) -> None:
     print((RESULTS / f"{caught.STEM}.md").read_text())
 
 
+def weighted_part(workdir: Path) -> None:
+    """bench/weighted.py: its images, its runs, its report."""
+    for version, kind in weighted.images():
+        run([str(ROOT / "cluster" / "images.sh"), "app", version, kind])
+    weighted.write(weighted.measure(workdir, REPOSITORY))
+    print((RESULTS / f"{weighted.STEM}.md").read_text())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cluster-start-s", type=float, default=0.0)
     parser.add_argument(
         "--only",
-        choices=("all", *analysis.SHAPES, analysis.NOISY_STEM, caught.STEM),
+        choices=("all", *analysis.SHAPES, analysis.NOISY_STEM, caught.STEM, weighted.STEM),
         default="all",
         help="analysis: the bad release's part alone; analysis-large: the same on 9 replicas, users at 120/s; "
         "analysis-slow: a release that answers in about 2 s; analysis-noisy: 20 healthy releases answering 0.5 %% "
-        "errors; analysis-caught: each kind of bad release 5 times, and 20 healthy releases answering shared bursts",
+        "errors; analysis-caught: each kind of bad release 5 times, and 20 healthy releases answering shared bursts; "
+        "analysis-weighted: a weighted canary's bad release through the load balancer stand-in",
     )
     args = parser.parse_args()
+    if args.only == weighted.STEM:
+        weighted_part(Path(tempfile.mkdtemp(prefix="rolling-traffic-")))
+        return 0
     if args.only == caught.STEM:
         caught_part(Path(tempfile.mkdtemp(prefix="rolling-traffic-")))
         return 0
