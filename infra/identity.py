@@ -39,3 +39,6 @@ INGRESS_TYPE = "kubernetes:networking.k8s.io/v1:Ingress"
 # image the local node's registry holds (cluster/images.sh watchdog, pushed with every `make cluster-up`).
 WATCHDOG = "rolling-watchdog"
 LOCAL_WATCHDOG_IMAGE = "localhost:5000/rolling-watchdog:rolling"
+# The well-known label of a node's zone (Fargate's nodes carry it too); since Kubernetes 1.35 (beta,
+# KEP-4742: the PodTopologyLabels admission) the API server copies it onto each pod as the pod is bound.
+ZONE_LABEL = "topology.kubernetes.io/zone"

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import strategy
-from infra.identity import CONTAINER, LABELS
+from infra.identity import CONTAINER, LABELS, ZONE_LABEL
 
 REVISION_HISTORY = 5
 # The page the probes read (and, on eks, the ALB's health check).
@@ -32,8 +32,6 @@ SCRATCH_LIMITS = {"cache": "64Mi", "run": "1Mi", "tmp": "64Mi"}
 # requests + 10% + 5 GiB": https://aws.amazon.com/blogs/containers/amazon-eks-fargate-adds-support-for-larger-ephemeral-volumes/),
 # so these cost nothing there.
 EPHEMERAL_STORAGE = {"request": "64Mi", "limit": "256Mi"}
-# The well-known node label of a node's zone (Fargate nodes carry it too).
-ZONE_LABEL = "topology.kubernetes.io/zone"
 # Where the app's server (app/nginx.conf) reads its keep-alive limits from: the program's
 # ConfigMap, mounted read-only. An image that does not read it (the bootstrap image) ignores it.
 KEEPALIVE_DIR = "/etc/nginx/keepalive.d"

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from infra.kube.lease import Holder, LeaseRecord
     from infra.kube.logs import PodLogs
 
+# A ready pod whose zone neither it nor its node says (or whose node this identity may not read).
+UNKNOWN_ZONE = "unknown"
+
 
 class LiveView(AbstractContextManager["LiveView"], Protocol):
     """The rollout's progress while the engine updates (printed as it goes), and the wait after it."""
@@ -55,6 +58,9 @@ class Cluster(Watched, Protocol):
     # The run's lease on its stack, held for the block (infra/kube/lease.py), and as it stands.
     def lease(self, namespace: str, stack: str, holder: Holder, seconds: int = ...) -> Held: ...
     def lease_of(self, namespace: str, stack: str) -> LeaseRecord | None: ...
+
+    # The zones the app's ready pods run in, and how many in each (`rollout status`).
+    def zones(self, namespace: str) -> dict[str, int]: ...
 
     # The watchdog over a judged release (infra/kube/watchdog.py): its Job started, what keeps its pod from
     # running (None: nothing known), and the Job removed with its pod.

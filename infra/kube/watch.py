@@ -12,7 +12,8 @@ from typing import Any
 
 from kubernetes import client
 
-from infra.identity import DEPLOYMENT, SELECTOR
+from infra.identity import DEPLOYMENT, PODS_SELECTOR, SELECTOR, ZONE_LABEL
+from infra.kube.cluster import UNKNOWN_ZONE
 from infra.kube.lease import LEASE_SECONDS, Holder, LeaseRecord, RunLease, read_lease
 from infra.kube.logs import PodLogs
 from infra.kube.revisions import Revision, revisions
@@ -172,6 +173,33 @@ class LiveCluster:
     def lease_of(self, namespace: str, stack: str) -> LeaseRecord | None:
         return read_lease(self.api, namespace, stack)
 
+    def zones(self, namespace: str) -> dict[str, int]:
+        """The app's ready pods (the Deployment's and a canary's) by the zone each runs in: the pod's own zone
+        label (the API server copies its node's onto it from Kubernetes 1.35), else its node's when the node
+        can be read; UNKNOWN_ZONE for a pod whose zone neither says."""
+        core = client.CoreV1Api(self.api)
+        pods = core.list_namespaced_pod(namespace, label_selector=PODS_SELECTOR, _request_timeout=READ_TIMEOUT)
+        nodes: dict[str, str] = {}
+
+        def node_zone(name: str) -> str:
+            if name not in nodes:
+                try:
+                    labels = core.read_node(name, _request_timeout=READ_TIMEOUT).metadata.labels or {}
+                except client.ApiException:  # not allowed to read nodes (eks's deploy role), or gone
+                    labels = {}
+                nodes[name] = labels.get(ZONE_LABEL, UNKNOWN_ZONE)
+            return nodes[name]
+
+        found: dict[str, int] = {}
+        for pod in pods.items:
+            if pod.metadata.deletion_timestamp is not None or not _ready(pod):
+                continue
+            zone = (pod.metadata.labels or {}).get(ZONE_LABEL) or (
+                node_zone(pod.spec.node_name) if pod.spec.node_name else UNKNOWN_ZONE
+            )
+            found[zone] = found.get(zone, 0) + 1
+        return dict(sorted(found.items()))
+
     def set_image(self, namespace: str, name: str, container: str, image: str) -> None:
         """``container`` of Deployment ``name`` to ``image``, as `kubectl set image` does (a strategic merge
         patch of the pod template): a template the Deployment had before brings its ReplicaSet back."""
@@ -325,3 +353,9 @@ def _when(event: Any) -> float:
     """When an event last happened, for ordering (its count's last time, else its creation)."""
     stamp = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
     return stamp.timestamp() if stamp is not None else 0.0
+
+
+def _ready(pod: Any) -> bool:
+    """Whether the pod's Ready condition is True (it takes requests)."""
+    status = pod.status
+    return any(c.type == "Ready" and c.status == "True" for c in (status.conditions if status else None) or ())

@@ -133,6 +133,8 @@ def test_a_canary_its_evidence_cannot_decide_is_paused_for_a_person_with_analysi
     assert ready_pods_by_image(deployed) == {image("1.14.2"): 3, image("1.16.1"): 1}
     code, status, err = rollout(deployed, "status")
     assert code == Exit.OK and not status.get("unfinished"), status
+    # The ready pods by zone, the canary's too (the local node carries no zone label).
+    assert status["status"]["zones"] == {"unknown": 4}, status["status"]
     code, result, err = rollout(deployed, "abort", "--yes")
     assert (code, result["outcome"]) == (Exit.OK, "canary removed"), err
     wait_for(lambda: no_canary(deployed) and pods_of(deployed, image("1.16.1")) == 0, 30, "the canary to go")

@@ -338,10 +338,17 @@ class FakeCluster:
         self.watchdog_starts = True
         self.job_trouble: str | None = None
         self.held_leases: list[FakeHeld] = []
+        # The app's ready pods by zone, as `rollout status` reads them; an exception: they cannot be read.
+        self.pod_zones: dict[str, int] | Exception = {"ap-northeast-2a": 2, "ap-northeast-2c": 1}
 
     def read(self, kubeconfig: str | None) -> FakeCluster:
         self.kubeconfigs.append(kubeconfig)
         return self
+
+    def zones(self, namespace: str) -> dict[str, int]:
+        if isinstance(self.pod_zones, Exception):
+            raise self.pod_zones
+        return dict(self.pod_zones)
 
     def health(self, namespace: str, name: str) -> Health:
         assert name == DEPLOYMENT

@@ -198,7 +198,9 @@ def test_status_shows_what_runs_and_the_unfinished_release() -> None:
         "watchdog": None,
         "then": "it goes on serving unjudged until the next `rollout` on the stack aborts it",
     }
-    shape = {"deployed": True, "image": NEW, "replicas": 3, "ready": 3, "complete": True, "canary": None}
+    zones = {"ap-northeast-2a": 2, "ap-northeast-2c": 1}
+    shape = {"deployed": True, "image": NEW, "replicas": 3, "ready": 3, "complete": True, "zones": zones}
+    shape["canary"] = None
     assert report.status == {**shape, "judge": judge}
     assert report.unfinished is not None and report.unfinished["stage"] == "bake"
 

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from infra.kube import watchdog
-from infra.kube.cluster import short
+from infra.kube.cluster import UNKNOWN_ZONE, short
 from infra.kube.lease import holder_gone
 from infra.rollout.command import unfinished
 from infra.rollout.command.outcome import Outcome, Stop
@@ -31,6 +31,8 @@ def run(session: Session, values: dict[str, str]) -> Outcome:
         health = session.look(settings)
         shown.update(image=health.image, replicas=health.replicas, ready=health.ready, complete=health.complete)
         lines.append(f"stack {stack} runs {health}{'' if health.complete else ' (its rollout is not complete)'}")
+        shown["zones"], said = zones(session, settings)
+        lines.append(said)
     else:
         lines.append(f"stack {stack} has not been deployed")
     # The canary the state holds (the config in this checkout may not name it: a run that died left it).
@@ -57,6 +59,22 @@ def run(session: Session, values: dict[str, str]) -> Outcome:
     if not session.request.json:
         print("\n".join(lines), file=session.out)
     return Outcome.LISTED
+
+
+def zones(session: Session, settings: Settings) -> tuple[dict[str, int] | None, str]:
+    """The zones the app's ready pods run in (None when they cannot be read), and a line. On eks the pods are
+    asked to spread over zones, which Fargate does not honour (docs/rollouts.md): this says where they are."""
+    try:
+        namespace, _ = session.deployment(settings)
+        found = session.cluster(settings).zones(namespace)
+    except Exception as err:  # the Deployment was read above: the zones are a detail
+        return None, f"zones: the pods could not be read ({short(err)})"
+    if not found:
+        return found, "zones: no ready pod"
+    spread = ", ".join(f"{zone} {count}" for zone, count in found.items())
+    one = len([zone for zone in found if zone != UNKNOWN_ZONE]) == 1 and sum(found.values()) > 1
+    warning = "; every ready pod is in one zone, which a zone's outage takes whole" if one else ""
+    return found, f"zones: {spread} (ready pods){warning}"
 
 
 def who_judges(session: Session, settings: Settings) -> tuple[dict[str, Any], str]:
