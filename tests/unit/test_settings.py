@@ -454,6 +454,7 @@ def test_a_canary_gets_its_share_by_weights_on_eks_and_by_pods_elsewhere() -> No
         ({"canaryWeight": "5"}, "rolling:canaryWeight 5 sends 5 % of users' requests to the canary, but canaryTag"),
         ({"canaryWeight": "5", "canaryTag": "1.2", "canaryTraffic": "pods"}, "which canaryTraffic pods has none of"),
         ({"canarySteps": "25,5"}, "rolling:canarySteps '25,5' must grow at every step"),
+        ({"canarySteps": "5,5"}, "rolling:canarySteps '5,5' must grow at every step"),
         ({"canarySteps": "5,100"}, "rolling:canarySteps 100 is out of range; use 1 to 99"),
         ({"canarySteps": "1,2,3,4,5,6"}, "has 6 steps; use at most 5"),
         ({"canaryWeight": "101", "canaryTag": "1.2"}, "rolling:canaryWeight 101"),
