@@ -77,8 +77,13 @@ def measure(workdir: Path, repository: str, runs: int = RUNS) -> dict[str, Any]:
                         way = analysis.bad_release(stack, url, row.name, "--canary", "1", shape=shape)
                         found.append({k: v for k, v in way.items() if k != "responses"})
                     rows.append({"name": row.name, "steps": row.steps, "propagation_s": delay, "runs": found})
+                    write(result(rows))  # each row as it ends: a part that fails later keeps the rows before
     finally:
         stack.destroy()
+    return result(rows)
+
+
+def result(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"rate": analysis.RATE, "replicas": analysis.STANDARD.replicas, "rows": rows}
 
 

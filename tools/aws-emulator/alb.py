@@ -2,7 +2,8 @@
 
 For each Ingress of class `alb` (in the namespaces given, else all), as the controller would:
 - a load balancer: an HTTP listener on port 80 of a loopback address of its own (127.77.x.y), which it
-  writes into the Ingress's status (`status.loadBalancer.ingress[0].ip`: the stack's url);
+  writes into the Ingress's status (`status.loadBalancer.ingress[0].ip`: the stack's url); the address the
+  status has from an earlier run of the stand-in is taken again when free, so a stack's url outlives it;
 - its listener's default action from the Ingress's default backend: one Service, or with the port
   `use-annotation` the forward action of the annotation `alb.ingress.kubernetes.io/actions.<name>`, whose
   target groups are Services and whose weights split the requests;
@@ -240,10 +241,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.forward()
 
 
-def listen(taken: set[str]) -> tuple[str, http.server.ThreadingHTTPServer]:
-    """A loopback address of the load balancer's own, listening on port 80."""
-    for _ in range(200):
-        address = f"127.77.{random.randint(0, 255)}.{random.randint(1, 254)}"
+def listen(taken: set[str], prefer: str | None = None) -> tuple[str, http.server.ThreadingHTTPServer]:
+    """A loopback address of the load balancer's own, listening on port 80: ``prefer`` (the address the Ingress
+    has from an earlier run of the stand-in, so its stack's url stays) when it is free, else a new one."""
+    wanted = [prefer] if prefer and prefer.startswith("127.77.") else []
+    for attempt in range(200):
+        address = wanted[0] if attempt == 0 and wanted else f"127.77.{random.randint(0, 255)}.{random.randint(1, 254)}"
         if address in taken:
             continue
         try:
@@ -289,7 +292,8 @@ class Standin:
             seen.add(key)
             if meta.get("deletionTimestamp"):
                 continue
-            balancer = self.balancers.get(key) or self.make(*key)
+            had = ((ingress.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [{}]
+            balancer = self.balancers.get(key) or self.make(*key, prefer=had[0].get("ip"))
             asked = forward_of(ingress)
             if asked is not None and asked != balancer.asked:
                 balancer.asked, balancer.due = asked, time.monotonic() + self.propagation_s
@@ -299,8 +303,8 @@ class Standin:
         for key in set(self.balancers) - seen:
             self.remove(self.balancers.pop(key))
 
-    def make(self, namespace: str, name: str) -> Balancer:
-        address, server = listen({b.address for b in self.balancers.values()})
+    def make(self, namespace: str, name: str, prefer: str | None = None) -> Balancer:
+        address, server = listen({b.address for b in self.balancers.values()}, prefer)
         made = self.elbv2.create_load_balancer(
             Name=aws_name(namespace, name)[:32], Subnets=self.subnets, Scheme="internal", Type="application"
         )["LoadBalancers"][0]
