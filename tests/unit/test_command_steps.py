@@ -13,6 +13,7 @@ from infra.identity import DEPLOYMENT
 from infra.kube.status import Health
 from infra.rollout.command.judging import Judging
 from infra.rollout.command.outcome import Stop
+from infra.rollout.command.session import UnconfirmedError
 from infra.rollout.command.steps import IncompleteRolloutError, Steps, image_config
 from infra.rollout.engine import StackBusyError
 from infra.rollout.exits import Exit
@@ -57,7 +58,12 @@ def test_terminal_confirmation(answer: str, confirmed: bool) -> None:
 
 
 def test_yes_skips_the_question() -> None:
-    steps("--yes").confirm()
+    # With a terminal that would say no: --yes neither asks nor reads it.
+    terminal = TTY("n\n")
+    unattended = steps("--yes", stdin=terminal)
+    unattended.confirm()
+    assert "Roll dev to" not in said(unattended.session)
+    assert terminal.readline() == "n\n", "the answer was left unread"
 
 
 def test_an_update_that_returns_before_the_rollout_completes_is_waited_for() -> None:
@@ -65,8 +71,15 @@ def test_an_update_that_returns_before_the_rollout_completes_is_waited_for() -> 
     view = FakeView(None)
     waiting.update(NEW, view, None, {"rolling:imageTag": "1.16.1"})
     assert view.waited == [NEW.await_timeout_seconds]
-    with pytest.raises(IncompleteRolloutError, match="did not complete within 70s"):
-        waiting.update(NEW, FakeView("the rollout did not complete within 70s"), None, {})
+    engine = waiting.session.engine
+    assert engine.up_configs[-1] == {"rolling:imageTag": "1.16.1"}  # type: ignore[attr-defined]
+    # What the wait found is the run's failure, whatever its words; a cluster that cannot be read after an
+    # update that succeeded is no failure of the release, and is said apart.
+    with pytest.raises(IncompleteRolloutError) as incomplete:
+        waiting.update(NEW, FakeView("pod p: ImagePullBackOff"), None, {})
+    assert str(incomplete.value) == "pod p: ImagePullBackOff"
+    with pytest.raises(UnconfirmedError, match="the update succeeded, but the cluster could not be read"):
+        waiting.update(NEW, FakeView(ConnectionError("refused")), None, {})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
