@@ -92,6 +92,16 @@ def test_latency_is_the_share_of_slow_answers_never_the_slowest_of_a_few() -> No
     assert verdict.p99_ms == pytest.approx(2100, rel=0.011)
 
 
+def test_a_p99_at_the_limit_clears_and_three_times_as_many_slow_answers_are_condemned() -> None:
+    # maxP99Ms is a p99: 1 answer in 100 may be slower. 1 % slow over 1,000 answers, spread evenly, clears;
+    # 3 % slow (three times what a p99 allows) is condemned, as an error ratio at three times its limit is.
+    at_limit = [Sample(i * 0.1, 200, 1.5 if i % 100 == 50 else 0.01, "1.1") for i in range(1000)]
+    assert judge(at_limit, "1.1", THRESHOLDS).state is State.PASS
+    three_times = [Sample(i * 0.1, 200, 1.5 if i % 100 in (10, 40, 70) else 0.01, "1.1") for i in range(1000)]
+    verdict = judge(three_times, "1.1", THRESHOLDS)
+    assert verdict.state is State.BREACH and "maxP99Ms 1000" in verdict.reason
+
+
 def served(version: str, count: int, *, client_s: float, server_s: float, t0: float = 0.0) -> list[Sample]:
     """``count`` answers as the prober timed them (``client_s``, the network's time with the server's) and
     as the server logged the same requests (``server_s``): counted once, timed by the server."""
