@@ -97,6 +97,14 @@ def test_too_few_requests_never_clear_a_release_and_errors_beyond_doubt_condemn_
     assert judge_minutes(minutes((20, 20, None)), OLD_ALONE, "1.1.0", LIMITS, alone_since=T0).breached
 
 
+def test_a_minutes_p99_is_judged_from_a_hundred_requests() -> None:
+    # A p99 means one answer in a hundred: from 100 requests in the minute it is judged, below it is not.
+    judged = judge_minutes(minutes((100, 0, 5000.0)), OLD_ALONE, "1.1.0", LIMITS, alone_since=T0)
+    assert judged.state is State.BREACH and "p99 latency 5000 ms" in judged.reason, judged
+    unjudged = judge_minutes(minutes((99, 0, 5000.0)), OLD_ALONE, "1.1.0", LIMITS, alone_since=T0)
+    assert unjudged.state is not State.BREACH and unjudged.p99_ms is None, unjudged
+
+
 def test_latency_is_held_against_the_new_version_only_where_the_old_one_kept_within_it() -> None:
     slow_shared = minutes((600, 0, 1400.0), (600, 0, 200.0))
     verdict = judge_minutes(slow_shared, OLD_ALONE, "1.1.0", LIMITS, alone_since=None)
