@@ -96,3 +96,30 @@ def test_the_noisy_releases_are_the_last_run() -> None:
     published = " ".join((RESULTS / "analysis-noisy.md").read_text().split("\n", 2)[2].split())
     assert published in text
     assert f"{found['shipped']} of {len(found['releases'])} shipped" in published
+
+
+def test_the_readmes_caught_figures_are_the_last_caught_run() -> None:
+    # The README's sentence on `make bench-caught`: bad responses and the time to the old version everywhere for
+    # the release answering every user 500 (with and without a canary), and how often each other kind was caught.
+    text = " ".join((ROOT / "README.md").read_text().split())
+    found = results("analysis-caught.json")
+    rows = {r["name"]: r["runs"] for r in found["rows"]}
+
+    def spread(values: list[float]) -> str:
+        low, high = min(values), max(values)
+        return f"{low:g}" if low == high else f"{low:g} to {high:g}"
+
+    canary, plain = rows["Ready, every answer 500, --canary 1"], rows["Ready, every answer 500"]
+    bad = f"{spread([r['bad_responses'] for r in canary])} bad responses with a canary and "
+    bad += f"{spread([r['bad_responses'] for r in plain])} without"
+    assert bad in text, bad
+    restored = [r["first_bad_to_restored_s"] for r in canary + plain]
+    assert f"{min(restored):.1f} to {max(restored):.1f} s after the first" in text
+    caught = {name: sum(r["exit"] == 15 for r in runs) for name, runs in rows.items()}
+    for name in ("5 % of answers 500", "10 % of connections closed unanswered", "pages in about 2 s"):
+        assert caught[name] == 5, name  # "each caught 5 times of 5"
+    assert "each caught 5 times of 5" in text
+    assert f"3 % failing (inside the zone the test is indifferent to) {caught['3 % of answers 500']} of 5" in text
+    bursts = found["bursts"]
+    releases = bursts["releases"]
+    assert bursts["shipped"] == len(releases) and f"{len(releases)} healthy releases answering shared" in text
