@@ -95,6 +95,14 @@ def spread(values: list[float]) -> str:
     return f"{low:g}" if low == high else f"{low:g} to {high:g}"
 
 
+def cells(runs: list[dict[str, Any]]) -> str:
+    """A row's caught (exit 15), bad responses and first bad to the old version everywhere, over its runs."""
+    caught = sum(r["exit"] == 15 for r in runs)
+    restored = [r["first_bad_to_restored_s"] for r in runs if r["first_bad_to_restored_s"] is not None]
+    never = "" if len(restored) == len(runs) else f" ({len(runs) - len(restored)} never)"
+    return f"{caught} of {len(runs)} | {spread([r['bad_responses'] for r in runs])} | {spread(restored)} s{never}"
+
+
 def markdown(found: dict[str, Any]) -> str:
     lines = [
         f"# Bad releases, {found['replicas']} replicas, users at {found['rate']} requests a second (new connections,"
@@ -104,14 +112,7 @@ def markdown(found: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for row in found["rows"]:
-        runs = row["runs"]
-        caught = sum(r["exit"] == 15 for r in runs)
-        restored = [r["first_bad_to_restored_s"] for r in runs if r["first_bad_to_restored_s"] is not None]
-        lines.append(
-            f"| {row['name']} | {caught} of {len(runs)} | {spread([r['bad_responses'] for r in runs])} | "
-            f"{spread(restored)} s{'' if len(restored) == len(runs) else f' ({len(runs) - len(restored)} never)'} | "
-            f"{spread([r['command_s'] for r in runs])} s |"
-        )
+        lines.append(f"| {row['name']} | {cells(row['runs'])} | {spread([r['command_s'] for r in row['runs']])} s |")
     bursts = found["bursts"]
     lines += ["", analysis.noisy_markdown(bursts, "shared bursts (half their answers 500, 2 s in every 100)")]
     return "\n".join(lines).rstrip() + "\n"

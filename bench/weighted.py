@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import analysis
-from bench.caught import spread
+from bench.caught import cells, spread
 from bench.run import RESULTS, Stack, progress
 from infra.rollout.review import JUDGED_WITHIN_S
 from rigs import alb, load
@@ -98,14 +98,9 @@ def markdown(found: dict[str, Any]) -> str:
     ]
     for row in found["rows"]:
         runs = row["runs"]
-        caught = sum(r["exit"] == 15 for r in runs)
-        restored = [r["first_bad_to_restored_s"] for r in runs if r["first_bad_to_restored_s"] is not None]
         mitigated = [r["mitigated_s"] for r in runs if r.get("mitigated_s") is not None]
-        lines.append(
-            f"| {row['name']} | {caught} of {len(runs)} | {spread([r['bad_responses'] for r in runs])} | "
-            f"{spread(restored)} s{'' if len(restored) == len(runs) else f' ({len(runs) - len(restored)} never)'} | "
-            f"{spread(mitigated)} s | {spread([r['command_s'] for r in runs])} s |"
-        )
+        command = spread([r["command_s"] for r in runs])
+        lines.append(f"| {row['name']} | {cells(runs)} | {spread(mitigated)} s | {command} s |")
     return "\n".join(lines).rstrip() + "\n"
 
 

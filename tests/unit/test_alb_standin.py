@@ -8,7 +8,6 @@ import http.client
 import http.server
 import importlib.util
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from infra.identity import CANARY_SERVICE, SERVICE
 from infra.weights import ACTION, ACTION_ANNOTATION, USE_ANNOTATION, forward_action, service_of
-from tests.unit.loopback import POLL_S, Server
+from tests.unit.loopback import serving
 
 STANDIN = Path(__file__).resolve().parents[2] / "tools" / "aws-emulator" / "alb.py"
 
@@ -75,29 +74,17 @@ def target(status: int) -> Iterator[int]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server = Server(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL_S}, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 @contextmanager
 def listener(targets: dict[str, Any], weights: tuple[tuple[str, int], ...]) -> Iterator[int]:
     """The stand-in's listener on loopback with ``targets`` and ``weights`` applied; its port."""
-    server = Server(("127.0.0.1", 0), ALB.Handler)
-    balancer = ALB.Balancer("ns", "nginx", "127.0.0.1", "arn", server, applied=weights, targets=targets)
-    server.RequestHandlerClass = type("Bound", (ALB.Handler,), {"balancer": balancer})
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL_S}, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
+    # The balancer's own server is the stand-in's to run; here the test's loopback server runs its handler.
+    balancer = ALB.Balancer("ns", "nginx", "127.0.0.1", "arn", None, applied=weights, targets=targets)
+    with serving(type("Bound", (ALB.Handler,), {"balancer": balancer})) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def get(port: int) -> tuple[int, dict[str, str], bytes]:
