@@ -11,6 +11,7 @@ the load balancer). Writes bench/results/analysis-weighted.{json,md}.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,6 @@ from bench.caught import cells, spread
 from bench.run import RESULTS, Stack, progress
 from infra.rollout.review import JUDGED_WITHIN_S
 from rigs import alb, load
-from tests.e2e.harness import wait_for
 
 STEM = "analysis-weighted"
 RUNS = 5
@@ -68,7 +68,7 @@ def measure(workdir: Path, repository: str, runs: int = RUNS) -> dict[str, Any]:
                 stack.env.update(lb.env())
                 stack.up()
                 url = stack.pulumi("stack", "output", "url").stdout.strip() + "/version.txt"
-                wait_for(lambda: load.fetch_version(url) == analysis.OLD, 20, "the load balancer to answer")  # noqa: B023
+                answering(url)
                 for row in (r for r in ROWS if r.propagation_s == delay):
                     stack.configure(canarySteps=row.steps)
                     found = []
@@ -81,6 +81,15 @@ def measure(workdir: Path, repository: str, runs: int = RUNS) -> dict[str, Any]:
     finally:
         stack.destroy()
     return result(rows)
+
+
+def answering(url: str, within_s: float = 20.0) -> None:
+    """Wait until the load balancer at ``url`` answers with the old version (its stand-in has just started)."""
+    deadline = time.monotonic() + within_s
+    while load.fetch_version(url) != analysis.OLD:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer {analysis.OLD} within {within_s:.0f} s")
+        time.sleep(0.5)
 
 
 def result(rows: list[dict[str, Any]]) -> dict[str, Any]:

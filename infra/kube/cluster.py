@@ -17,9 +17,6 @@ if TYPE_CHECKING:
     from infra.kube.lease import Holder, LeaseRecord
     from infra.kube.logs import PodLogs
 
-# A ready pod whose zone neither it nor its node says (or whose node this identity may not read).
-UNKNOWN_ZONE = "unknown"
-
 
 class LiveView(AbstractContextManager["LiveView"], Protocol):
     """The rollout's progress while the engine updates (printed as it goes), and the wait after it."""

@@ -19,6 +19,9 @@ from typing import Any
 # passes (k8s.io/kubernetes pkg/controller/deployment/util: TimedOutReason).
 DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 
+# A ready pod whose zone neither it nor its node says (or whose node this identity may not read).
+UNKNOWN_ZONE = "unknown"
+
 
 @dataclass(frozen=True)
 class Health:

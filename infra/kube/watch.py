@@ -13,11 +13,10 @@ from typing import Any
 from kubernetes import client
 
 from infra.identity import DEPLOYMENT, PODS_SELECTOR, SELECTOR, ZONE_LABEL
-from infra.kube.cluster import UNKNOWN_ZONE
 from infra.kube.lease import LEASE_SECONDS, Holder, LeaseRecord, RunLease, read_lease
 from infra.kube.logs import PodLogs
 from infra.kube.revisions import Revision, revisions
-from infra.kube.status import Health, Verdict, definitive_failure, pending_cause, wait_complete
+from infra.kube.status import UNKNOWN_ZONE, Health, Verdict, definitive_failure, pending_cause, wait_complete
 from infra.kube.watchdog import RETIRE_WITHIN_S
 
 # How long one read of the Deployment may take: seconds to connect, seconds to answer. Without it a

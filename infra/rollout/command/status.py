@@ -9,8 +9,9 @@ import time
 from typing import Any
 
 from infra.kube import watchdog
-from infra.kube.cluster import UNKNOWN_ZONE, short
+from infra.kube.cluster import short
 from infra.kube.lease import holder_gone
+from infra.kube.status import UNKNOWN_ZONE
 from infra.rollout.command import unfinished
 from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import Session
