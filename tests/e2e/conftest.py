@@ -32,6 +32,7 @@ LONGEST = (
     "test_the_first_day_as_written",
     "test_history_tells_each_release",
     "test_a_runner_lost_during",
+    "test_a_weighted_canary_that_breaches",
 )
 
 
