@@ -3,6 +3,10 @@ its plan, the update and its wait, the config put back on a busy stack, and the 
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +15,9 @@ import pytest
 from infra import release
 from infra.identity import DEPLOYMENT
 from infra.kube.status import Health
+from infra.rollout.analysis import Judgement, State
 from infra.rollout.command.judging import Judging
-from infra.rollout.command.outcome import Stop
+from infra.rollout.command.outcome import Outcome, Stop
 from infra.rollout.command.session import UnconfirmedError
 from infra.rollout.command.steps import IncompleteRolloutError, Steps, image_config
 from infra.rollout.engine import StackBusyError
@@ -240,3 +245,57 @@ def test_a_cluster_eks_upgraded_itself_stops_the_release_with_its_own_exit_code(
     assert s.report.changed is False and "nothing was changed" in said(s)
     assert "preview refused" in said(s) and "runs Kubernetes 1.36" in said(s)
     assert "up" not in engine.steps
+
+
+class OtherThreadGate:
+    """A gate whose analysis finds a breach on a thread of its own (as Gate's watcher does) while the run's
+    thread is judging: ``breach`` set at once, its ``on_breach`` (the mitigation, then the interrupt) run there."""
+
+    def __init__(self, on_breach: Any) -> None:
+        self.on_breach = on_breach
+        self.breach: Judgement | None = None
+        self.found = threading.Event()
+
+    def find(self) -> None:
+        self.breach = Judgement(State.BREACH, "1.16.1", 5, 5, 1.0, "5 of its 5 answers were errors", {}, 1.0)
+        self.found.set()
+        self.on_breach("the analysis found it")
+
+
+def test_the_recovery_starts_once_the_breachs_mitigation_and_interrupt_are_done() -> None:
+    # The run's thread sees the breach at once and recovers; the analysis's thread is still mitigating (a
+    # weighted canary's weight waited for from the load balancer: seconds, or ten and more on AWS) and then
+    # interrupts the engine. Were the recovery's updates to start meanwhile, that interrupt would cut the first
+    # of them short (seen through the load balancer stand-in with a 10-s delay: "rollback failed" every time).
+    s = steps("--yes")
+    order: list[str] = []
+    s.session.engine.interrupt = lambda: order.append("interrupt")  # type: ignore[method-assign]
+    made: list[OtherThreadGate] = []
+
+    @contextmanager
+    def gate(url: str, settings: Settings, on_breach: Any, *, pause_undecided: bool = False) -> Iterator[Any]:
+        made.append(OtherThreadGate(on_breach))
+        yield made[0]
+
+    s.judging.gate = gate  # type: ignore[method-assign]
+
+    def judge(found: Any) -> Judgement:
+        threading.Thread(target=found.find, daemon=True).start()
+        found.found.wait(5)
+        breach: Judgement | None = found.breach
+        assert breach is not None
+        return breach
+
+    def recover(error: str, breach: Any, prepared: Any) -> Stop:
+        order.append("recover")
+        return Stop(Outcome.ABORTED, error)
+
+    def mitigate() -> None:
+        time.sleep(0.3)
+        order.append("mitigated")
+
+    with s.prepared(NEW, config={"rolling:imageTag": "1.16.1"}, plan_text="", canary=True, ask=False) as prepared:
+        prepared.url = "http://app.example"
+        with pytest.raises(Stop):
+            s.judged_update(prepared, NEW, {}, stage="canary", judge=judge, recover=recover, mitigate=mitigate)
+    assert order == ["mitigated", "interrupt", "recover"]

@@ -4,11 +4,12 @@ evidence, confirm), run it under watch and judgement, and restore what served wh
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra import release
@@ -53,6 +54,11 @@ def image_config(settings: Settings, configured: dict[str, str]) -> dict[str, st
     return config
 
 
+# How long a breach's mitigation may take before the recovery starts anyway: the longest mitigation (a weighted
+# canary's weight read back, weighted.MITIGATE_WITHIN_S, or the failing pods retired) and a margin.
+ACT_WITHIN_S = 120.0
+
+
 @dataclass
 class Prepared:
     """An update previewed and confirmed: its live view (being made), the watch's verdict (which interrupts
@@ -62,6 +68,10 @@ class Prepared:
     verdict: Verdict
     url: str | None
     plan: Path
+    # An analysis breach: found (its mitigation under way), and acted on (mitigated, the engine interrupted).
+    # Both happen on the analysis's own thread while this one may be waiting on something else.
+    breach_found: threading.Event = field(default_factory=threading.Event)
+    breach_acted: threading.Event = field(default_factory=threading.Event)
 
     def known_at(self) -> float:
         """When the failure being recovered from was known (monotonic): when the watch decided it, or now, as
@@ -202,9 +212,13 @@ class Steps:
         gate: Gate | None = None
 
         def breached(reason: str) -> None:
-            if mitigate is not None:
-                self.mitigated(mitigate)
-            prepared.verdict.decide(reason)
+            prepared.breach_found.set()
+            try:
+                if mitigate is not None:
+                    self.mitigated(mitigate)
+                prepared.verdict.decide(reason)
+            finally:
+                prepared.breach_acted.set()
 
         if record is not None:
             record.stage("canary" if stage == "canary" else "bake", plan)
@@ -239,6 +253,10 @@ class Steps:
             breach = gate.breach if gate is not None else None
             if breach is not None:
                 s.report.analysis = breach.as_json()
+                # The analysis's thread may still be mitigating (a weighted canary's weight waits for the load
+                # balancer): its interrupt, which follows, must not meet the recovery's own updates.
+                if prepared.breach_found.is_set() and not prepared.breach_acted.wait(ACT_WITHIN_S):
+                    s.say(f"rollout: the breach's mitigation did not end within {ACT_WITHIN_S:.0f}s; recovering")
             raise recover(prepared.verdict.reason or summary(err), breach, prepared) from None
         except UnconfirmedError as err:
             raise Stop(Outcome.UNCONFIRMED, str(err)) from None

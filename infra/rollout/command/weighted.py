@@ -78,7 +78,7 @@ def step(
             the update on) has taken the share away, and ends the wait."""
             runner, clock = session.metrics_runner(session.region), steps.judging.clock
             try:
-                took = listener.await_share(runner, url, share, clock, stop=lambda: prepared.verdict.reason is not None)
+                took = listener.await_share(runner, url, share, clock, stop=prepared.breach_found.is_set)
             except WeightsError as err:
                 raise IncompleteRolloutError(str(err)) from None
             if took is not None:
