@@ -123,3 +123,9 @@ def test_the_readmes_caught_figures_are_the_last_caught_run() -> None:
     bursts = found["bursts"]
     releases = bursts["releases"]
     assert bursts["shipped"] == len(releases) and f"{len(releases)} healthy releases answering shared" in text
+
+
+def test_the_weighted_canarys_table_is_the_last_bench_weighted_run() -> None:
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
+    for line in (RESULTS / "analysis-weighted.md").read_text().splitlines()[2:]:
+        assert line in text, line
