@@ -348,10 +348,13 @@ def test_the_first_day_as_written_then_each_ci_role_at_its_own_steps_and_no_othe
             denied = emulator.aws(deploy_keys, "ecr", "list-tags-for-resource", "--resource-arn", arn, check=False)
             assert "AccessDenied" in denied.stderr, f"the deploy role read {name}'s tags: {denied.stdout}"
         # Grants scoped to a repository hold there (tools/aws-emulator/server.py authorises ECR requests
-        # against the repository they name): the deploy role reads dev's images, not prod's.
-        images = ["ecr", "describe-images", "--repository-name"]
+        # against the repository they name): the deploy role reads dev's images, not prod's; and no longer
+        # describes them (DescribeImages: nothing it runs calls it).
+        images = ["ecr", "batch-get-image", "--image-ids", "imageTag=1.0.0", "--repository-name"]
         assert emulator.aws(deploy_keys, *images, "rolling", check=False).returncode == 0
         assert "AccessDenied" in emulator.aws(deploy_keys, *images, "rolling-prod", check=False).stderr
+        described = emulator.aws(deploy_keys, "ecr", "describe-images", "--repository-name", "rolling", check=False)
+        assert "AccessDenied" in described.stderr, described.stdout
 
         # The infrastructure role makes and changes the stack's own roles (rolling-*) only with the account's
         # permissions boundary (docs/iam/infrastructure-policy.json; tools/aws-emulator/server.py evaluates its
