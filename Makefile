@@ -171,7 +171,7 @@ scan: venv toolchain checkov
 # need more clusters name them after it ($(E2E_CLUSTER)-life, ...). E2E_CLUSTER=name to run
 # beside another checkout's tier.
 E2E_CLUSTER ?= rolling-e2e
-# The whole tier takes about 16 minutes warm on two cores (docs/development.md); a run that takes this long
+# The whole tier takes about 24 minutes warm on two cores (docs/development.md); a run that takes this long
 # has slowed by a wide margin, which fails it (a run of a few tests, E2E_ARGS, is not held to it).
 E2E_BUDGET_S ?= 2700
 # Tests run side by side, three at a time on two cores: most of their time is spent waiting on pods and
